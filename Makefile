@@ -1,0 +1,107 @@
+# libvirt-dac-hook — build, test, install, package.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+DESTDIR   ?=
+PREFIX    ?= /usr
+SYSCONFDIR ?= /etc
+HOOKDIR   ?= $(SYSCONFDIR)/libvirt/hooks
+STATEDIR  ?= /var/lib/libvirt-dac-hook
+MANDIR    ?= $(PREFIX)/share/man
+PKG       := github.com/libvirt-dac-hook/libvirt-dac-hook
+BIN       := bin/libvirt-dac-hook
+LDFLAGS   := -s -w -X $(PKG)/internal/version.Version=$(VERSION)
+GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+FUZZTIME  ?= 5s
+MARKER    := libvirt-dac-hook-binary-marker-v1
+
+.PHONY: all build test unit e2e vet fuzz fuzz-long bench install uninstall packages clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./hook
+
+# The whole test suite: unit tests, brief fuzzing, then real libvirtd + QEMU.
+test: vet unit fuzz e2e
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 ./internal/...
+
+e2e: build
+	$(GO) test -count=1 -timeout 30m -v ./hook/ 2>&1 | tee /tmp/libvirt-dac-hook-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIP|\s+\S+_test.go)' ; test $${PIPESTATUS[0]} -eq 0
+
+# Each fuzz target runs for $(FUZZTIME); `make fuzz-long` runs them longer.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./internal/...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { echo "fuzz $$f failed"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 1x $$pkg; exit 1; }; \
+	  done; \
+	done
+
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=2m
+
+install: build
+	@dst="$(DESTDIR)$(HOOKDIR)/qemu"; \
+	if [ -e "$$dst" ] && ! grep -q "$(MARKER)" "$$dst" 2>/dev/null; then \
+	  echo "refusing to overwrite $$dst: it is not libvirt-dac-hook."; \
+	  echo "move it to $(HOOKDIR)/qemu.d/ (libvirt >= 6.5 runs every executable there) and run make install again."; \
+	  exit 1; \
+	fi; \
+	install -d -m 0755 "$(DESTDIR)$(HOOKDIR)" "$(DESTDIR)$(MANDIR)/man8"; \
+	install -d -m 0700 "$(DESTDIR)$(STATEDIR)"; \
+	install -m 0755 $(BIN) "$$dst.tmp" && mv -f "$$dst.tmp" "$$dst"; \
+	if [ ! -e "$(DESTDIR)$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" ]; then \
+	  install -m 0644 install/libvirt-dac-hook.conf "$(DESTDIR)$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf"; fi; \
+	if [ -f install/libvirt-dac-hook.8 ]; then install -m 0644 install/libvirt-dac-hook.8 "$(DESTDIR)$(MANDIR)/man8/"; fi; \
+	echo "installed $$dst"; \
+	echo "next: set 'dynamic_ownership = 0' in /etc/libvirt/qemu.conf, then restart libvirtd (running VMs survive): libvirtd only finds hooks when it starts."
+
+uninstall:
+	@dst="$(DESTDIR)$(HOOKDIR)/qemu"; \
+	if [ -e "$$dst" ] && grep -q "$(MARKER)" "$$dst"; then rm -f "$$dst"; echo "removed $$dst; restart libvirtd"; fi
+
+clean:
+	rm -rf bin dist
+
+# --- packages: .deb and .rpm with nfpm ----------------------------------------
+# nfpm is pinned and run through the module proxy, so go.mod is untouched.
+# PKG_VERSION: install/pkgversion.sh turns `git describe` into a version valid
+# for dpkg and rpm. SOURCE_DATE_EPOCH (last commit time) fixes every mtime in
+# both packages, so the same commit builds the same bytes.
+NFPM_VERSION ?= v2.45.2
+NFPM         ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+PKG_VERSION  ?= $(shell sh install/pkgversion.sh)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+DIST         ?= dist
+README       ?= README.md
+CONF         ?= install/libvirt-dac-hook.conf
+DEB          = $(DIST)/libvirt-dac-hook_$(PKG_VERSION)_amd64.deb
+RPM          = $(DIST)/libvirt-dac-hook-$(PKG_VERSION).x86_64.rpm
+
+.PHONY: packages test-packages
+
+packages: build
+	@test -f $(README) || { echo "$(README) is missing: it goes into the packages"; exit 1; }
+	@test -f $(CONF) || { echo "$(CONF) is missing: it goes into the packages"; exit 1; }
+	rm -rf dist/stage && mkdir -p dist/stage/scripts $(DIST)
+	gzip -9n < install/libvirt-dac-hook.8 > dist/stage/libvirt-dac-hook.8.gz
+	cp $(BIN) dist/stage/libvirt-dac-hook
+	cp $(README) dist/stage/README.md
+	cp $(CONF) dist/stage/libvirt-dac-hook.conf
+	@for s in preinstall postinstall postremove preremove; do \
+	  { printf '#!/bin/sh\nPHASE=%s\n' $$s; cat install/scripts/maintainer.sh; } > dist/stage/scripts/$$s; \
+	done
+	rm -f $(DEB) $(RPM)
+	PKG_VERSION='$(PKG_VERSION)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' $(NFPM) pkg -f install/nfpm.yaml -p deb -t $(DEB)
+	PKG_VERSION='$(PKG_VERSION)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' $(NFPM) pkg -f install/nfpm.yaml -p rpm -t $(RPM)
+	@ls -l $(DEB) $(RPM)
+
+# Installs, upgrades and removes the .deb on this machine (root), checks the
+# .rpm's metadata and scripts, and puts /etc/libvirt/hooks back as it was.
+test-packages:
+	bash install/test-packages.sh

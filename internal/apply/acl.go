@@ -1,0 +1,107 @@
+package apply
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+)
+
+// aclKey is the journal key of a search grant for uid on a directory.
+func aclKey(id owner.ID, uid uint32) string {
+	return (&journal.Entry{Dev: id.Dev, Ino: id.Ino, TargetUID: uid, ACL: json.RawMessage("{}")}).Key()
+}
+
+// holdACL records that p's domain holds the search grant of step s. A grant
+// already recorded keeps the change it recorded, unless the plan found the
+// grant missing again (then the new change is what release must undo).
+func holdACL(st *journal.State, s *plan.Step, p *plan.Plan, boot string) (*journal.Entry, error) {
+	id := s.Handle.ID()
+	uid := s.Target.UID
+	e := st.Lookup(aclKey(id, uid))
+	if e == nil && !s.ACL.Changed() {
+		// Searchable through a user:<uid> entry that is not ours: the
+		// admin's, and not ours to take away.
+		return nil, nil
+	}
+	raw, err := json.Marshal(s.ACL)
+	if err != nil {
+		return nil, err
+	}
+	h := journal.Holder{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: plan.KindParentDir}
+	if e == nil {
+		e = &journal.Entry{Path: s.Path, Dev: id.Dev, Ino: id.Ino, UID: s.Current.UID, GID: s.Current.GID, TargetUID: uid, ACL: raw, Holders: []journal.Holder{h}, Created: boot}
+		st.Add(e)
+		return e, nil
+	}
+	if s.ACL.Changed() {
+		e.ACL = raw
+	}
+	e.Holders = addHolder(e.Holders, h)
+	return e, nil
+}
+
+// addACL makes the grant of step s and reports whether what was done
+// differs from what was recorded (then e is updated and must be saved).
+func addACL(s *plan.Step, e *journal.Entry) (bool, error) {
+	if err := s.Handle.Refresh(); err != nil {
+		return false, err
+	}
+	c, err := acl.AddUserExec(s.Handle.Fd(), s.Handle.Stat.Mode, s.Target.UID)
+	if err != nil {
+		if errors.Is(err, acl.ErrNotSupported) {
+			return false, fmt.Errorf("QEMU (uid %d) cannot search this directory and its filesystem has no POSIX ACLs: %w; run `chmod o+x %s` or move the image", s.Target.UID, err, s.Path)
+		}
+		return false, err
+	}
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return false, err
+	}
+	if old, _ := json.Marshal(s.ACL); string(old) == string(raw) || e == nil {
+		return false, nil
+	}
+	e.ACL = raw
+	*s.ACL = c
+	return true, nil
+}
+
+func undoACLStep(s *plan.Step, e *journal.Entry) error {
+	if err := s.Handle.Refresh(); err != nil {
+		return err
+	}
+	return acl.Undo(s.Handle.Fd(), s.Handle.Stat.Mode, *s.ACL)
+}
+
+// undoACL takes back a recorded search grant, on the recorded inode only.
+func (r *Runner) undoACL(e *journal.Entry, log logrus.FieldLogger) (bool, error) {
+	var c acl.Change
+	if err := json.Unmarshal(e.ACL, &c); err != nil {
+		return false, fmt.Errorf("restore ACL of %s: record unreadable: %w", e.Path, err)
+	}
+	h, err := owner.Open(e.Path)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			log.Warn("directory is gone; nothing to restore")
+			return true, nil
+		}
+		return false, fmt.Errorf("restore ACL of %s: %w", e.Path, err)
+	}
+	defer h.Close()
+	if id := h.ID(); id.Dev != e.Dev || id.Ino != e.Ino {
+		log.Warn("path now names another directory; left alone")
+		return true, nil
+	}
+	if err := acl.Undo(h.Fd(), h.Stat.Mode, c); err != nil {
+		return false, fmt.Errorf("restore ACL of %s: %w", e.Path, err)
+	}
+	log.WithField("acl", fmt.Sprintf("user:%d:--x", c.UID)).Info("acl removed")
+	return true, nil
+}

@@ -1,0 +1,376 @@
+package apply
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+)
+
+const qemuUID, qemuGID = 64055, 994
+
+type fixture struct {
+	t     *testing.T
+	root  string
+	state string
+	boot  string
+	// orig is each file's owner before any hook ran.
+	orig map[string][2]uint32
+	// dirModes are the modes of the temp dirs before anything ran.
+	dirModes map[string]uint32
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the hook's chowns are done for real")
+	}
+}
+
+func newFixture(t *testing.T, files ...string) *fixture {
+	t.Helper()
+	needRoot(t)
+	f := &fixture{t: t, root: t.TempDir(), boot: "boot-1", orig: map[string][2]uint32{}}
+	f.state = filepath.Join(f.root, "state")
+	f.dirModes = map[string]uint32{}
+	for _, d := range []string{f.root, filepath.Dir(f.root)} {
+		var st unix.Stat_t
+		unix.Stat(d, &st)
+		f.dirModes[d] = st.Mode & 0o777
+	}
+	for i, name := range files {
+		p := filepath.Join(f.root, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		uid, gid := uint32(2000+i), uint32(3000+i)
+		if err := os.Chown(p, int(uid), int(gid)); err != nil {
+			t.Fatal(err)
+		}
+		f.orig[p] = [2]uint32{uid, gid}
+	}
+	return f
+}
+
+func (f *fixture) path(name string) string { return filepath.Join(f.root, name) }
+
+func (f *fixture) runner(fault func(int) error) *Runner {
+	f.t.Helper()
+	st, err := journal.Open(f.state, 2*time.Second)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	st.BootID = f.boot
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	return &Runner{Store: st, Log: log, Fault: fault}
+}
+
+func (f *fixture) plan(dom string, uid, gid uint32, files ...string) *plan.Plan {
+	f.t.Helper()
+	d := &domain.Domain{Name: dom, Relabel: true}
+	for i, name := range files {
+		d.Resources = append(d.Resources, domain.Resource{Path: f.path(name), Kind: domain.KindDisk, From: fmt.Sprintf("disk[%d]", i), Expect: domain.TypeRegular})
+	}
+	p, err := plan.Build(d, plan.Env{RunAs: config.Identity{UID: uid, GID: gid}, MaxDepth: 8, ResolveLabel: config.ParseLabel, ParentACL: true})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(p.Close)
+	return p
+}
+
+func (f *fixture) prepare(dom string, files ...string) error {
+	return f.runner(nil).Prepare(f.plan(dom, qemuUID, qemuGID, files...))
+}
+
+func ownerOf(t *testing.T, p string) [2]uint32 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return [2]uint32{st.Uid, st.Gid}
+}
+
+func (f *fixture) wantOwner(name string, want [2]uint32) {
+	f.t.Helper()
+	if got := ownerOf(f.t, f.path(name)); got != want {
+		f.t.Errorf("owner of %s = %d:%d, want %d:%d", name, got[0], got[1], want[0], want[1])
+	}
+}
+
+func (f *fixture) wantAllOriginal() {
+	f.t.Helper()
+	// t.TempDir's directories are 0700, so prepare granted QEMU search
+	// with ACL entries; they must be gone again, mode unchanged.
+	for _, d := range []string{f.root, filepath.Dir(f.root)} {
+		if _, err := unix.Getxattr(d, "system.posix_acl_access", nil); !errors.Is(err, unix.ENODATA) {
+			f.t.Errorf("%s still has an access ACL (getxattr: %v)", d, err)
+		}
+		var st unix.Stat_t
+		unix.Stat(d, &st)
+		if st.Mode&0o777 != 0o700 && st.Mode&0o777 != f.dirModes[d] {
+			f.t.Errorf("mode of %s = %o after restore", d, st.Mode&0o777)
+		}
+	}
+	for p, want := range f.orig {
+		if got := ownerOf(f.t, p); got != want {
+			f.t.Errorf("owner of %s = %d:%d, want original %d:%d", filepath.Base(p), got[0], got[1], want[0], want[1])
+		}
+	}
+}
+
+func (f *fixture) wantEmptyState() {
+	f.t.Helper()
+	st, err := journal.LoadFile(filepath.Join(f.state, "state.json"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if len(st.Entries) != 0 {
+		f.t.Errorf("state still holds %d entries after everything was released, first %s", len(st.Entries), st.Entries[0].Path)
+	}
+}
+
+var qemu = [2]uint32{qemuUID, qemuGID}
+
+func TestPrepareRelease(t *testing.T) {
+	f := newFixture(t, "a.img", "b.img")
+	if err := f.prepare("vm1", "a.img", "b.img"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("a.img", qemu)
+	f.wantOwner("b.img", qemu)
+	if err := f.runner(nil).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantAllOriginal()
+	f.wantEmptyState()
+	// A second release, and a release of a domain never prepared, are harmless.
+	if err := f.runner(nil).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.runner(nil).Release("never", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantAllOriginal()
+}
+
+func TestSharedFileLastReleaseRestores(t *testing.T) {
+	f := newFixture(t, "base.img", "a.img", "b.img")
+	if err := f.prepare("vm1", "a.img", "base.img"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.prepare("vm2", "b.img", "base.img"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.runner(nil).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("base.img", qemu)
+	f.wantOwner("a.img", f.orig[f.path("a.img")])
+	if err := f.runner(nil).Release("vm2", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantAllOriginal()
+	f.wantEmptyState()
+}
+
+func TestConflictingOwnerNamesBothDomains(t *testing.T) {
+	f := newFixture(t, "base.img")
+	if err := f.prepare("vm1", "base.img"); err != nil {
+		t.Fatal(err)
+	}
+	err := f.runner(nil).Prepare(f.plan("vm2", 5000, 5000, "base.img"))
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "vm1") || !strings.Contains(err.Error(), "vm2") {
+		t.Fatalf("Prepare(vm2) = %v, want a conflict naming vm1 and vm2", err)
+	}
+	f.wantOwner("base.img", qemu)
+	if err := f.runner(nil).Release("vm2", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("base.img", qemu)
+	f.runner(nil).Release("vm1", "-")
+	f.wantAllOriginal()
+}
+
+func TestPrepareFailureRollsBack(t *testing.T) {
+	f := newFixture(t, "a.img", "b.img", "c.img")
+	// An immutable file refuses chown even to root: the third change fails.
+	if out, err := exec.Command("chattr", "+i", f.path("c.img")).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i not possible here: %s", out)
+	}
+	defer exec.Command("chattr", "-i", f.path("c.img")).Run()
+	err := f.prepare("vm1", "a.img", "b.img", "c.img")
+	if err == nil || !strings.Contains(err.Error(), f.path("c.img")) {
+		t.Fatalf("Prepare = %v, want an error naming c.img", err)
+	}
+	f.wantAllOriginal()
+	f.wantEmptyState()
+}
+
+// TestCrashAnywhere kills prepare and release after the k-th mutation, for
+// every k, and checks that a later release (or restore) puts every original
+// owner back and leaves no record behind.
+func TestCrashAnywhere(t *testing.T) {
+	files := []string{"a.img", "b.img", "c.img", "d.img"}
+	kill := func(at int) func(int) error {
+		return func(n int) error {
+			if n == at {
+				return fmt.Errorf("killed at mutation %d", n)
+			}
+			return nil
+		}
+	}
+	for _, phase := range []string{"prepare", "release"} {
+		for k := 1; ; k++ {
+			f := newFixture(t, append([]string{"base.img"}, files...)...)
+			// vm0 also holds base.img, so sharing is exercised.
+			if err := f.prepare("vm0", "base.img"); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if phase == "prepare" {
+				err = f.runner(kill(k)).Prepare(f.plan("vm1", qemuUID, qemuGID, append(files, "base.img")...))
+			} else {
+				if perr := f.prepare("vm1", append(files, "base.img")...); perr != nil {
+					t.Fatal(perr)
+				}
+				err = f.runner(kill(k)).Release("vm1", "-")
+			}
+			done := err == nil // k is past the last mutation: every point was tried
+			if err != nil && !Killed(err) {
+				t.Fatalf("%s killed at %d: %v", phase, k, err)
+			}
+			f.wantOwner("base.img", qemu) // vm0 still runs
+			if err := f.runner(nil).Release("vm1", "-"); err != nil {
+				t.Fatalf("%s killed at %d, release after: %v", phase, k, err)
+			}
+			f.wantOwner("base.img", qemu)
+			if err := f.runner(nil).Release("vm0", "-"); err != nil {
+				t.Fatal(err)
+			}
+			f.wantAllOriginal()
+			f.wantEmptyState()
+			if t.Failed() {
+				t.Fatalf("%s killed after mutation %d left owners wrong", phase, k)
+			}
+			if done {
+				t.Logf("%s: killed at each of %d mutation points, all restored", phase, k-1)
+				break
+			}
+		}
+	}
+}
+
+func TestRebootStaleRecords(t *testing.T) {
+	f := newFixture(t, "a.img", "base.img")
+	if err := f.prepare("vm1", "a.img", "base.img"); err != nil {
+		t.Fatal(err)
+	}
+	// Host crash: no release. Next boot, another domain uses base.img.
+	f.boot = "boot-2"
+	if err := f.prepare("vm2", "base.img"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.runner(nil).Release("vm2", "-"); err != nil {
+		t.Fatal(err)
+	}
+	// base.img got its true original back, not the QEMU owner vm2 found.
+	f.wantOwner("base.img", f.orig[f.path("base.img")])
+	f.wantOwner("a.img", qemu) // stale until restored
+	if err := f.runner(nil).Restore(Selector{Stale: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.wantAllOriginal()
+	f.wantEmptyState()
+}
+
+func TestReleaseLeavesReplacedFileAlone(t *testing.T) {
+	f := newFixture(t, "a.img")
+	if err := f.prepare("vm1", "a.img"); err != nil {
+		t.Fatal(err)
+	}
+	// The image is replaced by a new file (new inode) with the QEMU owner.
+	p := f.path("a.img")
+	os.Rename(p, p+".old")
+	os.WriteFile(p, nil, 0o600)
+	os.Chown(p, qemuUID, qemuGID)
+	if err := f.runner(nil).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("a.img", qemu)
+	f.wantOwner("a.img.old", qemu) // moved away: not followed by name
+	f.wantEmptyState()
+}
+
+func TestDamagedStateKeptAside(t *testing.T) {
+	f := newFixture(t, "a.img")
+	if err := f.prepare("vm1", "a.img"); err != nil {
+		t.Fatal(err)
+	}
+	sp := filepath.Join(f.state, "state.json")
+	b, _ := os.ReadFile(sp)
+	os.WriteFile(sp, b[:len(b)/2], 0o600)
+	err := f.runner(nil).Release("vm1", "-")
+	if !errors.Is(err, journal.ErrDamaged) {
+		t.Fatalf("Release with truncated state = %v, want ErrDamaged", err)
+	}
+	m, _ := filepath.Glob(sp + ".damaged-*")
+	if len(m) != 1 {
+		t.Fatalf("damaged state not kept aside: %v (error was %v)", m, err)
+	}
+	if !strings.Contains(err.Error(), m[0]) {
+		t.Errorf("error %q does not say where the damaged state went", err)
+	}
+}
+
+func TestLockTimeout(t *testing.T) {
+	f := newFixture(t, "a.img")
+	holder := f.runner(nil)
+	if err := holder.Store.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Store.Unlock()
+	r := f.runner(nil)
+	r.Store.LockTimeout = 50 * time.Millisecond
+	err := r.Prepare(f.plan("vm1", qemuUID, qemuGID, "a.img"))
+	if !errors.Is(err, journal.ErrLockTimeout) {
+		t.Fatalf("Prepare under a held lock = %v, want ErrLockTimeout", err)
+	}
+	f.wantAllOriginal()
+}
+
+func TestMigratedSharedFSNotRestored(t *testing.T) {
+	f := newFixture(t, "a.img")
+	if err := f.prepare("vm1", "a.img"); err != nil {
+		t.Fatal(err)
+	}
+	// Mark the entry as on a shared filesystem, as an NFS mount would be.
+	st, _ := journal.LoadFile(filepath.Join(f.state, "state.json"))
+	for _, e := range st.Entries {
+		if e.Path == f.path("a.img") {
+			e.Shared = true
+		}
+	}
+	r := f.runner(nil)
+	r.Store.Save(st)
+	if err := r.Release("vm1", "migrated"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("a.img", qemu)
+	f.wantEmptyState()
+}

@@ -1,0 +1,356 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/version"
+)
+
+var errHelpShown = errors.New("help shown")
+
+func newFlags(e *env, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stdout, "Usage: libvirt-dac-hook %s\n\n", synopsis)
+		fs.SetOutput(e.stdout)
+		fs.PrintDefaults()
+		fmt.Fprint(e.stdout, "\n"+exitHelp)
+		fs.SetOutput(e.stderr)
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelpShown
+		}
+		return withCode(ExitUsage, err)
+	}
+	return nil
+}
+
+// readInput reads a domain XML from a file argument or stdin ("-" or none).
+func readInput(e *env, args []string) ([]byte, error) {
+	if len(args) > 1 {
+		return nil, withCode(ExitUsage, fmt.Errorf("expected one input file, got %d", len(args)))
+	}
+	if len(args) == 0 || args[0] == "-" {
+		b, err := readXML(e.stdin)
+		return b, withCode(ExitInput, err)
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return nil, withCode(ExitInput, err)
+	}
+	defer f.Close()
+	b, err := readXML(f)
+	if err != nil {
+		return nil, withCode(ExitInput, fmt.Errorf("%s: %w", args[0], err))
+	}
+	return b, nil
+}
+
+func cmdPlan(e *env, args []string) error {
+	fs := newFlags(e, "plan", "plan [--json] [--op prepare|release] [FILE|-]\n\nShows what the hook would do for a domain XML, changing nothing.")
+	asJSON := fs.Bool("json", false, "print JSON (domain, target, resources[] with path, kind, from, action, reason, current, target)")
+	op := fs.String("op", "prepare", "operation to show: prepare, or release (what the journal would give back)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	xml, err := readInput(e, fs.Args())
+	if err != nil {
+		return err
+	}
+	d, err := domain.Parse(xml)
+	if err != nil {
+		return withCode(ExitInput, err)
+	}
+	s, err := loadSetup(e, false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	switch *op {
+	case "prepare":
+	case "release":
+		return planRelease(e, s, d.Name, *asJSON)
+	default:
+		return withCode(ExitUsage, fmt.Errorf("--op must be prepare or release, not %q", *op))
+	}
+	if _, err := s.identity(); err != nil {
+		return err
+	}
+	p, err := plan.Build(d, s.planEnv(true))
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if *asJSON {
+		return writeJSON(e.stdout, p)
+	}
+	printPlan(e.stdout, p, s)
+	return nil
+}
+
+func printPlan(w io.Writer, p *plan.Plan, s *setup) {
+	fmt.Fprintf(w, "domain %s", p.Domain)
+	if p.Target != nil {
+		fmt.Fprintf(w, ": QEMU runs as %s", describeOwner(*p.Target))
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tFROM")
+	for _, st := range p.Steps {
+		cur, tgt := "-", "-"
+		if st.Current != nil {
+			cur = st.Current.String()
+		}
+		if st.Target != nil {
+			tgt = st.Target.String()
+		}
+		path := st.Path
+		if path == "" {
+			path = "?"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, st.Kind, cur, tgt, path, st.From)
+		if st.Reason != "" && st.Action != plan.Keep {
+			fmt.Fprintf(tw, "\t\t\t\t  ↳ %s\t\n", st.Reason)
+		}
+	}
+	tw.Flush()
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	if s.hook.DryRun {
+		fmt.Fprintln(w, "note: dry_run is on: hook mode only logs what it would do")
+	}
+}
+
+func describeOwner(o plan.Owner) string {
+	return o.String()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// releaseStep is one line of `plan --op release`.
+type releaseStep struct {
+	Path     string      `json:"path"`
+	Kind     string      `json:"kind"`
+	Action   string      `json:"action"`
+	Reason   string      `json:"reason,omitempty"`
+	Current  *plan.Owner `json:"current,omitempty"`
+	Target   plan.Owner  `json:"target"`
+	Original plan.Owner  `json:"original"`
+}
+
+func planRelease(e *env, s *setup, name string, asJSON bool) error {
+	st, err := loadState(s, "")
+	if err != nil {
+		return err
+	}
+	boot, _ := journal.CurrentBootID()
+	out := struct {
+		Domain    string        `json:"domain"`
+		Resources []releaseStep `json:"resources"`
+	}{Domain: name, Resources: []releaseStep{}}
+	for _, en := range st.Entries {
+		if !en.HeldBy(name) {
+			continue
+		}
+		rs := releaseStep{Path: en.Path, Target: plan.Owner{UID: en.UID, GID: en.GID}, Original: plan.Owner{UID: en.UID, GID: en.GID}, Action: "chown"}
+		for _, h := range en.Holders {
+			if h.Domain == name {
+				rs.Kind = h.Kind
+			}
+		}
+		if fi, err := os.Lstat(en.Path); err == nil {
+			if sys, ok := statOwner(fi); ok {
+				rs.Current = &sys
+			}
+		}
+		var others []string
+		for _, h := range en.LiveHolders(boot) {
+			if h.Domain != name {
+				others = append(others, h.Domain)
+			}
+		}
+		switch {
+		case len(others) > 0:
+			rs.Action, rs.Reason = "keep", "still held by "+strings.Join(others, ", ")
+			rs.Target = plan.Owner{UID: en.TargetUID, GID: en.TargetGID}
+		case rs.Current != nil && *rs.Current == rs.Original:
+			rs.Action, rs.Reason = "keep", "already has its original owner"
+		}
+		out.Resources = append(out.Resources, rs)
+	}
+	if asJSON {
+		return writeJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "domain %s: release gives back\n", name)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tREASON")
+	for _, r := range out.Resources {
+		cur := "-"
+		if r.Current != nil {
+			cur = r.Current.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Action, r.Kind, cur, r.Target, r.Path, r.Reason)
+	}
+	return tw.Flush()
+}
+
+func loadState(s *setup, file string) (*journal.State, error) {
+	if file != "" {
+		st, err := journal.LoadFile(file)
+		return st, withCode(ExitState, err)
+	}
+	p := s.hook.StateDir + "/state.json"
+	st, err := journal.LoadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return &journal.State{Version: journal.FormatVersion}, nil
+	}
+	return st, withCode(ExitState, err)
+}
+
+// statusEntry is one line of `status`.
+type statusEntry struct {
+	*journal.Entry
+	Stale bool `json:"stale"`
+}
+
+func cmdStatus(e *env, args []string) error {
+	fs := newFlags(e, "status", "status [--json] [--state-file FILE]\n\nShows every file the hook holds, its original owner and the domains holding it.\nStale records (from an earlier boot: no release will come) are marked; `restore --stale` gives them back.")
+	asJSON := fs.Bool("json", false, "print JSON")
+	file := fs.String("state-file", "", "read this state file (e.g. one kept aside as damaged) instead of the state directory's")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return withCode(ExitUsage, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	s, err := loadSetup(e, false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	st, err := loadState(s, *file)
+	if err != nil {
+		return err
+	}
+	boot, err := journal.CurrentBootID()
+	if err != nil {
+		return err
+	}
+	entries := make([]statusEntry, 0, len(st.Entries))
+	stale := 0
+	for _, en := range st.Entries {
+		se := statusEntry{Entry: en, Stale: len(en.LiveHolders(boot)) == 0}
+		if se.Stale {
+			stale++
+		}
+		entries = append(entries, se)
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, struct {
+			StateDir string        `json:"state_dir"`
+			BootID   string        `json:"boot_id"`
+			Entries  []statusEntry `json:"entries"`
+		}{s.hook.StateDir, boot, entries})
+	}
+	if len(entries) == 0 {
+		fmt.Fprintf(e.stdout, "nothing held (state in %s)\n", s.hook.StateDir)
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PATH\tORIGINAL\tHELD AS\tHOLDERS")
+	for _, se := range entries {
+		var hs []string
+		for _, h := range se.Holders {
+			n := h.Domain
+			if h.BootID != boot {
+				n += " (earlier boot)"
+			}
+			hs = append(hs, n)
+		}
+		holders := strings.Join(hs, ", ")
+		if len(hs) == 0 {
+			holders = "(none: restore pending)"
+		}
+		what := fmt.Sprintf("%d:%d", se.TargetUID, se.TargetGID)
+		if se.ACL != nil {
+			what = fmt.Sprintf("acl user:%d:--x", se.TargetUID)
+		}
+		fmt.Fprintf(tw, "%s\t%d:%d\t%s\t%s\n", se.Path, se.UID, se.GID, what, holders)
+	}
+	tw.Flush()
+	if stale > 0 {
+		fmt.Fprintf(e.stdout, "%d stale record(s): no domain of this boot holds them; `libvirt-dac-hook restore --stale` gives them back\n", stale)
+	}
+	return nil
+}
+
+func cmdRestore(e *env, args []string) error {
+	fs := newFlags(e, "restore", "restore (--stale | --domain NAME | --all)\n\nGives back recorded original owners now, without waiting for libvirt's release.")
+	stale := fs.Bool("stale", false, "restore records no domain of this boot holds (after a host crash)")
+	dom := fs.String("domain", "", "restore everything domain NAME holds (after a lost release)")
+	all := fs.Bool("all", false, "restore everything (only when no VM using these files runs)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	n := 0
+	for _, b := range []bool{*stale, *dom != "", *all} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 || fs.NArg() > 0 {
+		return withCode(ExitUsage, errors.New("give exactly one of --stale, --domain NAME, --all"))
+	}
+	s, err := loadSetup(e, false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	r, err := s.runner()
+	if err != nil {
+		return err
+	}
+	r.DryRun = false
+	return r.Restore(apply.Selector{All: *all, Stale: *stale, Domain: *dom})
+}
+
+func cmdVersion(e *env, args []string) error {
+	fs := newFlags(e, "version", "version [--marker]")
+	marker := fs.Bool("marker", false, "print the marker installers look for to recognise this binary")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *marker {
+		fmt.Fprintln(e.stdout, version.Marker)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "libvirt-dac-hook %s\n", version.Version)
+	return nil
+}
+
+func cmdHelp(e *env, args []string) error {
+	fmt.Fprint(e.stdout, usage+exitHelp)
+	return nil
+}

@@ -1,0 +1,365 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/version"
+)
+
+// Doctor verdicts.
+const (
+	statusOK      = "ok"
+	statusWarn    = "warn"
+	statusProblem = "problem"
+)
+
+type finding struct {
+	Check  string `json:"check"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+type verdict struct {
+	Path      string `json:"path"`
+	Kind      string `json:"kind"`
+	From      string `json:"from"`
+	Action    string `json:"action"`
+	Read      bool   `json:"qemu_can_read"`
+	Write     bool   `json:"qemu_can_write"`
+	ReadOnly  bool   `json:"readonly_disk,omitempty"`
+	BlockedBy string `json:"blocked_by,omitempty"`
+	FSType    string `json:"fs_type,omitempty"`
+	ACLs      bool   `json:"fs_acls"`
+	RO        bool   `json:"readonly_mount,omitempty"`
+	Status    string `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+type report struct {
+	Version   string    `json:"version"`
+	QEMUConf  string    `json:"qemu_conf"`
+	User      string    `json:"qemu_user"`
+	Findings  []finding `json:"findings"`
+	Domain    string    `json:"domain,omitempty"`
+	Resources []verdict `json:"resources,omitempty"`
+	Problems  int       `json:"problems"`
+}
+
+func (r *report) add(f finding) {
+	if f.Status == statusProblem {
+		r.Problems++
+	}
+	r.Findings = append(r.Findings, f)
+}
+
+// hookPath is where libvirt looks for the qemu hook.
+var hookPath = "/etc/libvirt/hooks/qemu"
+
+// stateDirs must be owned by the user QEMU runs as (drvqemu.rst).
+var stateDirs = []string{"/run/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu"}
+
+func cmdDoctor(e *env, args []string) error {
+	fs := newFlags(e, "doctor", "doctor [--json] [--fix] [DOMAIN-XML|-]\n\nChecks qemu.conf, the installed hook, libvirt's state directories and, given a domain XML,\nwhether QEMU will be able to open every resource. Exit status 1 when anything is wrong.")
+	asJSON := fs.Bool("json", false, "print JSON")
+	fix := fs.Bool("fix", false, "give libvirt's QEMU state directories to the user/group from qemu.conf")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	s, err := loadSetup(e, false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rep := &report{Version: version.Version, QEMUConf: s.qemu.Path}
+	id, idErr := s.identity()
+	if idErr != nil {
+		rep.add(finding{"qemu user", statusProblem, idErr.Error(), "set user/group in " + s.qemu.Path + " to accounts that exist"})
+	} else {
+		rep.User = id.String()
+	}
+	checkQEMUConf(rep, s)
+	checkHookInstalled(rep)
+	if idErr == nil {
+		checkStateDirs(rep, s, *fix)
+	}
+	if fs.NArg() > 0 && idErr == nil {
+		xml, err := readInput(e, fs.Args())
+		if err != nil {
+			return err
+		}
+		d, err := domain.Parse(xml)
+		if err != nil {
+			return withCode(ExitInput, err)
+		}
+		checkDomain(rep, s, d)
+	}
+	if *asJSON {
+		if err := writeJSON(e.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(e, rep)
+	}
+	if rep.Problems > 0 {
+		return withCode(ExitFailed, fmt.Errorf("%d problem(s) found", rep.Problems))
+	}
+	return nil
+}
+
+func checkQEMUConf(rep *report, s *setup) {
+	q := s.qemu
+	switch {
+	case q.DynamicOwnershipEnabled():
+		rep.add(finding{"dynamic_ownership", statusWarn,
+			"dynamic_ownership is on: libvirt's own DAC driver chowns and restores the same files, so the hook mostly finds them already owned by QEMU and libvirt's restore (to root, or to a remembered owner) wins over the hook's",
+			"set `dynamic_ownership = 0` in " + q.Path + " and restart libvirtd"})
+	default:
+		rep.add(finding{"dynamic_ownership", statusOK, "0: libvirt leaves ownership to the hook", ""})
+	}
+	if q.DynamicOwnershipEnabled() && q.RememberOwnerEnabled() {
+		rep.add(finding{"remember_owner", statusWarn, "remember_owner is on too: libvirt records owners in trusted.libvirt.security xattrs as well; two recorders of one file disagree after a crash", ""})
+	}
+	if s.runAs.UID == 0 {
+		rep.add(finding{"qemu user", statusWarn, "QEMU runs as root: the hook has nothing to do", "set user/group in " + q.Path})
+	}
+}
+
+func checkHookInstalled(rep *report) {
+	var st unix.Stat_t
+	if err := unix.Stat(hookPath, &st); err != nil {
+		rep.add(finding{"hook installed", statusProblem, hookPath + ": " + err.Error(), "run `make install` or install the package"})
+		return
+	}
+	if st.Mode&0o111 == 0 {
+		rep.add(finding{"hook installed", statusProblem, hookPath + " is not executable", "chmod 0755 " + hookPath})
+		return
+	}
+	b, err := os.ReadFile(hookPath)
+	if err != nil || !strings.Contains(string(b), version.Marker) {
+		rep.add(finding{"hook installed", statusProblem, hookPath + " is not libvirt-dac-hook", "move it into " + hookPath + ".d/ and install libvirt-dac-hook"})
+		return
+	}
+	rep.add(finding{"hook installed", statusOK, hookPath, ""})
+	pid, start, ok := libvirtdStart()
+	if !ok {
+		rep.add(finding{"hook seen by libvirtd", statusWarn, "no running libvirtd or virtqemud found", "start libvirtd"})
+		return
+	}
+	changed := time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec))
+	if hookDir, err := os.Stat(filepath.Dir(hookPath)); err == nil && hookDir.ModTime().After(changed) {
+		changed = hookDir.ModTime()
+	}
+	if changed.After(start) {
+		rep.add(finding{"hook seen by libvirtd", statusProblem, fmt.Sprintf("the hook changed at %s, after libvirtd (pid %d) started at %s: libvirtd only looks for hooks when it starts", changed.Format(time.RFC3339), pid, start.Format(time.RFC3339)), "restart libvirtd (running VMs keep running)"})
+		return
+	}
+	rep.add(finding{"hook seen by libvirtd", statusOK, fmt.Sprintf("libvirtd (pid %d) started after the hook was installed", pid), ""})
+}
+
+// libvirtdStart finds the running QEMU driver daemon and when it started.
+func libvirtdStart() (int, time.Time, bool) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	for _, en := range ents {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + en.Name() + "/comm")
+		if err != nil {
+			continue
+		}
+		name := strings.TrimSpace(string(comm))
+		if name != "libvirtd" && name != "virtqemud" {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat("/proc/"+en.Name(), &st); err != nil {
+			continue
+		}
+		return pid, time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec)), true
+	}
+	return 0, time.Time{}, false
+}
+
+func checkStateDirs(rep *report, s *setup, fix bool) {
+	want := s.runAs
+	for _, d := range stateDirs {
+		h, err := owner.Open(d)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			rep.add(finding{"state dir " + d, statusWarn, err.Error(), ""})
+			continue
+		}
+		uid, gid := h.Owner()
+		if uid == want.UID && gid == want.GID {
+			rep.add(finding{"state dir " + d, statusOK, fmt.Sprintf("owned by %d:%d", uid, gid), ""})
+			h.Close()
+			continue
+		}
+		if fix {
+			if h.Stat.Mode&unix.S_IFMT == unix.S_IFDIR {
+				if err := h.Chown(want.UID, want.GID); err == nil {
+					rep.add(finding{"state dir " + d, statusOK, fmt.Sprintf("fixed: was %d:%d, now %d:%d", uid, gid, want.UID, want.GID), ""})
+					h.Close()
+					continue
+				}
+			}
+		}
+		rep.add(finding{"state dir " + d, statusProblem, fmt.Sprintf("owned by %d:%d, but QEMU runs as %s", uid, gid, want), fmt.Sprintf("libvirt-dac-hook doctor --fix (or chown %d:%d %s)", want.UID, want.GID, d)})
+		h.Close()
+	}
+}
+
+func checkDomain(rep *report, s *setup, d *domain.Domain) {
+	rep.Domain = d.Name
+	env := s.planEnv(true)
+	p, err := plan.Build(d, env)
+	if err != nil {
+		rep.add(finding{"domain " + d.Name, statusProblem, err.Error(), ""})
+		return
+	}
+	defer p.Close()
+	for _, n := range p.Notes {
+		rep.add(finding{"domain " + d.Name, statusWarn, n, ""})
+	}
+	for _, st := range p.Steps {
+		v := verdict{Path: st.Path, Kind: st.Kind, From: st.From, Action: string(st.Action), ReadOnly: st.ReadOnly, Status: statusOK}
+		switch {
+		case st.Action == plan.Error:
+			v.Status, v.Detail = statusProblem, st.Reason
+		case st.Action == plan.SearchACL:
+			v.Read, v.Write = false, false
+			v.Detail = st.Reason + " at prepare"
+		case st.Handle != nil:
+			inspect(&v, st, s)
+		default:
+			v.Detail = st.Reason
+		}
+		if v.Status == statusProblem {
+			rep.Problems++
+		}
+		rep.Resources = append(rep.Resources, v)
+	}
+}
+
+// inspect judges one resource as QEMU will see it after prepare.
+func inspect(v *verdict, st *plan.Step, s *setup) {
+	h := st.Handle
+	uid, gid := h.Owner()
+	if st.Action == plan.Chown && st.Target != nil {
+		uid, gid = st.Target.UID, st.Target.GID
+	}
+	target := s.runAs
+	if st.Target != nil {
+		target.UID, target.GID = st.Target.UID, st.Target.GID
+	}
+	gids := append([]uint32{target.GID}, target.Groups...)
+	a, err := acl.Get(h.Fd(), h.Stat.Mode)
+	if err == nil {
+		v.Read = a.Allowed(uid, gid, target.UID, gids, acl.Read)
+		v.Write = a.Allowed(uid, gid, target.UID, gids, acl.Write)
+	}
+	if sf, err := h.Statfs(); err == nil {
+		v.FSType = fsName(int64(sf.Type))
+		v.RO = sf.Flags&unix.ST_RDONLY != 0
+		if apply.IsSharedFS(int64(sf.Type)) && uid == 65534 {
+			v.Detail = "on a network filesystem and owned by nobody: root squash likely stops the hook's chown; export with no_root_squash or give the file to QEMU's user on the server"
+			v.Status = statusProblem
+		}
+	}
+	v.ACLs = aclSupported(filepath.Dir(h.Path))
+	switch {
+	case !v.Read:
+		v.Status, v.Detail = statusProblem, "QEMU cannot read it: the owner has no read permission in its mode"
+	case !v.Write && !st.ReadOnly && st.Kind != "backing" && st.Kind != "cdrom" && st.Kind != "kernel" && st.Kind != "initrd":
+		v.Status, v.Detail = statusProblem, "QEMU cannot write it, but it is not a read-only disk"
+	case v.RO && !st.ReadOnly && st.Kind != "backing":
+		v.Status, v.Detail = statusProblem, "on a read-only mount, but QEMU opens it for writing"
+	}
+	if v.Status == statusOK && st.Action == plan.Chown && v.Detail == "" {
+		v.Detail = fmt.Sprintf("prepare chowns it from %d:%d", st.Current.UID, st.Current.GID)
+	}
+}
+
+func aclSupported(dir string) bool {
+	_, err := unix.Getxattr(dir, "system.posix_acl_access", nil)
+	return err == nil || errors.Is(err, unix.ENODATA)
+}
+
+func fsName(t int64) string {
+	switch uint32(t) {
+	case 0xef53:
+		return "ext4"
+	case 0x58465342:
+		return "xfs"
+	case 0x9123683e:
+		return "btrfs"
+	case 0x01021994:
+		return "tmpfs"
+	case 0x6969:
+		return "nfs"
+	case 0x00c36400:
+		return "ceph"
+	case 0x65735546:
+		return "fuse"
+	case 0x794c7630:
+		return "overlayfs"
+	case 0x2fc12fc1:
+		return "zfs"
+	case 0x4d44:
+		return "vfat"
+	}
+	return fmt.Sprintf("0x%x", t)
+}
+
+func printReport(e *env, rep *report) {
+	w := e.stdout
+	fmt.Fprintf(w, "libvirt-dac-hook %s doctor (qemu.conf: %s, QEMU runs as %s)\n", rep.Version, rep.QEMUConf, rep.User)
+	for _, f := range rep.Findings {
+		fmt.Fprintf(w, "[%s] %s: %s\n", strings.ToUpper(f.Status), f.Check, f.Detail)
+		if f.Fix != "" && f.Status != statusOK {
+			fmt.Fprintf(w, "       fix: %s\n", f.Fix)
+		}
+	}
+	if rep.Domain != "" {
+		fmt.Fprintf(w, "domain %s:\n", rep.Domain)
+		for _, v := range rep.Resources {
+			rw := "-"
+			if v.Read {
+				rw = "r"
+			}
+			if v.Write {
+				rw += "w"
+			}
+			fmt.Fprintf(w, "[%s] %-10s %-4s %s  (%s)", strings.ToUpper(v.Status), v.Kind, rw, v.Path, v.From)
+			if v.Detail != "" {
+				fmt.Fprintf(w, ": %s", v.Detail)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	if rep.Problems == 0 {
+		fmt.Fprintln(w, "no problems found")
+	} else {
+		fmt.Fprintf(w, "%d problem(s) found\n", rep.Problems)
+	}
+}

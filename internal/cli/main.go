@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// commands an admin runs by hand; anything else with four arguments is
+// libvirtd calling the hook.
+var commands = map[string]func(*env, []string) error{
+	"plan":    cmdPlan,
+	"status":  cmdStatus,
+	"restore": cmdRestore,
+	"doctor":  cmdDoctor,
+	"version": cmdVersion,
+	"help":    cmdHelp,
+}
+
+// libvirtOps are the operations libvirtd passes as the second argument.
+var libvirtOps = map[string]bool{
+	"prepare": true, "start": true, "started": true, "stopped": true, "release": true,
+	"migrate": true, "restore": true, "reconnect": true, "attach": true,
+}
+
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+const usage = `Usage:
+  libvirt-dac-hook DOMAIN OPERATION SUB-OPERATION EXTRA   (as libvirtd runs /etc/libvirt/hooks/qemu; domain XML on stdin)
+  libvirt-dac-hook plan [--json] [--op prepare|release] [FILE|-]
+  libvirt-dac-hook status [--json] [--state-file FILE]
+  libvirt-dac-hook restore (--stale | --domain NAME | --all) [--state-file FILE]
+  libvirt-dac-hook doctor [--json] [--fix] [DOMAIN-XML|-]
+  libvirt-dac-hook version
+
+Hook mode: "prepare" gives every host file the domain needs to the user QEMU runs
+as and records the original owners; "release" gives them back. Every other
+operation exits 0 at once. Nothing is ever written to stdout in hook mode.
+
+Configuration: /etc/libvirt/libvirt-dac-hook.conf (libvirt syntax), or the file
+named by $LIBVIRT_DAC_HOOK_CONFIG. $LIBVIRT_DAC_HOOK_DRY_RUN=1 logs what hook mode
+would do and changes nothing.
+
+`
+
+// Main runs the program and returns its exit code. main calls it and exits,
+// so every deferred unlock and rollback below has run by then.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	a := args[1:]
+	if isHookCall(a) {
+		return runHook(e, a)
+	}
+	if len(a) == 0 {
+		fmt.Fprint(stderr, usage+exitHelp)
+		return ExitUsage
+	}
+	name := a[0]
+	if name == "-h" || name == "--help" || name == "-help" {
+		fmt.Fprint(stdout, usage+exitHelp)
+		return ExitOK
+	}
+	if name == "--version" {
+		name = "version"
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "libvirt-dac-hook: unknown command %q (libvirtd calls the hook with exactly 4 arguments)\n%s", name, usage)
+		return ExitUsage
+	}
+	err := cmd(e, a[1:])
+	if err == errHelpShown {
+		return ExitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "libvirt-dac-hook %s: %s\n", name, oneLine(err.Error()))
+	}
+	return exitCode(err)
+}
+
+// isHookCall tells libvirtd's calls from an admin's. libvirtd always passes
+// exactly four arguments; a domain may be called "plan", so a command name
+// first still means hook mode when the second argument is a libvirt
+// operation.
+func isHookCall(a []string) bool {
+	if len(a) != 4 {
+		return false
+	}
+	if _, isCmd := commands[a[0]]; !isCmd && !strings.HasPrefix(a[0], "-") {
+		return true
+	}
+	return libvirtOps[a[1]]
+}
+
+// oneLine keeps an error on one line, as libvirt appends it to its own
+// message.
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\r", " ")
+	return strings.ReplaceAll(s, "\n", "; ")
+}
+
+func isTerminal(f io.Writer) bool {
+	file, ok := f.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := file.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

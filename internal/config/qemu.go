@@ -1,0 +1,102 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+)
+
+// DefaultQEMUConf is where libvirt's system instance reads qemu.conf.
+const DefaultQEMUConf = "/etc/libvirt/qemu.conf"
+
+// QEMU is what the hook reads from /etc/libvirt/qemu.conf. Values are as
+// written, first occurrence winning, like libvirt; nothing is resolved yet
+// (see RunAs).
+type QEMU struct {
+	Path        string // the file read, set even when it does not exist
+	User, Group string // raw "user" and "group" values, "" if unset
+	// DynamicOwnership is "dynamic_ownership", nil if unset (libvirt's
+	// default is true: libvirt itself chowns images).
+	DynamicOwnership *bool
+	// RememberOwner is "remember_owner", nil if unset (libvirt's default
+	// is true).
+	RememberOwner *bool
+	// BuiltinUser and BuiltinGroup are libvirt's build-time defaults as
+	// the packaged qemu.conf documents them in its commented-out
+	// `#user = "..."` and `#group = "..."` lines (the file is generated
+	// from QEMU_USER/QEMU_GROUP). "" when the file does not say.
+	BuiltinUser, BuiltinGroup string
+	// StdioHandler is "stdio_handler": "logd" (libvirt's default: virtlogd
+	// opens chardev and console log files) or "file" (QEMU opens them).
+	StdioHandler string
+}
+
+// builtinRe matches the commented-out defaults libvirt's qemu.conf template
+// carries, e.g. `#user = "libvirt-qemu"`.
+var builtinRe = regexp.MustCompile(`(?m)^#(user|group) = "([A-Za-z0-9_.+-]+)"\s*$`)
+
+// LoadQEMU reads the qemu.conf at path. A missing file is not an error:
+// libvirt then runs on its built-in defaults, and so does the returned QEMU
+// (zero apart from Path). A file that cannot be read or parsed, or whose
+// settings have the wrong type, is an error naming the path and line,
+// because libvirtd would refuse to start on it too.
+func LoadQEMU(path string) (QEMU, error) {
+	q := QEMU{Path: path}
+	cf, raw, err := readConfRaw(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return q, nil
+	}
+	if err != nil {
+		return q, err
+	}
+	for _, m := range builtinRe.FindAllSubmatch(raw, -1) {
+		switch {
+		case string(m[1]) == "user" && q.BuiltinUser == "":
+			q.BuiltinUser = string(m[2])
+		case string(m[1]) == "group" && q.BuiltinGroup == "":
+			q.BuiltinGroup = string(m[2])
+		}
+	}
+	for _, key := range []struct {
+		name string
+		dst  *string
+	}{{"user", &q.User}, {"group", &q.Group}, {"stdio_handler", &q.StdioHandler}} {
+		s, ok, err := cf.String(key.name)
+		if err != nil {
+			return q, fmt.Errorf("parse %s: %w", path, err)
+		}
+		if ok && s == "" {
+			// libvirt fails with "Failed to parse user ''"; treating it as
+			// unset would silently pick the default account instead.
+			e, _ := cf.Lookup(key.name)
+			return q, fmt.Errorf("parse %s: line %d: %s: empty value: %w", path, e.Line, key.name, ErrInvalid)
+		}
+		*key.dst = s
+	}
+	for _, key := range []struct {
+		name string
+		dst  **bool
+	}{{"dynamic_ownership", &q.DynamicOwnership}, {"remember_owner", &q.RememberOwner}} {
+		b, ok, err := cf.Bool(key.name)
+		if err != nil {
+			return q, fmt.Errorf("parse %s: %w", path, err)
+		}
+		if ok {
+			*key.dst = &b
+		}
+	}
+	return q, nil
+}
+
+// DynamicOwnershipEnabled reports dynamic_ownership with libvirt's default
+// (true) applied.
+func (q QEMU) DynamicOwnershipEnabled() bool {
+	return q.DynamicOwnership == nil || *q.DynamicOwnership
+}
+
+// RememberOwnerEnabled reports remember_owner with libvirt's default
+// (true) applied.
+func (q QEMU) RememberOwnerEnabled() bool {
+	return q.RememberOwner == nil || *q.RememberOwner
+}

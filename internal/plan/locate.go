@@ -1,0 +1,221 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/image"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/sysfs"
+)
+
+// locate finds the host path(s) of r and what the inode there must be.
+func (b *builder) locate(r *domain.Resource) ([]string, owner.Want, error) {
+	want := owner.Want{Types: r.Expect, Misc: r.Kind == "scsi-host"}
+	if want.Types == 0 {
+		want.Types = domain.TypeRegular
+	}
+	var dev sysfs.Device
+	var err error
+	switch {
+	case r.Path != "":
+		if r.Kind == "chardev-pipe" {
+			return pipePaths(r.Path), want, nil
+		}
+		return []string{r.Path}, want, nil
+	case r.USB != nil:
+		dev, err = b.env.Sys.USB(r.USB.Bus, r.USB.Device, r.USB.Vendor, r.USB.Product)
+	case r.SCSI != nil:
+		dev, err = b.env.Sys.SCSIGeneric(r.SCSI.Adapter, r.SCSI.Bus, r.SCSI.Target, r.SCSI.Unit)
+	case r.PCI != "":
+		dev, err = b.env.Sys.PCIGroup(r.PCI)
+	case r.Mdev != "":
+		dev, err = b.env.Sys.MdevGroup(r.Mdev)
+	case r.Volume != nil:
+		p, err := b.volumePath(r.Volume)
+		if err != nil {
+			return nil, want, err
+		}
+		return []string{p}, want, nil
+	default:
+		return nil, want, fmt.Errorf("resource names no host file")
+	}
+	if errors.Is(err, sysfs.ErrNotFound) {
+		return nil, want, fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	if err != nil {
+		return nil, want, err
+	}
+	if dev.Major != 0 || dev.Minor != 0 {
+		want.Rdev = unix.Mkdev(dev.Major, dev.Minor)
+	}
+	return []string{dev.Path}, want, nil
+}
+
+// pipePaths mirrors QEMU's pipe chardev: it opens PATH.in and PATH.out when
+// both exist, else PATH itself.
+func pipePaths(p string) []string {
+	in, out := p+".in", p+".out"
+	if _, err := os.Lstat(in); err == nil {
+		if _, err := os.Lstat(out); err == nil {
+			return []string{in, out}
+		}
+	}
+	return []string{p}
+}
+
+// volumePath resolves a pool volume from the pool's persistent definition,
+// as libvirt would, without asking libvirt.
+func (b *builder) volumePath(v *domain.VolumeRef) (string, error) {
+	if !validName(v.Pool) || !validName(v.Volume) {
+		return "", fmt.Errorf("invalid pool or volume name %q/%q", v.Pool, v.Volume)
+	}
+	pf := filepath.Join(b.env.PoolDir, v.Pool+".xml")
+	data, err := os.ReadFile(pf)
+	if err != nil {
+		return "", fmt.Errorf("storage pool %s: %w", v.Pool, err)
+	}
+	var pool libvirtxml.StoragePool
+	if err := pool.Unmarshal(string(data)); err != nil {
+		return "", fmt.Errorf("storage pool %s: parse %s: %w", v.Pool, pf, err)
+	}
+	switch pool.Type {
+	case "dir", "fs", "netfs":
+		if pool.Target == nil || !filepath.IsAbs(pool.Target.Path) {
+			return "", fmt.Errorf("storage pool %s (%s) has no absolute target path", v.Pool, pf)
+		}
+		return filepath.Join(filepath.Clean(pool.Target.Path), v.Volume), nil
+	case "logical":
+		vg := v.Pool
+		if pool.Source != nil && pool.Source.Name != "" {
+			vg = pool.Source.Name
+		}
+		if !validName(vg) {
+			return "", fmt.Errorf("storage pool %s: invalid volume group %q", v.Pool, vg)
+		}
+		return filepath.Join("/dev", vg, v.Volume), nil
+	default:
+		return "", fmt.Errorf("storage pool %s is of type %q, which the hook does not support (only dir, fs, netfs and logical)", v.Pool, pool.Type)
+	}
+}
+
+func validName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
+}
+
+// chain follows the backing chain below st (opened from given) by reading
+// image headers through the step's own handle.
+func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, visiting map[owner.ID]bool) error {
+	if depth >= b.env.MaxDepth {
+		return b.fail(r, st.Path, fmt.Errorf("backing chain deeper than %d images (max_backing_depth)", b.env.MaxDepth))
+	}
+	format := r.Format
+	if format == "" || format == "raw" {
+		return nil
+	}
+	info, err := readImage(st.Handle)
+	if err != nil {
+		return b.fail(r, st.Path, err)
+	}
+	if info.Format != format {
+		// QEMU opens the image as the declared format and will fail on it;
+		// a header we were not told to trust is not followed.
+		b.plan.Notes = append(b.plan.Notes, fmt.Sprintf("%s is declared %s but looks like %s; its header is not followed", st.Path, format, info.Format))
+		return nil
+	}
+	dir := filepath.Dir(given)
+	for i, ext := range info.Extents {
+		p := ext
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		er := &domain.Resource{Kind: "extent", From: fmt.Sprintf("%s/extent[%d] (descriptor %s)", r.From, i+1, st.Path),
+			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
+		if err := b.file(er, p, owner.Want{Types: er.Expect}, depth, visiting, st); err != nil {
+			return err
+		}
+	}
+	name := strings.TrimPrefix(info.BackingName, "file:")
+	if name == "" {
+		return nil
+	}
+	if isProtocol(name) {
+		b.plan.Notes = append(b.plan.Notes, fmt.Sprintf("backing %q of %s is not a local file; skipped", name, st.Path))
+		return nil
+	}
+	if info.BackingFormat == "" {
+		return b.fail(r, st.Path, fmt.Errorf("the format of backing file %q is not recorded in the image, and libvirt does not probe it: run `qemu-img rebase -u -F <format> -b %s %s`", name, name, st.Path))
+	}
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	br := &domain.Resource{
+		Kind: domain.KindBacking, From: fmt.Sprintf("%s → backing[%d] (header of %s)", r.From, depth+1, st.Path),
+		Expect: domain.TypeRegular, ReadOnly: true, Format: info.BackingFormat, ProbeBacking: true,
+		Label: r.Label, Skip: r.Skip,
+	}
+	return b.file(br, p, owner.Want{Types: br.Expect}, depth+1, visiting, st)
+}
+
+// checkHeaderNamed applies the rules for files named by an image header
+// rather than by the XML: headers are writable by QEMU, so the file must be
+// in backing_paths (when set) and owned by root, the target, or the owner
+// of the image naming it.
+func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) error {
+	if len(b.env.BackingPaths) > 0 && !under(h.Path, b.env.BackingPaths) {
+		return fmt.Errorf("image header of %s names %s, outside backing_paths: %w", parent.Path, h.Path, owner.ErrRefused)
+	}
+	if b.env.AnyBackingOwner {
+		return nil
+	}
+	uid, _ := h.Owner()
+	if uid == 0 || (parent.Target != nil && uid == parent.Target.UID) || (parent.Current != nil && uid == parent.Current.UID) {
+		return nil
+	}
+	return fmt.Errorf("image header of %s names %s, owned by uid %d: neither root, the QEMU user nor the owner of the image naming it (backing_any_owner): %w", parent.Path, h.Path, uid, owner.ErrRefused)
+}
+
+func under(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func isProtocol(name string) bool {
+	i := strings.IndexByte(name, ':')
+	if i <= 0 {
+		return false
+	}
+	// A colon before any slash is a protocol prefix (nbd:, json:, rbd:, ...).
+	return !strings.Contains(name[:i], "/")
+}
+
+func readImage(h *owner.Handle) (image.Info, error) {
+	f, err := h.OpenFile()
+	if err != nil {
+		return image.Info{}, err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return image.Info{}, fmt.Errorf("size of %s: %w", h.Path, err)
+	}
+	info, err := image.Read(f, size)
+	if err != nil {
+		return image.Info{}, fmt.Errorf("read image header of %s: %w", h.Path, err)
+	}
+	return info, nil
+}

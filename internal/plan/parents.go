@@ -1,0 +1,99 @@
+package plan
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+)
+
+// SearchACL is the action for a directory QEMU cannot search: add
+// user:<uid>:--x to its access ACL, and remove exactly that at release.
+const SearchACL Action = "acl"
+
+// KindParentDir is the kind of a directory step.
+const KindParentDir = "parent-dir"
+
+// parents makes sure QEMU (uid with gids) can reach st: every ancestor
+// directory must grant it search permission. Where one does not, or does
+// only through a user:<uid> entry (perhaps one we added earlier), a
+// SearchACL step is added so the grant is held and given back in step with
+// the files. Directories are looked at once per uid per plan.
+func (b *builder) parents(st *Step, uid uint32, gids []uint32) error {
+	var dirs []string
+	for d := filepath.Dir(st.Path); ; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+		if d == "/" {
+			break
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		key := fmt.Sprintf("%d:%s", uid, d)
+		if b.dirsDone[key] {
+			continue
+		}
+		b.dirsDone[key] = true
+		if err := b.parent(st, d, uid, gids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error {
+	r := &domain.Resource{Kind: KindParentDir, From: "parent of " + st.Path}
+	h, err := owner.Open(dir)
+	if err != nil {
+		return b.fail(r, dir, err)
+	}
+	mode := h.Stat.Mode
+	a, err := acl.Get(h.Fd(), mode)
+	if err != nil {
+		h.Close()
+		return b.fail(r, dir, err)
+	}
+	duid, dgid := h.Owner()
+	allowed := a.Allowed(duid, dgid, uid, gids, acl.Exec)
+	// A user:<uid> entry can grant search (maybe ours, from another
+	// domain) or deny it; only when search is allowed with and without
+	// it is the directory none of our business.
+	if allowed && withoutUser(a, uid).Allowed(duid, dgid, uid, gids, acl.Exec) {
+		h.Close()
+		return nil
+	}
+	if !allowed && !b.env.ParentACL {
+		h.Close()
+		return b.fail(r, dir, fmt.Errorf("directory is not searchable by uid %d, so QEMU cannot reach %s: run `setfacl -m u:%d:x %s` (or set parent_search_acl = 1)", uid, st.Path, uid, dir))
+	}
+	if err := b.env.Policy.Check(h, owner.Want{Types: domain.TypeDir}); err != nil {
+		h.Close()
+		return b.fail(r, dir, fmt.Errorf("QEMU (uid %d) needs search permission on it to reach %s: %w", uid, st.Path, err))
+	}
+	c := acl.PlanAddUserExec(a, uid)
+	step := &Step{
+		Path: dir, Kind: KindParentDir, From: r.From, Action: SearchACL,
+		Reason:  fmt.Sprintf("add ACL user:%d:--x", uid),
+		Current: &Owner{duid, dgid}, Target: &Owner{uid, 0},
+		Handle: h, ACL: &c,
+	}
+	if !c.Changed() {
+		step.Reason = fmt.Sprintf("searchable through ACL user:%d", uid)
+	}
+	b.plan.Steps = append(b.plan.Steps, step)
+	return nil
+}
+
+// withoutUser returns a without a named entry for uid.
+func withoutUser(a acl.ACL, uid uint32) acl.ACL {
+	out := make(acl.ACL, 0, len(a))
+	for _, e := range a {
+		if e.Tag == acl.User && e.ID == uid {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}

@@ -1,0 +1,294 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/sysfs"
+)
+
+// Action is what prepare does with a step.
+type Action string
+
+// Actions.
+const (
+	Chown Action = "chown" // give the file to the target owner
+	Keep  Action = "keep"  // already owned by the target: hold it, change nothing
+	Skip  Action = "skip"  // leave alone (Reason says why)
+	Error Action = "error" // cannot be done (dry run only; prepare fails instead)
+)
+
+// Owner is a uid:gid pair.
+type Owner struct {
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+}
+
+func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
+
+// Step is one host file and what prepare does with it.
+type Step struct {
+	Path     string `json:"path"`
+	Kind     string `json:"kind"`
+	From     string `json:"from"`
+	Action   Action `json:"action"`
+	Reason   string `json:"reason,omitempty"`
+	Current  *Owner `json:"current,omitempty"`
+	Target   *Owner `json:"target,omitempty"`
+	ReadOnly bool   `json:"readonly,omitempty"`
+	// ACL is the change a SearchACL step makes (computed from the ACL the
+	// directory has now; prepare records it before making it).
+	ACL    *acl.Change `json:"acl,omitempty"`
+	Shared bool        `json:"shareable,omitempty"`
+
+	// Handle is the open file (nil for skipped and failed steps). Prepare
+	// changes ownership through it; the plan owns it until Close.
+	Handle *owner.Handle `json:"-"`
+}
+
+// Plan is everything prepare would do for one domain.
+type Plan struct {
+	Domain string   `json:"domain"`
+	UUID   string   `json:"uuid,omitempty"`
+	Target *Owner   `json:"target,omitempty"`
+	Steps  []*Step  `json:"resources"`
+	Notes  []string `json:"notes,omitempty"`
+}
+
+// Env is what building a plan needs from the host and the configuration.
+type Env struct {
+	Policy       owner.Policy
+	Sys          sysfs.Root
+	PoolDir      string
+	MaxDepth     int
+	BackingPaths []string
+	// RunAs is who QEMU runs as by default (from qemu.conf).
+	RunAs config.Identity
+	// ResolveLabel turns a DAC <label> into an owner.
+	ResolveLabel func(string) (config.Identity, error)
+	// AnyBackingOwner lets image headers name backing files owned by
+	// anyone (backing_any_owner); by default they must be owned by root,
+	// the target or the owner of the image naming them.
+	AnyBackingOwner bool
+	// ParentACL lets prepare add user:<uid>:--x ACL entries to directories
+	// QEMU cannot search (parent_search_acl); off, such a directory fails
+	// prepare with the command that would fix it.
+	ParentACL bool
+	// StdioFile is true when qemu.conf says stdio_handler = "file": QEMU,
+	// not virtlogd, opens chardev output files.
+	StdioFile bool
+	// Tolerant makes problems steps with Action Error instead of failing
+	// the whole plan (the dry run and doctor use it).
+	Tolerant bool
+}
+
+// StepError is a problem with one resource. Its message names the path and
+// the XML element so the one-line hook error is enough to act on.
+type StepError struct {
+	Path string
+	From string
+	Err  error
+}
+
+func (e *StepError) Error() string {
+	if e.Path == "" {
+		return fmt.Sprintf("%s: %v", e.From, e.Err)
+	}
+	return fmt.Sprintf("%s (%s): %v", e.Path, e.From, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Close releases every handle the plan holds.
+func (p *Plan) Close() {
+	for _, s := range p.Steps {
+		if s.Handle != nil {
+			s.Handle.Close()
+			s.Handle = nil
+		}
+	}
+}
+
+// Build makes the plan for d. Unless env.Tolerant, the first problem fails
+// the build (all handles closed) with a *StepError.
+func Build(d *domain.Domain, env Env) (*Plan, error) {
+	p := &Plan{Domain: d.Name, UUID: d.UUID, Notes: append([]string(nil), d.Notes...)}
+	b := &builder{env: env, plan: p, seen: make(map[owner.ID]*Step), dirsDone: make(map[string]bool)}
+	if err := b.build(d); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+type builder struct {
+	env  Env
+	plan *Plan
+	seen map[owner.ID]*Step
+	// dirsDone holds "uid:dir" pairs whose search permission is settled.
+	dirsDone map[string]bool
+	// domainTarget is the owner for resources without their own label;
+	// nil when the domain needs nothing changed.
+	domainTarget *Owner
+	skipAll      string
+	// domainLabel is true when a static DAC label, not qemu.conf, names
+	// the owner: libvirt then gives QEMU no supplementary groups.
+	domainLabel bool
+}
+
+func (b *builder) build(d *domain.Domain) error {
+	switch {
+	case !d.Relabel:
+		b.skipAll = "domain seclabel relabel='no'"
+	case d.Label != "":
+		id, err := b.env.ResolveLabel(d.Label)
+		if err != nil {
+			return &StepError{From: "seclabel[model=dac]/label", Err: err}
+		}
+		b.domainTarget = &Owner{id.UID, id.GID}
+		b.domainLabel = true
+	default:
+		b.domainTarget = &Owner{b.env.RunAs.UID, b.env.RunAs.GID}
+	}
+	if b.domainTarget != nil && b.domainTarget.UID == 0 {
+		b.skipAll = "QEMU runs as root"
+	}
+	b.plan.Target = b.domainTarget
+	for i := range d.Resources {
+		if err := b.resource(&d.Resources[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fail records a problem: a step with Action Error when tolerant, else an
+// error that aborts the build.
+func (b *builder) fail(r *domain.Resource, path string, err error) error {
+	se := &StepError{Path: path, From: r.From, Err: err}
+	if !b.env.Tolerant {
+		return se
+	}
+	b.plan.Steps = append(b.plan.Steps, &Step{Path: path, Kind: string(r.Kind), From: r.From, Action: Error, Reason: err.Error(), ReadOnly: r.ReadOnly, Shared: r.Shared})
+	return nil
+}
+
+func (b *builder) skip(r *domain.Resource, path, reason string) {
+	b.plan.Steps = append(b.plan.Steps, &Step{Path: path, Kind: string(r.Kind), From: r.From, Action: Skip, Reason: reason, ReadOnly: r.ReadOnly, Shared: r.Shared})
+}
+
+func (b *builder) resource(r *domain.Resource) error {
+	paths, want, err := b.locate(r)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && (r.Optional || b.skipAll != "" || r.Skip != "") {
+			b.skip(r, r.Path, "not present (optional)")
+			return nil
+		}
+		return b.fail(r, r.Path, err)
+	}
+	for _, path := range paths {
+		if err := b.file(r, path, want, 0, nil, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// file adds the step for one path of r, and for images the rest of the
+// backing chain below it. given is the path as named (QEMU resolves
+// relative backing names against it); headerOf is the image whose header
+// named this file, nil when the XML did; visiting holds the chain so far.
+func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth int, visiting map[owner.ID]bool, headerOf *Step) error {
+	if b.skipAll != "" {
+		b.skip(r, given, b.skipAll)
+		return nil
+	}
+	if r.Skip != "" {
+		b.skip(r, given, r.Skip)
+		return nil
+	}
+	if r.StdioFileOnly && !b.env.StdioFile {
+		b.skip(r, given, "virtlogd opens it (qemu.conf stdio_handler is not \"file\")")
+		return nil
+	}
+	target := b.domainTarget
+	gids := append([]uint32{b.env.RunAs.GID}, b.env.RunAs.Groups...)
+	if r.Label != "" {
+		id, err := b.env.ResolveLabel(r.Label)
+		if err != nil {
+			return b.fail(r, given, err)
+		}
+		if id.UID == 0 {
+			b.skip(r, given, "its DAC label runs QEMU as root")
+			return nil
+		}
+		target = &Owner{id.UID, id.GID}
+		// libvirt gives a labelled QEMU the qemu.conf user's
+		// supplementary groups (virSecurityDACGetIds).
+		gids = append([]uint32{id.GID}, b.env.RunAs.Groups...)
+	} else if b.domainLabel {
+		gids = append([]uint32{target.GID}, b.env.RunAs.Groups...)
+	}
+	h, err := owner.Open(given)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && r.Optional {
+			b.skip(r, given, "not present (startupPolicy optional)")
+			return nil
+		}
+		return b.fail(r, given, err)
+	}
+	if err := b.env.Policy.Check(h, want); err == nil && headerOf != nil {
+		err = b.checkHeaderNamed(h, headerOf)
+		if err != nil {
+			h.Close()
+			return b.fail(r, given, err)
+		}
+	} else if err != nil {
+		h.Close()
+		return b.fail(r, given, err)
+	}
+	id := h.ID()
+	if visiting[id] {
+		h.Close()
+		return b.fail(r, given, fmt.Errorf("backing chain loops back to %s", h.Path))
+	}
+	if prev, ok := b.seen[id]; ok {
+		h.Close()
+		if prev.Target != nil && *prev.Target != *target {
+			return b.fail(r, given, fmt.Errorf("same file as %s (%s) but needs owner %s, not %s", prev.Path, prev.From, target, prev.Target))
+		}
+		// Same inode reached twice (a base shared by two disks): one step,
+		// and its chain was walked the first time.
+		return nil
+	}
+	uid, gid := h.Owner()
+	st := &Step{
+		Path: h.Path, Kind: string(r.Kind), From: r.From,
+		Current: &Owner{uid, gid}, Target: target,
+		ReadOnly: r.ReadOnly, Shared: r.Shared, Handle: h,
+	}
+	if uid == target.UID && gid == target.GID {
+		st.Action = Keep
+		st.Reason = "already owned by the target"
+	} else {
+		st.Action = Chown
+	}
+	b.seen[id] = st
+	b.plan.Steps = append(b.plan.Steps, st)
+	if err := b.parents(st, target.UID, gids); err != nil {
+		return err
+	}
+	if r.ProbeBacking || r.Format == "vmdk" {
+		if visiting == nil {
+			visiting = make(map[owner.ID]bool)
+		}
+		visiting[id] = true
+		return b.chain(r, st, given, depth, visiting)
+	}
+	return nil
+}
