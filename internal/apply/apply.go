@@ -27,7 +27,25 @@ type Runner struct {
 	// the process had been killed (no rollback). Tests use it to inject
 	// crashes at every point.
 	Fault func(n int) error
-	n     int
+	// SharedFS decides whether a file is on a filesystem shared between
+	// hosts; nil means by statfs type. Tests override it.
+	SharedFS func(*owner.Handle) bool
+	n        int
+}
+
+// OwnerXattr records a file's original owner on the file itself, for files
+// on shared filesystems: after a migration the destination host has no
+// journal entry and finds the file owned by QEMU, and reads the true
+// original here. It is in the trusted namespace, which only root can
+// write, so QEMU cannot forge it. Filesystems without trusted xattrs (NFS)
+// do not get it; see the README.
+const OwnerXattr = "trusted.libvirt-dac-hook.owner"
+
+func (r *Runner) isShared(h *owner.Handle) bool {
+	if r.SharedFS != nil {
+		return r.SharedFS(h)
+	}
+	return sharedFS(h)
 }
 
 // errKilled marks an injected crash: nothing after it may run.
@@ -80,6 +98,7 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 		s        *plan.Step
 		from, to plan.Owner
 		acl      *journal.Entry // for SearchACL steps: the entry to record the change in
+		xattr    bool           // record the original on the file (shared filesystems)
 	}
 	var todo []change
 	for _, s := range p.Steps {
@@ -120,14 +139,20 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 				Path: s.Path, Dev: id.Dev, Ino: id.Ino,
 				UID: s.Current.UID, GID: s.Current.GID,
 				TargetUID: s.Target.UID, TargetGID: s.Target.GID,
-				Shared:  sharedFS(s.Handle),
+				Shared:  r.isShared(s.Handle),
 				Holders: []journal.Holder{{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: s.Kind}},
 				Created: boot,
+			}
+			if e.Shared {
+				if o, ok := readOwnerXattr(s.Handle); ok {
+					// Recorded by the host this domain migrated from.
+					e.UID, e.GID = o.UID, o.GID
+				}
 			}
 			st.Add(e)
 		}
 		if s.Current.UID != s.Target.UID || s.Current.GID != s.Target.GID {
-			todo = append(todo, change{s: s, from: *s.Current, to: *s.Target})
+			todo = append(todo, change{s: s, from: *s.Current, to: *s.Target, xattr: e.Shared})
 		}
 	}
 	if err := r.step(); err != nil {
@@ -147,6 +172,9 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			actual, err = addACL(c.s, c.acl)
 			resave = resave || actual
 		} else {
+			if c.xattr {
+				writeOwnerXattr(c.s.Handle, c.from, r.Log)
+			}
 			err = c.s.Handle.Chown(c.to.UID, c.to.GID)
 		}
 		if err != nil {
@@ -401,6 +429,32 @@ func (r *Runner) giveBack(e *journal.Entry, domain string, migrated bool, op str
 	if err := h.Chown(e.UID, e.GID); err != nil {
 		return false, fmt.Errorf("restore %s: %w", e.Path, err)
 	}
+	if e.Shared {
+		if err := h.RemoveXattr(OwnerXattr); err != nil {
+			log.WithError(err).Warn("could not remove the owner record on the file")
+		}
+	}
 	log.WithFields(logrus.Fields{"from": fmt.Sprintf("%d:%d", uid, gid), "to": fmt.Sprintf("%d:%d", e.UID, e.GID)}).Info("chown")
 	return true, nil
+}
+
+func readOwnerXattr(h *owner.Handle) (plan.Owner, bool) {
+	b, ok, err := h.GetXattr(OwnerXattr)
+	if err != nil || !ok {
+		return plan.Owner{}, false
+	}
+	var o plan.Owner
+	if _, err := fmt.Sscanf(string(b), "%d:%d", &o.UID, &o.GID); err != nil {
+		return plan.Owner{}, false
+	}
+	return o, true
+}
+
+func writeOwnerXattr(h *owner.Handle, o plan.Owner, log logrus.FieldLogger) {
+	if _, ok, _ := h.GetXattr(OwnerXattr); ok {
+		return // the migration source's record of the true original stays
+	}
+	if err := h.SetXattr(OwnerXattr, []byte(o.String())); err != nil {
+		log.WithError(err).WithField("path", h.Path).Debug("filesystem keeps no owner record; a migration destination will not know the original owner")
+	}
 }

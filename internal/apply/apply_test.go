@@ -17,6 +17,7 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
@@ -373,4 +374,38 @@ func TestMigratedSharedFSNotRestored(t *testing.T) {
 	}
 	f.wantOwner("a.img", qemu)
 	f.wantEmptyState()
+}
+
+// TestMigrationDestinationKnowsTrueOriginal: source host prepares a file on
+// a shared filesystem, the domain migrates (release "migrated" keeps QEMU's
+// owner), and the destination, with its own empty journal, still records
+// and finally restores the true original owner.
+func TestMigrationDestinationKnowsTrueOriginal(t *testing.T) {
+	f := newFixture(t, "shared.img")
+	shared := func(r *Runner) *Runner { r.SharedFS = func(*owner.Handle) bool { return true }; return r }
+	if err := shared(f.runner(nil)).Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared(f.runner(nil)).Release("vm1", "migrated"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("shared.img", qemu)
+	// The destination: another state directory, same file.
+	f.state = filepath.Join(f.root, "state-destination")
+	if err := shared(f.runner(nil)).Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := journal.LoadFile(filepath.Join(f.state, "state.json"))
+	for _, e := range st.Entries {
+		if e.Path == f.path("shared.img") && (e.UID != f.orig[e.Path][0] || e.GID != f.orig[e.Path][1]) {
+			t.Errorf("destination recorded %d:%d as original, want %v", e.UID, e.GID, f.orig[e.Path])
+		}
+	}
+	if err := shared(f.runner(nil)).Release("vm1", "destroyed"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantAllOriginal()
+	if _, err := unix.Getxattr(f.path("shared.img"), OwnerXattr, nil); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("owner record still on the file after the last release: %v", err)
+	}
 }

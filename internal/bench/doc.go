@@ -1,0 +1,20 @@
+// Package bench holds the performance harness of issue 9; it has no code of
+// its own that the hook runs.
+//
+// What lives here:
+//
+//   - gen: writes real qcow2 backing chains (native, valid v3 headers that
+//     `qemu-img check` accepts) and the matching domain XML, for the Go
+//     benchmarks in internal/plan and internal/apply and for run.sh.
+//   - mkdomain: a command around gen, so run.sh can create the files.
+//   - floor: the lower bound a hook could reach on the same files: only the
+//     system calls no implementation can avoid (open O_PATH, fstat and
+//     fchown per file, one fsynced record; then open, fstat and fchown per
+//     file to give them back).
+//   - run.sh: the whole-process benchmark. It runs the built hook binary as
+//     libvirtd does (domain XML on stdin, real files, as root) next to the
+//     floor program and /bin/true, and prints the medians, the ratios and
+//     PASS/MISS against the targets.
+//
+// Nothing here asserts on time: benchmarks report, they do not fail.
+package bench
