@@ -18,6 +18,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# dpkg needs ldconfig and start-stop-daemon on PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 PKG=libvirt-dac-hook
 HOOKS=/etc/libvirt/hooks

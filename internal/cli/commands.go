@@ -112,7 +112,7 @@ func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tFROM")
+	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tFROM\tNOTE")
 	for _, st := range p.Steps {
 		cur, tgt := "-", "-"
 		if st.Current != nil {
@@ -121,14 +121,18 @@ func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 		if st.Target != nil {
 			tgt = st.Target.String()
 		}
+		if st.Action == plan.SearchACL {
+			tgt = "-"
+		}
 		path := st.Path
 		if path == "" {
-			path = "?"
+			path = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, st.Kind, cur, tgt, path, st.From)
-		if st.Reason != "" && st.Action != plan.Keep {
-			fmt.Fprintf(tw, "\t\t\t\t  ↳ %s\t\n", st.Reason)
+		note := st.Reason
+		if st.Action == plan.Keep {
+			note = ""
 		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, st.Kind, cur, tgt, path, st.From, note)
 	}
 	tw.Flush()
 	for _, n := range p.Notes {

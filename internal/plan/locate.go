@@ -138,7 +138,7 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
-		er := &domain.Resource{Kind: "extent", From: fmt.Sprintf("%s/extent[%d] (descriptor %s)", r.From, i+1, st.Path),
+		er := &domain.Resource{Kind: "extent", From: fmt.Sprintf("%s → extent[%d]", baseFrom(r.From), i+1),
 			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
 		if err := b.file(er, p, owner.Want{Types: er.Expect}, depth, visiting, st); err != nil {
 			return err
@@ -160,7 +160,7 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 		p = filepath.Join(dir, p)
 	}
 	br := &domain.Resource{
-		Kind: domain.KindBacking, From: fmt.Sprintf("%s → backing[%d] (header of %s)", r.From, depth+1, st.Path),
+		Kind: domain.KindBacking, From: fmt.Sprintf("%s → backing[%d]", baseFrom(r.From), depth+1),
 		Expect: domain.TypeRegular, ReadOnly: true, Format: info.BackingFormat, ProbeBacking: true,
 		Label: r.Label, Skip: r.Skip,
 	}
@@ -218,4 +218,14 @@ func readImage(h *owner.Handle) (image.Info, error) {
 		return image.Info{}, fmt.Errorf("read image header of %s: %w", h.Path, err)
 	}
 	return info, nil
+}
+
+// baseFrom is the XML element a header-found file hangs off: files named
+// in image headers are shown as "<element> → backing[N]", N counting from
+// the image the XML names.
+func baseFrom(from string) string {
+	if i := strings.Index(from, " → "); i >= 0 {
+		return from[:i]
+	}
+	return from
 }
