@@ -114,6 +114,12 @@ func (h *writerHook) Fire(en *logrus.Entry) error {
 	return err
 }
 
+// libvirtStateDirs hold the per-domain directories libvirt creates for QEMU.
+var libvirtStateDirs = []string{
+	"/var/lib/libvirt/qemu", "/var/lib/libvirt/qemu/channel/target",
+	"/var/cache/libvirt/qemu", "/run/libvirt/qemu",
+}
+
 // planEnv is how plans are built under this configuration.
 func (s *setup) planEnv(tolerant bool) plan.Env {
 	protected := append([]string(nil), s.hook.ProtectedPaths...)
@@ -127,6 +133,7 @@ func (s *setup) planEnv(tolerant bool) plan.Env {
 		RunAs:           s.runAs,
 		ResolveLabel:    config.ParseLabel,
 		StdioFile:       s.qemu.StdioHandler == "file",
+		StateDirs:       libvirtStateDirs,
 		Tolerant:        tolerant,
 	}
 }

@@ -44,7 +44,11 @@ func (b *builder) parents(st *Step, uid uint32, gids []uint32) error {
 }
 
 func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error {
-	r := &domain.Resource{Kind: KindParentDir, From: "parent of " + st.Path}
+	from := "parent of " + st.Path
+	if st.Kind == "" {
+		from = st.From
+	}
+	r := &domain.Resource{Kind: KindParentDir, From: from}
 	h, err := owner.Open(dir)
 	if err != nil {
 		return b.fail(r, dir, err)

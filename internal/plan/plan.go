@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
@@ -79,6 +81,12 @@ type Env struct {
 	// QEMU cannot search (parent_search_acl); off, such a directory fails
 	// prepare with the command that would fix it.
 	ParentACL bool
+	// StateDirs are libvirt's per-domain state directories for QEMU
+	// (/var/lib/libvirt/qemu, ...). A domain whose QEMU user cannot
+	// search them (a static DAC label with another uid) gets the same
+	// narrow search ACL as image directories, so it can reach its own
+	// domain-N-name directory (master key, monitor socket).
+	StateDirs []string
 	// StdioFile is true when qemu.conf says stdio_handler = "file": QEMU,
 	// not virtlogd, opens chardev output files.
 	StdioFile bool
@@ -161,6 +169,26 @@ func (b *builder) build(d *domain.Domain) error {
 	b.plan.Target = b.domainTarget
 	for i := range d.Resources {
 		if err := b.resource(&d.Resources[i]); err != nil {
+			return err
+		}
+	}
+	return b.stateDirs()
+}
+
+// stateDirs makes sure the domain's QEMU user can search libvirt's state
+// directories: libvirt creates domain-N-NAME inside them owned by that
+// user, but the directories above belong to qemu.conf's user.
+func (b *builder) stateDirs() error {
+	if b.skipAll != "" || b.domainTarget == nil || !b.domainLabel {
+		return nil
+	}
+	gids := append([]uint32{b.domainTarget.GID}, b.env.RunAs.Groups...)
+	for _, d := range b.env.StateDirs {
+		if _, err := os.Stat(d); err != nil {
+			continue
+		}
+		st := &Step{Path: filepath.Join(d, "domain-"+b.plan.Domain), From: "libvirt state directory " + d}
+		if err := b.parents(st, b.domainTarget.UID, gids); err != nil {
 			return err
 		}
 	}

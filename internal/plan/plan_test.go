@@ -288,3 +288,35 @@ func TestParentDirectories(t *testing.T) {
 		t.Errorf("Build with parent_search_acl off = %v, want the setfacl command for %s", err, home)
 	}
 }
+
+// TestStateDirsForLabelledDomain: a domain with its own DAC uid gets search
+// access to libvirt's state directory (owned by qemu.conf's user, 0750),
+// and a domain running as qemu.conf's user needs nothing there.
+func TestStateDirsForLabelledDomain(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	os.Chmod(root, 0o755)
+	os.Chmod(filepath.Dir(root), 0o755)
+	defer os.Chmod(filepath.Dir(root), 0o700)
+	state := filepath.Join(root, "lib", "qemu")
+	os.MkdirAll(state, 0o755)
+	os.Chmod(state, 0o750)
+	os.Chown(state, qemuUID, qemuGID)
+	e := env(root)
+	e.StateDirs = []string{state, filepath.Join(root, "absent")}
+	plain := `<domain type='qemu'><name>vm</name><memory>65536</memory><os><type>hvm</type></os>`
+	p, err := build(t, root, plain+`</domain>`, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(p, root); got != "" {
+		t.Errorf("plan for qemu.conf's user:\n%s\nwant nothing", got)
+	}
+	p, err = build(t, root, plain+`<seclabel type='static' model='dac' relabel='yes'><label>+2000:+2000</label></seclabel></domain>`, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := summary(p, root), "acl parent-dir $ROOT/lib/qemu\n"; got != want {
+		t.Errorf("plan for a labelled domain:\n%s\nwant:\n%s", got, want)
+	}
+}
