@@ -198,33 +198,46 @@ func libvirtdStart() (int, time.Time, bool) {
 	return 0, time.Time{}, false
 }
 
+// checkStateDirs compares libvirt's QEMU state directories with qemu.conf's
+// user. QEMU must be able to search them (it reaches its domain-N-NAME
+// directories through them); one owned by another non-root user was most
+// likely left behind when `user` changed in qemu.conf. Root-owned but
+// searchable (Debian's /run/libvirt/qemu) is fine.
 func checkStateDirs(rep *report, s *setup, fix bool) {
 	want := s.runAs
+	gids := append([]uint32{want.GID}, want.Groups...)
 	for _, d := range stateDirs {
 		h, err := owner.Open(d)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
+			if !errors.Is(err, os.ErrNotExist) {
+				rep.add(finding{"state dir " + d, statusWarn, err.Error(), ""})
 			}
-			rep.add(finding{"state dir " + d, statusWarn, err.Error(), ""})
 			continue
 		}
 		uid, gid := h.Owner()
-		if uid == want.UID && gid == want.GID {
-			rep.add(finding{"state dir " + d, statusOK, fmt.Sprintf("owned by %d:%d", uid, gid), ""})
-			h.Close()
-			continue
+		searchable := false
+		if a, err := acl.Get(h.Fd(), h.Stat.Mode); err == nil {
+			searchable = a.Allowed(uid, gid, want.UID, gids, acl.Exec)
 		}
-		if fix {
-			if h.Stat.Mode&unix.S_IFMT == unix.S_IFDIR {
-				if err := h.Chown(want.UID, want.GID); err == nil {
-					rep.add(finding{"state dir " + d, statusOK, fmt.Sprintf("fixed: was %d:%d, now %d:%d", uid, gid, want.UID, want.GID), ""})
-					h.Close()
-					continue
-				}
+		status, detail := statusOK, fmt.Sprintf("owned by %d:%d, searchable by QEMU", uid, gid)
+		switch {
+		case !searchable:
+			status, detail = statusProblem, fmt.Sprintf("owned by %d:%d, mode %o: QEMU (%s) cannot search it", uid, gid, h.Stat.Mode&0o7777, want)
+		case uid != want.UID && uid != 0:
+			status, detail = statusWarn, fmt.Sprintf("owned by uid %d, not QEMU's %s: was `user` changed in qemu.conf?", uid, want)
+		}
+		if status != statusOK && fix && h.Stat.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err := h.Chown(want.UID, want.GID); err != nil {
+				detail += "; fix failed: " + err.Error()
+			} else {
+				status, detail = statusOK, fmt.Sprintf("fixed: was %d:%d, now %d:%d", uid, gid, want.UID, want.GID)
 			}
 		}
-		rep.add(finding{"state dir " + d, statusProblem, fmt.Sprintf("owned by %d:%d, but QEMU runs as %s", uid, gid, want), fmt.Sprintf("libvirt-dac-hook doctor --fix (or chown %d:%d %s)", want.UID, want.GID, d)})
+		fixText := ""
+		if status != statusOK {
+			fixText = fmt.Sprintf("libvirt-dac-hook doctor --fix (chown %d:%d %s)", want.UID, want.GID, d)
+		}
+		rep.add(finding{"state dir " + d, status, detail, fixText})
 		h.Close()
 	}
 }
