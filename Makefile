@@ -1,4 +1,5 @@
 # libvirt-dac-hook — build, test, install, package.
+SHELL     := /bin/bash
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 DESTDIR   ?=

@@ -8,6 +8,9 @@ package main
 // What the harness changes on the host, and what it restores:
 //   - /etc/libvirt/qemu.conf: our settings are prepended (virconf keeps the
 //     first occurrence of a key), the original follows verbatim. Restored.
+//     user/group: libvirt-qemu (or qemu) and kvm, so uid != gid and a
+//     swapped chown is caught. dynamic_ownership = 0 so only the hook
+//     chowns; remember_owner = 0 so libvirt writes no owner xattrs either.
 //   - /etc/libvirt/hooks/qemu: the freshly built hook, unless
 //     LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 (then the installed one is tested and
 //     left alone). Restored (or removed when there was none).
@@ -17,17 +20,23 @@ package main
 //     A libvirtd this run started is stopped at the end; one that was already
 //     running is started again with `libvirtd -d` after the restore, so it
 //     sees the original configuration. virtlogd is only stopped if this run
-//     started it.
+//     started it. libvirtd chowns its own directories under
+//     /var/lib/libvirt/qemu to the configured user:group when it starts;
+//     the next libvirtd start with the original qemu.conf sets them back.
 //   - /dev/kvm is made root:kvm 0660 as udev would on a real host and left
 //     so: it is the correct state, not a test artefact.
 //   - Users dachook-alice and dachook-bob are created when absent (files in
 //     the scenarios need owners that are neither root nor QEMU) and removed
 //     again if this run created them.
+//   - Loop devices attached by a scenario are detached and their nodes get
+//     their owner and mode back.
 //
-// The backup lives at a fixed path (backupDir) with a manifest, so a run that
-// was killed before its teardown is repaired by the next run before anything
-// else happens. A watchdog tears down before `go test -timeout` would kill
-// the process without running deferred code.
+// Everything above is recorded as it happens in backupDir (file copies plus
+// a manifest, and run.json), so a run that was killed before its teardown
+// is undone by the next run before anything else happens. SIGINT/SIGTERM
+// tear down, and a watchdog tears down before `go test -timeout` would kill
+// the process without running deferred code. LIBVIRT_DAC_HOOK_E2E_KEEP=1
+// keeps the work directory (images, hook log, state) for inspection.
 
 import (
 	"bufio"
@@ -93,14 +102,14 @@ type harness struct {
 	hookBin  string // what is installed as hookPath (for status diagnostics)
 	tmpl     *template.Template
 
-	qemu        account // user and group from our qemu.conf
-	alice, bob  account
-	createdUser []string
+	qemu       account // user and group from our qemu.conf
+	alice, bob account
 
-	installedHook      bool // LIBVIRT_DAC_HOOK_E2E_INSTALLED=1
-	startedVirtlogd    bool
-	startedLibvirtd    bool
-	libvirtdWasRunning bool
+	installedHook   bool // LIBVIRT_DAC_HOOK_E2E_INSTALLED=1
+	startedLibvirtd bool
+
+	recMu sync.Mutex
+	rec   runRecord // mirrored to backupDir for recovery
 
 	teardownOnce sync.Once
 	teardownErr  error
@@ -186,9 +195,46 @@ func (h *harness) guard() (stop func()) {
 	}
 }
 
+// runRecord is what a run changed besides the backed-up files. It is kept
+// in backupDir, updated as the run goes, so the next run can undo a run that
+// was killed.
+type runRecord struct {
+	WorkDir            string
+	CreatedUsers       []string
+	Loops              []loopRecord
+	LibvirtdWasRunning bool
+	StartedLibvirtd    bool
+	StartedVirtlogd    bool
+}
+
+// loopRecord is an attached loop device and how its node looked before.
+type loopRecord struct {
+	Dev      string
+	UID, GID int
+	Mode     fs.FileMode
+}
+
+// record applies change to the run record and saves it.
+func (h *harness) record(change func(r *runRecord)) error {
+	h.recMu.Lock()
+	defer h.recMu.Unlock()
+	change(&h.rec)
+	data, err := json.MarshalIndent(h.rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode run record: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(backupDir, "run.json"), data, 0o600)
+}
+
 func (h *harness) setup() error {
-	if err := recoverBackup(); err != nil {
+	if err := recoverRun(); err != nil {
 		return fmt.Errorf("recover from an interrupted run: %w", err)
+	}
+	if err := os.Mkdir(backupDir, 0o700); err != nil {
+		return fmt.Errorf("create backup dir: %w", err)
+	}
+	if err := h.record(func(*runRecord) {}); err != nil {
+		return err
 	}
 	if err := ensureTools(); err != nil {
 		return err
@@ -210,7 +256,9 @@ func (h *harness) setup() error {
 			return err
 		}
 		if created {
-			h.createdUser = append(h.createdUser, name)
+			if err := h.record(func(r *runRecord) { r.CreatedUsers = append(r.CreatedUsers, name) }); err != nil {
+				return err
+			}
 		}
 	}
 	if h.alice, err = lookupAccount(aliceName); err != nil {
@@ -229,6 +277,9 @@ func (h *harness) setup() error {
 	if h.workDir, err = os.MkdirTemp("/var/tmp", "dachook-e2e-"); err != nil {
 		return fmt.Errorf("create work dir: %w", err)
 	}
+	if err := h.record(func(r *runRecord) { r.WorkDir = h.workDir }); err != nil {
+		return err
+	}
 	if err := os.Chmod(h.workDir, 0o755); err != nil {
 		return fmt.Errorf("chmod work dir: %w", err)
 	}
@@ -241,7 +292,9 @@ func (h *harness) setup() error {
 	// Stop libvirtd before touching its configuration: a running daemon
 	// would start VMs with a half-written setup.
 	if pid, ok := daemonPID(libvirtdPID); ok {
-		h.libvirtdWasRunning = true
+		if err := h.record(func(r *runRecord) { r.LibvirtdWasRunning = true }); err != nil {
+			return err
+		}
 		if err := stopDaemon("libvirtd", pid); err != nil {
 			return err
 		}
@@ -267,15 +320,20 @@ func (h *harness) setup() error {
 	}
 
 	if _, ok := daemonPID(virtlogdPID); !ok {
+		if err := h.record(func(r *runRecord) { r.StartedVirtlogd = true }); err != nil {
+			return err
+		}
 		if out, err := exec.Command("virtlogd", "-d").CombinedOutput(); err != nil {
 			return fmt.Errorf("start virtlogd: %w: %s", err, out)
 		}
-		h.startedVirtlogd = true
 	}
+	if err := h.record(func(r *runRecord) { r.StartedLibvirtd = true }); err != nil {
+		return err
+	}
+	h.startedLibvirtd = true
 	if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil {
 		return fmt.Errorf("start libvirtd: %w: %s", err, out)
 	}
-	h.startedLibvirtd = true
 	if err := waitLibvirt(30 * time.Second); err != nil {
 		return err
 	}
@@ -289,35 +347,80 @@ func (h *harness) setup() error {
 // leaving a host with our qemu.conf is worse than a noisy error.
 func (h *harness) teardown() error {
 	h.teardownOnce.Do(func() {
-		var errs []error
+		h.recMu.Lock()
+		rec := h.rec
+		h.recMu.Unlock()
+		if _, err := os.Stat(backupDir); err != nil {
+			return // setup never got as far as changing anything
+		}
 		if h.startedLibvirtd {
 			destroyLeftovers()
-			if pid, ok := daemonPID(libvirtdPID); ok {
-				errs = append(errs, stopDaemon("libvirtd", pid))
-			}
 		}
-		if h.startedVirtlogd {
-			if pid, ok := daemonPID(virtlogdPID); ok {
-				errs = append(errs, stopDaemon("virtlogd", pid))
-			}
-		}
-		errs = append(errs, restoreBackup())
-		if h.libvirtdWasRunning {
-			if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("restart the original libvirtd: %w: %s", err, out))
-			}
-		}
-		for _, name := range h.createdUser {
-			if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("userdel %s: %w: %s", name, err, out))
-			}
-		}
-		if h.workDir != "" && os.Getenv("LIBVIRT_DAC_HOOK_E2E_KEEP") != "1" {
-			errs = append(errs, os.RemoveAll(h.workDir))
-		}
-		h.teardownErr = errors.Join(errs...)
+		h.teardownErr = undoRun(rec, os.Getenv("LIBVIRT_DAC_HOOK_E2E_KEEP") == "1")
 	})
 	return h.teardownErr
+}
+
+// undoRun puts the host back as rec and the backup manifest say it was, and
+// removes backupDir once everything is back.
+func undoRun(rec runRecord, keepWorkDir bool) error {
+	var errs []error
+	if rec.StartedLibvirtd {
+		if pid, ok := daemonPID(libvirtdPID); ok {
+			errs = append(errs, stopDaemon("libvirtd", pid))
+		}
+	}
+	if rec.StartedVirtlogd {
+		if pid, ok := daemonPID(virtlogdPID); ok {
+			errs = append(errs, stopDaemon("virtlogd", pid))
+		}
+	}
+	errs = append(errs, detachLoops(rec))
+	filesErr := restoreFiles()
+	errs = append(errs, filesErr)
+	if rec.LibvirtdWasRunning {
+		if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("restart the original libvirtd: %w: %s", err, out))
+		}
+	}
+	for _, name := range rec.CreatedUsers {
+		if _, err := user.Lookup(name); err != nil {
+			continue
+		}
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("userdel %s: %w: %s", name, err, out))
+		}
+	}
+	if rec.WorkDir != "" && !keepWorkDir {
+		errs = append(errs, os.RemoveAll(rec.WorkDir))
+	}
+	if filesErr == nil {
+		// With the files back, nothing is left to recover; a failed
+		// restore keeps the backup for the next run to retry.
+		errs = append(errs, os.RemoveAll(backupDir))
+	}
+	return errors.Join(errs...)
+}
+
+// detachLoops detaches loop devices still backed by files of the run and
+// gives their nodes back the owner and mode they had.
+func detachLoops(rec runRecord) error {
+	var errs []error
+	for _, l := range rec.Loops {
+		out, err := exec.Command("losetup", "-n", "-O", "BACK-FILE", "--list", l.Dev).Output()
+		if err == nil && rec.WorkDir != "" && strings.HasPrefix(strings.TrimSpace(string(out)), rec.WorkDir+"/") {
+			if out, err := exec.Command("losetup", "-d", l.Dev).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", l.Dev, err, out))
+			}
+		}
+		if err := os.Chown(l.Dev, l.UID, l.GID); err != nil {
+			errs = append(errs, fmt.Errorf("chown %s back: %w", l.Dev, err))
+		}
+		if err := os.Chmod(l.Dev, l.Mode); err != nil {
+			errs = append(errs, fmt.Errorf("chmod %s back: %w", l.Dev, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ensureTools installs libvirt and QEMU when they are missing and apt-get is
@@ -525,9 +628,6 @@ type backupEntry struct {
 }
 
 func writeBackup(paths []string) error {
-	if err := os.MkdirAll(backupDir, 0o700); err != nil {
-		return fmt.Errorf("create backup dir: %w", err)
-	}
 	var entries []backupEntry
 	for i, p := range paths {
 		e := backupEntry{Path: p}
@@ -558,10 +658,12 @@ func writeBackup(paths []string) error {
 	return writeFileAtomic(filepath.Join(backupDir, "manifest.json"), data, 0o600)
 }
 
-func restoreBackup() error {
+// restoreFiles puts back every file in the backup manifest; no manifest
+// means setup stopped before it replaced any.
+func restoreFiles() error {
 	data, err := os.ReadFile(filepath.Join(backupDir, "manifest.json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return os.RemoveAll(backupDir)
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read backup manifest: %w", err)
@@ -589,24 +691,26 @@ func restoreBackup() error {
 			errs = append(errs, fmt.Errorf("restore %s: %w", e.Path, err))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err // keep the backup for the next run to retry
-	}
-	return os.RemoveAll(backupDir)
+	return errors.Join(errs...)
 }
 
-func recoverBackup() error {
-	if _, err := os.Stat(filepath.Join(backupDir, "manifest.json")); err != nil {
-		return os.RemoveAll(backupDir) // absent, or a backup that never completed
+// recoverRun undoes a run that was killed before its teardown (SIGKILL, a
+// crashed machine): its backupDir is still there.
+func recoverRun() error {
+	if _, err := os.Stat(backupDir); errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	fmt.Printf("e2e: %s exists: a previous run did not tear down; restoring it first\n", backupDir)
-	if pid, ok := daemonPID(libvirtdPID); ok {
-		destroyLeftovers()
-		if err := stopDaemon("libvirtd", pid); err != nil {
-			return err
+	fmt.Printf("e2e: %s exists: a previous run did not tear down; undoing it first\n", backupDir)
+	var rec runRecord
+	if data, err := os.ReadFile(filepath.Join(backupDir, "run.json")); err == nil {
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("decode run record: %w", err)
 		}
 	}
-	return restoreBackup()
+	if _, ok := daemonPID(libvirtdPID); ok && rec.StartedLibvirtd {
+		destroyLeftovers()
+	}
+	return undoRun(rec, false)
 }
 
 // daemonPID reads a libvirt-style pid file and reports whether that process
@@ -715,6 +819,29 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// hookLog returns the last n lines of the hook's log that mention one of
+// domains (the log is shared by every scenario), or its plain tail when none
+// does, e.g. because the hook failed before it knew the domain.
+func hookLog(path string, domains []string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	var keep []string
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		for _, d := range domains {
+			if strings.Contains(line, "domain="+d+" ") || strings.Contains(line, "domain=\""+d+"\"") || strings.Contains(line, "domain "+d+":") {
+				keep = append(keep, line)
+				break
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return tail(string(data), n)
+	}
+	return tail(strings.Join(keep, "\n"), n)
+}
+
 func tailFile(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -739,7 +866,7 @@ func logBlock(t *testing.T, title, text string) {
 // the hook's own log, libvirt's log of the domain and the hook's status.
 func (h *harness) diagnose(t *testing.T, domains ...string) {
 	t.Helper()
-	logBlock(t, "hook log_file "+h.logFile+" (tail)", tailFile(h.logFile, 40))
+	logBlock(t, "hook log_file "+h.logFile+" (these domains, tail)", hookLog(h.logFile, domains, 40))
 	for _, d := range domains {
 		logBlock(t, "libvirt log of "+d+" (tail)", tailFile("/var/log/libvirt/qemu/"+d+".log", 8))
 	}

@@ -6,6 +6,11 @@ package main
 // root nor QEMU, with modes that keep QEMU out, so a missed chown makes the
 // VM fail to start rather than pass by accident. The harness is in
 // e2e_harness_test.go.
+//
+// Backing files are owned by the same uid as the overlay naming them: by
+// default the hook only follows a header to a file owned by root, the QEMU
+// user or the overlay's owner (backing_any_owner); TestForeignBacking checks
+// that refusal.
 
 import (
 	"bytes"
@@ -14,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,13 +153,17 @@ func (f *fixture) loop(o owner, mode fs.FileMode) string {
 		f.t.Fatalf("stat %s: %v", dev, err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	sysOwner, sysMode := owner{int(st.Uid), int(st.Gid)}, modeBits(fi)
+	lr := loopRecord{Dev: dev, UID: int(st.Uid), GID: int(st.Gid), Mode: modeBits(fi)}
+	if err := f.h.record(func(r *runRecord) { r.Loops = append(r.Loops, lr) }); err != nil {
+		f.t.Fatal(err)
+	}
 	f.t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			f.t.Errorf("losetup -d %s: %v: %s", dev, err, out)
+		if err := detachLoops(runRecord{WorkDir: f.h.workDir, Loops: []loopRecord{lr}}); err != nil {
+			f.t.Error(err)
 		}
-		_ = os.Chown(dev, sysOwner.uid, sysOwner.gid)
-		_ = os.Chmod(dev, sysMode)
+		_ = f.h.record(func(r *runRecord) {
+			r.Loops = slices.DeleteFunc(r.Loops, func(l loopRecord) bool { return l == lr })
+		})
 	})
 	setOwner(f.t, dev, o, mode)
 	return dev
@@ -187,7 +197,7 @@ func (f *fixture) mustStart(spec domainSpec) {
 	f.t.Helper()
 	out, err := f.start(spec)
 	if err != nil {
-		f.t.Errorf("virsh create %s: %v\n%s", spec.Name, err, out)
+		f.t.Errorf("virsh create %s: %v (libvirt's error below)", spec.Name, err)
 		logBlock(f.t, "libvirt error", out)
 		f.h.diagnose(f.t, spec.Name)
 		f.t.FailNow()
@@ -338,7 +348,7 @@ func TestKill9(t *testing.T) {
 	f := newFixture(t)
 	q := f.h.qemu.owner()
 	alice, bob := f.h.alice.owner(), f.h.bob.owner()
-	base := f.image("base.qcow2", "qcow2", "16M", "", bob, 0o440)
+	base := f.image("base.qcow2", "qcow2", "16M", "", owner{alice.uid, bob.gid}, 0o440)
 	over := f.image("overlay.qcow2", "qcow2", "", base, alice, 0o600)
 	raw := f.image("data.raw", "raw", "8M", "", alice, 0o600)
 	for _, p := range []string{base, over, raw} {
@@ -361,7 +371,7 @@ func TestLibvirtdRestart(t *testing.T) {
 	f := newFixture(t)
 	q := f.h.qemu.owner()
 	alice, bob := f.h.alice.owner(), f.h.bob.owner()
-	base := f.image("base.qcow2", "qcow2", "16M", "", bob, 0o400)
+	base := f.image("base.qcow2", "qcow2", "16M", "", owner{alice.uid, bob.gid}, 0o400)
 	over := f.image("overlay.qcow2", "qcow2", "", base, alice, 0o600)
 	raw := f.image("data.raw", "raw", "8M", "", bob, 0o600)
 	for _, p := range []string{base, over, raw} {
@@ -440,7 +450,7 @@ func TestDomainNoRelabel(t *testing.T) {
 			f := newFixture(t)
 			q := f.h.qemu.owner()
 			alice, bob := f.h.alice.owner(), f.h.bob.owner()
-			base := f.image("base.qcow2", "qcow2", "16M", "", bob, 0o444)
+			base := f.image("base.qcow2", "qcow2", "16M", "", owner{alice.uid, bob.gid}, 0o444)
 			over := f.image("overlay.qcow2", "qcow2", "", base, alice, 0o666)
 			raw := f.image("data.raw", "raw", "8M", "", owner{alice.uid, bob.gid}, 0o666)
 			for _, p := range []string{base, over, raw} {
@@ -482,7 +492,7 @@ func TestDiskNoRelabel(t *testing.T) {
 func TestMissingDisk(t *testing.T) {
 	f := newFixture(t)
 	alice, bob := f.h.alice.owner(), f.h.bob.owner()
-	base := f.image("base.qcow2", "qcow2", "16M", "", bob, 0o400)
+	base := f.image("base.qcow2", "qcow2", "16M", "", owner{alice.uid, bob.gid}, 0o400)
 	over := f.image("overlay.qcow2", "qcow2", "", base, alice, 0o600)
 	raw := f.image("data.raw", "raw", "8M", "", bob, 0o600)
 	for _, p := range []string{base, over, raw} {
@@ -513,6 +523,33 @@ func TestMissingDisk(t *testing.T) {
 	f.check("after failed create", false, name)
 }
 
+// TestForeignBacking: an overlay whose header names a base owned by
+// someone else is refused (a guest that could rewrite the header must not
+// get other users' files), nothing is chowned, and libvirt says why.
+func TestForeignBacking(t *testing.T) {
+	f := newFixture(t)
+	alice, bob := f.h.alice.owner(), f.h.bob.owner()
+	base := f.image("bobs-base.qcow2", "qcow2", "16M", "", bob, 0o400)
+	over := f.image("overlay.qcow2", "qcow2", "", base, alice, 0o600)
+	raw := f.image("data.raw", "raw", "8M", "", alice, 0o600)
+	for _, p := range []string{base, over, raw} {
+		f.track(p, owner{})
+	}
+	name := domainPrefix + "foreign-backing"
+	out, err := f.start(domainSpec{Name: name, Disks: []disk{fileDisk("qcow2", over, "vda"), fileDisk("raw", raw, "vdb")}})
+	if err == nil {
+		t.Errorf("virsh create with a backing file owned by %s under an overlay owned by %s succeeded, want refusal", bobName, aliceName)
+		f.check("running (should not be)", false, name)
+		f.destroy(name)
+	} else if !strings.Contains(out, base) {
+		t.Errorf("libvirt's error does not name the refused backing file %s", base)
+		logBlock(t, "libvirt error", out)
+	} else {
+		logBlock(t, "libvirt error (as expected)", out)
+	}
+	f.check("after refused create", false, name)
+}
+
 // TestConcurrent: several VMs share one read-only base image; the base
 // stays QEMU's while any of them runs and goes back only after the last.
 func TestConcurrent(t *testing.T) {
@@ -520,7 +557,7 @@ func TestConcurrent(t *testing.T) {
 	f := newFixture(t)
 	q := f.h.qemu.owner()
 	alice, bob := f.h.alice.owner(), f.h.bob.owner()
-	base := f.image("base.qcow2", "qcow2", "16M", "", bob, 0o440)
+	base := f.image("base.qcow2", "qcow2", "16M", "", owner{alice.uid, bob.gid}, 0o440)
 	baseT := f.track(base, q)
 	var names []string
 	var overlays []*tracked

@@ -133,6 +133,7 @@ func (s *setup) planEnv(tolerant bool) plan.Env {
 		RunAs:           s.runAs,
 		ResolveLabel:    config.ParseLabel,
 		StdioFile:       s.qemu.StdioHandler == "file",
+		ParentACL:       s.hook.ParentACL,
 		StateDirs:       libvirtStateDirs,
 		Tolerant:        tolerant,
 	}

@@ -112,9 +112,10 @@ func (q QEMU) RunAs() (Identity, error) {
 // "qemu:kvm", "+107:+107" or "107:107" like libvirt's
 // virParseOwnershipIds: split at the first ':', then each side is a name,
 // or a number if no such name exists, or always a number with a leading
-// '+'. Groups is left nil: libvirt gives a QEMU started with a per-domain
-// label the supplementary groups of the qemu.conf user (virSecurityDACGetIds
-// uses the driver's group list), so callers wanting them use RunAs().Groups.
+// '+'. Groups is what QEMU started with that label really gets: libvirt's
+// virCommand sets uid and gid and calls virGetGroupList(uid, gid) in the
+// child, so the label user's own groups (an e2e test showed a labelled QEMU
+// does not get the qemu.conf user's groups).
 func ParseLabel(label string) (Identity, error) {
 	userSpec, groupSpec, ok := strings.Cut(label, ":")
 	if !ok {
@@ -122,6 +123,9 @@ func ParseLabel(label string) (Identity, error) {
 	}
 	id, err := resolve(userSpec, groupSpec)
 	if err != nil {
+		return Identity{}, fmt.Errorf("seclabel %q: %w", label, err)
+	}
+	if id.Groups, err = groupList(id.UID, id.GID); err != nil {
 		return Identity{}, fmt.Errorf("seclabel %q: %w", label, err)
 	}
 	return id, nil

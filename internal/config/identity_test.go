@@ -221,9 +221,18 @@ func TestParseLabel(t *testing.T) {
 			t.Errorf("ParseLabel(%q) error: %v", tt.label, err)
 			continue
 		}
+		// Groups depend on this machine's /etc/group; they always hold
+		// the label's gid, and a uid without an account gets only that.
+		if !slices.Contains(got.Groups, got.GID) {
+			t.Errorf("ParseLabel(%q).Groups = %v, want it to contain gid %d", tt.label, got.Groups, got.GID)
+		}
+		got.Groups = nil
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("ParseLabel(%q) (-want +got):\n%s", tt.label, diff)
 		}
+	}
+	if got, _ := ParseLabel("4000000:4000001"); !slices.Equal(got.Groups, []uint32{4000001}) {
+		t.Errorf("ParseLabel(4000000:4000001).Groups = %v, want [4000001]", got.Groups)
 	}
 }
 

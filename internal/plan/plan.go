@@ -146,7 +146,8 @@ type builder struct {
 	skipAll      string
 	// domainLabel is true when a static DAC label, not qemu.conf, names
 	// the owner: libvirt then gives QEMU no supplementary groups.
-	domainLabel bool
+	domainLabel  bool
+	domainGroups []uint32
 }
 
 func (b *builder) build(d *domain.Domain) error {
@@ -160,6 +161,8 @@ func (b *builder) build(d *domain.Domain) error {
 		}
 		b.domainTarget = &Owner{id.UID, id.GID}
 		b.domainLabel = true
+		// A labelled QEMU gets the label user's groups, not qemu.conf's.
+		b.domainGroups = append([]uint32{id.GID}, id.Groups...)
 	default:
 		b.domainTarget = &Owner{b.env.RunAs.UID, b.env.RunAs.GID}
 	}
@@ -182,7 +185,7 @@ func (b *builder) stateDirs() error {
 	if b.skipAll != "" || b.domainTarget == nil || !b.domainLabel {
 		return nil
 	}
-	gids := append([]uint32{b.domainTarget.GID}, b.env.RunAs.Groups...)
+	gids := b.domainGroups
 	for _, d := range b.env.StateDirs {
 		if _, err := os.Stat(d); err != nil {
 			continue
@@ -256,11 +259,9 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 			return nil
 		}
 		target = &Owner{id.UID, id.GID}
-		// libvirt gives a labelled QEMU the qemu.conf user's
-		// supplementary groups (virSecurityDACGetIds).
-		gids = append([]uint32{id.GID}, b.env.RunAs.Groups...)
+		gids = append([]uint32{id.GID}, id.Groups...)
 	} else if b.domainLabel {
-		gids = append([]uint32{target.GID}, b.env.RunAs.Groups...)
+		gids = b.domainGroups
 	}
 	h, err := owner.Open(given)
 	if err != nil {

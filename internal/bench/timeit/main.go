@@ -17,8 +17,12 @@
 //	prep64 untimed hook D release end - ; hook D prepare begin - < d/domain.xml
 //
 // Output, one line a job, tab-separated: name, median, min, mean and p90 of
-// the timed steps' total wall time in microseconds, the largest maximum
-// resident set size of any timed step in KiB, and the number of runs.
+// the timed steps' total wall time in microseconds, the number of runs, and
+// the median CPU time (user + system) of the timed steps in microseconds:
+// on a busy machine CPU time is far steadier than wall time, though it
+// does not see time spent waiting for fsync.
+// (No peak RSS: a forked child's ru_maxrss includes the parent's pages it
+// had before exec, so run.sh asks /usr/bin/time instead.)
 // A step that exits non-zero stops everything with its stderr.
 package main
 
@@ -32,7 +36,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -47,10 +50,10 @@ type step struct {
 }
 
 type job struct {
-	name   string
-	steps  []step
-	times  []time.Duration
-	maxRSS int64
+	name  string
+	steps []step
+	times []time.Duration
+	cpu   []time.Duration
 }
 
 func main() {
@@ -86,14 +89,14 @@ func run(args []string, in io.Reader, out, errw io.Writer) int {
 	}
 	for round := 0; round < *warm+*runs; round++ {
 		for _, j := range jobs {
-			d, rss, err := j.once()
+			d, cpu, err := j.once()
 			if err != nil {
 				fmt.Fprintf(errw, "timeit: %s: %s\n", j.name, err)
 				return 1
 			}
 			if round >= *warm {
 				j.times = append(j.times, d)
-				j.maxRSS = max(j.maxRSS, rss)
+				j.cpu = append(j.cpu, cpu)
 			}
 		}
 	}
@@ -105,8 +108,10 @@ func run(args []string, in io.Reader, out, errw io.Writer) int {
 			sum += d
 		}
 		us := func(d time.Duration) int64 { return d.Microseconds() }
+		cpu := slices.Clone(j.cpu)
+		slices.Sort(cpu)
 		fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", j.name, us(median(t)), us(t[0]),
-			us(sum/time.Duration(len(t))), us(t[len(t)*9/10]), j.maxRSS, len(t))
+			us(sum/time.Duration(len(t))), us(t[len(t)*9/10]), len(t), us(median(cpu)))
 	}
 	return 0
 }
@@ -162,25 +167,23 @@ func parse(in io.Reader) ([]*job, error) {
 	return jobs, nil
 }
 
-// once runs every step of j and returns the wall time of the timed ones and
-// their largest max RSS.
-func (j *job) once() (time.Duration, int64, error) {
-	var total time.Duration
-	var rss int64
+// once runs every step of j and returns the wall and CPU time of the timed
+// ones.
+func (j *job) once() (wall, cpu time.Duration, err error) {
 	for _, s := range j.steps {
-		d, r, err := s.exec()
+		d, c, err := s.exec()
 		if err != nil {
 			return 0, 0, err
 		}
 		if !s.untimed {
-			total += d
-			rss = max(rss, r)
+			wall += d
+			cpu += c
 		}
 	}
-	return total, rss, nil
+	return wall, cpu, nil
 }
 
-func (s step) exec() (time.Duration, int64, error) {
+func (s step) exec() (wall, cpu time.Duration, err error) {
 	name := s.stdin
 	if name == "" {
 		name = os.DevNull
@@ -204,9 +207,5 @@ func (s step) exec() (time.Duration, int64, error) {
 		msg, _ := os.ReadFile(errFile.Name())
 		return 0, 0, fmt.Errorf("%s: %w: %s", strings.Join(s.argv, " "), err, bytes.TrimSpace(msg))
 	}
-	var rss int64
-	if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss // KiB on Linux
-	}
-	return d, rss, nil
+	return d, c.ProcessState.UserTime() + c.ProcessState.SystemTime(), nil
 }

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Whole-process benchmark of libvirt-dac-hook (issue 9).
+#
+# Runs the built hook binary exactly as libvirtd does (`qemu DOMAIN prepare
+# begin -` with the domain XML on stdin, then `qemu DOMAIN release end -`),
+# as root, on real qcow2 chains in a temp directory, next to the floor
+# program (only the unavoidable syscalls on the same files) and /bin/true.
+# Prints medians, the ratios, and PASS/MISS against the targets. Nothing
+# fails on a MISS: the exit status is 0 unless something could not run.
+#
+# Usage (as root, from anywhere):  internal/bench/run.sh
+# Environment:
+#   RUNS=30 WARMUP=3     timed and warm-up rounds (jobs are interleaved)
+#   HOOK=path            use this hook binary instead of `make build`
+#   BENCH_DIR=/var/tmp   where the temp dir goes. Not /tmp: that is often a
+#                        tmpfs, where fsync costs nothing and the journal's
+#                        durability would look free.
+#   HYPERFINE=1          also cross-check the 64-image pair with hyperfine
+#                        (installed with apt-get if missing)
+#
+# Definitions:
+#   pair N     = median of (prepare + release) wall time, two processes,
+#                for the domain with N image files.
+#   per-image  = marginal cost: (pair N - pair 1) / (N - 1). Subtracting
+#                the 1-disk domain removes the fixed cost (process start,
+#                config, lock, journal fsyncs), which a plain time/N would
+#                spread thinner over 256 images than over 64 and so flatter
+#                the 256-disk domain. time/N is printed too, for reference.
+#   floor      = the same two-process cycle by internal/bench/floor.
+set -euo pipefail
+
+RUNS=${RUNS:-30}
+WARMUP=${WARMUP:-3}
+BENCH_DIR=${BENCH_DIR:-/var/tmp}
+QEMU_UID=64055
+QEMU_GID=107
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+go=${GO:-go}
+
+if [ "$(id -u)" != 0 ]; then
+	echo "run.sh: must run as root: the hook and the floor chown real files" >&2
+	exit 1
+fi
+
+if [ -z "${HOOK:-}" ]; then
+	make -s -C "$root" build >&2
+	HOOK=$root/bin/libvirt-dac-hook
+fi
+[ -x "$HOOK" ] || { echo "run.sh: no hook binary at $HOOK" >&2; exit 1; }
+
+if ! [ -x /usr/bin/time ]; then
+	apt-get install -y -q time >/dev/null
+fi
+
+tmp=$(mktemp -d "$BENCH_DIR/libvirt-dac-hook-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+# QEMU must be able to search down to the images; a 0700 temp dir would add
+# ACL steps that are not what is measured.
+chmod 0755 "$tmp"
+mkdir -p "$tmp/bin" "$tmp/state"
+
+# The floor is built like the hook (static, stripped), so both pay the same
+# Go runtime start and only the work differs.
+for cmd in floor mkdomain timeit; do
+	(cd "$root" && CGO_ENABLED=0 $go build -trimpath -ldflags '-s -w' -o "$tmp/bin/$cmd" "./internal/bench/$cmd")
+done
+
+declare -A dom
+for shape in 1:1:1 64:16:4 256:256:1; do
+	IFS=: read -r n disks depth <<<"$shape"
+	mkdir -m 0755 "$tmp/d$n"
+	dom[$n]=$("$tmp/bin/mkdomain" "$tmp/d$n" "$disks" "$depth")
+done
+
+cat >"$tmp/qemu.conf" <<EOF
+user = "+$QEMU_UID"
+group = "+$QEMU_GID"
+EOF
+cat >"$tmp/hook.conf" <<EOF
+state_dir = "$tmp/state"
+qemu_conf = "$tmp/qemu.conf"
+syslog = 0
+log_file = "$tmp/hook.log"
+EOF
+export LIBVIRT_DAC_HOOK_CONFIG=$tmp/hook.conf
+
+# Check once that the hook really chowns and gives back, so a broken hook
+# cannot look fast.
+owner() { stat -c %u:%g "$1"; }
+first=$(head -n1 "$tmp/d64/images")
+"$HOOK" "${dom[64]}" prepare begin - <"$tmp/d64/domain.xml"
+[ "$(owner "$first")" = "$QEMU_UID:$QEMU_GID" ] || { echo "run.sh: prepare did not chown $first" >&2; exit 1; }
+"$HOOK" "${dom[64]}" release end -
+[ "$(owner "$first")" = 0:0 ] || { echo "run.sh: release did not restore $first" >&2; exit 1; }
+
+jobs=$tmp/jobs
+: >"$jobs"
+for n in 1 64 256; do
+	d=${dom[$n]} x=$tmp/d$n/domain.xml
+	cat >>"$jobs" <<EOF
+pair$n $HOOK $d prepare begin - < $x ; $HOOK $d release end -
+floor$n $tmp/bin/floor prepare $tmp/d$n/images $tmp/floor.rec $QEMU_UID:$QEMU_GID ; $tmp/bin/floor release $tmp/floor.rec
+prep$n untimed $HOOK $d release end - ; $HOOK $d prepare begin - < $x
+rel$n untimed $HOOK $d prepare begin - < $x ; $HOOK $d release end -
+EOF
+done
+cat >>"$jobs" <<EOF
+ignored64 $HOOK ${dom[64]} started begin - < $tmp/d64/domain.xml
+true /bin/true < $tmp/d64/domain.xml
+EOF
+
+echo "timing $RUNS rounds (+$WARMUP warm-up) of $(wc -l <"$jobs") interleaved jobs in $tmp ..." >&2
+"$tmp/bin/timeit" -n "$RUNS" -w "$WARMUP" <"$jobs" >"$tmp/results"
+
+# Peak RSS of the 256-disk domain: prepare and release, the larger.
+rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}'; }
+rss_prep=$(rss "$HOOK" "${dom[256]}" prepare begin - <"$tmp/d256/domain.xml")
+rss_rel=$(rss "$HOOK" "${dom[256]}" release end - </dev/null)
+size=$(stat -c %s "$HOOK")
+
+awk -v rss_prep="$rss_prep" -v rss_rel="$rss_rel" -v size="$size" -v hook="$HOOK" -v runs="$RUNS" '
+{ med[$1] = $2; mn[$1] = $3; p90[$1] = $5 }
+function ms(us) { return sprintf("%.2f", us / 1000) }
+function verdict(ok) { return ok ? "PASS" : "MISS" }
+END {
+	printf "\nlibvirt-dac-hook whole-process benchmark (%s, %d interleaved runs each)\n\n", hook, runs
+	printf "%-44s %10s %10s %10s\n", "job", "median ms", "min ms", "p90 ms"
+	n = split("pair1 pair64 pair256 floor1 floor64 floor256 prep1 rel1 prep64 rel64 prep256 rel256 ignored64 true", order, " ")
+	label["pair1"] = "hook prepare+release, 1 disk (1 image)"
+	label["pair64"] = "hook prepare+release, 16 disks x 4 (64)"
+	label["pair256"] = "hook prepare+release, 256 disks (256)"
+	label["floor1"] = "floor prepare+release, 1 image"
+	label["floor64"] = "floor prepare+release, 64 images"
+	label["floor256"] = "floor prepare+release, 256 images"
+	label["prep1"] = "hook prepare only, 1 image"
+	label["rel1"] = "hook release only, 1 image"
+	label["prep64"] = "hook prepare only, 64 images"
+	label["rel64"] = "hook release only, 64 images"
+	label["prep256"] = "hook prepare only, 256 images"
+	label["rel256"] = "hook release only, 256 images"
+	label["ignored64"] = "hook started begin - (ignored), 64-image XML"
+	label["true"] = "/bin/true, same stdin"
+	for (i = 1; i <= n; i++) { j = order[i]; printf "%-44s %10s %10s %10s\n", label[j], ms(med[j]), ms(mn[j]), ms(p90[j]) }
+
+	r1 = med["pair64"] / med["floor64"]
+	m64 = (med["pair64"] - med["pair1"]) / 63
+	m256 = (med["pair256"] - med["pair1"]) / 255
+	r2 = m256 / m64
+	r3 = med["ignored64"] / med["true"]
+	rss = rss_prep > rss_rel ? rss_prep : rss_rel
+	printf "\n%-58s %14s %10s %6s\n", "target", "measured", "limit", ""
+	printf "%-58s %13.2fx %9s  %s\n", "prepare+release 64 images / floor", r1, "3x", verdict(r1 <= 3)
+	printf "%-58s %13.2fx %9s  %s\n", "per-image cost 256 disks / 16x4 (marginal, see header)", r2, "1.3x", verdict(r2 <= 1.3)
+	printf "%-58s %13.2fx %9s  %s\n", "ignored event / /bin/true", r3, "2x", verdict(r3 <= 2)
+	printf "%-58s %10.1f MiB %6s MiB  %s\n", "peak RSS, 256 disks (max of prepare " rss_prep " KiB, release " rss_rel " KiB)", rss / 1024, "20", verdict(rss <= 20 * 1024)
+	printf "%-58s %11.2f MB %7s MB  %s\n", "binary size (" size " bytes; MB = 10^6)", size / 1e6, "12", verdict(size <= 12e6)
+	printf "\nper image: marginal %.1f us at 64, %.1f us at 256; time/N %.1f us at 64, %.1f us at 256 (ratio %.2fx)\n",
+		m64, m256, med["pair64"] / 64, med["pair256"] / 256, (med["pair256"] / 256) / (med["pair64"] / 64)
+	printf "floor per image: marginal %.1f us at 64, %.1f us at 256\n",
+		(med["floor64"] - med["floor1"]) / 63, (med["floor256"] - med["floor1"]) / 255
+}' "$tmp/results"
+
+if [ "${HYPERFINE:-0}" = 1 ]; then
+	command -v hyperfine >/dev/null || apt-get install -y -q hyperfine >/dev/null
+	d=${dom[64]}
+	hyperfine --warmup "$WARMUP" --runs "$RUNS" \
+		"$HOOK $d prepare begin - < $tmp/d64/domain.xml; $HOOK $d release end -" \
+		"$tmp/bin/floor prepare $tmp/d64/images $tmp/floor.rec $QEMU_UID:$QEMU_GID; $tmp/bin/floor release $tmp/floor.rec"
+fi
