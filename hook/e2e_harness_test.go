@@ -437,7 +437,7 @@ func ensureTools() error {
 	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	for _, args := range [][]string{
 		{"update", "-q"},
-		{"install", "-y", "-q", "libvirt-daemon-system", "libvirt-clients", "qemu-system-x86", "qemu-utils", "acl", "attr"},
+		{"install", "-y", "-q", "libvirt-daemon-system", "libvirt-clients", "qemu-system-x86", "qemu-utils", "acl", "attr", "ovmf"},
 	} {
 		cmd := exec.Command("apt-get", args...)
 		cmd.Env = env
@@ -797,7 +797,9 @@ func virsh(timeout time.Duration, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// destroyLeftovers removes every domain with our prefix, running or defined.
+// destroyLeftovers removes every domain with our prefix, running or
+// defined, then every storage pool with it (a persistent pool definition
+// left in /etc/libvirt/storage would make the next pool-define fail).
 func destroyLeftovers() {
 	out, err := virsh(10*time.Second, "list", "--all", "--name")
 	if err != nil {
@@ -807,6 +809,16 @@ func destroyLeftovers() {
 		if strings.HasPrefix(name, domainPrefix) {
 			_, _ = virsh(30*time.Second, "destroy", name)
 			_, _ = virsh(30*time.Second, "undefine", name)
+		}
+	}
+	out, err = virsh(10*time.Second, "pool-list", "--all", "--name")
+	if err != nil {
+		return
+	}
+	for _, name := range strings.Fields(out) {
+		if strings.HasPrefix(name, domainPrefix) {
+			_, _ = virsh(30*time.Second, "pool-destroy", name)
+			_, _ = virsh(30*time.Second, "pool-undefine", name)
 		}
 	}
 }

@@ -21,15 +21,34 @@ var errHelpShown = errors.New("help shown")
 
 func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	errOut := &trackingWriter{w: e.stderr}
+	fs.SetOutput(errOut)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stdout, "Usage: libvirt-dac-hook %s\n\n", synopsis)
-		fs.SetOutput(e.stdout)
+		// flag calls Usage for -h/--help and, after printing the error,
+		// for a bad flag: help goes to stdout, usage after an error to
+		// stderr, so that stdout (which scripts parse) stays clean.
+		w := e.stdout
+		if errOut.written {
+			w = e.stderr
+		}
+		fmt.Fprintf(w, "Usage: libvirt-dac-hook %s\n\n", synopsis)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
-		fmt.Fprint(e.stdout, "\n"+exitHelp)
-		fs.SetOutput(e.stderr)
+		fmt.Fprint(w, "\n"+exitHelp)
+		fs.SetOutput(errOut)
 	}
 	return fs
+}
+
+// trackingWriter remembers whether anything was written through it.
+type trackingWriter struct {
+	w       io.Writer
+	written bool
+}
+
+func (t *trackingWriter) Write(p []byte) (int, error) {
+	t.written = true
+	return t.w.Write(p)
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
@@ -70,6 +89,10 @@ func cmdPlan(e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// A usage error is reported before stdin is read.
+	if *op != "prepare" && *op != "release" {
+		return withCode(ExitUsage, fmt.Errorf("--op must be prepare or release, not %q", *op))
+	}
 	xml, err := readInput(e, fs.Args())
 	if err != nil {
 		return err
@@ -83,12 +106,8 @@ func cmdPlan(e *env, args []string) error {
 		return err
 	}
 	defer s.Close()
-	switch *op {
-	case "prepare":
-	case "release":
+	if *op == "release" {
 		return planRelease(e, s, d.Name, *asJSON)
-	default:
-		return withCode(ExitUsage, fmt.Errorf("--op must be prepare or release, not %q", *op))
 	}
 	if _, err := s.identity(); err != nil {
 		return err

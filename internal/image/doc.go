@@ -12,11 +12,13 @@
 // The parsers follow QEMU's own rules (block/qcow2.c, block/qcow.c,
 // block/qed.c, block/vmdk.c in QEMU 7.2), because QEMU is the program that
 // opens the files; libvirt's probe (src/storage_file/storage_file_probe.c)
-// agrees on the layouts and limits. Where QEMU would refuse to open an image
-// the parsers return an error rather than a guess. Where libvirt is laxer or
-// stricter than QEMU, QEMU wins: for example libvirt ignores a qcow2 backing
-// name stored beyond its 33 KiB probe buffer and does not pad header
-// extensions to 8 bytes, while QEMU reads the name and pads.
+// agrees on the layouts and limits. Where QEMU would refuse a field these
+// parsers read, they return an error rather than a guess; checks on parts of
+// the image that name no file (refcounts, L1 tables, feature bits that do not
+// change which files are opened) are left to QEMU. Where libvirt differs from
+// QEMU, QEMU wins: libvirt ignores a qcow2 backing name stored beyond its
+// 33 KiB probe buffer and does not pad header extensions to 8 bytes, while
+// QEMU reads the name and pads.
 //
 // Every read is bounded: at most about 1 MiB per call whatever the header
 // claims, names are capped (1023 bytes for qcow/qcow2 backing names, 4095 for

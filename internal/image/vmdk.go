@@ -220,10 +220,10 @@ func vmdkExtents(desc string) ([]string, error) {
 	// rescanning would make blank lines quadratic in a 1 MiB descriptor.
 	wsEnd := 0
 	for p := 0; p < len(desc); p = vmdkNextLine(desc, p) {
-		if false && p < wsEnd {
+		if p < wsEnd {
 			continue
 		}
-		if q := skipSpace(desc, p); false && q > p {
+		if q := skipSpace(desc, p); q > p {
 			wsEnd = q
 			if q == len(desc) || desc[q-1] == '\n' {
 				// Same as the line starting at q, which comes next.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sort"
 )
@@ -154,7 +155,9 @@ func Decode(b []byte) (*State, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
 	}
-	if dec.More() {
+	// dec.More is false before a stray ']' or '}', so ask for the next
+	// token: only the end of input is acceptable after the state.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: trailing data after the state", ErrDamaged)
 	}
 	if s.Version != FormatVersion {

@@ -18,9 +18,16 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/sysfs"
 )
 
+// miscKinds are the resources that legitimately are misc character devices
+// (major 10): /dev/vhost-scsi, /dev/sev, /dev/sgx_vepc, /dev/sgx_provision.
+// Nothing else may be one (/dev/kvm, /dev/fuse, /dev/uinput, ...).
+var miscKinds = map[domain.Kind]bool{
+	domain.KindSCSIHost: true, domain.KindSEV: true, domain.KindSGX: true, domain.KindHostdevChar: true,
+}
+
 // locate finds the host path(s) of r and what the inode there must be.
 func (b *builder) locate(r *domain.Resource) ([]string, owner.Want, error) {
-	want := owner.Want{Types: r.Expect, Misc: r.Kind == "scsi-host"}
+	want := owner.Want{Types: r.Expect, Misc: miscKinds[r.Kind]}
 	if want.Types == 0 {
 		want.Types = domain.TypeRegular
 	}
@@ -122,22 +129,27 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 	if format == "" || format == "raw" {
 		return nil
 	}
-	info, err := readImage(st.Handle)
-	if err != nil {
+	info, err := readImage(st.Handle, format)
+	switch {
+	case errors.Is(err, image.ErrUnsupported):
+		return nil // a format without backing files (luks, vpc, ...)
+	case errors.Is(err, image.ErrWrongFormat):
+		// QEMU opens the image as the declared format and will fail on
+		// it; a header we were not told to trust is not followed.
+		b.plan.Notes = append(b.plan.Notes, fmt.Sprintf("%s is declared %s but its header is not; not followed", st.Path, format))
+		return nil
+	case err != nil:
 		return b.fail(r, st.Path, err)
 	}
-	if info.Format != format {
-		// QEMU opens the image as the declared format and will fail on it;
-		// a header we were not told to trust is not followed.
-		b.plan.Notes = append(b.plan.Notes, fmt.Sprintf("%s is declared %s but looks like %s; its header is not followed", st.Path, format, info.Format))
-		return nil
-	}
-	dir := filepath.Dir(given)
-	for i, ext := range info.Extents {
-		p := ext
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
+	if info.DataFile != "" {
+		dr := &domain.Resource{Kind: domain.KindDataFile, From: baseFrom(r.From) + " → data-file",
+			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
+		if err := b.file(dr, joinHeaderName(given, info.DataFile), owner.Want{Types: dr.Expect}, depth, visiting, st); err != nil {
+			return err
 		}
+	}
+	for i, ext := range info.Extents {
+		p := joinHeaderName(given, ext)
 		er := &domain.Resource{Kind: "extent", From: fmt.Sprintf("%s → extent[%d]", baseFrom(r.From), i+1),
 			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
 		if err := b.file(er, p, owner.Want{Types: er.Expect}, depth, visiting, st); err != nil {
@@ -155,16 +167,26 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 	if info.BackingFormat == "" {
 		return b.fail(r, st.Path, fmt.Errorf("the format of backing file %q is not recorded in the image, and libvirt does not probe it: run `qemu-img rebase -u -F <format> -b %s %s`", name, name, st.Path))
 	}
-	p := name
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(dir, p)
-	}
+	p := joinHeaderName(given, name)
 	br := &domain.Resource{
 		Kind: domain.KindBacking, From: fmt.Sprintf("%s → backing[%d]", baseFrom(r.From), depth+1),
 		Expect: domain.TypeRegular, ReadOnly: true, Format: info.BackingFormat, ProbeBacking: true,
 		Label: r.Label, Skip: r.Skip,
 	}
 	return b.file(br, p, owner.Want{Types: br.Expect}, depth+1, visiting, st)
+}
+
+// joinHeaderName resolves a name from the header of the image opened as
+// given the way QEMU (path_combine) and libvirt do: a relative name is
+// appended to the directory part of given as a string, without cleaning.
+// The kernel, and owner.Open after it, then resolve ".." after whatever a
+// symlink before it points to; filepath.Join would clean "lnk/.." away
+// lexically and name a different file than the one QEMU opens.
+func joinHeaderName(given, name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return given[:strings.LastIndexByte(given, '/')+1] + name
 }
 
 // checkHeaderNamed applies the rules for files named by an image header
@@ -203,7 +225,7 @@ func isProtocol(name string) bool {
 	return !strings.Contains(name[:i], "/")
 }
 
-func readImage(h *owner.Handle) (image.Info, error) {
+func readImage(h *owner.Handle, format string) (image.Info, error) {
 	f, err := h.OpenFile()
 	if err != nil {
 		return image.Info{}, err
@@ -213,9 +235,9 @@ func readImage(h *owner.Handle) (image.Info, error) {
 	if err != nil {
 		return image.Info{}, fmt.Errorf("size of %s: %w", h.Path, err)
 	}
-	info, err := image.Read(f, size)
+	info, err := image.ReadFormat(f, size, format)
 	if err != nil {
-		return image.Info{}, fmt.Errorf("read image header of %s: %w", h.Path, err)
+		return image.Info{}, fmt.Errorf("read %s header of %s: %w", format, h.Path, err)
 	}
 	return info, nil
 }

@@ -320,3 +320,20 @@ func TestStateDirsForLabelledDomain(t *testing.T) {
 		t.Errorf("plan for a labelled domain:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestExternalDataFile: QEMU opens a qcow2 image's external data file, so
+// the plan lists it, resolved against the image's directory.
+func TestExternalDataFile(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	dir := filepath.Join(root, "img")
+	os.MkdirAll(dir, 0o755)
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "data.bin"), filepath.Join(dir, "top.qcow2"), "1M")
+	p, err := build(t, root, head+`<devices><disk type='file' device='disk'><driver type='qcow2'/><source file='$ROOT/img/top.qcow2'/><target dev='vda'/></disk></devices></domain>`, env(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(p, root); !strings.Contains(got, "chown data-file $ROOT/img/data.bin") {
+		t.Errorf("plan:\n%s\nwant the external data file listed", got)
+	}
+}
