@@ -118,6 +118,11 @@ func parsePCIAddr(s string) (string, error) {
 		return bad()
 	}
 	domain, ok1 := hexField(parts[0], 4, 8)
+	// Longer than 4 digits only without leading zeros: one spelling per
+	// address, as the kernel names them (%04x).
+	if len(parts[0]) > 4 && parts[0][0] == '0' {
+		return bad()
+	}
 	bus, ok2 := hexField(parts[1], 2, 2)
 	slot, ok3 := hexField(parts[2], 2, 2)
 	function, ok4 := hexField(fn, 1, 1)
