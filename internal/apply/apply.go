@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
@@ -90,6 +91,30 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 	st, err := r.Store.Load()
 	if err != nil {
 		return err
+	}
+	// The plan was built without the lock: another domain's prepare or
+	// release may have changed an owner or a search grant since. The
+	// original owner recorded for a new entry, whether a chown is needed,
+	// and whether a grant is ours to add and record, must be read now,
+	// through the handle, under the lock.
+	for _, s := range p.Steps {
+		if (s.Action != plan.Chown && s.Action != plan.Keep && s.Action != plan.SearchACL) || s.Handle == nil {
+			continue
+		}
+		if err := s.Handle.Refresh(); err != nil {
+			return fmt.Errorf("%s (%s): %w", s.Path, s.From, err)
+		}
+		if s.Action == plan.SearchACL {
+			a, err := acl.Get(s.Handle.Fd(), s.Handle.Stat.Mode)
+			if err != nil {
+				return fmt.Errorf("%s (%s): %w", s.Path, s.From, err)
+			}
+			c := acl.PlanAddUserExec(a, s.Target.UID)
+			s.ACL = &c
+			continue
+		}
+		uid, gid := s.Handle.Owner()
+		s.Current = &plan.Owner{UID: uid, GID: gid}
 	}
 	before := st.Clone()
 	boot := r.Store.BootID

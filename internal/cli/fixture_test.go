@@ -2,9 +2,7 @@ package cli_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -47,25 +45,23 @@ type fixture struct {
 	logFile  string
 }
 
-// newFixture builds the standard tree under root (t.TempDir() when "") and
-// points $LIBVIRT_DAC_HOOK_CONFIG at its config:
+// newFixture builds the standard tree under t.TempDir() and points
+// $LIBVIRT_DAC_HOOK_CONFIG at its config:
 //
-//	img/disk.raw     1000:1000  raw disk
-//	img/top.qcow2    1000:1000  qcow2 whose header names base.raw (raw)
-//	img/base.raw     0:0        its backing file
-//	img/mine.raw     64055:64055 already the QEMU user's
-//	etc/secret       0:0        under a protected directory
-//	boot/vmlinuz     0:0        a kernel
-func newFixture(t *testing.T, root string) *fixture {
+//	img/disk.raw     1000:1000    raw disk
+//	img/top.qcow2    1000:1000    qcow2 whose header names base.raw (raw)
+//	img/base.raw     0:0          its backing file
+//	img/mine.raw     64055:64055  already the QEMU user's
+//	etc/secret       0:0          under a protected directory
+//	boot/vmlinuz     0:0          a kernel
+func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	needRoot(t)
-	if root == "" {
-		root = t.TempDir()
-		// t.TempDir makes 0700 directories the QEMU user cannot search.
-		for _, d := range []string{root, filepath.Dir(root)} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
+	root := t.TempDir()
+	// t.TempDir makes 0700 directories the QEMU user cannot search.
+	for _, d := range []string{root, filepath.Dir(root)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
 		}
 	}
 	f := &fixture{
@@ -273,21 +269,4 @@ type noRead struct{ t *testing.T }
 func (r noRead) Read([]byte) (int, error) {
 	r.t.Errorf("stdin was read")
 	return 0, io.EOF
-}
-
-// fixedRoot makes an empty directory whose path has the same length on
-// every run, under /var/tmp, so that tabwriter output normalised by
-// replacing it is stable.
-func fixedRoot(t *testing.T) string {
-	t.Helper()
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	root := "/var/tmp/libvirt-dac-hook-test-" + hex.EncodeToString(b[:])
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Skipf("cannot make a fixed-length test root under /var/tmp: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	return root
 }

@@ -159,7 +159,7 @@ func TestHookBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, "")
+			f := newFixture(t)
 			if tt.setup != nil {
 				tt.setup(f)
 			}
@@ -197,7 +197,7 @@ func holdLock(t *testing.T, f *fixture) {
 }
 
 func TestHookDamagedState(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t)
 	if err := os.MkdirAll(f.state, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func (s *streamXML) Read(p []byte) (int, error) {
 }
 
 func TestHookHugeXMLIsNotReadWhole(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t)
 	const size = 100 << 20
 	in := &streamXML{head: "<domain type='kvm'><name>vm1</name><description>", tail: "</description></domain>", size: size}
 	before := f.owners()
@@ -281,7 +281,7 @@ func TestHookHugeXMLIsNotReadWhole(t *testing.T) {
 }
 
 func TestHookIgnoredOperations(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t)
 	// A broken config proves nothing is even loaded.
 	f.writeConf("frobnicate = 1\n")
 	before := f.owners()
@@ -314,7 +314,7 @@ func TestHookIgnoredOperations(t *testing.T) {
 }
 
 func TestArgumentCounts(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t)
 	before := f.owners()
 	for _, args := range [][]string{
 		{},
@@ -350,7 +350,7 @@ func TestArgumentCounts(t *testing.T) {
 func TestHookPrepareRelease(t *testing.T) {
 	for _, name := range []string{"vm1", "plan", "status", "restore", "doctor", "version", "help"} {
 		t.Run(name, func(t *testing.T) {
-			f := newFixture(t, "")
+			f := newFixture(t)
 			before := f.owners()
 			xml := f.domainXML(name, standardDisks+`
     <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$ROOT/img/mine.raw'/><target dev='vdc' bus='virtio'/></disk>`)

@@ -1,0 +1,254 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// stressSeedEnv overrides the stress test's random seed.
+const stressSeedEnv = "LIBVIRT_DAC_HOOK_STRESS_SEED"
+
+// buildHook builds the hook binary the way the Makefile does (static, no
+// cgo) into a temp dir.
+func buildHook(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "hook")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-o", bin, "../../hook")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ../../hook: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// hookEnv is the environment of a hook process: ours, with the config
+// pointed at the fixture and nothing that would override it.
+func hookEnv(conf string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "LIBVIRT_DAC_HOOK_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "LIBVIRT_DAC_HOOK_CONFIG="+conf)
+}
+
+// TestStressConcurrentHooks (issue 4.5) runs real hook processes for ten
+// domains at once, all sharing one state directory and five files, each
+// domain also with a file of its own. Every domain prepares and releases
+// several times, in its own order, at random moments relative to the
+// others. Checked:
+//   - every process exits 0 and writes nothing to stdout or stderr;
+//   - while a domain is between its prepare and its release, all its files
+//     belong to QEMU (another domain's release must not give back a file
+//     it still holds);
+//   - `status --json`, run all along, always reads a whole state;
+//   - at the end every file has its original owner and the state is empty.
+//
+// In the "search-acl" variant the image directory is closed to QEMU and
+// the hook grants search permission with an ACL entry it must hold for as
+// long as any domain needs it; the checks then run `test -r` as the QEMU
+// user, so what is checked is that QEMU can really open its files.
+func TestStressConcurrentHooks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress test skipped in -short mode")
+	}
+	bin := buildHook(t)
+	t.Run("chown", func(t *testing.T) { stress(t, bin, false) })
+	t.Run("search-acl", func(t *testing.T) { stress(t, bin, true) })
+}
+
+func stress(t *testing.T, bin string, searchACL bool) {
+	f := newFixture(t)
+	f.writeConf("lock_timeout = 30\n")
+	if searchACL {
+		f.writeConf("lock_timeout = 30\nparent_search_acl = 1\n")
+	}
+
+	seed := uint64(20261127)
+	if s := os.Getenv(stressSeedEnv); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("$%s: %v", stressSeedEnv, err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (set $%s to repeat or vary)", seed, stressSeedEnv)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+
+	const (
+		domains = 10
+		shared  = 5
+		rounds  = 4
+	)
+	var sharedFiles []string
+	for i := range shared {
+		rel := fmt.Sprintf("img/shared%d.raw", i)
+		f.write(rel, "", 3000+i)
+		sharedFiles = append(sharedFiles, f.path(rel))
+	}
+	type dom struct {
+		name  string
+		files []string // every file the domain uses
+		xml   string
+		rng   *rand.Rand
+	}
+	var doms []*dom
+	for d := range domains {
+		name := fmt.Sprintf("stress%02d", d)
+		priv := fmt.Sprintf("img/%s.raw", name)
+		f.write(priv, "", 4000+d)
+		files := []string{f.path(priv)}
+		// A random non-empty subset of the shared files, in random order.
+		for _, i := range rng.Perm(shared)[:1+rng.IntN(shared)] {
+			files = append(files, sharedFiles[i])
+		}
+		rng.Shuffle(len(files), func(i, j int) { files[i], files[j] = files[j], files[i] })
+		var disks strings.Builder
+		for i, p := range files {
+			fmt.Fprintf(&disks, "    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='vd%c' bus='virtio'/><shareable/></disk>\n", p, 'a'+i)
+		}
+		doms = append(doms, &dom{name: name, files: files, xml: f.domainXML(name, disks.String()),
+			rng: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))})
+	}
+	if searchACL {
+		if err := os.Chmod(f.path("img"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if qemuCan(t, "-x", f.path("img")) {
+			t.Fatalf("test setup: QEMU can search %s before any prepare", f.rel(f.path("img")))
+		}
+	}
+	before := f.owners()
+
+	var procs atomic.Int64
+	hook := func(stdin string, args ...string) (int, string, string) {
+		procs.Add(1)
+		cmd := exec.Command(bin, args...)
+		cmd.Env = hookEnv(f.conf)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Errorf("run %v: %v", args, err)
+			code = -1
+		}
+		return code, out.String(), errb.String()
+	}
+	checkHeld := func(d *dom, when string) {
+		for _, p := range d.files {
+			// Not ownerOf: t.Fatal must not be called off the test goroutine.
+			var st syscall.Stat_t
+			if err := syscall.Lstat(p, &st); err != nil {
+				t.Errorf("%s: %v", d.name, err)
+				continue
+			}
+			if got := fmt.Sprintf("%d:%d", st.Uid, st.Gid); got != qemuOwner {
+				t.Errorf("%s: %s is %s %s, want %s", d.name, f.rel(p), got, when, qemuOwner)
+			}
+			if searchACL && !qemuCan(t, "-r", p) {
+				t.Errorf("%s: QEMU cannot read %s %s", d.name, f.rel(p), when)
+			}
+		}
+	}
+
+	start := time.Now()
+	stop := make(chan struct{})
+	var statusRuns atomic.Int64
+	var wgStatus sync.WaitGroup
+	wgStatus.Add(1)
+	go func() {
+		defer wgStatus.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			code, out, errOut := hook("", "status", "--json")
+			statusRuns.Add(1)
+			var v struct {
+				Entries []json.RawMessage `json:"entries"`
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
+				t.Errorf("status --json during the stress = exit %d, stdout %q, stderr %q", code, out, errOut)
+				return
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for _, d := range doms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				time.Sleep(time.Duration(d.rng.IntN(20)) * time.Millisecond)
+				code, out, errOut := hook(d.xml, d.name, "prepare", "begin", "-")
+				if code != 0 || out != "" || errOut != "" {
+					t.Errorf("%s round %d: prepare = exit %d, stdout %q, stderr %q", d.name, r, code, out, f.rel(errOut))
+					return
+				}
+				checkHeld(d, "after its prepare")
+				time.Sleep(time.Duration(d.rng.IntN(30)) * time.Millisecond)
+				checkHeld(d, "before its release")
+				code, out, errOut = hook("", d.name, "release", "end", "-")
+				if code != 0 || out != "" || errOut != "" {
+					t.Errorf("%s round %d: release = exit %d, stdout %q, stderr %q", d.name, r, code, out, f.rel(errOut))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	wgStatus.Wait()
+	t.Logf("%d hook processes (%d status) in %s", procs.Load(), statusRuns.Load(), time.Since(start).Round(time.Millisecond))
+
+	f.checkOwners(before)
+	f.checkNoEntries()
+	if searchACL && qemuCan(t, "-x", f.path("img")) {
+		t.Errorf("QEMU can still search %s after every release", f.rel(f.path("img")))
+	}
+	if ents, err := os.ReadDir(f.state); err == nil {
+		for _, e := range ents {
+			if e.Name() != "state.json" && e.Name() != "lock" {
+				t.Errorf("unexpected file %s left in the state dir", e.Name())
+			}
+		}
+	}
+}
+
+// qemuCan runs test(1) with op ("-r", "-x", ...) on p as the QEMU user, so
+// that the kernel's own permission check, ACLs included, decides.
+func qemuCan(t *testing.T, op, p string) bool {
+	cmd := exec.Command("test", op, p)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: qemuID, Gid: qemuID, Groups: []uint32{qemuID}}}
+	err := cmd.Run()
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Errorf("test %s %s as uid %d: %v", op, p, qemuID, err)
+	}
+	return err == nil
+}
