@@ -38,8 +38,10 @@ e2e: build
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./internal/...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { echo "fuzz $$f failed"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 1x $$pkg; exit 1; }; \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -parallel 2 $$pkg > /tmp/libvirt-dac-hook-fuzz.log 2>&1; then \
+	      grep -v '^fuzz: elapsed' /tmp/libvirt-dac-hook-fuzz.log | tail -30; echo "fuzz $$f failed (new crashers are saved under testdata/fuzz/$$f)"; exit 1; \
+	    fi; \
 	  done; \
 	done
 

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"io"
 	"log/syslog"
 	"os"
@@ -52,7 +51,7 @@ func loadSetup(e *env, hookMode bool) (*setup, error) {
 func (s *setup) identity() (config.Identity, error) {
 	id, err := s.qemu.RunAs()
 	if err != nil {
-		return id, withCode(ExitConfig, fmt.Errorf("%s: %w", s.qemu.Path, err))
+		return id, withCode(ExitConfig, err) // RunAs names qemu.conf already
 	}
 	s.runAs = id
 	return id, nil
