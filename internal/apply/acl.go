@@ -37,7 +37,7 @@ func holdACL(st *journal.State, s *plan.Step, p *plan.Plan, boot string) (*journ
 	}
 	h := journal.Holder{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: plan.KindParentDir}
 	if e == nil {
-		e = &journal.Entry{Path: s.Path, Dev: id.Dev, Ino: id.Ino, UID: s.Current.UID, GID: s.Current.GID, TargetUID: uid, ACL: raw, Holders: []journal.Holder{h}, Created: boot}
+		e = &journal.Entry{Path: s.Path, Dev: id.Dev, Ino: id.Ino, UID: s.Current.UID, GID: s.Current.GID, TargetUID: uid, ACL: raw, Holders: []journal.Holder{h}, Created: boot, Birth: birth(s.Handle)}
 		st.Add(e)
 		return e, nil
 	}
@@ -95,7 +95,7 @@ func (r *Runner) undoACL(e *journal.Entry, log logrus.FieldLogger) (bool, error)
 		return false, fmt.Errorf("restore ACL of %s: %w", e.Path, err)
 	}
 	defer h.Close()
-	if id := h.ID(); id.Dev != e.Dev || id.Ino != e.Ino {
+	if id := h.ID(); id.Dev != e.Dev || id.Ino != e.Ino || !sameBirth(e, h) {
 		log.Warn("path now names another directory; left alone")
 		return true, nil
 	}

@@ -3,6 +3,7 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -31,16 +32,11 @@ type Runner struct {
 	// SharedFS decides whether a file is on a filesystem shared between
 	// hosts; nil means by statfs type. Tests override it.
 	SharedFS func(*owner.Handle) bool
-	n        int
+	// HostID names this machine in marks on shared files; "" means
+	// /etc/machine-id. Tests set two to play source and destination.
+	HostID string
+	n      int
 }
-
-// OwnerXattr records a file's original owner on the file itself, for files
-// on shared filesystems: after a migration the destination host has no
-// journal entry and finds the file owned by QEMU, and reads the true
-// original here. It is in the trusted namespace, which only root can
-// write, so QEMU cannot forge it. Filesystems without trusted xattrs (NFS)
-// do not get it; see the README.
-const OwnerXattr = "trusted.libvirt-dac-hook.owner"
 
 func (r *Runner) isShared(h *owner.Handle) bool {
 	if r.SharedFS != nil {
@@ -92,6 +88,13 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 	if err != nil {
 		return err
 	}
+	if d := r.Store.Damaged(); len(d) > 0 {
+		// Fail closed: the damaged file may hold originals of files this
+		// prepare would find owned by QEMU and record wrongly.
+		return fmt.Errorf("%w: %s is kept aside and may hold original owners still to give back; "+
+			"inspect it (`libvirt-dac-hook status --state-file %s`), give them back (`libvirt-dac-hook restore --state-file %s`, or by hand), "+
+			"then remove it: until then prepares are refused", journal.ErrDamaged, d[0], d[0], d[0])
+	}
 	// The plan was built without the lock: another domain's prepare or
 	// release may have changed an owner or a search grant since. The
 	// original owner recorded for a new entry, whether a chown is needed,
@@ -123,7 +126,8 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 		s        *plan.Step
 		from, to plan.Owner
 		acl      *journal.Entry // for SearchACL steps: the entry to record the change in
-		xattr    bool           // record the original on the file (shared filesystems)
+		mark     *mark          // for files on shared filesystems: the mark to write
+		oldMark  []byte         // the mark before, to put back on rollback (nil: none)
 	}
 	var todo []change
 	for _, s := range p.Steps {
@@ -152,10 +156,23 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 					return fmt.Errorf("%s (%s): %w: domain %s holds it as %d:%d, domain %s needs %s", s.Path, s.From, ErrConflict, h.Domain, e.TargetUID, e.TargetGID, p.Domain, s.Target)
 				}
 			}
-			if len(e.LiveHolders(boot)) == 0 {
-				// Nobody on this boot holds it: whoever held it before a
-				// reboot, or a release that died, left it to us. The
-				// recorded original stays; the target is ours now.
+			others := 0
+			for _, h := range e.LiveHolders(boot) {
+				if h.Domain != p.Domain {
+					others++
+				}
+			}
+			if others == 0 {
+				if len(e.LiveHolders(boot)) == 0 && (s.Current.UID != e.TargetUID || s.Current.GID != e.TargetGID) &&
+					(s.Current.UID != e.UID || s.Current.GID != e.GID) {
+					// Left by an earlier boot or a release that died, but
+					// someone (the admin) has given the file another owner
+					// since: theirs is the original now, not our old record.
+					e.UID, e.GID = s.Current.UID, s.Current.GID
+				}
+				// Nobody else on this boot holds it (an earlier boot, a
+				// release that died, or this domain's own earlier
+				// prepare): the target is ours now; the original stays.
 				e.TargetUID, e.TargetGID = s.Target.UID, s.Target.GID
 			}
 			e.Holders = addHolder(e.Holders, journal.Holder{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: s.Kind})
@@ -168,16 +185,29 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 				Holders: []journal.Holder{{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: s.Kind}},
 				Created: boot,
 			}
-			if e.Shared {
-				if o, ok := readOwnerXattr(s.Handle); ok {
-					// Recorded by the host this domain migrated from.
-					e.UID, e.GID = o.UID, o.GID
-				}
-			}
+			e.Birth = birth(s.Handle)
 			st.Add(e)
 		}
+		if e.Shared {
+			m, raw, ok := readMark(s.Handle)
+			if ok && len(r.otherHosts(m)) > 0 && *s.Current == *s.Target && len(e.LiveHolders(boot)) <= 1 {
+				// Another host gave it to QEMU (a migration source): its
+				// mark has the true original, ours would have QEMU's.
+				e.UID, e.GID = m.Owner.UID, m.Owner.GID
+			}
+			others := r.otherHosts(m)
+			if *s.Current != *s.Target {
+				// Hosts that would hold it would have it owned by QEMU:
+				// these left without giving it back. Forget them.
+				others = nil
+			}
+			next := mark{Owner: plan.Owner{UID: e.UID, GID: e.GID}, Hosts: append(others, r.hostKey())}
+			if !ok || next.String() != string(raw) {
+				todo = append(todo, change{s: s, mark: &next, oldMark: raw})
+			}
+		}
 		if s.Current.UID != s.Target.UID || s.Current.GID != s.Target.GID {
-			todo = append(todo, change{s: s, from: *s.Current, to: *s.Target, xattr: e.Shared})
+			todo = append(todo, change{s: s, from: *s.Current, to: *s.Target})
 		}
 	}
 	if err := r.step(); err != nil {
@@ -192,14 +222,17 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			return err
 		}
 		var err error
-		if c.acl != nil {
+		switch {
+		case c.acl != nil:
 			var actual bool
 			actual, err = addACL(c.s, c.acl)
 			resave = resave || actual
-		} else {
-			if c.xattr {
-				writeOwnerXattr(c.s.Handle, c.from, r.Log)
+		case c.mark != nil:
+			if merr := c.s.Handle.SetXattr(OwnerXattr, []byte(c.mark.String())); merr != nil {
+				r.Log.WithError(merr).WithField("path", c.s.Path).Debug("no owner mark on this shared filesystem; a migration destination will not know the original owner")
 			}
+			continue
+		default:
 			err = c.s.Handle.Chown(c.to.UID, c.to.GID)
 		}
 		if err != nil {
@@ -207,10 +240,15 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			var undoErrs []error
 			for j := i - 1; j >= 0; j-- {
 				var uerr error
-				if todo[j].acl != nil {
-					uerr = undoACLStep(todo[j].s, todo[j].acl)
-				} else {
-					uerr = todo[j].s.Handle.Chown(todo[j].from.UID, todo[j].from.GID)
+				switch u := todo[j]; {
+				case u.acl != nil:
+					uerr = undoACLStep(u.s, u.acl)
+				case u.mark != nil && u.oldMark != nil:
+					uerr = u.s.Handle.SetXattr(OwnerXattr, u.oldMark)
+				case u.mark != nil:
+					uerr = u.s.Handle.RemoveXattr(OwnerXattr)
+				default:
+					uerr = u.s.Handle.Chown(u.from.UID, u.from.GID)
 				}
 				if uerr != nil {
 					undoErrs = append(undoErrs, uerr)
@@ -248,7 +286,7 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 func (r *Runner) adoptStale(st *journal.State, s *plan.Step, boot string) *journal.Entry {
 	id := s.Handle.ID()
 	for _, e := range st.Entries {
-		if e.ACL == nil && e.Path == s.Path && e.Ino == id.Ino && e.Dev != id.Dev && len(e.LiveHolders(boot)) == 0 {
+		if e.ACL == nil && e.Path == s.Path && e.Ino == id.Ino && e.Dev != id.Dev && len(e.LiveHolders(boot)) == 0 && sameBirth(e, s.Handle) {
 			st.Remove(e.Key())
 			e.Dev = id.Dev
 			st.Add(e)
@@ -422,10 +460,6 @@ func (r *Runner) giveBack(e *journal.Entry, domain string, migrated bool, op str
 	if e.ACL != nil {
 		return r.undoACL(e, log)
 	}
-	if migrated && e.Shared {
-		log.Info("migrated: left with the destination's owner on the shared filesystem")
-		return true, nil
-	}
 	h, err := owner.Open(e.Path)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -436,50 +470,65 @@ func (r *Runner) giveBack(e *journal.Entry, domain string, migrated bool, op str
 	}
 	defer h.Close()
 	id := h.ID()
-	if id.Ino != e.Ino || id.Dev != e.Dev {
+	if id.Ino != e.Ino || id.Dev != e.Dev || !sameBirth(e, h) {
 		log.WithField("recorded_inode", fmt.Sprintf("%d:%d", e.Dev, e.Ino)).WithField("found_inode", fmt.Sprintf("%d:%d", id.Dev, id.Ino)).
 			Warn("path now names another file (replaced or moved); left alone")
 		return true, nil
 	}
+	if e.Shared {
+		if done, err := r.leaveToOtherHost(e, h, migrated, log); done || err != nil {
+			return done, err
+		}
+	}
 	uid, gid := h.Owner()
 	if uid == e.UID && gid == e.GID {
+		if e.Shared {
+			removeMark(h, log)
+		}
 		return true, nil
 	}
 	if uid != e.TargetUID || gid != e.TargetGID {
 		// Someone changed the owner while the domain ran; the admin's
 		// change wins over our record.
 		log.WithField("found", fmt.Sprintf("%d:%d", uid, gid)).Warn("owner changed by someone else while held; left alone")
+		if e.Shared {
+			removeMark(h, log)
+		}
 		return true, nil
 	}
 	if err := h.Chown(e.UID, e.GID); err != nil {
 		return false, fmt.Errorf("restore %s: %w", e.Path, err)
 	}
 	if e.Shared {
-		if err := h.RemoveXattr(OwnerXattr); err != nil {
-			log.WithError(err).Warn("could not remove the owner record on the file")
-		}
+		removeMark(h, log)
 	}
 	log.WithFields(logrus.Fields{"from": fmt.Sprintf("%d:%d", uid, gid), "to": fmt.Sprintf("%d:%d", e.UID, e.GID)}).Info("chown")
 	return true, nil
 }
 
-func readOwnerXattr(h *owner.Handle) (plan.Owner, bool) {
-	b, ok, err := h.GetXattr(OwnerXattr)
-	if err != nil || !ok {
-		return plan.Owner{}, false
+// RestoreFile gives back every entry of a state file kept aside (damaged,
+// but still readable, or from another state directory), then renames it
+// with journal.RestoredSuffix so prepares may go on.
+func (r *Runner) RestoreFile(path string) error {
+	if err := r.Store.Lock(); err != nil {
+		return err
 	}
-	var o plan.Owner
-	if _, err := fmt.Sscanf(string(b), "%d:%d", &o.UID, &o.GID); err != nil {
-		return plan.Owner{}, false
+	defer r.Store.Unlock()
+	st, err := journal.LoadFile(path)
+	if err != nil {
+		return fmt.Errorf("%w; if it cannot be read at all, give back the owners it lists by hand and remove it", err)
 	}
-	return o, true
-}
-
-func writeOwnerXattr(h *owner.Handle, o plan.Owner, log logrus.FieldLogger) {
-	if _, ok, _ := h.GetXattr(OwnerXattr); ok {
-		return // the migration source's record of the true original stays
+	var errs []error
+	for _, e := range st.Entries {
+		if _, err := r.giveBack(e, "", false, "restore"); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if err := h.SetXattr(OwnerXattr, []byte(o.String())); err != nil {
-		log.WithError(err).WithField("path", h.Path).Debug("filesystem keeps no owner record; a migration destination will not know the original owner")
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
+	if err := os.Rename(path, path+journal.RestoredSuffix); err != nil {
+		return fmt.Errorf("owners restored, but: %w", err)
+	}
+	return nil
 }

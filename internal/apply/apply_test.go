@@ -376,36 +376,147 @@ func TestMigratedSharedFSNotRestored(t *testing.T) {
 	f.wantEmptyState()
 }
 
-// TestMigrationDestinationKnowsTrueOriginal: source host prepares a file on
-// a shared filesystem, the domain migrates (release "migrated" keeps QEMU's
-// owner), and the destination, with its own empty journal, still records
-// and finally restores the true original owner.
-func TestMigrationDestinationKnowsTrueOriginal(t *testing.T) {
+// TestLiveMigrationOnSharedStorage plays libvirt 9's live migration over a
+// shared filesystem: the destination host prepares while the source still
+// runs the domain, then the source releases (reason "-": libvirt before
+// 10.5 does not say it migrated), then much later the destination releases.
+// The destination must record the true original, the source must leave the
+// file to the destination, and the last release gives the original back.
+func TestLiveMigrationOnSharedStorage(t *testing.T) {
 	f := newFixture(t, "shared.img")
-	shared := func(r *Runner) *Runner { r.SharedFS = func(*owner.Handle) bool { return true }; return r }
-	if err := shared(f.runner(nil)).Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+	srcState, dstState := filepath.Join(f.root, "state-src"), filepath.Join(f.root, "state-dst")
+	host := func(id, state string) *Runner {
+		f.state = state
+		r := f.runner(nil)
+		r.SharedFS = func(*owner.Handle) bool { return true }
+		r.HostID = id
+		return r
+	}
+	if err := host("src", srcState).Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
 		t.Fatal(err)
 	}
-	if err := shared(f.runner(nil)).Release("vm1", "migrated"); err != nil {
+	if err := host("dst", dstState).Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
 		t.Fatal(err)
 	}
-	f.wantOwner("shared.img", qemu)
-	// The destination: another state directory, same file.
-	f.state = filepath.Join(f.root, "state-destination")
-	if err := shared(f.runner(nil)).Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := journal.LoadFile(filepath.Join(f.state, "state.json"))
+	st, _ := journal.LoadFile(filepath.Join(dstState, "state.json"))
 	for _, e := range st.Entries {
 		if e.Path == f.path("shared.img") && (e.UID != f.orig[e.Path][0] || e.GID != f.orig[e.Path][1]) {
 			t.Errorf("destination recorded %d:%d as original, want %v", e.UID, e.GID, f.orig[e.Path])
 		}
 	}
-	if err := shared(f.runner(nil)).Release("vm1", "destroyed"); err != nil {
+	if err := host("src", srcState).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("shared.img", qemu) // the destination's QEMU uses it
+	if err := host("dst", dstState).Release("vm1", "-"); err != nil {
 		t.Fatal(err)
 	}
 	f.wantAllOriginal()
 	if _, err := unix.Getxattr(f.path("shared.img"), OwnerXattr, nil); !errors.Is(err, unix.ENODATA) {
-		t.Errorf("owner record still on the file after the last release: %v", err)
+		t.Errorf("owner mark still on the file after the last release: %v", err)
 	}
+}
+
+// TestStaleMarkIgnored: a mark left on a file (by this host, e.g. after an
+// admin changed the owner while a domain ran) never overrides the owner the
+// file really has.
+func TestStaleMarkIgnored(t *testing.T) {
+	f := newFixture(t, "shared.img")
+	p := f.path("shared.img")
+	if err := unix.Setxattr(p, OwnerXattr, []byte("2:2 hosts=gone/boot"), 0); err != nil {
+		t.Skipf("no trusted xattrs here: %v", err)
+	}
+	r := f.runner(nil)
+	r.SharedFS = func(*owner.Handle) bool { return true }
+	if err := r.Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantAllOriginal()
+}
+
+func TestParseMark(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"1000:1001", "1000:1001", true},
+		{"1000:1001 hosts=a/b,c/d", "1000:1001 hosts=a/b,c/d", true},
+		{"4294967295:0", "4294967295:0", true},
+		{"4294967296:0", "", false},
+		{"-1:0", "", false},
+		{"1000", "", false},
+		{"1:2 hosts=", "1:2", true},
+		{"1:2 hosts=a,,b", "", false},
+		{"", "", false},
+	}
+	for _, tc := range tests {
+		m, ok := parseMark([]byte(tc.in))
+		if ok != tc.ok || (ok && m.String() != tc.want) {
+			t.Errorf("parseMark(%q) = %q, %v; want %q, %v", tc.in, m.String(), ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzParseMark(f *testing.F) {
+	for _, s := range []string{"1000:1001", "1:2 hosts=a/b,c/d", "x", "1:2 hosts=,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, ok := parseMark([]byte(s))
+		if !ok {
+			return
+		}
+		if len(m.Hosts) > maxMarkHosts {
+			t.Fatalf("parseMark(%q) kept %d hosts", s, len(m.Hosts))
+		}
+		again, ok := parseMark([]byte(m.String()))
+		if !ok || again.String() != m.String() {
+			t.Fatalf("parseMark(%q) does not round-trip: %q", s, m.String())
+		}
+	})
+}
+
+// TestPrepareTwiceWithAnotherOwner: a domain prepared again (no release in
+// between) with another target keeps the first original owner.
+func TestPrepareTwiceWithAnotherOwner(t *testing.T) {
+	f := newFixture(t, "a.img")
+	if err := f.prepare("vm1", "a.img"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.runner(nil).Prepare(f.plan("vm1", 5000, 5001, "a.img")); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("a.img", [2]uint32{5000, 5001})
+	if err := f.runner(nil).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantAllOriginal()
+	f.wantEmptyState()
+}
+
+// TestStaleRecordYieldsToAdminChange: after a crash the admin gives a file
+// a new owner; a later prepare and release must come back to the admin's
+// owner, not to the stale record's.
+func TestStaleRecordYieldsToAdminChange(t *testing.T) {
+	f := newFixture(t, "a.img")
+	if err := f.prepare("vm1", "a.img"); err != nil {
+		t.Fatal(err)
+	}
+	f.boot = "boot-2"
+	p := f.path("a.img")
+	if err := os.Chown(p, 6000, 6001); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.prepare("vm1", "a.img"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.runner(nil).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("a.img", [2]uint32{6000, 6001})
+	f.wantEmptyState()
 }

@@ -330,21 +330,22 @@ func cmdStatus(e *env, args []string) error {
 }
 
 func cmdRestore(e *env, args []string) error {
-	fs := newFlags(e, "restore", "restore (--stale | --domain NAME | --all)\n\nGives back recorded original owners now, without waiting for libvirt's release.")
+	fs := newFlags(e, "restore", "restore (--stale | --domain NAME | --all | --state-file FILE)\n\nGives back recorded original owners now, without waiting for libvirt's release.")
 	stale := fs.Bool("stale", false, "restore records no domain of this boot holds (after a host crash)")
 	dom := fs.String("domain", "", "restore everything domain NAME holds (after a lost release)")
 	all := fs.Bool("all", false, "restore everything (only when no VM using these files runs)")
+	file := fs.String("state-file", "", "restore everything a state file kept aside lists (e.g. state.json.damaged-*), then mark it restored")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	n := 0
-	for _, b := range []bool{*stale, *dom != "", *all} {
+	for _, b := range []bool{*stale, *dom != "", *all, *file != ""} {
 		if b {
 			n++
 		}
 	}
 	if n != 1 || fs.NArg() > 0 {
-		return withCode(ExitUsage, errors.New("give exactly one of --stale, --domain NAME, --all"))
+		return withCode(ExitUsage, errors.New("give exactly one of --stale, --domain NAME, --all, --state-file FILE"))
 	}
 	s, err := loadSetup(e, false)
 	if err != nil {
@@ -356,6 +357,9 @@ func cmdRestore(e *env, args []string) error {
 		return err
 	}
 	r.DryRun = false
+	if *file != "" {
+		return r.RestoreFile(*file)
+	}
 	return r.Restore(apply.Selector{All: *all, Stale: *stale, Domain: *dom})
 }
 

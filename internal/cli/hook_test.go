@@ -212,16 +212,52 @@ func TestHookDamagedState(t *testing.T) {
 	if len(aside) != 1 {
 		t.Errorf("damaged state kept aside as %v, want one file", aside)
 	}
-	// The next call starts from an empty state and works.
+	// Fail closed: while the damaged file is there, prepares are refused
+	// (it may hold originals they would record wrongly); releases work.
+	res = run(strings.NewReader(f.domainXML("vm1", standardDisks)), "vm1", "prepare", "begin", "-")
+	checkHookFailure(t, f, res, cli.ExitState, "vm1", "is kept aside", "restore --state-file")
+	f.checkOwners(before)
+	res = run(noRead{t}, "vm1", "release", "end", "-")
+	if res.code != cli.ExitOK || res.stderr != "" || res.stdout != "" {
+		t.Fatalf("release while a damaged state is kept aside = %+v", res)
+	}
+	// Once the admin has dealt with it, prepares go on.
+	if len(aside) == 1 {
+		os.Rename(aside[0], aside[0]+".restored")
+	}
 	res = run(strings.NewReader(f.domainXML("vm1", standardDisks)), "vm1", "prepare", "begin", "-")
 	if res.code != cli.ExitOK || res.stderr != "" || res.stdout != "" {
-		t.Fatalf("prepare after the damaged state was moved aside = %+v", res)
+		t.Fatalf("prepare after the damaged state was dealt with = %+v", res)
 	}
 	res = run(noRead{t}, "vm1", "release", "end", "-")
 	if res.code != cli.ExitOK || res.stderr != "" || res.stdout != "" {
 		t.Fatalf("release = %+v", res)
 	}
 	f.checkOwners(before)
+}
+
+// TestRestoreFromStateFile: owners recorded in a state file kept aside are
+// given back by `restore --state-file`, which then marks it restored.
+func TestRestoreFromStateFile(t *testing.T) {
+	f := newFixture(t)
+	before := f.owners()
+	res := run(strings.NewReader(f.domainXML("vm1", standardDisks)), "vm1", "prepare", "begin", "-")
+	if res.code != cli.ExitOK {
+		t.Fatalf("prepare = %+v", res)
+	}
+	// The state is moved aside as if damaged (it still parses).
+	aside := filepath.Join(f.state, "state.json.damaged-test")
+	if err := os.Rename(filepath.Join(f.state, "state.json"), aside); err != nil {
+		t.Fatal(err)
+	}
+	res = run(strings.NewReader(""), "restore", "--state-file", aside)
+	if res.code != cli.ExitOK {
+		t.Fatalf("restore --state-file = %+v", res)
+	}
+	f.checkOwners(before)
+	if _, err := os.Stat(aside + ".restored"); err != nil {
+		t.Errorf("state file not marked restored: %v", err)
+	}
 }
 
 // streamXML is a domain XML of size bytes whose <description> is padding,

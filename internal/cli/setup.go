@@ -4,9 +4,11 @@ import (
 	"io"
 	"log/syslog"
 	"os"
+	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
+	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
@@ -78,9 +80,17 @@ func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 		}
 	}
 	if h.LogFile != "" {
-		if f, err := os.OpenFile(h.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
-			log.AddHook(&writerHook{w: f, levels: levelsUpTo(level), f: &logrus.TextFormatter{FullTimestamp: true, DisableColors: true}})
-			s.close = append(s.close, func() { f.Close() })
+		// O_NONBLOCK|O_NOFOLLOW: a FIFO or symlink planted at log_file must
+		// not hang the hook (and libvirtd with it) or redirect its writes.
+		if fd, err := unix.Open(h.LogFile, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600); err == nil {
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+				f := os.NewFile(uintptr(fd), h.LogFile)
+				log.AddHook(&writerHook{w: f, levels: levelsUpTo(level), f: &logrus.TextFormatter{FullTimestamp: true, DisableColors: true}})
+				s.close = append(s.close, func() { f.Close() })
+			} else {
+				unix.Close(fd)
+			}
 		}
 	}
 	return log
@@ -121,13 +131,13 @@ var libvirtStateDirs = []string{
 
 // planEnv is how plans are built under this configuration.
 func (s *setup) planEnv(tolerant bool) plan.Env {
-	protected := append([]string(nil), s.hook.ProtectedPaths...)
+	protected := canonical(s.hook.ProtectedPaths)
 	return plan.Env{
 		Policy:          owner.Policy{Protected: protected, AllowHardlinks: s.hook.AllowHardlinks, ConfigPath: s.hook.Path},
 		Sys:             sysfs.Root{Sys: s.hook.SysfsRoot, Dev: s.hook.DevRoot},
 		PoolDir:         s.hook.StoragePoolDir,
 		MaxDepth:        s.hook.MaxBackingDepth,
-		BackingPaths:    s.hook.BackingPaths,
+		BackingPaths:    canonical(s.hook.BackingPaths),
 		AnyBackingOwner: s.hook.BackingAnyOwner,
 		RunAs:           s.runAs,
 		ResolveLabel:    config.ParseLabel,
@@ -145,4 +155,18 @@ func (s *setup) runner() (*apply.Runner, error) {
 		return nil, withCode(ExitState, err)
 	}
 	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun}, nil
+}
+
+// canonical resolves configured directories the way handles' paths are
+// resolved, so "/var/run" protects what "/run" names. A path that does not
+// exist is kept as written (and also protects what may appear there).
+func canonical(dirs []string) []string {
+	out := make([]string, 0, len(dirs))
+	for _, d := range dirs {
+		out = append(out, d)
+		if r, err := filepath.EvalSymlinks(d); err == nil && r != d {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -47,6 +47,10 @@ type Entry struct {
 	// ACL, when set, says this entry is a search-permission ACL entry
 	// added to a directory, not an ownership change.
 	ACL json.RawMessage `json:"acl,omitempty"`
+	// Birth is the inode's creation time (statx btime, ns), 0 if unknown:
+	// with Dev and Ino it tells the recorded file from a later one that
+	// reuses the inode number.
+	Birth int64 `json:"birth,omitempty"`
 	// Created is the boot the entry was first recorded on.
 	Created string `json:"created_boot_id"`
 }

@@ -154,3 +154,19 @@ func (s *Store) Save(st *State) error {
 	}
 	return nil
 }
+
+// Damaged lists state files kept aside as damaged and not yet dealt with
+// (restored from, or removed, by the admin).
+func (s *Store) Damaged() []string {
+	m, _ := filepath.Glob(filepath.Join(s.Dir, stateName+".damaged-*"))
+	var out []string
+	for _, p := range m {
+		if !strings.HasSuffix(p, RestoredSuffix) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// RestoredSuffix marks a damaged state file whose owners were given back.
+const RestoredSuffix = ".restored"

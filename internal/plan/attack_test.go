@@ -300,6 +300,18 @@ func TestAttackRefused(t *testing.T) {
 			wantPath: "$ROOT/etc/secret", wantMsg: "protected directory", refused: true,
 		},
 		{
+			// A root-owned file anywhere (/root/.bashrc) must not be
+			// reachable by rewriting a header: only files beside the
+			// images the XML names, or in backing_paths.
+			name: "header names a root-owned file outside the image directories",
+			setup: func(tr *atkTree, env *plan.Env) string {
+				tr.write(filepath.Join(tr.root, "home", "bashrc"), "", 0)
+				tr.qcow2(filepath.Join(tr.img, "top.qcow2"), filepath.Join(tr.root, "home", "bashrc"), "raw", atkImage)
+				return atkDisk("qcow2", "$ROOT/img/top.qcow2")
+			},
+			wantPath: "$ROOT/home/bashrc", wantMsg: "neither beside an image the domain XML names", refused: true,
+		},
+		{
 			name: "header names block device",
 			setup: func(tr *atkTree, env *plan.Env) string {
 				tr.mknod(filepath.Join(tr.img, "blk"), unix.S_IFBLK, 7, 250)
@@ -627,6 +639,7 @@ func TestAttackControls(t *testing.T) {
 				tr.write(filepath.Join(tr.root, "deep", "base.raw"), "", 0)
 				tr.write(filepath.Join(tr.img, "vm", "base.raw"), "", 0)
 				tr.qcow2(filepath.Join(tr.img, "vm", "top.qcow2"), "lnk/../base.raw", "raw", atkImage)
+				env.BackingPaths = []string{filepath.Join(tr.root, "deep")}
 				return atkDisk("qcow2", "$ROOT/img/vm/top.qcow2")
 			},
 			want: []string{"$ROOT/img/vm/top.qcow2", "$ROOT/deep/base.raw"},

@@ -190,12 +190,20 @@ func joinHeaderName(given, name string) string {
 }
 
 // checkHeaderNamed applies the rules for files named by an image header
-// rather than by the XML: headers are writable by QEMU, so the file must be
-// in backing_paths (when set) and owned by root, the target, or the owner
-// of the image naming it.
+// rather than by the XML. Headers are writable by QEMU, so the file must be
+// in backing_paths when that is set, and otherwise next to (in or below the
+// directory of) an image the XML names or in DefaultBackingDirs; and it
+// must be owned by root, the target, or the owner of the image naming it.
+// Without the place rule a rewritten header could name any root-owned file
+// (/root/.bashrc) and get it chowned to QEMU.
 func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) error {
-	if len(b.env.BackingPaths) > 0 && !under(h.Path, b.env.BackingPaths) {
-		return fmt.Errorf("image header of %s names %s, outside backing_paths: %w", parent.Path, h.Path, owner.ErrRefused)
+	if len(b.env.BackingPaths) > 0 {
+		if !under(h.Path, b.env.BackingPaths) {
+			return fmt.Errorf("image header of %s names %s, outside backing_paths: %w", parent.Path, h.Path, owner.ErrRefused)
+		}
+	} else if !under(h.Path, b.imageDirs) && !under(h.Path, DefaultBackingDirs) {
+		return fmt.Errorf("image header of %s names %s, which is neither beside an image the domain XML names nor in %s; list its directory in backing_paths if it is a real backing file: %w",
+			parent.Path, h.Path, strings.Join(DefaultBackingDirs, ", "), owner.ErrRefused)
 	}
 	if b.env.AnyBackingOwner {
 		return nil
@@ -206,6 +214,10 @@ func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) error {
 	}
 	return fmt.Errorf("image header of %s names %s, owned by uid %d: neither root, the QEMU user nor the owner of the image naming it (backing_any_owner): %w", parent.Path, h.Path, uid, owner.ErrRefused)
 }
+
+// DefaultBackingDirs are where header-named backing files may always live
+// when backing_paths is not set: libvirt's default image pool.
+var DefaultBackingDirs = []string{"/var/lib/libvirt/images"}
 
 func under(p string, dirs []string) bool {
 	for _, d := range dirs {

@@ -140,6 +140,10 @@ type builder struct {
 	seen map[owner.ID]*Step
 	// dirsDone holds "uid:dir" pairs whose search permission is settled.
 	dirsDone map[string]bool
+	// imageDirs are the canonical directories of the images the XML
+	// names; files named by image headers must be in or below one of
+	// them (unless backing_paths says otherwise).
+	imageDirs []string
 	// domainTarget is the owner for resources without their own label;
 	// nil when the domain needs nothing changed.
 	domainTarget *Owner
@@ -170,6 +174,7 @@ func (b *builder) build(d *domain.Domain) error {
 		b.skipAll = "QEMU runs as root"
 	}
 	b.plan.Target = b.domainTarget
+	b.imageDirs = imageDirs(d)
 	for i := range d.Resources {
 		if err := b.resource(&d.Resources[i]); err != nil {
 			return err
@@ -320,4 +325,30 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		return b.chain(r, st, given, depth, visiting)
 	}
 	return nil
+}
+
+// imageDirs lists the canonical directories of the disk images the XML
+// names. Only an allowlist for header-named files is made from them, so
+// resolving by name here opens no race: nothing is changed on the strength
+// of it.
+func imageDirs(d *domain.Domain) []string {
+	var dirs []string
+	seen := map[string]bool{}
+	for _, r := range d.Resources {
+		switch r.Kind {
+		case domain.KindDisk, domain.KindCdrom, domain.KindFloppy, domain.KindLun, domain.KindBacking:
+		default:
+			continue
+		}
+		if r.Path == "" {
+			continue
+		}
+		dir, err := filepath.EvalSymlinks(filepath.Dir(r.Path))
+		if err != nil || seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		dirs = append(dirs, dir)
+	}
+	return dirs
 }

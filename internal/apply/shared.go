@@ -1,0 +1,196 @@
+package apply
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+)
+
+// OwnerXattr records, on a file that lives on a filesystem shared between
+// hosts, its original owner and which hosts hold it now:
+//
+//	trusted.libvirt-dac-hook.owner = "UID:GID hosts=MACHINE/BOOT,MACHINE/BOOT"
+//
+// A live migration runs prepare on the destination while the source still
+// holds the file, then release on the source; libvirt before 10.5 does not
+// tell release it was a migration. With the mark, the destination records
+// the true original (it finds the file owned by QEMU) and the source sees
+// another host still holding the file and leaves it to that host, whose
+// release gives it back. The trusted namespace is writable only by root, so
+// QEMU cannot forge the mark. NFS has no trusted xattrs: there neither
+// works, see the README.
+const OwnerXattr = "trusted.libvirt-dac-hook.owner"
+
+// maxMarkHosts bounds the host list read from a mark.
+const maxMarkHosts = 64
+
+type mark struct {
+	Owner plan.Owner
+	Hosts []string // "machine-id/boot-id" of each host holding the file
+}
+
+func (m mark) String() string {
+	s := m.Owner.String()
+	if len(m.Hosts) > 0 {
+		s += " hosts=" + strings.Join(m.Hosts, ",")
+	}
+	return s
+}
+
+// parseMark reads a mark; ok is false for anything malformed.
+func parseMark(b []byte) (m mark, ok bool) {
+	s := string(b)
+	ids, hosts, _ := strings.Cut(s, " hosts=")
+	u, g, found := strings.Cut(ids, ":")
+	if !found {
+		return mark{}, false
+	}
+	var err error
+	if m.Owner.UID, err = parseUint32(u); err != nil {
+		return mark{}, false
+	}
+	if m.Owner.GID, err = parseUint32(g); err != nil {
+		return mark{}, false
+	}
+	if hosts != "" {
+		m.Hosts = strings.Split(hosts, ",")
+		if len(m.Hosts) > maxMarkHosts || slices.Contains(m.Hosts, "") {
+			return mark{}, false
+		}
+		for _, h := range m.Hosts {
+			if strings.ContainsAny(h, " ,\x00\n") {
+				return mark{}, false
+			}
+		}
+	}
+	return m, true
+}
+
+func parseUint32(s string) (uint32, error) {
+	var v uint32
+	if s == "" || len(s) > 10 {
+		return 0, fmt.Errorf("bad id %q", s)
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("bad id %q", s)
+		}
+		n := uint64(v)*10 + uint64(c-'0')
+		if n > 1<<32-1 {
+			return 0, fmt.Errorf("bad id %q", s)
+		}
+		v = uint32(n)
+	}
+	return v, nil
+}
+
+func readMark(h *owner.Handle) (mark, []byte, bool) {
+	b, ok, err := h.GetXattr(OwnerXattr)
+	if err != nil || !ok {
+		return mark{}, nil, false
+	}
+	m, ok := parseMark(b)
+	return m, b, ok
+}
+
+// machineID identifies this host across boots.
+func machineID() string {
+	for _, p := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(p); err == nil {
+			if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00") {
+				return id
+			}
+		}
+	}
+	h, _ := os.Hostname()
+	return strings.NewReplacer(" ", "_", ",", "_", "/", "_").Replace(h)
+}
+
+// hostKey is this host on this boot, as written in marks.
+func (r *Runner) hostKey() string {
+	id := r.HostID
+	if id == "" {
+		id = machineID()
+	}
+	return id + "/" + r.Store.BootID
+}
+
+// otherHosts are the mark's hosts that are not this machine (on any boot:
+// this machine's earlier boots hold nothing any more).
+func (r *Runner) otherHosts(m mark) []string {
+	me, _, _ := strings.Cut(r.hostKey(), "/")
+	var out []string
+	for _, h := range m.Hosts {
+		if id, _, _ := strings.Cut(h, "/"); id != me {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// leaveToOtherHost decides, for a file on a shared filesystem, whether its
+// original owner must not be given back now: another host holds it (the
+// destination of a live migration), or libvirt said the domain migrated
+// (libvirt >= 10.5 passes the reason). Then this host's name comes off the
+// mark and the file keeps QEMU's owner; the last host to release gives it
+// back. done reports that the entry is finished with.
+func (r *Runner) leaveToOtherHost(e *journalEntry, h *owner.Handle, migrated bool, log logFields) (done bool, err error) {
+	m, _, ok := readMark(h)
+	others := r.otherHosts(m)
+	if !migrated && (!ok || len(others) == 0) {
+		return false, nil
+	}
+	if !migrated {
+		log.WithField("hosts", strings.Join(others, ",")).Info("still used by another host (migrated there): left with QEMU's owner for that host to give back")
+	} else {
+		log.Info("migrated: left with QEMU's owner on the shared filesystem")
+	}
+	m.Hosts = others
+	if ok {
+		if err := h.SetXattr(OwnerXattr, []byte(m.String())); err != nil {
+			log.WithError(err).Debug("could not update the owner mark")
+		}
+	}
+	return true, nil
+}
+
+// removeMark takes the mark off a file whose owner has been given back.
+func removeMark(h *owner.Handle, log logFields) {
+	if err := h.RemoveXattr(OwnerXattr); err != nil {
+		log.WithError(err).Warn("could not remove the owner mark on the file")
+	}
+}
+
+// birth is the inode's creation time (statx btime) in nanoseconds, 0 when
+// the filesystem does not keep one. With the inode number it tells a file
+// from a later one that reuses the number.
+func birth(h *owner.Handle) int64 {
+	var stx unix.Statx_t
+	if err := unix.Statx(h.Fd(), "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME, &stx); err != nil || stx.Mask&unix.STATX_BTIME == 0 {
+		return 0
+	}
+	return stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
+}
+
+// sameBirth reports whether h is the inode e recorded, as far as creation
+// times tell (an entry or a filesystem without them matches).
+func sameBirth(e *journalEntry, h *owner.Handle) bool {
+	if e.Birth == 0 {
+		return true
+	}
+	b := birth(h)
+	return b == 0 || b == e.Birth
+}
+
+type (
+	journalEntry = journal.Entry
+	logFields    = logrus.FieldLogger
+)
