@@ -48,6 +48,17 @@ fuzz:
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=2m
 
+# Benchmarks (issue 9), as root: Go benchmarks of parsing, planning, prepare
+# and release on generated domains (1 disk; 16 disks x 4-deep qcow2 chains;
+# 256 disks), then the whole-process run of the built hook against the floor
+# program. Prints numbers and PASS/MISS; never fails on a slow result.
+BENCHTIME ?= 1s
+BENCH_RUNS ?= 30
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/domain/ ./internal/plan/ ./internal/apply/
+	HOOK=$(CURDIR)/$(BIN) RUNS=$(BENCH_RUNS) bash internal/bench/run.sh
+
 install: build
 	@dst="$(DESTDIR)$(HOOKDIR)/qemu"; \
 	if [ -e "$$dst" ] && ! grep -q "$(MARKER)" "$$dst" 2>/dev/null; then \

@@ -107,6 +107,8 @@ type harness struct {
 
 	installedHook   bool // LIBVIRT_DAC_HOOK_E2E_INSTALLED=1
 	startedLibvirtd bool
+	locked          bool     // holds runLockPath: backupDir is ours to undo
+	lockFile        *os.File // kept open: the flock lasts as long as the process
 
 	recMu sync.Mutex
 	rec   runRecord // mirrored to backupDir for recovery
@@ -226,7 +228,46 @@ func (h *harness) record(change func(r *runRecord)) error {
 	return writeFileAtomic(filepath.Join(backupDir, "run.json"), data, 0o600)
 }
 
+// runLockPath serialises e2e runs on one host. Two runs at once would undo
+// each other: the second would take the first's backupDir for a killed
+// run's, stop its libvirtd, restore qemu.conf and delete its users and work
+// dir under it.
+const runLockPath = "/var/tmp/dachook-e2e.lock"
+
+// lock takes runLockPath, waiting up to wait for another run to finish. The
+// flock goes with the process, so a killed run never leaves it held.
+func (h *harness) lock(wait time.Duration) error {
+	f, err := os.OpenFile(runLockPath, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("open e2e run lock: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for announced := false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			h.lockFile, h.locked = f, true
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return fmt.Errorf("lock %s: %w", runLockPath, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return fmt.Errorf("another e2e run still holds %s after %v", runLockPath, wait)
+		}
+		if !announced {
+			fmt.Printf("e2e: another e2e run holds %s; waiting up to %v\n", runLockPath, wait)
+			announced = true
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 func (h *harness) setup() error {
+	if err := h.lock(10 * time.Minute); err != nil {
+		return err
+	}
 	if err := recoverRun(); err != nil {
 		return fmt.Errorf("recover from an interrupted run: %w", err)
 	}
@@ -347,6 +388,9 @@ func (h *harness) setup() error {
 // leaving a host with our qemu.conf is worse than a noisy error.
 func (h *harness) teardown() error {
 	h.teardownOnce.Do(func() {
+		if !h.locked {
+			return // backupDir, if any, belongs to another run
+		}
 		h.recMu.Lock()
 		rec := h.rec
 		h.recMu.Unlock()

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -213,18 +214,8 @@ func (f *fixture) watchDirs(paths ...string) *dirSet {
 
 // same requires every directory to be as it was when watched.
 func (d *dirSet) same(phase string, domains ...string) {
-	t := d.f.t
-	t.Helper()
-	ok := true
-	for _, p := range d.paths {
-		if diff := cmp.Diff(d.before[p], snapDir(t, p)); diff != "" {
-			t.Errorf("%s: directory %s changed (-before +now):\n%s", phase, p, diff)
-			ok = false
-		}
-	}
-	if !ok {
-		d.f.h.diagnose(t, domains...)
-	}
+	d.f.t.Helper()
+	d.unchangedExcept(phase, nil, domains...)
 }
 
 // unchangedExcept requires every directory but the listed ones to be as it
@@ -234,26 +225,18 @@ func (d *dirSet) unchangedExcept(phase string, skip []string, domains ...string)
 	t.Helper()
 	ok := true
 	for _, p := range d.paths {
-		if contains(skip, p) {
+		if slices.Contains(skip, p) {
 			continue
 		}
 		if diff := cmp.Diff(d.before[p], snapDir(t, p)); diff != "" {
-			t.Errorf("%s: directory %s changed (-before +now):\n%s", phase, p, diff)
+			t.Errorf("%s: directory %s changed (mode, owner or ACL; diff below)", phase, p)
+			logBlock(t, "-before +now of "+p, diff)
 			ok = false
 		}
 	}
 	if !ok {
 		d.f.h.diagnose(t, domains...)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // requireSearchACL checks that dir has a user:<uid> entry whose effective
@@ -276,7 +259,8 @@ func (d *dirSet) requireSearchACL(phase, dir string, uid int, domains ...string)
 	}
 	ok := true
 	if entry == "" {
-		t.Errorf("%s: %s has no %s entry (QEMU's search grant); getfacl -n:\n%s", phase, dir, prefix, out)
+		t.Errorf("%s: %s has no %s entry (QEMU's search grant)", phase, dir, prefix)
+		logBlock(t, "getfacl -p -n "+dir, string(out))
 		ok = false
 	} else {
 		perm, eff, _ := strings.Cut(strings.TrimPrefix(entry, prefix), "#effective:")
@@ -427,12 +411,14 @@ func TestParentDirMaskedACL(t *testing.T) {
 	over := f.overlay(l, "disk.qcow2")
 	f.track(l.base, q)
 	f.track(over, q)
-	if out, err := exec.Command("setfacl", "-m", "u:"+bobName+":rwx,m::r--", l.alice).CombinedOutput(); err != nil {
-		t.Fatalf("setfacl -m u:%s:rwx,m::r-- %s: %v: %s", bobName, l.alice, err, out)
+	entries := fmt.Sprintf("u:%d:rwx,m::r--", f.h.bob.uid)
+	if out, err := exec.Command("setfacl", "-m", entries, l.alice).CombinedOutput(); err != nil {
+		t.Fatalf("setfacl -m %s %s: %v: %s", entries, l.alice, err, out)
 	}
 	dirs := f.watchDirs(f.dir, l.home, l.alice, l.vms)
 	if st := dirs.before[l.alice]; st.XattrHx == "absent" || !strings.Contains(st.Getfacl, "mask::r--") {
-		t.Fatalf("setup: %s should carry an ACL with mask::r--, getfacl:\n%s", l.alice, st.Getfacl)
+		logBlock(t, "getfacl -p "+l.alice, st.Getfacl)
+		t.Fatalf("setup: %s should carry an ACL with mask::r--", l.alice)
 	}
 
 	name := domainPrefix + "home-masked"
@@ -457,7 +443,7 @@ func TestParentDirMaskedACL(t *testing.T) {
 // multibootKernel is the smallest kernel QEMU's -kernel accepts without a
 // Linux header: a multiboot v1 header using the a.out kludge (flags bit 16:
 // load and entry addresses in the header, so no ELF is needed), loaded as
-// a flat image at 1 MiB, whose entry point is `jmp $`. QEMU refuses a file
+// a flat image at 1 MiB, whose entry point halts forever. QEMU refuses a file
 // that is neither ("invalid kernel header"), so garbage would not do.
 func multibootKernel() []byte {
 	const (
@@ -479,7 +465,8 @@ func multibootKernel() []byte {
 	}
 	var buf bytes.Buffer
 	_ = binary.Write(&buf, binary.LittleEndian, hdr)
-	buf.Write([]byte{0xeb, 0xfe}) // jmp $
+	// cli; 1: hlt; jmp 1b: idles without burning a host CPU under TCG.
+	buf.Write([]byte{0xfa, 0xf4, 0xeb, 0xfd})
 	return buf.Bytes()
 }
 
@@ -510,8 +497,8 @@ func TestDirectKernelBoot(t *testing.T) {
 	f.mustFailWithoutHook(spec, kernel)
 	f.mustStartMore(spec)
 	f.check("running", true, name)
-	// The kernel spins in place; a QEMU that could not load it would have
-	// exited by now.
+	// The kernel halts; a QEMU that could not load it would have exited by
+	// now.
 	time.Sleep(300 * time.Millisecond)
 	if out, err := virsh(10*time.Second, "domstate", name); err != nil || out != "running" {
 		t.Errorf("domstate %s = %q, %v; want running", name, out, err)
@@ -610,12 +597,20 @@ func (f *fixture) storagePool(name, dir string) {
 	if err := os.WriteFile(xmlPath, []byte(xml), 0o644); err != nil {
 		f.t.Fatalf("write %s: %v", xmlPath, err)
 	}
+	// libvirtd creates the config directory for the first persistent pool
+	// and leaves it behind, empty, when the pool is undefined.
+	const storageConf = "/etc/libvirt/storage"
+	_, err := os.Stat(storageConf)
+	hadStorageConf := err == nil
 	if out, err := virsh(30*time.Second, "pool-define", xmlPath); err != nil {
 		f.t.Fatalf("virsh pool-define %s: %v: %s", xmlPath, err, out)
 	}
 	f.t.Cleanup(func() {
 		if out, err := virsh(30*time.Second, "pool-undefine", name); err != nil {
 			f.t.Errorf("virsh pool-undefine %s: %v: %s", name, err, out)
+		}
+		if !hadStorageConf {
+			_ = os.Remove(storageConf) // only if empty
 		}
 	})
 	if out, err := virsh(30*time.Second, "pool-start", name); err != nil {

@@ -2,6 +2,7 @@ package acl
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -265,7 +266,7 @@ func TestAddUserExecUndoPure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := mustText(t, tt.before)
-			got, c := addUserExec(before, tt.uid)
+			got, c := addUserExec(before, tt.uid, nil)
 			if diff := cmp.Diff(mustText(t, tt.after), got); diff != "" {
 				t.Errorf("addUserExec(%s) ACL mismatch (-want +got):\n%s", tt.before, diff)
 			}
@@ -275,9 +276,120 @@ func TestAddUserExecUndoPure(t *testing.T) {
 			if diff := cmp.Diff(tt.change, c); diff != "" {
 				t.Errorf("addUserExec(%s) Change mismatch (-want +got):\n%s", tt.before, diff)
 			}
-			if diff := cmp.Diff(before, undo(got, c)); diff != "" {
+			if diff := cmp.Diff(before, undo(got, c, nil)); diff != "" {
 				t.Errorf("undo(addUserExec(%s)) mismatch (-want +got):\n%s", tt.before, diff)
 			}
 		})
+	}
+}
+
+// TestUndoPure covers undo on its own: records as older versions wrote
+// them (JSON without the later fields), shared masks and edits made since.
+func TestUndoPure(t *testing.T) {
+	tests := []struct {
+		name   string
+		acl    string
+		change string // Change as JSON, as read from the journal
+		active []Change
+		want   string
+	}{
+		{
+			name:   "no-op change",
+			acl:    "u::rwx,u:107:--x,g::---,m::--x,o::---",
+			change: `{"uid":107,"old_mask":1}`,
+			want:   "u::rwx,u:107:--x,g::---,m::--x,o::---",
+		},
+		{
+			name:   "created mask, last named entry goes",
+			acl:    "u::rwx,u:107:--x,g::r--,m::r-x,o::---",
+			change: `{"uid":107,"added_entry":true,"added_perm":1,"added_mask":true,"old_mask":4,"mask_added_perm":1}`,
+			want:   "u::rwx,g::r--,o::---",
+		},
+		{
+			name:   "created mask, admin entry added since keeps x",
+			acl:    "u::rwx,u:107:--x,u:1234:--x,g::---,m::--x,o::---",
+			change: `{"uid":107,"added_entry":true,"added_perm":1,"added_mask":true,"old_mask":0,"mask_added_perm":1}`,
+			want:   "u::rwx,u:1234:--x,g::---,m::--x,o::---",
+		},
+		{
+			name:   "created mask, recomputed from what remains",
+			acl:    "u::rwx,u:107:--x,g::r--,g:9:rw-,m::rwx,o::---",
+			change: `{"uid":107,"added_entry":true,"added_perm":1,"added_mask":true,"old_mask":4,"mask_added_perm":1}`,
+			want:   "u::rwx,g::r--,g:9:rw-,m::rw-,o::---",
+		},
+		{
+			name:   "widened mask, only widened entries left",
+			acl:    "u::rwx,u:5:r-x,u:107:--x,g::r-x,m::r-x,o::---",
+			change: `{"uid":107,"added_entry":true,"added_perm":1,"mask_changed":true,"old_mask":4,"mask_added_perm":1,"widened":[{"tag":2,"id":5,"perm":5},{"tag":4,"perm":5}]}`,
+			want:   "u::rwx,u:5:r-x,g::r-x,m::r--,o::---",
+		},
+		{
+			name:   "widened mask, entry added since keeps x",
+			acl:    "u::rwx,u:5:r-x,u:107:--x,u:1234:--x,g::r-x,m::r-x,o::---",
+			change: `{"uid":107,"added_entry":true,"added_perm":1,"mask_changed":true,"old_mask":4,"mask_added_perm":1,"widened":[{"tag":2,"id":5,"perm":5},{"tag":4,"perm":5}]}`,
+			want:   "u::rwx,u:5:r-x,u:1234:--x,g::r-x,m::r-x,o::---",
+		},
+		{
+			name:   "widened mask, active grant in the widened list keeps x",
+			acl:    "u::rwx,u:5:r-x,u:107:--x,g::r-x,m::r-x,o::---",
+			change: `{"uid":107,"added_entry":true,"added_perm":1,"mask_changed":true,"old_mask":4,"mask_added_perm":1,"widened":[{"tag":2,"id":5,"perm":5},{"tag":4,"perm":5}]}`,
+			active: []Change{{UID: 5, Inherited: true, MaskChanged: true, MaskAddedPerm: Exec}},
+			want:   "u::rwx,u:5:r-x,g::r-x,m::r-x,o::---",
+		},
+		{
+			name:   "old record: own entry had x masked off",
+			acl:    "u::rwx,u:107:--x,g::---,m::--x,o::---",
+			change: `{"uid":107,"mask_changed":true,"old_mask":0,"mask_added_perm":1}`,
+			want:   "u::rwx,u:107:--x,g::---,m::---,o::---",
+		},
+		{
+			name:   "mask removed by the administrator since",
+			acl:    "u::rwx,g::---,o::---",
+			change: `{"uid":107,"added_entry":true,"added_perm":1,"added_mask":true,"old_mask":0,"mask_added_perm":1}`,
+			want:   "u::rwx,g::---,o::---",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Change
+			if err := json.Unmarshal([]byte(tt.change), &c); err != nil {
+				t.Fatal(err)
+			}
+			a := mustText(t, tt.acl)
+			got := undo(a, c, tt.active)
+			if diff := cmp.Diff(mustText(t, tt.want), got); diff != "" {
+				t.Errorf("undo(%s, %s) mismatch (-want +got):\n%s", tt.acl, tt.change, diff)
+			}
+			if err := got.Valid(); err != nil {
+				t.Errorf("undo(%s, %s) = %s, invalid: %v", tt.acl, tt.change, got, err)
+			}
+			if again := undo(got, c, tt.active); !equal(again, got) {
+				t.Errorf("undo not idempotent: %s, then %s", got, again)
+			}
+		})
+	}
+}
+
+// TestAddUserExecInherits checks that a grant made while another of ours
+// owns the mask takes over that record.
+func TestAddUserExecInherits(t *testing.T) {
+	minimal := mustText(t, "u::rwx,g::---,o::---")
+	afterA, a := addUserExec(minimal, 64055, nil)
+	_, b := addUserExec(afterA, 64056, []Change{a})
+	want := Change{UID: 64056, AddedEntry: true, AddedPerm: Exec, AddedMask: true, OldMask: 0, MaskAddedPerm: Exec, Inherited: true}
+	if diff := cmp.Diff(want, b); diff != "" {
+		t.Errorf("grant B after A on a minimal ACL (-want +got):\n%s", diff)
+	}
+	// Without active grants the mask looks like the administrator's.
+	if _, b := addUserExec(afterA, 64056, nil); b.AddedMask || b.Inherited {
+		t.Errorf("grant B without active grants = %+v, want no mask ownership", b)
+	}
+	// A grant for a uid that already has x through a mask we own is
+	// recorded (to be undone) although the ACL does not change.
+	admin := mustText(t, "u::rwx,u:5:--x,g::---,m::r--,o::---")
+	widened, a := addUserExec(admin, 7, nil)
+	got, c := addUserExec(widened, 5, []Change{a})
+	if !equal(got, widened) || !c.Changed() || !c.Inherited || !c.MaskChanged {
+		t.Errorf("grant for masked-off user:5 after a widening grant = %s, %+v; want the ACL unchanged and an inherited MaskChanged", got, c)
 	}
 }

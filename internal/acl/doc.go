@@ -12,7 +12,11 @@
 //     a directory and undoing exactly that (AddUserExec, Undo). The Change
 //     value records what was added so that release removes only that, and
 //     a directory that had no ACL before ends up with no ACL again
-//     (getfacl output and st_mode identical to before).
+//     (getfacl output and st_mode identical to before). The mask is shared
+//     by all named entries, so several grants on one directory (other QEMU
+//     users, the administrator's entries) are released in any order
+//     without one taking search away from another: see Change. The pure
+//     cores (addUserExec, undo) live in change.go, the I/O in fd_linux.go.
 //
 // Every filesystem operation works through an already-open file descriptor,
 // typically O_PATH: the hook opens each file once and never re-resolves its

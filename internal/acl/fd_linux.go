@@ -142,95 +142,6 @@ func set(fd int, a ACL) error {
 	})
 }
 
-// Change records exactly what AddUserExec added, so that Undo removes that
-// and nothing else. It is stored in the hook's journal as JSON.
-type Change struct {
-	// UID is the user that was granted search permission.
-	UID uint32 `json:"uid"`
-	// AddedEntry: the user:UID entry did not exist and was created.
-	AddedEntry bool `json:"added_entry,omitempty"`
-	// AddedPerm: the bits added to user:UID (Exec, or 0 if it already had it).
-	AddedPerm Perm `json:"added_perm,omitempty"`
-	// AddedMask: the ACL was minimal and a mask:: was created.
-	AddedMask bool `json:"added_mask,omitempty"`
-	// MaskChanged: an existing mask:: gained bits (MaskAddedPerm).
-	MaskChanged bool `json:"mask_changed,omitempty"`
-	// OldMask is the group class before the change: the old mask, or
-	// group:: when AddedMask (the group bits of st_mode in both cases).
-	OldMask Perm `json:"old_mask"`
-	// MaskAddedPerm: the bits the mask has beyond OldMask because of us.
-	MaskAddedPerm Perm `json:"mask_added_perm,omitempty"`
-	// Widened lists existing entries whose effective permissions grew
-	// because the mask gained x (they had x, masked off). Informational,
-	// for logs and the doctor; Undo takes it back with the mask bit.
-	Widened []Entry `json:"widened,omitempty"`
-}
-
-// Changed reports whether c altered the ACL at all.
-func (c Change) Changed() bool {
-	return c.AddedEntry || c.AddedPerm != 0 || c.AddedMask || c.MaskChanged
-}
-
-// addUserExec is the pure core of AddUserExec.
-func addUserExec(a ACL, uid uint32) (ACL, Change) {
-	a = a.clone()
-	c := Change{UID: uid, OldMask: a.GroupClass()}
-	if i := a.find(User, uid); i >= 0 {
-		c.AddedPerm = Exec &^ a[i].Perm
-		a[i].Perm |= Exec
-	} else {
-		a = a.insert(Entry{Tag: User, ID: uid, Perm: Exec})
-		c.AddedEntry, c.AddedPerm = true, Exec
-	}
-	if i := a.find(Mask, 0); i >= 0 {
-		if a[i].Perm&Exec == 0 {
-			for _, e := range a {
-				if (e.Tag == User && e.ID != uid || e.Tag == GroupObj || e.Tag == Group) && e.Perm&Exec != 0 {
-					c.Widened = append(c.Widened, e)
-				}
-			}
-			a[i].Perm |= Exec
-			c.MaskChanged, c.MaskAddedPerm = true, Exec
-		}
-	} else {
-		// The ACL was minimal. Its mask must cover group:: so the owning
-		// group keeps exactly what it had (effective = group:: & mask),
-		// plus x for our entry. st_mode's group bits will show the mask.
-		g, _ := a.perm(GroupObj)
-		a = a.insert(Entry{Tag: Mask, Perm: g | Exec})
-		c.AddedMask, c.MaskAddedPerm = true, Exec&^g
-	}
-	return a, c
-}
-
-// undo is the pure core of Undo.
-func undo(a ACL, c Change) ACL {
-	a = a.clone()
-	if i := a.find(User, c.UID); i >= 0 {
-		if c.AddedEntry {
-			a = append(a[:i], a[i+1:]...)
-		} else {
-			a[i].Perm &^= c.AddedPerm
-		}
-	}
-	named := false
-	for _, e := range a {
-		if e.Tag == User || e.Tag == Group {
-			named = true
-		}
-	}
-	if i := a.find(Mask, 0); i >= 0 {
-		if c.AddedMask && !named {
-			a = append(a[:i], a[i+1:]...)
-		} else {
-			// Someone else's named entries may have appeared since; keep
-			// the mask they need, minus what we added.
-			a[i].Perm &^= c.MaskAddedPerm
-		}
-	}
-	return a
-}
-
 // AddUserExec grants uid search (x) on the inode held by fd by adding
 // user:<uid>:--x to its access ACL (or ORing x into an existing user:<uid>
 // entry), leaving user::, group::, other:: and every other entry as they
@@ -247,12 +158,22 @@ func undo(a ACL, c Change) ACL {
 //     named entry and group:: that had x masked off; those are listed in
 //     Change.Widened.
 //
-// If uid already has x and the mask allows it, nothing is written and the
-// returned Change reports !Changed(). AddUserExec does not check whether
-// uid owns the inode (then user:: applies and the entry has no effect):
-// ask ACL.Allowed first. The caller must journal the Change before relying
-// on Undo. Returns ErrNotSupported on filesystems without ACLs.
-func AddUserExec(fd int, mode uint32, uid uint32) (Change, error) {
+// active are the recorded Changes of the hook's other grants still in
+// effect on this inode (other uids; from the journal). When one of them
+// created or widened the mask, the new Change takes over that record
+// (Change.Inherited), so that whichever grant is undone last restores the
+// mask; without them, releasing the grants in another order than they
+// were made can leave the mask behind. Pass only grants that are still in
+// effect: a stale one can make Undo recompute or drop a mask that is not
+// ours.
+//
+// If uid already has x, the mask allows it and no active grant owns the
+// mask, nothing is written and the returned Change reports !Changed().
+// AddUserExec does not check whether uid owns the inode (then user::
+// applies and the entry has no effect): ask ACL.Allowed first. The caller
+// must journal the Change before relying on Undo. Returns ErrNotSupported
+// on filesystems without ACLs.
+func AddUserExec(fd int, mode uint32, uid uint32, active ...Change) (Change, error) {
 	if uid == undefinedID {
 		return Change{}, fmt.Errorf("add acl entry for uid %d: %w: reserved id", uid, ErrInvalid)
 	}
@@ -260,8 +181,8 @@ func AddUserExec(fd int, mode uint32, uid uint32) (Change, error) {
 	if err != nil {
 		return Change{}, err
 	}
-	next, c := addUserExec(a, uid)
-	if !c.Changed() {
+	next, c := addUserExec(a, uid, active)
+	if !c.Changed() || equal(a, next) {
 		return c, nil
 	}
 	if err := set(fd, next); err != nil {
@@ -270,16 +191,22 @@ func AddUserExec(fd int, mode uint32, uid uint32) (Change, error) {
 	return c, nil
 }
 
-// Undo reverses c on the inode held by fd: it removes the entry AddUserExec
-// created (or only the bits it ORed in), takes back the bits it added to
-// the mask, and drops a mask it created when no named entries remain. An
-// ACL that ends minimal is written as mode bits only (no xattr), so an
-// inode that had no ACL before is back to exactly its old st_mode and
-// getfacl output. mode is the inode's current st_mode (which still shows
-// the mask); see AddUserExec for ErrModeMismatch. Undo of a Change that
-// did nothing is a no-op, and Undo is idempotent as long as nobody else
-// re-adds the same bits in between.
-func Undo(fd int, mode uint32, c Change) error {
+// Undo reverses c on the inode held by fd (see Change for the exact
+// rules): it removes the entry AddUserExec created (or only the bits it
+// ORed in); a mask it created is dropped when no named entries remain and
+// otherwise recomputed as setfacl does; x it added to an existing mask is
+// taken back unless an entry that did not have it masked off before (a
+// later grant, the administrator's) still has x. An ACL that ends minimal
+// is written as mode bits only (no xattr), so an inode that had no ACL
+// before is back to exactly its old st_mode and getfacl output.
+//
+// active are the hook's other grants still in effect on this inode, as for
+// AddUserExec; their entries keep the mask's x whatever the records say.
+// mode is the inode's current st_mode (which still shows the mask); see
+// AddUserExec for ErrModeMismatch. Undo of a Change that did nothing is a
+// no-op, and Undo is idempotent as long as nobody else re-adds the same
+// bits in between.
+func Undo(fd int, mode uint32, c Change, active ...Change) error {
 	if !c.Changed() {
 		return nil
 	}
@@ -287,28 +214,9 @@ func Undo(fd int, mode uint32, c Change) error {
 	if err != nil {
 		return err
 	}
-	next := undo(a, c)
+	next := undo(a, c, active)
 	if equal(a, next) {
 		return nil
 	}
 	return set(fd, next)
-}
-
-func equal(a, b ACL) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// PlanAddUserExec returns the Change AddUserExec would make to a, without
-// touching anything; the hook journals it before making the change.
-func PlanAddUserExec(a ACL, uid uint32) Change {
-	_, c := addUserExec(a, uid)
-	return c
 }

@@ -24,7 +24,7 @@ func aclKey(id owner.ID, uid uint32) string {
 // grant missing again (then the new change is what release must undo).
 func holdACL(st *journal.State, s *plan.Step, p *plan.Plan, boot string) (*journal.Entry, error) {
 	id := s.Handle.ID()
-	uid := s.Target.UID
+	uid := s.ACL.UID
 	e := st.Lookup(aclKey(id, uid))
 	if e == nil && !s.ACL.Changed() {
 		// Searchable through a user:<uid> entry that is not ours: the
@@ -54,10 +54,10 @@ func addACL(s *plan.Step, e *journal.Entry) (bool, error) {
 	if err := s.Handle.Refresh(); err != nil {
 		return false, err
 	}
-	c, err := acl.AddUserExec(s.Handle.Fd(), s.Handle.Stat.Mode, s.Target.UID)
+	c, err := acl.AddUserExec(s.Handle.Fd(), s.Handle.Stat.Mode, s.ACL.UID)
 	if err != nil {
 		if errors.Is(err, acl.ErrNotSupported) {
-			return false, fmt.Errorf("QEMU (uid %d) cannot search this directory and its filesystem has no POSIX ACLs: %w; run `chmod o+x %s` or move the image", s.Target.UID, err, s.Path)
+			return false, fmt.Errorf("QEMU (uid %d) cannot search this directory and its filesystem has no POSIX ACLs: %w; run `chmod o+x %s` or move the image", s.ACL.UID, err, s.Path)
 		}
 		return false, err
 	}

@@ -112,7 +112,7 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			if err != nil {
 				return fmt.Errorf("%s (%s): %w", s.Path, s.From, err)
 			}
-			c := acl.PlanAddUserExec(a, s.Target.UID)
+			c := acl.PlanAddUserExec(a, s.ACL.UID)
 			s.ACL = &c
 			continue
 		}
@@ -264,7 +264,13 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			return err
 		}
 		if c.acl != nil {
-			r.Log.WithFields(logrus.Fields{"domain": p.Domain, "op": "prepare", "path": c.s.Path, "acl": fmt.Sprintf("user:%d:--x", c.s.Target.UID)}).Info("acl added")
+			log := r.Log.WithFields(logrus.Fields{"domain": p.Domain, "op": "prepare", "path": c.s.Path, "acl": fmt.Sprintf("user:%d:--x", c.s.ACL.UID)})
+			log.Info("acl added")
+			if len(c.s.ACL.Widened) > 0 {
+				// POSIX ACLs have one mask for all named entries: giving it
+				// x gives x to entries the admin had masked off, until release.
+				log.WithField("widened", acl.ACL(c.s.ACL.Widened).String()).Warn("the ACL mask gained x, which also lets these entries search the directory until release")
+			}
 			continue
 		}
 		r.Log.WithFields(logrus.Fields{"domain": p.Domain, "op": "prepare", "path": c.s.Path, "from": c.from.String(), "to": c.to.String()}).Info("chown")

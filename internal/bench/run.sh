@@ -120,12 +120,12 @@ rss_rel=$(rss "$HOOK" "${dom[256]}" release end - </dev/null)
 size=$(stat -c %s "$HOOK")
 
 awk -v rss_prep="$rss_prep" -v rss_rel="$rss_rel" -v size="$size" -v hook="$HOOK" -v runs="$RUNS" '
-{ med[$1] = $2; mn[$1] = $3; p90[$1] = $5 }
+{ med[$1] = $2; mn[$1] = $3; p90[$1] = $5; cpu[$1] = $7 }
 function ms(us) { return sprintf("%.2f", us / 1000) }
 function verdict(ok) { return ok ? "PASS" : "MISS" }
 END {
 	printf "\nlibvirt-dac-hook whole-process benchmark (%s, %d interleaved runs each)\n\n", hook, runs
-	printf "%-44s %10s %10s %10s\n", "job", "median ms", "min ms", "p90 ms"
+	printf "%-44s %10s %10s %10s %10s\n", "job", "median ms", "min ms", "p90 ms", "cpu ms"
 	n = split("pair1 pair64 pair256 floor1 floor64 floor256 prep1 rel1 prep64 rel64 prep256 rel256 ignored64 true", order, " ")
 	label["pair1"] = "hook prepare+release, 1 disk (1 image)"
 	label["pair64"] = "hook prepare+release, 16 disks x 4 (64)"
@@ -141,7 +141,7 @@ END {
 	label["rel256"] = "hook release only, 256 images"
 	label["ignored64"] = "hook started begin - (ignored), 64-image XML"
 	label["true"] = "/bin/true, same stdin"
-	for (i = 1; i <= n; i++) { j = order[i]; printf "%-44s %10s %10s %10s\n", label[j], ms(med[j]), ms(mn[j]), ms(p90[j]) }
+	for (i = 1; i <= n; i++) { j = order[i]; printf "%-44s %10s %10s %10s %10s\n", label[j], ms(med[j]), ms(mn[j]), ms(p90[j]), ms(cpu[j]) }
 
 	r1 = med["pair64"] / med["floor64"]
 	m64 = (med["pair64"] - med["pair1"]) / 63
@@ -157,6 +157,9 @@ END {
 	printf "%-58s %11.2f MB %7s MB  %s\n", "binary size (" size " bytes; MB = 10^6)", size / 1e6, "12", verdict(size <= 12e6)
 	printf "\nper image: marginal %.1f us at 64, %.1f us at 256; time/N %.1f us at 64, %.1f us at 256 (ratio %.2fx)\n",
 		m64, m256, med["pair64"] / 64, med["pair256"] / 256, (med["pair256"] / 256) / (med["pair64"] / 64)
+	c64 = (cpu["pair64"] - cpu["pair1"]) / 63
+	c256 = (cpu["pair256"] - cpu["pair1"]) / 255
+	printf "per image, CPU time (user+sys): marginal %.1f us at 64, %.1f us at 256 (ratio %.2fx)\n", c64, c256, c256 / c64
 	printf "floor per image: marginal %.1f us at 64, %.1f us at 256\n",
 		(med["floor64"] - med["floor1"]) / 63, (med["floor256"] - med["floor1"]) / 255
 }' "$tmp/results"

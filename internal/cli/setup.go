@@ -2,12 +2,10 @@ package cli
 
 import (
 	"io"
-	"log/syslog"
 	"os"
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
-	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
@@ -75,7 +73,7 @@ func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 		log.AddHook(&writerHook{w: e.stderr, levels: levelsUpTo(level), f: &logrus.TextFormatter{DisableTimestamp: true}})
 	}
 	if h.Syslog {
-		if hk, err := lsyslog.NewSyslogHook("", "", syslog.LOG_INFO|syslog.LOG_DAEMON, "libvirt-dac-hook"); err == nil {
+		if hk, err := newSyslogHook("libvirt-dac-hook"); err == nil {
 			log.AddHook(hk)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"sync"
 )
 
 // DefaultQEMUConf is where libvirt's system instance reads qemu.conf.
@@ -34,7 +35,11 @@ type QEMU struct {
 
 // builtinRe matches the commented-out defaults libvirt's qemu.conf template
 // carries, e.g. `#user = "libvirt-qemu"`.
-var builtinRe = regexp.MustCompile(`(?m)^#(user|group) = "([A-Za-z0-9_.+-]+)"\s*$`)
+// It is compiled on first use: a package-level MustCompile costs every
+// hook call, ignored events included, at start-up.
+var builtinRe = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^#(user|group) = "([A-Za-z0-9_.+-]+)"\s*$`)
+})
 
 // LoadQEMU reads the qemu.conf at path. A missing file is not an error:
 // libvirt then runs on its built-in defaults, and so does the returned QEMU
@@ -50,7 +55,7 @@ func LoadQEMU(path string) (QEMU, error) {
 	if err != nil {
 		return q, err
 	}
-	for _, m := range builtinRe.FindAllSubmatch(raw, -1) {
+	for _, m := range builtinRe().FindAllSubmatch(raw, -1) {
 		switch {
 		case string(m[1]) == "user" && q.BuiltinUser == "":
 			q.BuiltinUser = string(m[2])

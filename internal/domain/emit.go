@@ -204,25 +204,33 @@ func noSource(s *libvirtxml.DomainDiskSource) bool {
 		s.VHostUser == nil && s.VHostVDPA == nil && s.Ctl == nil
 }
 
-const imageTypes = TypeRegular | TypeBlock
+// volumeTypes is what a pool volume may be: the pool decides (a dir pool
+// holds files, a logical pool block devices), and the XML does not say.
+const volumeTypes = TypeRegular | TypeBlock
 
 // image turns one local storage <source> into a Resource. ok is false for
 // sources libvirt does not chown (network, vhost-user, vdpa, dir, ...)
 // and for empty ones.
+//
+// The source type fixes the inode type: type='file' must be a regular
+// file and type='block' a block device. QEMU's "file" driver refuses host
+// devices anyway, so a file source that resolves to a block device is
+// never legitimate; allowing it would let anyone who can write an image
+// directory plant "data.raw -> /dev/vda" and be handed the host's disk.
 func (p *parser) image(from string, s *libvirtxml.DomainDiskSource, kind Kind) (r Resource, own *libvirtxml.DomainDeviceSecLabel, ok bool, err error) {
 	switch {
 	case s == nil:
 		return r, nil, false, nil
 	case s.File != nil && s.File.File != "":
-		r, err = p.pathRes(from, s.File.File, kind, imageTypes)
+		r, err = p.pathRes(from, s.File.File, kind, TypeRegular)
 		return r, dacLabel(s.File.SecLabel), err == nil, err
 	case s.Block != nil && s.Block.Dev != "":
-		r, err = p.pathRes(from, s.Block.Dev, kind, imageTypes)
+		r, err = p.pathRes(from, s.Block.Dev, kind, TypeBlock)
 		return r, dacLabel(s.Block.SecLabel), err == nil, err
 	case s.Volume != nil && s.Volume.Pool != "" && s.Volume.Volume != "":
 		// The pool decides the path (and whether it is a file or a
 		// block device); the probe package resolves it.
-		r = Resource{Kind: kind, From: from, Expect: imageTypes,
+		r = Resource{Kind: kind, From: from, Expect: volumeTypes,
 			Volume: &VolumeRef{Pool: s.Volume.Pool, Volume: s.Volume.Volume, Mode: s.Volume.Mode}}
 		return r, dacLabel(s.Volume.SecLabel), true, nil
 	}

@@ -135,15 +135,15 @@ func TestDisks(t *testing.T) {
 		t.Errorf("domain = %q %q label %q relabel %v", d.Name, d.UUID, d.Label, d.Relabel)
 	}
 	vda := one(t, d, "disk[target=vda]/source")
-	if vda.Kind != KindDisk || !vda.ProbeBacking || vda.Format != "qcow2" || vda.Expect != TypeRegular|TypeBlock {
-		t.Errorf("vda = %+v, want qcow2 disk with ProbeBacking", vda)
+	if vda.Kind != KindDisk || !vda.ProbeBacking || vda.Format != "qcow2" || vda.Expect != TypeRegular {
+		t.Errorf("vda = %+v, want qcow2 disk with ProbeBacking, a regular file only", vda)
 	}
 	vdb := one(t, d, "disk[target=vdb]/source")
 	if vdb.Path != "/var/lib/libvirt/images/vdb.img" || vdb.ProbeBacking || !vdb.Shared {
 		t.Errorf("vdb = %+v, want cleaned path, raw so no probe, shared", vdb)
 	}
-	if r := one(t, d, "disk[target=vdc]/source"); !r.ReadOnly || r.Path != "/dev/vg0/data" {
-		t.Errorf("vdc = %+v, want read-only block", r)
+	if r := one(t, d, "disk[target=vdc]/source"); !r.ReadOnly || r.Path != "/dev/vg0/data" || r.Expect != TypeBlock {
+		t.Errorf("vdc = %+v, want read-only block, a block device only", r)
 	}
 	if r := one(t, d, "disk[target=sda]/source"); r.Kind != KindLun {
 		t.Errorf("sda kind = %q, want lun", r.Kind)
@@ -156,8 +156,8 @@ func TestDisks(t *testing.T) {
 		t.Errorf("fda = %+v, want optional floppy", r)
 	}
 	vdd := one(t, d, "disk[target=vdd]/source")
-	if vdd.Path != "" || vdd.Volume == nil || *vdd.Volume != (VolumeRef{Pool: "default", Volume: "vol1.qcow2"}) || !vdd.ProbeBacking {
-		t.Errorf("vdd = %+v, want volume default/vol1.qcow2 with ProbeBacking", vdd)
+	if vdd.Path != "" || vdd.Volume == nil || *vdd.Volume != (VolumeRef{Pool: "default", Volume: "vol1.qcow2"}) || !vdd.ProbeBacking || vdd.Expect != TypeRegular|TypeBlock {
+		t.Errorf("vdd = %+v, want volume default/vol1.qcow2 with ProbeBacking, file or block (the pool decides)", vdd)
 	}
 	if r := one(t, d, "disk[target=sdb]/source"); r.Kind != KindLun || r.Volume == nil || r.Volume.Mode != "host" {
 		t.Errorf("sdb = %+v, want lun volume with mode host", r)
@@ -192,8 +192,11 @@ func TestBackingChains(t *testing.T) {
 		}
 	}
 	base := one(t, d, "disk[target=vda]/backingStore[2]/source")
-	if base.Kind != KindBacking || !base.ReadOnly || base.Format != "raw" || base.Path != "/dev/vg/base" {
-		t.Errorf("vda base = %+v", base)
+	if base.Kind != KindBacking || !base.ReadOnly || base.Format != "raw" || base.Path != "/dev/vg/base" || base.Expect != TypeBlock {
+		t.Errorf("vda base = %+v, want a read-only raw block device", base)
+	}
+	if r := one(t, d, "disk[target=vda]/backingStore[1]/source"); r.Expect != TypeRegular {
+		t.Errorf("vda mid (type='file') Expect = %d, want regular file only", r.Expect)
 	}
 	if r := one(t, d, "disk[target=vdb]/source"); r.ProbeBacking {
 		t.Errorf("vdb top probes although the XML names its backing image")

@@ -125,15 +125,27 @@ func (s *source) qcow2Extensions(start, end uint64, info *Info) (string, error) 
 	// end of the file, so a short read is padded: a walk running off the
 	// end meets an end marker there, as it does in QEMU.
 	bufLen := min(area, maxExtArea)
-	buf, err := s.window(int64(start), int64(bufLen))
-	if err != nil {
-		return "", err
+	// The walk nearly always ends inside the head already read; only a
+	// walk running past it reads the whole capped area, once. (An image
+	// without a backing name has a whole cluster, 64 KiB, as its area.)
+	var buf []byte
+	if start < uint64(len(s.head)) {
+		buf = s.head[start:min(uint64(len(s.head)), start+bufLen)]
 	}
-	if uint64(len(buf)) < bufLen {
-		// The three-index slice forces a copy: buf may alias s.head.
-		buf = append(buf[:len(buf):len(buf)], make([]byte, bufLen-uint64(len(buf)))...)
-	}
+	full := false
 	need := func(off, n uint64) ([]byte, error) {
+		if off+n > uint64(len(buf)) && !full {
+			full = true
+			b, err := s.window(int64(start), int64(bufLen))
+			if err != nil {
+				return nil, err
+			}
+			if uint64(len(b)) < bufLen {
+				// The three-index slice forces a copy: b may alias s.head.
+				b = append(b[:len(b):len(b)], make([]byte, bufLen-uint64(len(b)))...)
+			}
+			buf = b
+		}
 		if off+n > uint64(len(buf)) {
 			return nil, fmt.Errorf("%w: qcow2 header extensions run past %d bytes", ErrMalformed, maxExtArea)
 		}

@@ -121,13 +121,16 @@ func (s *State) Remove(key string) {
 	if s.index == nil {
 		s.reindex()
 	}
-	if s.index[key] == nil {
+	target := s.index[key]
+	if target == nil {
 		return
 	}
 	delete(s.index, key)
 	out := s.Entries[:0]
 	for _, e := range s.Entries {
-		if e.Key() != key {
+		// Identity, not Key(): Key formats a string, and release removes
+		// every entry, which made this quadratic in Sprintf calls.
+		if e != target {
 			out = append(out, e)
 		}
 	}

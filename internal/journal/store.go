@@ -140,7 +140,7 @@ func (s *Store) Save(st *State) error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	p := filepath.Join(s.Dir, stateName)
-	if err := renameio.WriteFile(p, b, 0o600); err != nil {
+	if err := renameio.WriteFile(p, b, 0o600, renameio.WithTempDir(s.Dir)); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	// The rename is only durable once the directory is.

@@ -3,7 +3,7 @@ package owner
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -25,6 +25,9 @@ type Handle struct {
 	// Path is the canonical path the descriptor was opened at: no
 	// symlinks, absolute, clean.
 	Path string
+	// Links are the symlinks followed from the path given to Open to
+	// Path, in the order followed; empty when none was.
+	Links []Link
 	// Stat is the inode's metadata as of Open or the last Refresh.
 	Stat unix.Stat_t
 }
@@ -34,23 +37,43 @@ type Handle struct {
 // symlink swap).
 const maxOpenRetries = 4
 
-// Open resolves path (following symlinks to the final target) and opens the
-// target with O_PATH|O_NOFOLLOW|O_CLOEXEC. The open refuses every symlink and
-// magic link on the way, so if the tree changed since resolution the open
-// fails rather than reaching a different file. The error wraps fs.ErrNotExist
-// when the file does not exist.
+// Open resolves path (following symlinks to the final target, recording
+// each one and its owner in Links) and opens the target with
+// O_PATH|O_NOFOLLOW|O_CLOEXEC. The open refuses every symlink and magic
+// link on the way, so if the tree changed since resolution the open fails
+// rather than reaching a different file: the inode held is the one the
+// recorded links lead to. The error wraps fs.ErrNotExist when the file
+// does not exist, and unix.ELOOP when more than 40 symlinks are met.
 func Open(path string) (*Handle, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("open %q: path is not absolute", path)
 	}
+	// A clean path that openat2 opens while refusing every symlink has
+	// none, so it is canonical already and no link was followed: the usual
+	// case costs one openat2 instead of a walk. Anything else (a symlink
+	// on the way, a missing file) takes the resolving walk below, which
+	// records links and reports errors.
+	if filepath.Clean(path) == path {
+		h, err := openResolved(path)
+		if err == nil && h.Stat.Mode&unix.S_IFMT != unix.S_IFLNK {
+			return h, nil
+		}
+		// O_PATH|O_NOFOLLOW opens a final symlink itself: resolve it below.
+		h.Close()
+	}
 	var lastErr error
 	for range maxOpenRetries {
-		real, err := filepath.EvalSymlinks(path)
+		real, links, err := resolve(path)
+		if errors.Is(err, errTreeChanged) {
+			lastErr = err
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", path, unwrapPathError(err))
+			return nil, fmt.Errorf("resolve %s: %w", path, err)
 		}
 		h, err := openResolved(real)
 		if err == nil {
+			h.Links = links
 			return h, nil
 		}
 		if !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EXDEV) {
@@ -61,14 +84,6 @@ func Open(path string) (*Handle, error) {
 	return nil, fmt.Errorf("open %s: path keeps changing while it is resolved: %w", path, lastErr)
 }
 
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 func openResolved(real string) (*Handle, error) {
 	how := unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
@@ -76,7 +91,7 @@ func openResolved(real string) (*Handle, error) {
 	}
 	fd, err := unix.Openat2(unix.AT_FDCWD, real, &how)
 	if errors.Is(err, unix.ENOSYS) {
-		return openResolvedWalk(real)
+		fd, err = walkOpen(real, false)
 	}
 	if err != nil {
 		return nil, err
@@ -89,38 +104,14 @@ func openResolved(real string) (*Handle, error) {
 	return h, nil
 }
 
-// openResolvedWalk is the fallback for kernels without openat2 (< 5.6): it
-// walks the path one component at a time with O_NOFOLLOW, so a symlink
-// anywhere makes it fail just as RESOLVE_NO_SYMLINKS would.
+// openResolvedWalk opens real the way openResolved does on kernels without
+// openat2.
 func openResolvedWalk(real string) (*Handle, error) {
-	dir, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := walkOpen(real, false)
 	if err != nil {
 		return nil, err
 	}
-	parts := splitPath(real)
-	for i, name := range parts {
-		flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
-		next, err := unix.Openat(dir, name, flags, 0)
-		unix.Close(dir)
-		if err != nil {
-			return nil, err
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(next, &st); err != nil {
-			unix.Close(next)
-			return nil, err
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			unix.Close(next)
-			return nil, unix.ELOOP
-		}
-		if i < len(parts)-1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			unix.Close(next)
-			return nil, unix.ENOTDIR
-		}
-		dir = next
-	}
-	h := &Handle{fd: dir, Path: real}
+	h := &Handle{fd: fd, Path: real}
 	if err := h.Refresh(); err != nil {
 		h.Close()
 		return nil, err
@@ -175,24 +166,6 @@ func (h *Handle) ProcPath() string {
 	return "/proc/self/fd/" + strconv.Itoa(h.fd)
 }
 
-// OpenFile reopens the inode held for reading, without resolving Path again.
-func (h *Handle) OpenFile() (*os.File, error) {
-	if h.Stat.Mode&unix.S_IFMT != unix.S_IFREG && h.Stat.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return nil, fmt.Errorf("read %s: not a regular file or block device", h.Path)
-	}
-	fd, err := unix.Open(h.ProcPath(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-	runtime.KeepAlive(h)
-	if err != nil {
-		return nil, fmt.Errorf("reopen %s for reading: %w", h.Path, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Ino != h.Stat.Ino || st.Dev != h.Stat.Dev {
-		unix.Close(fd)
-		return nil, fmt.Errorf("reopen %s for reading: got a different inode", h.Path)
-	}
-	return os.NewFile(uintptr(fd), h.Path), nil
-}
-
 // Statfs reports the filesystem type of the inode held.
 func (h *Handle) Statfs() (unix.Statfs_t, error) {
 	var st unix.Statfs_t
@@ -213,3 +186,62 @@ func (h *Handle) Close() error {
 	h.fd = -1
 	return err
 }
+
+// Reader reads the inode a Handle holds through its own read-only
+// descriptor, with pread: unlike an *os.File it costs no fcntl and no
+// (refused) netpoller registration per image.
+type Reader struct {
+	fd int
+	// Size is the file size: st_size for a regular file, the device size
+	// for a block device.
+	Size int64
+}
+
+// OpenReader reopens the inode held for reading, without resolving Path
+// again (through /proc/self/fd), and checks it got the same inode.
+func (h *Handle) OpenReader() (*Reader, error) {
+	t := h.Stat.Mode & unix.S_IFMT
+	if t != unix.S_IFREG && t != unix.S_IFBLK {
+		return nil, fmt.Errorf("read %s: not a regular file or block device", h.Path)
+	}
+	fd, err := unix.Open(h.ProcPath(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	runtime.KeepAlive(h)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s for reading: %w", h.Path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Ino != h.Stat.Ino || st.Dev != h.Stat.Dev {
+		unix.Close(fd)
+		return nil, fmt.Errorf("reopen %s for reading: got a different inode", h.Path)
+	}
+	r := &Reader{fd: fd, Size: st.Size}
+	if t == unix.S_IFBLK {
+		if r.Size, err = unix.Seek(fd, 0, io.SeekEnd); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("size of %s: %w", h.Path, err)
+		}
+	}
+	return r, nil
+}
+
+// ReadAt implements io.ReaderAt.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Pread(r.fd, p[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			return n, io.EOF
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// Close releases the descriptor.
+func (r *Reader) Close() error { return unix.Close(r.fd) }

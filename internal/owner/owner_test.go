@@ -238,7 +238,7 @@ func TestOpenFileReopensSameInode(t *testing.T) {
 	// Replace the name: the handle still reads the original inode.
 	os.Rename(p, p+".old")
 	os.WriteFile(p, []byte("other"), 0o600)
-	f, err := h.OpenFile()
+	f, err := h.OpenReader()
 	if err != nil {
 		t.Fatal(err)
 	}

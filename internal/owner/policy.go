@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -15,7 +16,12 @@ import (
 var ErrRefused = errors.New("refused by policy")
 
 // Policy says which inodes the hook may change. The zero Policy protects
-// nothing and refuses hardlinked regular files.
+// no directory but still refuses, whatever its fields say:
+//   - hardlinked regular files (unless AllowHardlinks);
+//   - an inode reached through a symlink owned by neither root nor the
+//     inode's owner (see Check);
+//   - a block device that is mounted, active swap, or holds a partition or
+//     device-mapper/md device that is, read from /proc and /sys.
 type Policy struct {
 	// Protected lists directories (canonical, absolute) under which the
 	// hook never changes anything. The check is made on the canonical path
@@ -25,6 +31,11 @@ type Policy struct {
 	AllowHardlinks bool
 	// ConfigPath is named in refusals so the admin knows what to edit.
 	ConfigPath string
+	// ProcRoot and SysRoot are where procfs and sysfs are mounted
+	// ("/proc" and "/sys" when empty); tests point them at fake trees.
+	// Check reads ProcRoot/self/mountinfo, ProcRoot/swaps and
+	// SysRoot/dev/block/MAJ:MIN/ for block devices.
+	ProcRoot, SysRoot string
 }
 
 // Want describes the inode a resource must be.
@@ -36,14 +47,40 @@ type Want struct {
 	// Misc permits character devices of the misc major (10), which hold
 	// /dev/vhost-scsi and friends; other resources never need them.
 	Misc bool
+	// LinkOwners are further uids whose symlinks may lead to the inode,
+	// besides root and the inode's current owner. A caller that knows
+	// the owner the inode had before the hook changed it (from its
+	// journal) passes it, so a file already given to QEMU stays
+	// reachable through its real owner's links.
+	LinkOwners []uint32
 }
 
-// Check decides whether the inode held by h may be given away. It looks only
-// at what the descriptor holds: its canonical path, type, link count and
-// device number.
+// Check decides whether the inode held by h may be given away. It looks at
+// what the descriptor holds (its canonical path, type, link count, owner
+// and device number), at the symlinks Open followed to reach it, and for
+// block devices at the host's mount and swap tables.
+//
+// Symlinks: every link followed must be owned by root, by the inode's
+// owner, or by a uid in w.LinkOwners. This is the idea of the kernel's
+// fs.protected_symlinks, which root's own resolution does not get: a
+// user's link may only lead to that user's own files. Without it, anyone
+// who can write an image directory could plant "data.raw -> /dev/vda" (or
+// -> another guest's image) and have the hook give it to QEMU running with
+// their label. Links made by root (/dev/disk/by-id/*, admin-made links)
+// are trusted. There is deliberately no switch to turn this off; a
+// legitimate user link to a file they do not own is fixed by pointing the
+// XML at the file itself.
+//
+// Block devices: one that is mounted, active swap, or has a partition or
+// holder (LVM, dm-crypt, md) that is, directly or a few levels down, is
+// refused. The tables are read at Check time; a mount made after it is
+// not seen.
 func (p Policy) Check(h *Handle, w Want) error {
 	if dir, ok := p.protectedBy(h.Path); ok {
 		return fmt.Errorf("%s is under protected directory %s (protected_paths in %s): %w", h.Path, dir, p.configName(), ErrRefused)
+	}
+	if err := checkLinks(h, w); err != nil {
+		return err
 	}
 	mode := h.Stat.Mode & unix.S_IFMT
 	t := typeOf(mode)
@@ -61,6 +98,24 @@ func (p Policy) Check(h *Handle, w Want) error {
 		if mode == unix.S_IFCHR && forbiddenChar(unix.Major(rdev), unix.Minor(rdev), w.Misc) {
 			return fmt.Errorf("%s is character device %d:%d, which no domain resource may be: %w", h.Path, unix.Major(rdev), unix.Minor(rdev), ErrRefused)
 		}
+		if mode == unix.S_IFBLK {
+			if err := p.blockInUse(h.Path, rdev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkLinks applies the symlink ownership rule described at Check.
+func checkLinks(h *Handle, w Want) error {
+	uid := h.Stat.Uid
+	for _, l := range h.Links {
+		if l.UID == 0 || l.UID == uid || slices.Contains(w.LinkOwners, l.UID) {
+			continue
+		}
+		return fmt.Errorf("symlink %s (-> %s) is owned by uid %d, but leads to %s, owned by uid %d: a user's symlink may only lead to that user's own files: %w",
+			l.Path, l.Target, l.UID, h.Path, uid, ErrRefused)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package plan
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -238,16 +237,12 @@ func isProtocol(name string) bool {
 }
 
 func readImage(h *owner.Handle, format string) (image.Info, error) {
-	f, err := h.OpenFile()
+	f, err := h.OpenReader()
 	if err != nil {
 		return image.Info{}, err
 	}
 	defer f.Close()
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return image.Info{}, fmt.Errorf("size of %s: %w", h.Path, err)
-	}
-	info, err := image.ReadFormat(f, size, format)
+	info, err := image.ReadFormat(f, f.Size, format)
 	if err != nil {
 		return image.Info{}, fmt.Errorf("read %s header of %s: %w", format, h.Path, err)
 	}

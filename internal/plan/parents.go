@@ -80,11 +80,13 @@ func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error 
 	step := &Step{
 		Path: dir, Kind: KindParentDir, From: r.From, Action: SearchACL,
 		Reason:  fmt.Sprintf("add ACL user:%d:--x", uid),
-		Current: &Owner{duid, dgid}, Target: &Owner{uid, 0},
-		Handle: h, ACL: &c,
+		Current: &Owner{duid, dgid},
+		Handle:  h, ACL: &c,
 	}
 	if !c.Changed() {
 		step.Reason = fmt.Sprintf("searchable through ACL user:%d", uid)
+	} else if len(c.Widened) > 0 {
+		step.Reason += fmt.Sprintf("; the mask gains x, which also gives %s search until release", acl.ACL(c.Widened).String())
 	}
 	b.plan.Steps = append(b.plan.Steps, step)
 	return nil

@@ -1,0 +1,281 @@
+package owner
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Bounds on the walk over partitions and holders: deep enough for
+// disk → partition → LVM PV → LV → dm-crypt → mounted filesystem, small
+// enough that a strange sysfs cannot make Check loop.
+const (
+	maxHolderDepth = 5
+	maxHolderNodes = 512
+)
+
+// blockUse is what the host is doing with its block devices right now.
+type blockUse struct {
+	mounts map[uint64]string // device number → a mount point
+	swaps  map[uint64]string // device number → swap path as listed
+}
+
+// blockInUse returns a refusal when the block device rdev (opened at path)
+// is mounted, active swap, or has a partition or holder (device-mapper,
+// md, ...) that is, directly or further down: giving such a device to QEMU
+// hands the guest the host's own filesystem. Missing sysfs entries mean
+// the device has no partitions or holders.
+func (p Policy) blockInUse(path string, rdev uint64) error {
+	use, err := p.readBlockUse()
+	if err != nil {
+		return fmt.Errorf("cannot tell whether block device %s (%s) is in use: %w", path, devString(rdev), err)
+	}
+	type node struct {
+		dev   uint64
+		depth int
+		via   string // "partition" or "holder" of its parent; "" for rdev itself
+		name  string // sysfs name, "sda1", "dm-0"
+	}
+	queue := []node{{dev: rdev}}
+	seen := map[uint64]bool{rdev: true}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		what := ""
+		if n.via != "" {
+			what = fmt.Sprintf("%s %s (%s)", n.via, n.name, devString(n.dev))
+		}
+		if mnt, ok := use.mounts[n.dev]; ok {
+			if what == "" {
+				return fmt.Errorf("block device %s (%s) is mounted at %s: giving it to QEMU would hand it the host's filesystem: %w", path, devString(rdev), mnt, ErrRefused)
+			}
+			return fmt.Errorf("block device %s (%s) holds mounted %s at %s: giving it to QEMU would hand it the host's filesystem: %w", path, devString(rdev), what, mnt, ErrRefused)
+		}
+		if sw, ok := use.swaps[n.dev]; ok {
+			if what == "" {
+				return fmt.Errorf("block device %s (%s) is active swap (%s): giving it to QEMU would hand it the host's memory: %w", path, devString(rdev), sw, ErrRefused)
+			}
+			return fmt.Errorf("block device %s (%s) holds %s, active swap (%s): giving it to QEMU would hand it the host's memory: %w", path, devString(rdev), what, sw, ErrRefused)
+		}
+		if n.depth >= maxHolderDepth {
+			continue
+		}
+		below, err := p.blockChildren(n.dev)
+		if err != nil {
+			return fmt.Errorf("cannot tell whether block device %s (%s) is in use: %w", path, devString(rdev), err)
+		}
+		for _, c := range below {
+			if seen[c.dev] {
+				continue
+			}
+			if len(seen) >= maxHolderNodes {
+				return fmt.Errorf("cannot tell whether block device %s (%s) is in use: more than %d partitions and holders below it", path, devString(rdev), maxHolderNodes)
+			}
+			seen[c.dev] = true
+			queue = append(queue, node{dev: c.dev, depth: n.depth + 1, via: c.via, name: c.name})
+		}
+	}
+	return nil
+}
+
+func devString(dev uint64) string {
+	return fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
+}
+
+func (p Policy) procRoot() string {
+	if p.ProcRoot == "" {
+		return "/proc"
+	}
+	return p.ProcRoot
+}
+
+func (p Policy) sysRoot() string {
+	if p.SysRoot == "" {
+		return "/sys"
+	}
+	return p.SysRoot
+}
+
+func (p Policy) readBlockUse() (blockUse, error) {
+	use := blockUse{mounts: map[uint64]string{}, swaps: map[uint64]string{}}
+	mi := filepath.Join(p.procRoot(), "self", "mountinfo")
+	data, err := os.ReadFile(mi)
+	if err != nil {
+		return use, fmt.Errorf("read mount table: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		dev, mnt, source, ok := parseMountinfo(line)
+		if !ok {
+			continue
+		}
+		if _, dup := use.mounts[dev]; !dup {
+			use.mounts[dev] = mnt
+		}
+		// btrfs (and some other filesystems) report an anonymous
+		// device number in field 3; the mount source names the real
+		// block device.
+		if src, ok := blockDevOf(source); ok {
+			if _, dup := use.mounts[src]; !dup {
+				use.mounts[src] = mnt
+			}
+		}
+	}
+	sw := filepath.Join(p.procRoot(), "swaps")
+	f, err := os.Open(sw)
+	if errors.Is(err, fs.ErrNotExist) {
+		return use, nil // a kernel without swap support
+	}
+	if err != nil {
+		return use, fmt.Errorf("read swap table: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	first := true
+	for sc.Scan() {
+		if first { // "Filename Type Size Used Priority"
+			first = false
+			continue
+		}
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		name := unescapeOctal(fields[0])
+		if dev, ok := blockDevOf(name); ok {
+			use.swaps[dev] = name
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return use, fmt.Errorf("read swap table: %w", err)
+	}
+	return use, nil
+}
+
+// parseMountinfo reads one line of /proc/PID/mountinfo: "36 35 98:0
+// /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
+func parseMountinfo(line string) (dev uint64, mnt, source string, ok bool) {
+	fields := strings.Fields(line)
+	if len(fields) < 5 {
+		return 0, "", "", false
+	}
+	maj, min, found := strings.Cut(fields[2], ":")
+	if !found {
+		return 0, "", "", false
+	}
+	ma, err1 := strconv.ParseUint(maj, 10, 32)
+	mi, err2 := strconv.ParseUint(min, 10, 32)
+	if err1 != nil || err2 != nil {
+		return 0, "", "", false
+	}
+	mnt = unescapeOctal(fields[4])
+	for i := 6; i+2 < len(fields); i++ {
+		if fields[i] == "-" {
+			source = unescapeOctal(fields[i+2])
+			break
+		}
+	}
+	return unix.Mkdev(uint32(ma), uint32(mi)), mnt, source, true
+}
+
+// unescapeOctal undoes the kernel's \ooo escaping of spaces, tabs, newlines
+// and backslashes in /proc mount and swap tables.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// blockDevOf returns the device number of the block device at path, if
+// it is one. Only absolute paths are looked at ("none", "tmpfs", ... are
+// mount sources too); stat follows symlinks such as /dev/mapper/vg-lv,
+// which is right here: only the device number is used, nothing is changed.
+func blockDevOf(path string) (uint64, bool) {
+	if !strings.HasPrefix(path, "/") {
+		return 0, false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return 0, false
+	}
+	return uint64(st.Rdev), true
+}
+
+type child struct {
+	dev       uint64
+	via, name string
+}
+
+// blockChildren lists the partitions (subdirectories of
+// /sys/dev/block/MAJ:MIN with a "partition" file) and holders
+// (/sys/dev/block/MAJ:MIN/holders/*) of dev, each by its "dev" file.
+func (p Policy) blockChildren(dev uint64) ([]child, error) {
+	base := filepath.Join(p.sysRoot(), "dev", "block", devString(dev))
+	var out []child
+	ents, err := os.ReadDir(base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // not a device this host has: nothing below it
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", base, err)
+	}
+	for _, e := range ents {
+		dir := filepath.Join(base, e.Name())
+		if _, err := os.Stat(filepath.Join(dir, "partition")); err != nil {
+			continue
+		}
+		d, err := readDevFile(filepath.Join(dir, "dev"))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, child{dev: d, via: "partition", name: e.Name()})
+	}
+	holders := filepath.Join(base, "holders")
+	hs, err := os.ReadDir(holders)
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", holders, err)
+	}
+	for _, h := range hs {
+		d, err := readDevFile(filepath.Join(holders, h.Name(), "dev"))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, child{dev: d, via: "holder", name: h.Name()})
+	}
+	return out, nil
+}
+
+func readDevFile(p string) (uint64, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", p, err)
+	}
+	maj, min, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
+	ma, err1 := strconv.ParseUint(maj, 10, 32)
+	mi, err2 := strconv.ParseUint(min, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("read %s: not a device number: %q", p, b)
+	}
+	return unix.Mkdev(uint32(ma), uint32(mi)), nil
+}
