@@ -50,11 +50,11 @@ func holdACL(st *journal.State, s *plan.Step, p *plan.Plan, boot string) (*journ
 
 // addACL makes the grant of step s and reports whether what was done
 // differs from what was recorded (then e is updated and must be saved).
-func addACL(s *plan.Step, e *journal.Entry) (bool, error) {
+func addACL(s *plan.Step, e *journal.Entry, active []acl.Change) (bool, error) {
 	if err := s.Handle.Refresh(); err != nil {
 		return false, err
 	}
-	c, err := acl.AddUserExec(s.Handle.Fd(), s.Handle.Stat.Mode, s.ACL.UID)
+	c, err := acl.AddUserExec(s.Handle.Fd(), s.Handle.Stat.Mode, s.ACL.UID, active...)
 	if err != nil {
 		if errors.Is(err, acl.ErrNotSupported) {
 			return false, fmt.Errorf("QEMU (uid %d) cannot search this directory and its filesystem has no POSIX ACLs: %w; run `chmod o+x %s` or move the image", s.ACL.UID, err, s.Path)
@@ -73,15 +73,32 @@ func addACL(s *plan.Step, e *journal.Entry) (bool, error) {
 	return true, nil
 }
 
-func undoACLStep(s *plan.Step, e *journal.Entry) error {
+func undoACLStep(s *plan.Step, e *journal.Entry, active []acl.Change) error {
 	if err := s.Handle.Refresh(); err != nil {
 		return err
 	}
-	return acl.Undo(s.Handle.Fd(), s.Handle.Stat.Mode, *s.ACL)
+	return acl.Undo(s.Handle.Fd(), s.Handle.Stat.Mode, *s.ACL, active...)
+}
+
+// activeGrants are the recorded search grants on the inode dev:ino for
+// other uids than except: grants in effect, which an ACL change must
+// neither take away nor leave a mask behind for (see acl.Undo).
+func activeGrants(st *journal.State, dev, ino uint64, except uint32) []acl.Change {
+	var out []acl.Change
+	for _, e := range st.Entries {
+		if e.ACL == nil || e.Dev != dev || e.Ino != ino || e.TargetUID == except {
+			continue
+		}
+		var c acl.Change
+		if json.Unmarshal(e.ACL, &c) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // undoACL takes back a recorded search grant, on the recorded inode only.
-func (r *Runner) undoACL(e *journal.Entry, log logrus.FieldLogger) (bool, error) {
+func (r *Runner) undoACL(e *journal.Entry, active []acl.Change, log logrus.FieldLogger) (bool, error) {
 	var c acl.Change
 	if err := json.Unmarshal(e.ACL, &c); err != nil {
 		return false, fmt.Errorf("restore ACL of %s: record unreadable: %w", e.Path, err)
@@ -99,7 +116,7 @@ func (r *Runner) undoACL(e *journal.Entry, log logrus.FieldLogger) (bool, error)
 		log.Warn("path now names another directory; left alone")
 		return true, nil
 	}
-	if err := acl.Undo(h.Fd(), h.Stat.Mode, c); err != nil {
+	if err := acl.Undo(h.Fd(), h.Stat.Mode, c, active...); err != nil {
 		return false, fmt.Errorf("restore ACL of %s: %w", e.Path, err)
 	}
 	log.WithField("acl", fmt.Sprintf("user:%d:--x", c.UID)).Info("acl removed")

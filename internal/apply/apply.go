@@ -112,7 +112,8 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			if err != nil {
 				return fmt.Errorf("%s (%s): %w", s.Path, s.From, err)
 			}
-			c := acl.PlanAddUserExec(a, s.ACL.UID)
+			id := s.Handle.ID()
+			c := acl.PlanAddUserExec(a, s.ACL.UID, activeGrants(st, id.Dev, id.Ino, s.ACL.UID)...)
 			s.ACL = &c
 			continue
 		}
@@ -225,7 +226,8 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 		switch {
 		case c.acl != nil:
 			var actual bool
-			actual, err = addACL(c.s, c.acl)
+			id := c.s.Handle.ID()
+			actual, err = addACL(c.s, c.acl, activeGrants(st, id.Dev, id.Ino, c.s.ACL.UID))
 			resave = resave || actual
 		case c.mark != nil:
 			if merr := c.s.Handle.SetXattr(OwnerXattr, []byte(c.mark.String())); merr != nil {
@@ -242,7 +244,8 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 				var uerr error
 				switch u := todo[j]; {
 				case u.acl != nil:
-					uerr = undoACLStep(u.s, u.acl)
+					id := u.s.Handle.ID()
+					uerr = undoACLStep(u.s, u.acl, activeGrants(before, id.Dev, id.Ino, u.s.ACL.UID))
 				case u.mark != nil && u.oldMark != nil:
 					uerr = u.s.Handle.SetXattr(OwnerXattr, u.oldMark)
 				case u.mark != nil:
@@ -266,7 +269,7 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 		if c.acl != nil {
 			log := r.Log.WithFields(logrus.Fields{"domain": p.Domain, "op": "prepare", "path": c.s.Path, "acl": fmt.Sprintf("user:%d:--x", c.s.ACL.UID)})
 			log.Info("acl added")
-			if len(c.s.ACL.Widened) > 0 {
+			if len(c.s.ACL.Widened) > 0 && !c.s.ACL.Inherited {
 				// POSIX ACLs have one mask for all named entries: giving it
 				// x gives x to entries the admin had masked off, until release.
 				log.WithField("widened", acl.ACL(c.s.ACL.Widened).String()).Warn("the ACL mask gained x, which also lets these entries search the directory until release")
@@ -431,7 +434,7 @@ func (r *Runner) restore(match func(*journal.Entry) bool, domain string, migrate
 		if err := r.step(); err != nil {
 			return err
 		}
-		done, err := r.giveBack(e, domain, migrated, op)
+		done, err := r.giveBack(e, st, domain, migrated, op)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -461,10 +464,10 @@ func dropHolder(hs []journal.Holder, domain string) []journal.Holder {
 // giveBack restores one entry's original owner, but only on the inode that
 // was recorded. It reports whether the entry is finished with (restored, or
 // impossible to restore because the file is gone or replaced).
-func (r *Runner) giveBack(e *journal.Entry, domain string, migrated bool, op string) (bool, error) {
+func (r *Runner) giveBack(e *journal.Entry, st *journal.State, domain string, migrated bool, op string) (bool, error) {
 	log := r.Log.WithFields(logrus.Fields{"domain": domain, "op": op, "path": e.Path})
 	if e.ACL != nil {
-		return r.undoACL(e, log)
+		return r.undoACL(e, activeGrants(st, e.Dev, e.Ino, e.TargetUID), log)
 	}
 	h, err := owner.Open(e.Path)
 	if err != nil {
@@ -526,7 +529,7 @@ func (r *Runner) RestoreFile(path string) error {
 	}
 	var errs []error
 	for _, e := range st.Entries {
-		if _, err := r.giveBack(e, "", false, "restore"); err != nil {
+		if _, err := r.giveBack(e, st, "", false, "restore"); err != nil {
 			errs = append(errs, err)
 		}
 	}

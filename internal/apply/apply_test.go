@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
@@ -519,4 +520,43 @@ func TestStaleRecordYieldsToAdminChange(t *testing.T) {
 	}
 	f.wantOwner("a.img", [2]uint32{6000, 6001})
 	f.wantEmptyState()
+}
+
+// TestSearchGrantsForTwoUIDs: two domains running as different uids need
+// the same 0700 directory. Releasing the first must leave the second able
+// to search it, and after both the directory's ACL is exactly as before.
+func TestSearchGrantsForTwoUIDs(t *testing.T) {
+	for _, order := range [][2]string{{"vm1", "vm2"}, {"vm2", "vm1"}} {
+		f := newFixture(t, "a.img", "b.img")
+		if err := f.runner(nil).Prepare(f.plan("vm1", qemuUID, qemuGID, "a.img")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.runner(nil).Prepare(f.plan("vm2", 5000, 5000, "b.img")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.runner(nil).Release(order[0], "-"); err != nil {
+			t.Fatal(err)
+		}
+		uid := uint32(5000)
+		if order[0] == "vm2" {
+			uid = qemuUID
+		}
+		h, err := owner.Open(f.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := acl.Get(h.Fd(), h.Stat.Mode)
+		h.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.Allowed(h.Stat.Uid, h.Stat.Gid, uid, []uint32{uid}, acl.Exec) {
+			t.Errorf("after releasing %s first, uid %d can no longer search %s (ACL %s)", order[0], uid, f.root, a)
+		}
+		if err := f.runner(nil).Release(order[1], "-"); err != nil {
+			t.Fatal(err)
+		}
+		f.wantAllOriginal()
+		f.wantEmptyState()
+	}
 }
