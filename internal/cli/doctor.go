@@ -294,6 +294,10 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 	if sf, err := h.Statfs(); err == nil {
 		v.FSType = fsName(int64(sf.Type))
 		v.RO = sf.Flags&unix.ST_RDONLY != 0
+		if noOwners(int64(sf.Type)) {
+			v.Status, v.Detail = statusProblem, "on "+v.FSType+", which has no file owners: chown cannot work; move the image or mount it with uid=/gid= for QEMU's user"
+			return
+		}
 		if apply.IsSharedFS(int64(sf.Type)) && uid == 65534 {
 			v.Detail = "on a network filesystem and owned by nobody: root squash likely stops the hook's chown; export with no_root_squash or give the file to QEMU's user on the server"
 			v.Status = statusProblem
@@ -311,6 +315,16 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 	if v.Status == statusOK && st.Action == plan.Chown && v.Detail == "" {
 		v.Detail = fmt.Sprintf("prepare chowns it from %d:%d", st.Current.UID, st.Current.GID)
 	}
+}
+
+// noOwners reports filesystems whose files have no owner of their own
+// (FAT, exFAT): chown fails or is ignored there.
+func noOwners(t int64) bool {
+	switch uint32(t) {
+	case 0x4d44, 0x2011bab0: // msdos/vfat, exfat
+		return true
+	}
+	return false
 }
 
 func aclSupported(dir string) bool {
@@ -340,6 +354,8 @@ func fsName(t int64) string {
 		return "zfs"
 	case 0x4d44:
 		return "vfat"
+	case 0x2011bab0:
+		return "exfat"
 	}
 	return fmt.Sprintf("0x%x", t)
 }

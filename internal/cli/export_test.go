@@ -1,0 +1,9 @@
+package cli
+
+// SetDoctorPaths points doctor at a test's hook path and libvirt state
+// directories; the returned func puts the real ones back.
+func SetDoctorPaths(hook string, dirs []string) func() {
+	oldHook, oldDirs := hookPath, stateDirs
+	hookPath, stateDirs = hook, dirs
+	return func() { hookPath, stateDirs = oldHook, oldDirs }
+}
