@@ -105,6 +105,11 @@ type harness struct {
 	qemu       account // user and group from our qemu.conf
 	alice, bob account
 
+	// qemuConfOrig is qemu.conf as it was before the run, read once: later
+	// rewrites (writeQemuConfWith) prepend to it, not to our own header.
+	qemuConfOrig     []byte
+	qemuConfOrigRead bool
+
 	installedHook   bool // LIBVIRT_DAC_HOOK_E2E_INSTALLED=1
 	startedLibvirtd bool
 	locked          bool     // holds runLockPath: backupDir is ours to undo
@@ -354,9 +359,7 @@ func (h *harness) setup() error {
 	if err := h.installHook(root); err != nil {
 		return err
 	}
-	conf := fmt.Sprintf("# written by hook/e2e_harness_test.go; restored after the run\n"+
-		"state_dir = %q\nlog_file = %q\nqemu_conf = %q\n", h.stateDir, h.logFile, qemuConfPath)
-	if err := writeFileAtomic(ourConfPath, []byte(conf), 0o644); err != nil {
+	if err := h.writeOurConf(false); err != nil {
 		return err
 	}
 
@@ -597,20 +600,44 @@ func fixKVM() error {
 	return nil
 }
 
-func (h *harness) writeQemuConf() error {
-	orig, err := os.ReadFile(qemuConfPath)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", qemuConfPath, err)
+func (h *harness) writeQemuConf() error { return h.writeQemuConfWith(false) }
+
+// writeQemuConfWith writes qemu.conf: our header, then the original file.
+// dynamicOwnership switches libvirt's own DAC driver on (a scenario that
+// compares it with the hook); the harness's normal state is off. libvirtd
+// reads the file only when it starts (restartLibvirtd).
+func (h *harness) writeQemuConfWith(dynamicOwnership bool) error {
+	if !h.qemuConfOrigRead {
+		orig, err := os.ReadFile(qemuConfPath)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("read %s: %w", qemuConfPath, err)
+		}
+		h.qemuConfOrig, h.qemuConfOrigRead = orig, true
 	}
 	user, group, _ := strings.Cut(h.qemu.name, ":")
+	dyn := 0
+	if dynamicOwnership {
+		dyn = 1
+	}
 	// remember_owner = 0: with dynamic_ownership = 0 libvirt does not chown
 	// images anyway, but remember_owner would still make it write
 	// trusted.libvirt.security.* xattrs on some paths; off keeps libvirt's
 	// hands entirely off the files the hook manages.
 	head := fmt.Sprintf("# --- prepended by libvirt-dac-hook e2e tests (restored afterwards); first occurrence wins ---\n"+
-		"user = %q\ngroup = %q\ndynamic_ownership = 0\nremember_owner = 0\n"+
-		"# --- original file follows ---\n", user, group)
-	return writeFileAtomic(qemuConfPath, append([]byte(head), orig...), 0o600)
+		"user = %q\ngroup = %q\ndynamic_ownership = %d\nremember_owner = 0\n"+
+		"# --- original file follows ---\n", user, group, dyn)
+	return writeFileAtomic(qemuConfPath, append([]byte(head), h.qemuConfOrig...), 0o600)
+}
+
+// writeOurConf writes the hook's config for this run; dryRun makes hook
+// mode only log what it would do (the harness's normal state is off).
+func (h *harness) writeOurConf(dryRun bool) error {
+	conf := fmt.Sprintf("# written by hook/e2e_harness_test.go; restored after the run\n"+
+		"state_dir = %q\nlog_file = %q\nqemu_conf = %q\n", h.stateDir, h.logFile, qemuConfPath)
+	if dryRun {
+		conf += "dry_run = 1\n"
+	}
+	return writeFileAtomic(ourConfPath, []byte(conf), 0o644)
 }
 
 func (h *harness) installHook(root string) error {
@@ -798,6 +825,17 @@ func stopDaemon(name string, pid int) error {
 		return nil
 	}
 	return fmt.Errorf("stop %s (pid %d): still running after SIGKILL", name, pid)
+}
+
+// restartLibvirtd stops the running libvirtd, if any, and starts one that
+// reads qemu.conf afresh. Running VMs survive it.
+func restartLibvirtd() error {
+	if pid, ok := daemonPID(libvirtdPID); ok {
+		if err := stopDaemon("libvirtd", pid); err != nil {
+			return err
+		}
+	}
+	return startLibvirtd()
 }
 
 func startLibvirtd() error {
