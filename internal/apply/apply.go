@@ -189,6 +189,14 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			e.Birth = birth(s.Handle)
 			st.Add(e)
 		}
+		for _, uid := range s.LinkOwners {
+			if uid != e.UID {
+				// Only the file's real owner may link to it: the one before
+				// QEMU got it, which only the journal knows.
+				return fmt.Errorf("%s (%s): a symlink on the way is owned by uid %d, but the file belonged to uid %d before QEMU got it: a user's symlink may only lead to that user's own files: %w",
+					s.Path, s.From, uid, e.UID, owner.ErrRefused)
+			}
+		}
 		if e.Shared {
 			m, raw, ok := readMark(s.Handle)
 			if ok && len(r.otherHosts(m)) > 0 && *s.Current == *s.Target && len(e.LiveHolders(boot)) <= 1 {

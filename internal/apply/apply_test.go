@@ -560,3 +560,39 @@ func TestSearchGrantsForTwoUIDs(t *testing.T) {
 		f.wantEmptyState()
 	}
 }
+
+// TestSharedFileThroughOwnersSymlink: alice's symlink to her own base image
+// keeps working for a second domain after the first gave the image to
+// QEMU (the journal knows alice owned it), while bob's symlink to the same
+// image is refused.
+func TestSharedFileThroughOwnersSymlink(t *testing.T) {
+	f := newFixture(t, "base.img")
+	alice := f.orig[f.path("base.img")][0]
+	link := func(name string, uid uint32) {
+		if err := os.Symlink("base.img", f.path(name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(f.path(name), int(uid), int(uid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link("alice-link.img", alice)
+	link("bob-link.img", 7777)
+	if err := f.prepare("vm1", "alice-link.img"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.prepare("vm2", "alice-link.img"); err != nil {
+		t.Fatalf("second domain through the owner's symlink: %v", err)
+	}
+	err := f.prepare("vm3", "bob-link.img")
+	if !errors.Is(err, owner.ErrRefused) || !strings.Contains(err.Error(), "uid 7777") {
+		t.Fatalf("domain through another user's symlink = %v, want a refusal naming uid 7777", err)
+	}
+	for _, d := range []string{"vm3", "vm2", "vm1"} {
+		if err := f.runner(nil).Release(d, "-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.wantAllOriginal()
+	f.wantEmptyState()
+}

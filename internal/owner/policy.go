@@ -107,6 +107,21 @@ func (p Policy) Check(h *Handle, w Want) error {
 	return nil
 }
 
+// ErrLinkOwner is the refusal of a symlink whose owner owns neither the
+// file it leads to nor is root; it wraps ErrRefused.
+var ErrLinkOwner = fmt.Errorf("%w", ErrRefused)
+
+// LinkUIDs lists the owners other than root of the symlinks Open followed.
+func LinkUIDs(h *Handle) []uint32 {
+	var out []uint32
+	for _, l := range h.Links {
+		if l.UID != 0 && !slices.Contains(out, l.UID) {
+			out = append(out, l.UID)
+		}
+	}
+	return out
+}
+
 // checkLinks applies the symlink ownership rule described at Check.
 func checkLinks(h *Handle, w Want) error {
 	uid := h.Stat.Uid
@@ -115,7 +130,7 @@ func checkLinks(h *Handle, w Want) error {
 			continue
 		}
 		return fmt.Errorf("symlink %s (-> %s) is owned by uid %d, but leads to %s, owned by uid %d: a user's symlink may only lead to that user's own files: %w",
-			l.Path, l.Target, l.UID, h.Path, uid, ErrRefused)
+			l.Path, l.Target, l.UID, h.Path, uid, ErrLinkOwner)
 	}
 	return nil
 }

@@ -48,6 +48,11 @@ type Step struct {
 	ACL    *acl.Change `json:"acl,omitempty"`
 	Shared bool        `json:"shareable,omitempty"`
 
+	// LinkOwners, when set, are owners of symlinks on the way to a file
+	// QEMU holds already; prepare accepts them only if the journal says
+	// they owned the file before the hook gave it to QEMU.
+	LinkOwners []uint32 `json:"-"`
+
 	// Handle is the open file (nil for skipped and failed steps). Prepare
 	// changes ownership through it; the plan owns it until Close.
 	Handle *owner.Handle `json:"-"`
@@ -276,7 +281,19 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		}
 		return b.fail(r, given, err)
 	}
-	if err := b.env.Policy.Check(h, want); err == nil && headerOf != nil {
+	var linkOwners []uint32
+	err = b.env.Policy.Check(h, want)
+	if errors.Is(err, owner.ErrLinkOwner) && h.Stat.Uid == target.UID {
+		// The file is QEMU's already (another domain holds it): whether
+		// the link's owner owned it before is in the journal, which
+		// prepare checks under its lock. Every other rule applies now.
+		w := want
+		w.LinkOwners = owner.LinkUIDs(h)
+		if err = b.env.Policy.Check(h, w); err == nil {
+			linkOwners = w.LinkOwners
+		}
+	}
+	if err == nil && headerOf != nil {
 		err = b.checkHeaderNamed(h, headerOf)
 		if err != nil {
 			h.Close()
@@ -305,6 +322,7 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		Path: h.Path, Kind: string(r.Kind), From: r.From,
 		Current: &Owner{uid, gid}, Target: target,
 		ReadOnly: r.ReadOnly, Shared: r.Shared, Handle: h,
+		LinkOwners: linkOwners,
 	}
 	if uid == target.UID && gid == target.GID {
 		st.Action = Keep
