@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
@@ -83,9 +84,10 @@ func readInput(e *env, args []string) ([]byte, error) {
 }
 
 func cmdPlan(e *env, args []string) error {
-	fs := newFlags(e, "plan", "plan [--json] [--op prepare|release] [FILE|-]\n\nShows what the hook would do for a domain XML, changing nothing.")
+	fs := newFlags(e, "plan", "plan [--json] [--op prepare|release] [--as USER:GROUP] [FILE|-]\n\nShows what the hook would do for a domain XML, changing nothing.")
 	asJSON := fs.Bool("json", false, "print JSON (domain, target, resources[] with path, kind, from, action, reason, current, target)")
 	op := fs.String("op", "prepare", "operation to show: prepare, or release (what the journal would give back)")
+	as := fs.String("as", "", "plan as if QEMU ran as USER:GROUP (names or +N ids), e.g. on a machine without qemu.conf's accounts")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -109,8 +111,14 @@ func cmdPlan(e *env, args []string) error {
 	if *op == "release" {
 		return planRelease(e, s, d.Name, *asJSON)
 	}
-	if _, err := s.identity(); err != nil {
-		return err
+	if *as != "" {
+		id, err := config.ParseLabel(*as)
+		if err != nil {
+			return withCode(ExitUsage, fmt.Errorf("--as: %w", err))
+		}
+		s.runAs = id
+	} else if _, err := s.identity(); err != nil {
+		return withCode(ExitConfig, fmt.Errorf("%w (on a machine without that account, say who QEMU runs as with --as +UID:+GID)", err))
 	}
 	p, err := plan.Build(d, s.planEnv(true))
 	if err != nil {

@@ -325,3 +325,19 @@ func TestPlanReleaseAndStatus(t *testing.T) {
 }
 
 func ownerString(uid, gid uint32) string { return fmt.Sprintf("%d:%d", uid, gid) }
+
+// TestPlanAs: plan works on a machine without qemu.conf's accounts when
+// told who QEMU runs as, and says how when it is not told.
+func TestPlanAs(t *testing.T) {
+	f := newFixture(t)
+	f.writeQEMUConf("user = \"no-such-user-here\"\ngroup = \"no-such-group-here\"\n")
+	xml := f.domainXML("vm1", standardDisks)
+	res := run(strings.NewReader(xml), "plan", "-")
+	if res.code != cli.ExitConfig || !strings.Contains(res.stderr, "--as") {
+		t.Errorf("plan with unknown qemu.conf accounts = %+v, want exit %d and a hint about --as", res, cli.ExitConfig)
+	}
+	res = run(strings.NewReader(xml), "plan", "--json", "--as", "+4242:+4243", "-")
+	if res.code != cli.ExitOK || !strings.Contains(res.stdout, `"uid": 4242`) || !strings.Contains(res.stdout, `"gid": 4243`) {
+		t.Errorf("plan --as +4242:+4243 = %+v, want the plan with that target", res)
+	}
+}

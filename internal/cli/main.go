@@ -31,7 +31,7 @@ type env struct {
 
 const usage = `Usage:
   libvirt-dac-hook DOMAIN OPERATION SUB-OPERATION EXTRA   (as libvirtd runs /etc/libvirt/hooks/qemu; domain XML on stdin)
-  libvirt-dac-hook plan [--json] [--op prepare|release] [FILE|-]
+  libvirt-dac-hook plan [--json] [--op prepare|release] [--as USER:GROUP] [FILE|-]
   libvirt-dac-hook status [--json] [--state-file FILE]
   libvirt-dac-hook restore (--stale | --domain NAME | --all) [--state-file FILE]
   libvirt-dac-hook doctor [--json] [--fix] [DOMAIN-XML|-]
