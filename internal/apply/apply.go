@@ -189,30 +189,21 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			e.Birth = birth(s.Handle)
 			st.Add(e)
 		}
+		if e.Shared {
+			next, raw, changed, err := r.nextMark(s, e, p.Domain, boot)
+			if err != nil {
+				return err
+			}
+			if changed {
+				todo = append(todo, change{s: s, mark: &next, oldMark: raw})
+			}
+		}
 		for _, uid := range s.LinkOwners {
 			if uid != e.UID {
 				// Only the file's real owner may link to it: the one before
 				// QEMU got it, which only the journal knows.
 				return fmt.Errorf("%s (%s): a symlink on the way is owned by uid %d, but the file belonged to uid %d before QEMU got it: a user's symlink may only lead to that user's own files: %w",
 					s.Path, s.From, uid, e.UID, owner.ErrRefused)
-			}
-		}
-		if e.Shared {
-			m, raw, ok := readMark(s.Handle)
-			if ok && len(r.otherHosts(m)) > 0 && *s.Current == *s.Target && len(e.LiveHolders(boot)) <= 1 {
-				// Another host gave it to QEMU (a migration source): its
-				// mark has the true original, ours would have QEMU's.
-				e.UID, e.GID = m.Owner.UID, m.Owner.GID
-			}
-			others := r.otherHosts(m)
-			if *s.Current != *s.Target {
-				// Hosts that would hold it would have it owned by QEMU:
-				// these left without giving it back. Forget them.
-				others = nil
-			}
-			next := mark{Owner: plan.Owner{UID: e.UID, GID: e.GID}, Hosts: append(others, r.hostKey())}
-			if !ok || next.String() != string(raw) {
-				todo = append(todo, change{s: s, mark: &next, oldMark: raw})
 			}
 		}
 		if s.Current.UID != s.Target.UID || s.Current.GID != s.Target.GID {
@@ -240,6 +231,8 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 		case c.mark != nil:
 			if merr := c.s.Handle.SetXattr(OwnerXattr, []byte(c.mark.String())); merr != nil {
 				r.Log.WithError(merr).WithField("path", c.s.Path).Debug("no owner mark on this shared filesystem; a migration destination will not know the original owner")
+				todo[i].mark = nil // nothing to undo
+				todo[i].s = nil
 			}
 			continue
 		default:
@@ -251,6 +244,7 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			for j := i - 1; j >= 0; j-- {
 				var uerr error
 				switch u := todo[j]; {
+				case u.s == nil: // a mark that was never written
 				case u.acl != nil:
 					id := u.s.Handle.ID()
 					uerr = undoACLStep(u.s, u.acl, activeGrants(before, id.Dev, id.Ino, u.s.ACL.UID))

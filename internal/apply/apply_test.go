@@ -418,21 +418,67 @@ func TestLiveMigrationOnSharedStorage(t *testing.T) {
 	}
 }
 
-// TestStaleMarkIgnored: a mark left on a file (by this host, e.g. after an
-// admin changed the owner while a domain ran) never overrides the owner the
-// file really has.
-func TestStaleMarkIgnored(t *testing.T) {
-	f := newFixture(t, "shared.img")
-	p := f.path("shared.img")
-	if err := unix.Setxattr(p, OwnerXattr, []byte("2:2 hosts=gone/boot"), 0); err != nil {
+// TestMarkOfAnotherHost: a mark naming another host that holds the file
+// with an owner this domain does not need is a conflict (taking the file
+// would cut that host's QEMU off and lose the original); once the mark is
+// gone (the admin says it is stale) the file is prepared and given back.
+// A mark whose file has its original owner back is stale and ignored.
+func TestMarkOfAnotherHost(t *testing.T) {
+	f := newFixture(t, "held.img", "back.img")
+	held, back := f.path("held.img"), f.path("back.img")
+	if err := unix.Setxattr(held, OwnerXattr, []byte("2:2 hosts=other/boot"), 0); err != nil {
 		t.Skipf("no trusted xattrs here: %v", err)
 	}
-	r := f.runner(nil)
-	r.SharedFS = func(*owner.Handle) bool { return true }
-	if err := r.Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+	o := f.orig[back]
+	if err := unix.Setxattr(back, OwnerXattr, []byte(fmt.Sprintf("%d:%d hosts=other/boot", o[0], o[1])), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Release("vm1", "-"); err != nil {
+	shared := func() *Runner {
+		r := f.runner(nil)
+		r.SharedFS = func(*owner.Handle) bool { return true }
+		return r
+	}
+	err := shared().Prepare(f.plan("vm1", qemuUID, qemuGID, "held.img"))
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "other/boot") || !strings.Contains(err.Error(), "setfattr -x") {
+		t.Fatalf("Prepare of a file another host holds = %v, want a conflict naming the host and how to clear a stale mark", err)
+	}
+	f.wantOwner("held.img", f.orig[held])
+	if err := unix.Removexattr(held, OwnerXattr); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared().Prepare(f.plan("vm1", qemuUID, qemuGID, "held.img", "back.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared().Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantAllOriginal()
+	for _, p := range []string{held, back} {
+		if _, err := unix.Getxattr(p, OwnerXattr, nil); !errors.Is(err, unix.ENODATA) {
+			t.Errorf("mark still on %s after the last release: %v", p, err)
+		}
+	}
+}
+
+// TestMigrationToAnotherOwner: the destination runs QEMU as another uid
+// than the source (another distribution, or another static label): it is
+// a conflict while the source holds the file, and the original survives.
+func TestMigrationToAnotherOwner(t *testing.T) {
+	f := newFixture(t, "shared.img")
+	host := func(id string) *Runner {
+		f.state = filepath.Join(f.root, "state-"+id)
+		r := f.runner(nil)
+		r.SharedFS = func(*owner.Handle) bool { return true }
+		r.HostID = id
+		return r
+	}
+	if err := host("src").Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := host("dst").Prepare(f.plan("vm1", 5000, 5000, "shared.img")); !errors.Is(err, ErrConflict) {
+		t.Fatalf("destination with another QEMU uid = %v, want a conflict", err)
+	}
+	if err := host("src").Release("vm1", "-"); err != nil {
 		t.Fatal(err)
 	}
 	f.wantAllOriginal()
@@ -595,4 +641,35 @@ func TestSharedFileThroughOwnersSymlink(t *testing.T) {
 	}
 	f.wantAllOriginal()
 	f.wantEmptyState()
+}
+
+// TestMigrationThroughOwnersSymlink: the domain names its image through its
+// owner's symlink; the destination finds the file owned by QEMU and must
+// still accept the link (the mark says who owned the file).
+func TestMigrationThroughOwnersSymlink(t *testing.T) {
+	f := newFixture(t, "shared.img")
+	alice := f.orig[f.path("shared.img")][0]
+	if err := os.Symlink("shared.img", f.path("link.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(f.path("link.img"), int(alice), int(alice)); err != nil {
+		t.Fatal(err)
+	}
+	host := func(id string) *Runner {
+		f.state = filepath.Join(f.root, "state-"+id)
+		r := f.runner(nil)
+		r.SharedFS = func(*owner.Handle) bool { return true }
+		r.HostID = id
+		return r
+	}
+	if err := host("src").Prepare(f.plan("vm1", qemuUID, qemuGID, "link.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := host("dst").Prepare(f.plan("vm1", qemuUID, qemuGID, "link.img")); err != nil {
+		t.Fatalf("destination through the owner's symlink: %v", err)
+	}
+	host("src").Release("vm1", "-")
+	f.wantOwner("shared.img", qemu)
+	host("dst").Release("vm1", "-")
+	f.wantAllOriginal()
 }

@@ -1,11 +1,15 @@
 package apply
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/google/renameio/v2"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
@@ -116,11 +120,30 @@ func machineID() string {
 
 // hostKey is this host on this boot, as written in marks.
 func (r *Runner) hostKey() string {
-	id := r.HostID
-	if id == "" {
-		id = machineID()
+	if r.HostID == "" {
+		r.HostID = hostID(r.Store.Dir)
 	}
-	return id + "/" + r.Store.BootID
+	return r.HostID + "/" + r.Store.BootID
+}
+
+// hostID names this host in marks: a random id made once and kept in the
+// state directory (host-id), because cloned hypervisors often share
+// /etc/machine-id. machine-id is the fallback when the file cannot be made.
+func hostID(stateDir string) string {
+	p := filepath.Join(stateDir, "host-id")
+	if b, err := os.ReadFile(p); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00\n") {
+			return id
+		}
+	}
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err == nil {
+		id := hex.EncodeToString(buf)
+		if err := renameio.WriteFile(p, []byte(id+"\n"), 0o600); err == nil {
+			return id
+		}
+	}
+	return machineID()
 }
 
 // otherHosts are the mark's hosts that are not this machine (on any boot:
@@ -194,3 +217,32 @@ type (
 	journalEntry = journal.Entry
 	logFields    = logrus.FieldLogger
 )
+
+// nextMark works out the mark a prepare writes on a file of a shared
+// filesystem, and the original owner the entry must hold:
+//   - no other host in the mark, or the file back with the mark's original
+//     owner (those hosts gave it back, or left it to the admin): the mark is
+//     stale; the original is what the journal says;
+//   - another host holds it and gave it the owner this domain needs (a
+//     migration source): the mark's original is the true one;
+//   - another host holds it with another owner: a conflict, as between two
+//     domains on one host.
+func (r *Runner) nextMark(s *plan.Step, e *journal.Entry, domain, boot string) (next mark, raw []byte, changed bool, err error) {
+	m, raw, ok := readMark(s.Handle)
+	others := r.otherHosts(m)
+	if ok && len(others) > 0 {
+		switch {
+		case *s.Current == m.Owner:
+			others = nil
+		case *s.Current == *s.Target:
+			if len(e.LiveHolders(boot)) <= 1 {
+				e.UID, e.GID = m.Owner.UID, m.Owner.GID
+			}
+		default:
+			return mark{}, nil, false, fmt.Errorf("%s (%s): %w: host(s) %s hold it as %s, domain %s needs %s (if no other host uses it any more, its mark is stale: `setfattr -x %s %s`)",
+				s.Path, s.From, ErrConflict, strings.Join(others, ", "), s.Current, domain, s.Target, OwnerXattr, s.Path)
+		}
+	}
+	next = mark{Owner: plan.Owner{UID: e.UID, GID: e.GID}, Hosts: append(others, r.hostKey())}
+	return next, raw, !ok || next.String() != string(raw), nil
+}

@@ -332,3 +332,39 @@ func TestRealLoopPartition(t *testing.T) {
 		t.Errorf("Check(%s with %s mounted) = %v, want refusal naming %s and %s", dev, part, err, name, mnt)
 	}
 }
+
+// TestClaimedBlockDevice: a block device some kernel user holds
+// exclusively (here: this test, standing in for device-mapper or a mount
+// in another namespace, which the mount table would not show) is refused.
+func TestClaimedBlockDevice(t *testing.T) {
+	dev := loopDevice(t, 8<<20, nil)
+	h, err := Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	want := Want{Types: domain.TypeBlock}
+	if err := (Policy{}).Check(h, want); err != nil {
+		t.Fatalf("Check(%s) unclaimed = %v, want nil", dev, err)
+	}
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = (Policy{}).Check(h, want)
+	unix.Close(fd)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "in use by the kernel") {
+		t.Fatalf("Check(%s) while claimed = %v, want a refusal saying it is in use", dev, err)
+	}
+}
+
+func TestProcLinksRefused(t *testing.T) {
+	h, err := Open("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := (Policy{}).Check(h, Want{Types: domain.TypeRegular}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Check(/proc/self/exe) = %v, want a refusal", err)
+	}
+}

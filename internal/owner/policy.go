@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -102,6 +103,9 @@ func (p Policy) Check(h *Handle, w Want) error {
 			if err := p.blockInUse(h.Path, rdev); err != nil {
 				return err
 			}
+			if err := claimed(h); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -126,6 +130,11 @@ func LinkUIDs(h *Handle) []uint32 {
 func checkLinks(h *Handle, w Want) error {
 	uid := h.Stat.Uid
 	for _, l := range h.Links {
+		if l.Path == "/proc" || strings.HasPrefix(l.Path, "/proc/") {
+			// /proc's links are magic (self, fd/N, PID/root): resolved as
+			// text they name another file than the kernel would open.
+			return fmt.Errorf("symlink %s is under /proc: its target is not a path the hook can follow safely: %w", l.Path, ErrRefused)
+		}
 		if l.UID == 0 || l.UID == uid || slices.Contains(w.LinkOwners, l.UID) {
 			continue
 		}
@@ -223,4 +232,24 @@ func typesString(ts domain.FileType) string {
 		return "nothing"
 	}
 	return strings.Join(names, " or ")
+}
+
+// claimed asks the kernel whether a block device is in use: an exclusive
+// open fails with EBUSY while it is mounted, active swap, or held by
+// device-mapper, md, btrfs or another exclusive user, including cases the
+// mount table does not show (other mount namespaces, multi-device btrfs,
+// ZFS). The device is reopened through the handle, never by name.
+func claimed(h *Handle) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	fd, err := unix.Open(h.fdPath(), unix.O_RDONLY|unix.O_EXCL|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	runtime.KeepAlive(h)
+	if errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("block device %s is in use by the kernel (mounted, swap, or claimed by device-mapper, md, btrfs...): giving it to QEMU would hand it the host's data: %w", h.Path, ErrRefused)
+	}
+	if err == nil {
+		unix.Close(fd)
+	}
+	// Other errors (no medium, ...) are not ours to judge: QEMU will say.
+	return nil
 }

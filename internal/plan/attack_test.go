@@ -312,6 +312,45 @@ func TestAttackRefused(t *testing.T) {
 			wantPath: "$ROOT/home/bashrc", wantMsg: "neither beside an image the domain XML names", refused: true,
 		},
 		{
+			// A missing optional cdrom named in / must not make / a place
+			// header-named files may live: only opened images count.
+			name: "missing cdrom in / does not widen the allowed places",
+			setup: func(tr *atkTree, env *plan.Env) string {
+				tr.write(filepath.Join(tr.root, "srv", "rootfile"), "", 0)
+				tr.qcow2(filepath.Join(tr.img, "top.qcow2"), filepath.Join(tr.root, "srv", "rootfile"), "raw", atkImage)
+				return strings.Replace(atkDisk("qcow2", "$ROOT/img/top.qcow2"), "</devices>",
+					"<disk type='file' device='cdrom'><source file='/missing-dachook.iso' startupPolicy='optional'/><target dev='hdc'/><readonly/></disk></devices>", 1)
+			},
+			wantPath: "$ROOT/srv/rootfile", wantMsg: "neither beside an image", refused: true,
+		},
+		{
+			// An image directory that is a home: its dotfiles are not
+			// backing files, whoever owns them.
+			name: "header names a hidden file beside the image",
+			setup: func(tr *atkTree, env *plan.Env) string {
+				tr.write(filepath.Join(tr.img, ".ssh", "authorized_keys"), "", atkImage)
+				tr.qcow2(filepath.Join(tr.img, "top.qcow2"), ".ssh/authorized_keys", "raw", atkImage)
+				return atkDisk("qcow2", "$ROOT/img/top.qcow2")
+			},
+			wantPath: "$ROOT/img/.ssh/authorized_keys", wantMsg: "hidden files excluded", refused: true,
+		},
+		{
+			// In a sticky world-writable directory anyone could have put
+			// the file a forged header names.
+			name: "image in a sticky world-writable directory",
+			setup: func(tr *atkTree, env *plan.Env) string {
+				tmp := filepath.Join(tr.root, "tmp")
+				tr.mkdir(tmp)
+				if err := unix.Chmod(tmp, 0o1777); err != nil {
+					t.Fatal(err)
+				}
+				tr.write(filepath.Join(tmp, "planted"), "", atkImage)
+				tr.qcow2(filepath.Join(tmp, "top.qcow2"), "planted", "raw", atkImage)
+				return atkDisk("qcow2", "$ROOT/tmp/top.qcow2")
+			},
+			wantPath: "$ROOT/tmp/planted", wantMsg: "neither beside an image", refused: true,
+		},
+		{
 			name: "header names block device",
 			setup: func(tr *atkTree, env *plan.Env) string {
 				tr.mknod(filepath.Join(tr.img, "blk"), unix.S_IFBLK, 7, 250)

@@ -200,8 +200,8 @@ func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) error {
 		if !under(h.Path, b.env.BackingPaths) {
 			return fmt.Errorf("image header of %s names %s, outside backing_paths: %w", parent.Path, h.Path, owner.ErrRefused)
 		}
-	} else if !under(h.Path, b.imageDirs) && !under(h.Path, DefaultBackingDirs) {
-		return fmt.Errorf("image header of %s names %s, which is neither beside an image the domain XML names nor in %s; list its directory in backing_paths if it is a real backing file: %w",
+	} else if !under(h.Path, DefaultBackingDirs) && !besideImage(h.Path, b.imageDirs) {
+		return fmt.Errorf("image header of %s names %s, which is neither beside an image the domain XML names (hidden files excluded) nor in %s; list its directory in backing_paths if it is a real backing file: %w",
 			parent.Path, h.Path, strings.Join(DefaultBackingDirs, ", "), owner.ErrRefused)
 	}
 	if b.env.AnyBackingOwner {
@@ -217,6 +217,29 @@ func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) error {
 // DefaultBackingDirs are where header-named backing files may always live
 // when backing_paths is not set: libvirt's default image pool.
 var DefaultBackingDirs = []string{"/var/lib/libvirt/images"}
+
+// besideImage reports whether p is in or below one of dirs without passing
+// through a hidden name: an image directory that is also someone's home
+// holds .bashrc and .ssh/authorized_keys, which no header may name.
+func besideImage(p string, dirs []string) bool {
+	for _, d := range dirs {
+		rel, err := filepath.Rel(d, p)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		hidden := false
+		for _, part := range strings.Split(rel, "/") {
+			if strings.HasPrefix(part, ".") {
+				hidden = true
+				break
+			}
+		}
+		if !hidden {
+			return true
+		}
+	}
+	return false
+}
 
 func under(p string, dirs []string) bool {
 	for _, d := range dirs {

@@ -6,6 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
@@ -179,7 +182,6 @@ func (b *builder) build(d *domain.Domain) error {
 		b.skipAll = "QEMU runs as root"
 	}
 	b.plan.Target = b.domainTarget
-	b.imageDirs = imageDirs(d)
 	for i := range d.Resources {
 		if err := b.resource(&d.Resources[i]); err != nil {
 			return err
@@ -332,6 +334,9 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	}
 	b.seen[id] = st
 	b.plan.Steps = append(b.plan.Steps, st)
+	if headerOf == nil && imageKinds[r.Kind] {
+		b.addImageDir(st)
+	}
 	if err := b.parents(st, target.UID, gids); err != nil {
 		return err
 	}
@@ -345,28 +350,26 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	return nil
 }
 
-// imageDirs lists the canonical directories of the disk images the XML
-// names. Only an allowlist for header-named files is made from them, so
-// resolving by name here opens no race: nothing is changed on the strength
-// of it.
-func imageDirs(d *domain.Domain) []string {
-	var dirs []string
-	seen := map[string]bool{}
-	for _, r := range d.Resources {
-		switch r.Kind {
-		case domain.KindDisk, domain.KindCdrom, domain.KindFloppy, domain.KindLun, domain.KindBacking:
-		default:
-			continue
-		}
-		if r.Path == "" {
-			continue
-		}
-		dir, err := filepath.EvalSymlinks(filepath.Dir(r.Path))
-		if err != nil || seen[dir] {
-			continue
-		}
-		seen[dir] = true
-		dirs = append(dirs, dir)
+// imageKinds are the resources whose directories may hold files their
+// image headers name.
+var imageKinds = map[domain.Kind]bool{
+	domain.KindDisk: true, domain.KindCdrom: true, domain.KindFloppy: true,
+	domain.KindLun: true, domain.KindBacking: true,
+}
+
+// addImageDir allows header-named files beside an image the XML names and
+// the hook has opened and accepted (st.Path is canonical). Directories that
+// hold other things than images are never allowed: "/", root's home, and
+// sticky world-writable ones (/tmp, /var/tmp, /dev/shm), where anyone
+// could have put what a forged header names.
+func (b *builder) addImageDir(st *Step) {
+	dir := filepath.Dir(st.Path)
+	if dir == "/" || dir == "/root" || slices.Contains(b.imageDirs, dir) {
+		return
 	}
-	return dirs
+	var fi unix.Stat_t
+	if err := unix.Stat(dir, &fi); err != nil || (fi.Mode&unix.S_ISVTX != 0 && fi.Mode&0o002 != 0) {
+		return
+	}
+	b.imageDirs = append(b.imageDirs, dir)
 }
