@@ -59,7 +59,8 @@ is_ours() {
 }
 
 # has_records: the state dir holds something that may still be needed to
-# give files back to their owners. Only the lock, an empty journal and our
+# give files back to their owners. Only the lock, the host id (marks on
+# shared files), an empty journal and our
 # own bookkeeping are known to be disposable; anything else (a journal with
 # entries, a damaged journal moved aside, a file we do not know) counts.
 has_records() {
@@ -67,7 +68,7 @@ has_records() {
 	for f in "$STATE"/* "$STATE"/.[!.]*; do
 		exists "$f" || continue
 		case "${f##*/}" in
-		lock | moved-hook | moved-hook.*) ;;
+		lock | host-id | moved-hook | moved-hook.*) ;;
 		state.json) if grep -q '"path"' "$f"; then return 0; fi ;;
 		*) return 0 ;;
 		esac
