@@ -69,6 +69,10 @@ func Open(path string) (*Handle, error) {
 			continue
 		}
 		if err != nil {
+			// "open P: ENOENT" for P == path says the path twice.
+			if inner := errors.Unwrap(err); inner != nil && strings.HasPrefix(err.Error(), "open "+path+": ") {
+				return nil, fmt.Errorf("resolve %s: %w", path, inner)
+			}
 			return nil, fmt.Errorf("resolve %s: %w", path, err)
 		}
 		h, err := openResolved(real)
