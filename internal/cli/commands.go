@@ -135,7 +135,7 @@ func cmdPlan(e *env, args []string) error {
 func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 	fmt.Fprintf(w, "domain %s", p.Domain)
 	if p.Target != nil {
-		fmt.Fprintf(w, ": QEMU runs as %s", describeOwner(*p.Target))
+		fmt.Fprintf(w, ": QEMU runs as %s", p.Target)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -168,10 +168,6 @@ func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 	if s.hook.DryRun {
 		fmt.Fprintln(w, "note: dry_run is on: hook mode only logs what it would do")
 	}
-}
-
-func describeOwner(o plan.Owner) string {
-	return o.String()
 }
 
 func writeJSON(w io.Writer, v any) error {

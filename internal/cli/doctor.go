@@ -34,19 +34,18 @@ type finding struct {
 }
 
 type verdict struct {
-	Path      string `json:"path"`
-	Kind      string `json:"kind"`
-	From      string `json:"from"`
-	Action    string `json:"action"`
-	Read      bool   `json:"qemu_can_read"`
-	Write     bool   `json:"qemu_can_write"`
-	ReadOnly  bool   `json:"readonly_disk,omitempty"`
-	BlockedBy string `json:"blocked_by,omitempty"`
-	FSType    string `json:"fs_type,omitempty"`
-	ACLs      bool   `json:"fs_acls"`
-	RO        bool   `json:"readonly_mount,omitempty"`
-	Status    string `json:"status"`
-	Detail    string `json:"detail,omitempty"`
+	Path     string `json:"path"`
+	Kind     string `json:"kind"`
+	From     string `json:"from"`
+	Action   string `json:"action"`
+	Read     bool   `json:"qemu_can_read"`
+	Write    bool   `json:"qemu_can_write"`
+	ReadOnly bool   `json:"readonly_disk,omitempty"`
+	FSType   string `json:"fs_type,omitempty"`
+	ACLs     bool   `json:"fs_acls"`
+	RO       bool   `json:"readonly_mount,omitempty"`
+	Status   string `json:"status"`
+	Detail   string `json:"detail,omitempty"`
 }
 
 type report struct {
