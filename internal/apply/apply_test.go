@@ -81,6 +81,16 @@ func (f *fixture) runner(fault func(int) error) *Runner {
 	return &Runner{Store: st, Log: log, Fault: fault}
 }
 
+// host is a Runner playing one host of a shared filesystem: its own state
+// directory (state-ID) and host id, every file treated as shared.
+func (f *fixture) host(id string) *Runner {
+	f.state = filepath.Join(f.root, "state-"+id)
+	r := f.runner(nil)
+	r.SharedFS = func(*owner.Handle) bool { return true }
+	r.HostID = id
+	return r
+}
+
 func (f *fixture) plan(dom string, uid, gid uint32, files ...string) *plan.Plan {
 	f.t.Helper()
 	d := &domain.Domain{Name: dom, Relabel: true}
@@ -385,18 +395,11 @@ func TestMigratedSharedFSNotRestored(t *testing.T) {
 // file to the destination, and the last release gives the original back.
 func TestLiveMigrationOnSharedStorage(t *testing.T) {
 	f := newFixture(t, "shared.img")
-	srcState, dstState := filepath.Join(f.root, "state-src"), filepath.Join(f.root, "state-dst")
-	host := func(id, state string) *Runner {
-		f.state = state
-		r := f.runner(nil)
-		r.SharedFS = func(*owner.Handle) bool { return true }
-		r.HostID = id
-		return r
-	}
-	if err := host("src", srcState).Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+	dstState := filepath.Join(f.root, "state-dst")
+	if err := f.host("src").Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
 		t.Fatal(err)
 	}
-	if err := host("dst", dstState).Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+	if err := f.host("dst").Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := journal.LoadFile(filepath.Join(dstState, "state.json"))
@@ -405,11 +408,11 @@ func TestLiveMigrationOnSharedStorage(t *testing.T) {
 			t.Errorf("destination recorded %d:%d as original, want %v", e.UID, e.GID, f.orig[e.Path])
 		}
 	}
-	if err := host("src", srcState).Release("vm1", "-"); err != nil {
+	if err := f.host("src").Release("vm1", "-"); err != nil {
 		t.Fatal(err)
 	}
 	f.wantOwner("shared.img", qemu) // the destination's QEMU uses it
-	if err := host("dst", dstState).Release("vm1", "-"); err != nil {
+	if err := f.host("dst").Release("vm1", "-"); err != nil {
 		t.Fatal(err)
 	}
 	f.wantAllOriginal()
@@ -465,20 +468,13 @@ func TestMarkOfAnotherHost(t *testing.T) {
 // a conflict while the source holds the file, and the original survives.
 func TestMigrationToAnotherOwner(t *testing.T) {
 	f := newFixture(t, "shared.img")
-	host := func(id string) *Runner {
-		f.state = filepath.Join(f.root, "state-"+id)
-		r := f.runner(nil)
-		r.SharedFS = func(*owner.Handle) bool { return true }
-		r.HostID = id
-		return r
-	}
-	if err := host("src").Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
+	if err := f.host("src").Prepare(f.plan("vm1", qemuUID, qemuGID, "shared.img")); err != nil {
 		t.Fatal(err)
 	}
-	if err := host("dst").Prepare(f.plan("vm1", 5000, 5000, "shared.img")); !errors.Is(err, ErrConflict) {
+	if err := f.host("dst").Prepare(f.plan("vm1", 5000, 5000, "shared.img")); !errors.Is(err, ErrConflict) {
 		t.Fatalf("destination with another QEMU uid = %v, want a conflict", err)
 	}
-	if err := host("src").Release("vm1", "-"); err != nil {
+	if err := f.host("src").Release("vm1", "-"); err != nil {
 		t.Fatal(err)
 	}
 	f.wantAllOriginal()
@@ -655,21 +651,14 @@ func TestMigrationThroughOwnersSymlink(t *testing.T) {
 	if err := os.Lchown(f.path("link.img"), int(alice), int(alice)); err != nil {
 		t.Fatal(err)
 	}
-	host := func(id string) *Runner {
-		f.state = filepath.Join(f.root, "state-"+id)
-		r := f.runner(nil)
-		r.SharedFS = func(*owner.Handle) bool { return true }
-		r.HostID = id
-		return r
-	}
-	if err := host("src").Prepare(f.plan("vm1", qemuUID, qemuGID, "link.img")); err != nil {
+	if err := f.host("src").Prepare(f.plan("vm1", qemuUID, qemuGID, "link.img")); err != nil {
 		t.Fatal(err)
 	}
-	if err := host("dst").Prepare(f.plan("vm1", qemuUID, qemuGID, "link.img")); err != nil {
+	if err := f.host("dst").Prepare(f.plan("vm1", qemuUID, qemuGID, "link.img")); err != nil {
 		t.Fatalf("destination through the owner's symlink: %v", err)
 	}
-	host("src").Release("vm1", "-")
+	f.host("src").Release("vm1", "-")
 	f.wantOwner("shared.img", qemu)
-	host("dst").Release("vm1", "-")
+	f.host("dst").Release("vm1", "-")
 	f.wantAllOriginal()
 }
