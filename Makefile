@@ -1,6 +1,8 @@
 # libvirt-dac-hook — build, test, install, package.
 SHELL     := /bin/bash
-GO        ?= go
+# sudo resets PATH (secure_path), which rarely holds Go: fall back to the
+# official install location so `sudo make install` / `sudo make test` work.
+GO        ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 DESTDIR   ?=
 PREFIX    ?= /usr

@@ -152,19 +152,19 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 			e = r.adoptStale(st, s, boot)
 		}
 		if e != nil {
-			for _, h := range e.LiveHolders(boot) {
-				if h.Domain != p.Domain && (e.TargetUID != s.Target.UID || e.TargetGID != s.Target.GID) {
+			live := e.LiveHolders(boot)
+			others := 0
+			for _, h := range live {
+				if h.Domain == p.Domain {
+					continue
+				}
+				if e.TargetUID != s.Target.UID || e.TargetGID != s.Target.GID {
 					return fmt.Errorf("%s (%s): %w: domain %s holds it as %d:%d, domain %s needs %s", s.Path, s.From, ErrConflict, h.Domain, e.TargetUID, e.TargetGID, p.Domain, s.Target)
 				}
-			}
-			others := 0
-			for _, h := range e.LiveHolders(boot) {
-				if h.Domain != p.Domain {
-					others++
-				}
+				others++
 			}
 			if others == 0 {
-				if len(e.LiveHolders(boot)) == 0 && (s.Current.UID != e.TargetUID || s.Current.GID != e.TargetGID) &&
+				if len(live) == 0 && (s.Current.UID != e.TargetUID || s.Current.GID != e.TargetGID) &&
 					(s.Current.UID != e.UID || s.Current.GID != e.GID) {
 					// Left by an earlier boot or a release that died, but
 					// someone (the admin) has given the file another owner

@@ -18,17 +18,6 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
-// benchShapes are issue 9's domains: one disk; 16 disks each a 4-deep
-// qcow2 chain (64 images); 256 single-image disks.
-var benchShapes = []struct {
-	name         string
-	disks, depth int
-}{
-	{"disks=1", 1, 1},
-	{"disks=16x4", 16, 4},
-	{"disks=256", 256, 1},
-}
-
 // benchWorld is one generated domain with a real journal in a temp dir.
 type benchWorld struct {
 	b      *testing.B
@@ -139,9 +128,9 @@ func reportPerImage(b *testing.B, images int) {
 // journal, record every image, save it durably, chown every image. The
 // plan is built and the images given back outside the timer.
 func BenchmarkPrepare(b *testing.B) {
-	for _, c := range benchShapes {
-		b.Run(c.name, func(b *testing.B) {
-			w := newBenchWorld(b, c.disks, c.depth)
+	for _, c := range gen.Shapes {
+		b.Run(c.Name, func(b *testing.B) {
+			w := newBenchWorld(b, c.Disks, c.Depth)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
@@ -169,9 +158,9 @@ func BenchmarkPrepare(b *testing.B) {
 // BenchmarkRelease times Runner.Release: lock, load the journal, drop the
 // domain's holds durably, reopen and give back every image, save again.
 func BenchmarkRelease(b *testing.B) {
-	for _, c := range benchShapes {
-		b.Run(c.name, func(b *testing.B) {
-			w := newBenchWorld(b, c.disks, c.depth)
+	for _, c := range gen.Shapes {
+		b.Run(c.Name, func(b *testing.B) {
+			w := newBenchWorld(b, c.Disks, c.Depth)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
@@ -191,9 +180,9 @@ func BenchmarkRelease(b *testing.B) {
 // hook does it, minus process start and configuration: XML to plan,
 // prepare, release.
 func BenchmarkPlanPrepareRelease(b *testing.B) {
-	for _, c := range benchShapes {
-		b.Run(c.name, func(b *testing.B) {
-			w := newBenchWorld(b, c.disks, c.depth)
+	for _, c := range gen.Shapes {
+		b.Run(c.Name, func(b *testing.B) {
+			w := newBenchWorld(b, c.Disks, c.Depth)
 			b.ReportAllocs()
 			for b.Loop() {
 				d, err := domain.Parse(w.spec.XML)

@@ -42,12 +42,11 @@ const (
 // atkTree is a temp tree: root/etc is protected, root/img holds images,
 // root/state the journal.
 type atkTree struct {
-	t                 *testing.T
-	root, etc, img    string
-	secret            string // root/etc/secret, owned by root
-	state             string
-	sys               sysfs.Root
-	protectedBaseline map[string]string
+	t              *testing.T
+	root, etc, img string
+	secret         string // root/etc/secret, owned by root
+	state          string
+	sys            sysfs.Root
 }
 
 func newAtkTree(t *testing.T) *atkTree {

@@ -13,17 +13,6 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
-// benchShapes are issue 9's domains: one disk; 16 disks each a 4-deep
-// qcow2 chain (64 images); 256 single-image disks.
-var benchShapes = []struct {
-	name         string
-	disks, depth int
-}{
-	{"disks=1", 1, 1},
-	{"disks=16x4", 16, 4},
-	{"disks=256", 256, 1},
-}
-
 // benchDomain writes the images and XML of one shape into a temp dir QEMU
 // can search (0755, so no ACL steps: those are not what is measured) and
 // returns the spec and the configuration the hook would plan with.
@@ -59,9 +48,9 @@ func reportPerImage(b *testing.B, images int) {
 // reading each image header down the chain, checking policy and parent
 // directories. The XML is parsed once, outside the loop.
 func BenchmarkBuild(b *testing.B) {
-	for _, c := range benchShapes {
-		b.Run(c.name, func(b *testing.B) {
-			s, env := benchDomain(b, c.disks, c.depth)
+	for _, c := range gen.Shapes {
+		b.Run(c.Name, func(b *testing.B) {
+			s, env := benchDomain(b, c.Disks, c.Depth)
 			d, err := domain.Parse(s.XML)
 			if err != nil {
 				b.Fatal(err)
@@ -83,9 +72,9 @@ func BenchmarkBuild(b *testing.B) {
 // BenchmarkParseBuild times what prepare does before it touches the
 // journal: domain XML bytes to a plan, as the hook does it.
 func BenchmarkParseBuild(b *testing.B) {
-	for _, c := range benchShapes {
-		b.Run(c.name, func(b *testing.B) {
-			s, env := benchDomain(b, c.disks, c.depth)
+	for _, c := range gen.Shapes {
+		b.Run(c.Name, func(b *testing.B) {
+			s, env := benchDomain(b, c.Disks, c.Depth)
 			b.SetBytes(int64(len(s.XML)))
 			b.ReportAllocs()
 			for b.Loop() {

@@ -156,9 +156,9 @@ type builder struct {
 	// nil when the domain needs nothing changed.
 	domainTarget *Owner
 	skipAll      string
-	// domainLabel is true when a static DAC label, not qemu.conf, names
-	// the owner: libvirt then gives QEMU no supplementary groups.
-	domainLabel  bool
+	// domainGroups are QEMU's groups when a static DAC label, not
+	// qemu.conf, names the owner: the label user's own (libvirt runs QEMU
+	// with virGetGroupList of the uid it switches to). nil without a label.
 	domainGroups []uint32
 }
 
@@ -172,7 +172,6 @@ func (b *builder) build(d *domain.Domain) error {
 			return &StepError{From: "seclabel[model=dac]/label", Err: err}
 		}
 		b.domainTarget = &Owner{id.UID, id.GID}
-		b.domainLabel = true
 		// A labelled QEMU gets the label user's groups, not qemu.conf's.
 		b.domainGroups = append([]uint32{id.GID}, id.Groups...)
 	default:
@@ -194,7 +193,7 @@ func (b *builder) build(d *domain.Domain) error {
 // directories: libvirt creates domain-N-NAME inside them owned by that
 // user, but the directories above belong to qemu.conf's user.
 func (b *builder) stateDirs() error {
-	if b.skipAll != "" || b.domainTarget == nil || !b.domainLabel {
+	if b.skipAll != "" || b.domainTarget == nil || b.domainGroups == nil {
 		return nil
 	}
 	gids := b.domainGroups
@@ -272,7 +271,7 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		}
 		target = &Owner{id.UID, id.GID}
 		gids = append([]uint32{id.GID}, id.Groups...)
-	} else if b.domainLabel {
+	} else if b.domainGroups != nil {
 		gids = b.domainGroups
 	}
 	h, err := owner.Open(given)

@@ -173,7 +173,7 @@ func domainXML(name string, images []string, depth int) []byte {
 	b.WriteString("  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n")
 	b.WriteString("  <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n")
 	for i := 0; i < len(images); i += depth {
-		fmt.Fprintf(&b, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='%s'/>\n      <target dev='vd%s' bus='virtio'/>\n    </disk>\n", images[i], diskSuffix(i/depth))
+		fmt.Fprintf(&b, "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='%s'/>\n      <target dev='vd%s' bus='virtio'/>\n    </disk>\n", images[i], DiskSuffix(i/depth))
 	}
 	b.WriteString("    <interface type='network'>\n      <mac address='52:54:00:12:34:56'/>\n      <source network='default'/>\n      <model type='virtio'/>\n    </interface>\n")
 	b.WriteString("    <serial type='pty'><target port='0'/></serial>\n    <console type='pty'><target type='serial' port='0'/></console>\n")
@@ -181,11 +181,25 @@ func domainXML(name string, images []string, depth int) []byte {
 	return b.Bytes()
 }
 
-// diskSuffix names disks like the kernel does: a..z, aa..zz, ...
-func diskSuffix(i int) string {
+// DiskSuffix names disks like the kernel does: a..z, aa..zz, ...
+func DiskSuffix(i int) string {
 	s := ""
 	for i++; i > 0; i = (i - 1) / 26 {
 		s = string(rune('a'+(i-1)%26)) + s
 	}
 	return s
+}
+
+// Shape is one of the benchmark domains.
+type Shape struct {
+	Name         string
+	Disks, Depth int
+}
+
+// Shapes are issue 9's domains: one disk; 16 disks each a 4-deep qcow2
+// chain (64 images); 256 single-image disks.
+var Shapes = []Shape{
+	{"disks=1", 1, 1},
+	{"disks=16x4", 16, 4},
+	{"disks=256", 256, 1},
 }

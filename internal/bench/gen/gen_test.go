@@ -124,8 +124,8 @@ func TestDomainRefusesBadShape(t *testing.T) {
 
 func TestDiskSuffix(t *testing.T) {
 	for i, want := range map[int]string{0: "a", 25: "z", 26: "aa", 255: "iv"} {
-		if got := diskSuffix(i); got != want {
-			t.Errorf("diskSuffix(%d) = %q, want %q", i, got, want)
+		if got := DiskSuffix(i); got != want {
+			t.Errorf("DiskSuffix(%d) = %q, want %q", i, got, want)
 		}
 	}
 }
