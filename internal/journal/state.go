@@ -205,3 +205,58 @@ func (s *State) Encode() ([]byte, error) {
 	}
 	return append(b, '\n'), nil
 }
+
+// The queries below are the whole read interface callers use besides
+// Lookup: each names the entries one decision needs, so a store can answer
+// it from an index instead of a scan of everything the host holds.
+
+// HeldBy returns the entries domain holds (on any boot).
+func (s *State) HeldBy(domain string) []*Entry {
+	var out []*Entry
+	for _, e := range s.Entries {
+		if e.HeldBy(domain) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Unheld returns the entries no domain holds on boot: left by an earlier
+// boot, or by a release that died between forgetting its holders and
+// giving the files back.
+func (s *State) Unheld(boot string) []*Entry {
+	var out []*Entry
+	for _, e := range s.Entries {
+		if len(e.LiveHolders(boot)) == 0 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ByInode returns the ownership entries (not ACL grants) recorded for inode
+// number ino on any device: device numbers may change across boots.
+func (s *State) ByInode(ino uint64) []*Entry {
+	var out []*Entry
+	for _, e := range s.Entries {
+		if e.ACL == nil && e.Ino == ino {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Grants returns the search-ACL entries recorded on directory dev:ino.
+func (s *State) Grants(dev, ino uint64) []*Entry {
+	var out []*Entry
+	for _, e := range s.Entries {
+		if e.ACL != nil && e.Dev == dev && e.Ino == ino {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// All returns every entry. Its cost grows with the host's state: only
+// commands an administrator runs (status, restore --all) use it.
+func (s *State) All() []*Entry { return s.Entries }
