@@ -230,57 +230,71 @@ func TestOpenCreatesPrivateDir(t *testing.T) {
 
 func TestSaveLoad(t *testing.T) {
 	s := newStore(t, time.Second)
-	st, err := s.Load()
-	if err != nil {
-		t.Fatalf("Load of a missing state: %v", err)
+	lockLoad := func() *State {
+		t.Helper()
+		if err := s.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.Load()
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		return st
 	}
-	if st.Version != FormatVersion || len(st.Entries) != 0 {
-		t.Fatalf("Load of a missing state = %+v, want empty version %d", st, FormatVersion)
+	st := lockLoad()
+	if st.Version != FormatVersion || len(st.All()) != 0 {
+		t.Fatalf("Load of a missing state = %d entries, version %d; want empty version %d", len(st.All()), st.Version, FormatVersion)
 	}
 	want := sample()
 	if err := s.Save(want); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
-	fi, err := os.Stat(filepath.Join(s.Dir, stateName))
+	s.Unlock()
+	fi, err := os.Stat(StatePath(s.Dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if perm := fi.Mode().Perm(); perm != 0o600 {
-		t.Errorf("state file mode = %o, want 600", perm)
+		t.Errorf("journal mode = %o, want 600", perm)
 	}
-	got, err := s.Load()
-	if err != nil {
-		t.Fatalf("Load after Save: %v", err)
-	}
+	got := lockLoad()
+	defer s.Unlock()
 	again, err := got.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	saved, err := os.ReadFile(filepath.Join(s.Dir, stateName))
+	wantEnc, err := sample().Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(again, saved) {
-		t.Errorf("Encode(Load()) differs from the saved file:\n%s\n---\n%s", again, saved)
+	if !bytes.Equal(again, wantEnc) {
+		t.Errorf("Encode(Load()) differs from Encode of what was saved:\n%s\n---\n%s", again, wantEnc)
 	}
-	if len(got.Entries) != 2 || got.Lookup(want.Entries[1].Key()) == nil {
-		t.Errorf("Load after Save = %d entries, want the 2 saved", len(got.Entries))
+	if len(got.All()) != 2 || got.Lookup(want.Entries[1].Key()) == nil {
+		t.Errorf("Load after Save = %d entries, want the 2 saved", len(got.All()))
 	}
-	lf, err := LoadFile(filepath.Join(s.Dir, stateName))
-	if err != nil {
-		t.Fatalf("LoadFile: %v", err)
+	s.Unlock()
+	// LoadFile reads the journal, also when named by the state.json of
+	// earlier versions.
+	for _, p := range []string{StatePath(s.Dir), filepath.Join(s.Dir, stateName)} {
+		lf, err := LoadFile(p)
+		if err != nil {
+			t.Fatalf("LoadFile(%s): %v", p, err)
+		}
+		enc, err := lf.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(enc, wantEnc) {
+			t.Errorf("LoadFile(%s) differs from what was saved:\n%s\n---\n%s", p, enc, wantEnc)
+		}
 	}
-	if diff := cmp.Diff(got, lf, stateOpts); diff != "" {
-		t.Errorf("LoadFile differs from Load (-Load +LoadFile):\n%s", diff)
-	}
-	// Nothing but the state file may be left behind (renameio's temp
-	// files must be gone).
 	ents, err := os.ReadDir(s.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if e.Name() != stateName {
+		if e.Name() != dbName && e.Name() != lockName {
 			t.Errorf("unexpected file %s in the state dir after Save", e.Name())
 		}
 	}
@@ -319,7 +333,7 @@ func TestLoadMovesDamagedAside(t *testing.T) {
 	}
 	// The next Load starts afresh, without losing the file kept aside.
 	st, err := s.Load()
-	if err != nil || len(st.Entries) != 0 {
+	if err != nil || len(st.All()) != 0 {
 		t.Errorf("Load after moving aside = %v, %v; want an empty state", st, err)
 	}
 	if _, err := os.Stat(aside[0]); err != nil {
