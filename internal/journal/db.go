@@ -34,8 +34,10 @@ var (
 // instead of writing what a later hook could not read back.
 const MaxEntrySize = 1 << 20
 
-// MaxTxEntries bounds how many entries one Save may write.
-const MaxTxEntries = 1 << 17
+// MaxTxEntries bounds how many entries one Save may write, so one hook call
+// never commits more than the next one can read back in reasonable time. A
+// prepare or release of one domain stays far below it.
+const MaxTxEntries = 1 << 16
 
 // diskEntry is an Entry as stored: a path that is not valid UTF-8 (which
 // JSON would turn into U+FFFD) is kept as raw bytes instead.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -319,23 +320,16 @@ func (s *Store) Save(st *State) error {
 	}
 	err := s.update(func(tx *bolt.Tx) error {
 		entries := tx.Bucket(bucketEntries)
-		n := 0
-		write := func(key string, want *Entry, enc []byte) error {
-			cur := entries.Get([]byte(key))
-			if bytes.Equal(cur, enc) {
-				return nil
+		type change struct {
+			key  string
+			want *Entry
+			enc  []byte
+		}
+		var todo []change
+		consider := func(key string, want *Entry, enc []byte) {
+			if !bytes.Equal(entries.Get([]byte(key)), enc) {
+				todo = append(todo, change{key, want, enc})
 			}
-			if n++; n > MaxTxEntries {
-				return fmt.Errorf("one journal transaction may change at most %d entries", MaxTxEntries)
-			}
-			var old *Entry
-			if cur != nil {
-				var err error
-				if old, err = decodeEntry(cur); err != nil {
-					return fmt.Errorf("entry %q: %w", key, err)
-				}
-			}
-			return writeEntry(tx, key, old, want, enc)
 		}
 		for key, e := range st.slots {
 			var enc []byte
@@ -348,9 +342,7 @@ func (s *Store) Save(st *State) error {
 					return err
 				}
 			}
-			if err := write(key, e, enc); err != nil {
-				return err
-			}
+			consider(key, e, enc)
 		}
 		for key, b := range st.fam.base {
 			if _, ok := st.slots[key]; ok {
@@ -365,12 +357,27 @@ func (s *Store) Save(st *State) error {
 					return fmt.Errorf("entry %q: %w", key, err)
 				}
 			}
-			if err := write(key, e, b); err != nil {
+			consider(key, e, b)
+		}
+		if len(todo) == 0 {
+			return errNoChange
+		}
+		if len(todo) > MaxTxEntries {
+			return fmt.Errorf("one journal transaction may change at most %d entries, this one %d", MaxTxEntries, len(todo))
+		}
+		// In key order: the database inserts sorted keys cheaply.
+		sort.Slice(todo, func(i, j int) bool { return todo[i].key < todo[j].key })
+		for _, c := range todo {
+			var old *Entry
+			if cur := entries.Get([]byte(c.key)); cur != nil {
+				var err error
+				if old, err = decodeEntry(cur); err != nil {
+					return fmt.Errorf("entry %q: %w", c.key, err)
+				}
+			}
+			if err := writeEntry(tx, c.key, old, c.want, c.enc); err != nil {
 				return err
 			}
-		}
-		if n == 0 {
-			return errNoChange
 		}
 		return nil
 	})
@@ -415,7 +422,9 @@ func (s *Store) saveAll(st *State) error {
 				return err
 			}
 		}
-		for _, e := range st.Entries {
+		es := append([]*Entry(nil), st.Entries...)
+		sort.Slice(es, func(i, j int) bool { return es[i].Key() < es[j].Key() })
+		for _, e := range es {
 			if err := putEntry(tx, e); err != nil {
 				return err
 			}
