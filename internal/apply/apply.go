@@ -67,4 +67,3 @@ func Killed(err error) bool {
 	var k errKilled
 	return errors.As(err, &k)
 }
-

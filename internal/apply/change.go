@@ -113,4 +113,3 @@ func needsChown(s *plan.Step) bool {
 func holds(s *plan.Step) bool {
 	return (s.Action == plan.Chown || s.Action == plan.Keep) && s.Handle != nil
 }
-

@@ -43,12 +43,12 @@ type Decision struct {
 	// Original is the owner recorded before QEMU got the file.
 	Original plan.Owner `json:"original"`
 
-	handle  *owner.Handle
-	mark    *mark // for Keep on a shared filesystem: the mark to write
-	unmark  bool  // remove this host's owner mark
-	grant   *acl.Change
-	active  []acl.Change
-	finish  bool // the entry is finished with and is removed
+	handle *owner.Handle
+	mark   *mark // for Keep on a shared filesystem: the mark to write
+	unmark bool  // remove this host's owner mark
+	grant  *acl.Change
+	active []acl.Change
+	finish bool // the entry is finished with and is removed
 }
 
 // Release gives back everything domain holds. reason is the 4th hook
