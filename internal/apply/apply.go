@@ -35,7 +35,17 @@ type Runner struct {
 	// files libvirt "restored" to root:root, its fallback when it
 	// remembers no owner.
 	Cooperative bool
-	n           int
+	// Op names the operation in log lines of Prepare: "prepare" when
+	// empty; "grant" when an admin hands files to a running domain.
+	Op string
+	n  int
+}
+
+func (r *Runner) op() string {
+	if r.Op == "" {
+		return "prepare"
+	}
+	return r.Op
 }
 
 func (r *Runner) isShared(h *owner.Handle) bool {

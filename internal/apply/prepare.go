@@ -60,7 +60,7 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 func (r *Runner) logDryRun(p *plan.Plan) {
 	for _, s := range p.Steps {
 		if s.Action == plan.Chown {
-			r.Log.WithFields(logrus.Fields{"domain": p.Domain, "op": "prepare", "path": s.Path, "from": s.Current.String(), "to": s.Target.String()}).Info("dry run: would chown")
+			r.Log.WithFields(logrus.Fields{"domain": p.Domain, "op": r.op(), "path": s.Path, "from": s.Current.String(), "to": s.Target.String()}).Info("dry run: would chown")
 		}
 	}
 }
@@ -218,7 +218,7 @@ func joinHolders(e *journal.Entry, s *plan.Step, p *plan.Plan, boot string) erro
 // undo fails too, the records stay, because they are what lets restore
 // finish the job.
 func (r *Runner) carryOut(p *plan.Plan, todo []change, before *journal.State) error {
-	log := r.Log.WithFields(logrus.Fields{"domain": p.Domain, "op": "prepare"})
+	log := r.Log.WithFields(logrus.Fields{"domain": p.Domain, "op": r.op()})
 	for i, c := range todo {
 		if err := r.step(); err != nil {
 			return err

@@ -78,18 +78,39 @@ func (r *Runner) Restore(sel Selector) error {
 	return r.restore(selection{domain: sel.Domain, all: sel.All, stale: sel.Stale, op: "restore"})
 }
 
+// Revoke lets domain go of the given files early (after the admin
+// detached them): the domain's holds on those inodes are dropped and files
+// nobody else holds are given back, as at release.
+func (r *Runner) Revoke(domain string, ids []owner.ID) error {
+	keys := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		keys[(&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()] = true
+	}
+	return r.restore(selection{domain: domain, keys: keys, op: "revoke"})
+}
+
 // selection is which entries a release or restore lets go of.
 type selection struct {
 	domain   string
 	all      bool
 	stale    bool
 	migrated bool
-	op       string
+	// keys, when set, limits a domain's selection to these entries.
+	keys map[string]bool
+	op   string
 }
 
 // pick returns the entries the selection lets go of.
 func (sel selection) pick(st *journal.State, boot string) []*journal.Entry {
 	switch {
+	case sel.keys != nil:
+		var out []*journal.Entry
+		for _, e := range st.HeldBy(sel.domain) {
+			if sel.keys[e.Key()] {
+				out = append(out, e)
+			}
+		}
+		return out
 	case sel.all:
 		return st.All()
 	case sel.domain != "":
