@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
@@ -297,7 +296,7 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 			v.Status, v.Detail = statusProblem, "on "+v.FSType+", which has no file owners: chown cannot work; move the image or mount it with uid=/gid= for QEMU's user"
 			return
 		}
-		if apply.IsSharedFS(int64(sf.Type)) && uid == 65534 {
+		if owner.FSShared(int64(sf.Type)) && uid == 65534 {
 			v.Detail = "on a network filesystem and owned by nobody: root squash likely stops the hook's chown; export with no_root_squash or give the file to QEMU's user on the server"
 			v.Status = statusProblem
 		}

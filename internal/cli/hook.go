@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
@@ -57,6 +59,10 @@ func hook(e *env, name, op, extra string) error {
 		return withCode(ExitInput, fmt.Errorf("XML on stdin is for domain %q", d.Name))
 	}
 	d.Name = name
+	if len(d.Transient) > 0 && s.qemu.Mode() == config.Strict {
+		return fmt.Errorf("disk %s is <transient/>: libvirt creates its overlay after this hook ran, and in strict mode (dynamic_ownership = 0 in %s) nothing gives it to QEMU; "+
+			"use cooperative mode (set dynamic_ownership = 1 and restart libvirtd) or remove <transient/> from the disk", strings.Join(d.Transient, ", "), s.qemu.Path)
+	}
 	if _, err := s.identity(); err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 // libvirtd calling the hook.
 var commands = map[string]func(*env, []string) error{
 	"plan":    cmdPlan,
+	"grant":   cmdGrant,
+	"revoke":  cmdRevoke,
 	"status":  cmdStatus,
 	"restore": cmdRestore,
 	"doctor":  cmdDoctor,
@@ -31,6 +33,8 @@ type env struct {
 const usage = `Usage:
   libvirt-dac-hook DOMAIN OPERATION SUB-OPERATION EXTRA   (as libvirtd runs /etc/libvirt/hooks/qemu; domain XML on stdin)
   libvirt-dac-hook plan [--json] [--op prepare|release] [--as USER:GROUP] [FILE|-]
+  libvirt-dac-hook grant [--format FMT] DOMAIN PATH...   (hand files to a running domain before hot-plugging them)
+  libvirt-dac-hook revoke DOMAIN PATH...                 (give them back early, after detaching)
   libvirt-dac-hook status [--json] [--state-file FILE]
   libvirt-dac-hook restore (--stale | --domain NAME | --all) [--state-file FILE]
   libvirt-dac-hook doctor [--json] [--fix] [DOMAIN-XML|-]

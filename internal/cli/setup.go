@@ -152,7 +152,7 @@ func (s *setup) runner() (*apply.Runner, error) {
 	if err != nil {
 		return nil, withCode(ExitState, err)
 	}
-	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun}, nil
+	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun, Cooperative: s.qemu.Mode() == config.Cooperative}, nil
 }
 
 // canonical resolves configured directories the way handles' paths are

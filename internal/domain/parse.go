@@ -57,6 +57,7 @@ func Parse(data []byte) (*Domain, error) {
 	if err := p.run(); err != nil {
 		return nil, err
 	}
+	p.d.Transient = transientDisks(&x)
 	return &p.d, nil
 }
 

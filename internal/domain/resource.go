@@ -138,4 +138,6 @@ type Domain struct {
 	// Notes are things the hook cannot handle from this XML alone
 	// (e.g. firmware auto-selection), reported by plan and doctor.
 	Notes []string
+	// Transient lists the target names of <transient/> disks.
+	Transient []string `json:",omitempty"`
 }
