@@ -234,7 +234,7 @@ func stress(t *testing.T, bin string, searchACL bool) {
 	}
 	if ents, err := os.ReadDir(f.state); err == nil {
 		for _, e := range ents {
-			if e.Name() != "state.json" && e.Name() != "lock" {
+			if e.Name() != "state.db" && e.Name() != "lock" {
 				t.Errorf("unexpected file %s left in the state dir", e.Name())
 			}
 		}
