@@ -36,12 +36,12 @@ func FuzzDecode(f *testing.F) {
 		if len(b) > MaxStateSize {
 			t.Fatalf("Decode accepted %d bytes, over MaxStateSize", len(b))
 		}
-		for _, e := range st.Entries {
+		for _, e := range st.mem {
 			if st.Lookup(e.Key()) != e {
 				t.Fatalf("entry %s not reachable by its key %q", e.Path, e.Key())
 			}
 		}
-		n := len(st.Entries)
+		n := len(st.mem)
 		enc1, err := st.Encode()
 		if err != nil {
 			t.Fatalf("Encode of a decoded state: %v", err)
@@ -50,8 +50,8 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Decode(Encode(Decode(x))): %v\n%s", err, enc1)
 		}
-		if len(st2.Entries) != n {
-			t.Fatalf("round trip changed the entry count: %d, then %d", n, len(st2.Entries))
+		if len(st2.mem) != n {
+			t.Fatalf("round trip changed the entry count: %d, then %d", n, len(st2.mem))
 		}
 		enc2, err := st2.Encode()
 		if err != nil {
@@ -68,9 +68,9 @@ func FuzzDecode(f *testing.F) {
 		if !bytes.Equal(enc2, enc3) {
 			t.Fatalf("Encode is not a fixed point after one round:\n%s\n---\n%s", enc2, enc3)
 		}
-		for i, e := range st2.Entries {
-			if st3.Entries[i].Key() != e.Key() || st3.Entries[i].Path != e.Path {
-				t.Fatalf("entry %d changed across a round trip: %s %s, then %s %s", i, e.Key(), e.Path, st3.Entries[i].Key(), st3.Entries[i].Path)
+		for i, e := range st2.mem {
+			if st3.mem[i].Key() != e.Key() || st3.mem[i].Path != e.Path {
+				t.Fatalf("entry %d changed across a round trip: %s %s, then %s %s", i, e.Key(), e.Path, st3.mem[i].Key(), st3.mem[i].Path)
 			}
 		}
 	})
@@ -80,7 +80,7 @@ func FuzzDecode(f *testing.F) {
 // stored entry. Invariants: no panic; an accepted entry re-encodes to bytes
 // that decode to the same entry, and encoding is a fixed point from there.
 func FuzzDecodeEntry(f *testing.F) {
-	for _, e := range sample().Entries {
+	for _, e := range sample().mem {
 		b, err := encodeEntry(e)
 		if err != nil {
 			f.Fatal(err)

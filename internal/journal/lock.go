@@ -30,45 +30,47 @@ func (s *Store) Lock() error {
 	if err != nil {
 		return fmt.Errorf("open lock in %s: %w", s.Dir, err)
 	}
-	timedOut := func() error {
-		return fmt.Errorf("%w in %s after %s: another hook is still running (see `libvirt-dac-hook status`)", ErrLockTimeout, s.Dir, s.LockTimeout)
-	}
-	// The uncontended case, and LockTimeout 0, need no goroutine.
-	switch err := flockRetry(fd, unix.LOCK_EX|unix.LOCK_NB); {
+	switch err := flockWait(fd, unix.LOCK_EX, s.LockTimeout); {
 	case err == nil:
 		s.lockFd = fd
 		return nil
-	case !errors.Is(err, unix.EWOULDBLOCK):
+	case errors.Is(err, ErrLockTimeout):
+		// fd now belongs to the abandoned waiter.
+		return fmt.Errorf("%w in %s after %s: another hook is still running (see `libvirt-dac-hook status`)", ErrLockTimeout, s.Dir, s.LockTimeout)
+	default:
 		closeFd(fd)
 		return fmt.Errorf("lock %s: %w", s.Dir, err)
-	case s.LockTimeout <= 0:
-		closeFd(fd)
-		return timedOut()
 	}
+}
 
+// flockWait takes flock how (LOCK_EX or LOCK_SH) on fd, waiting at most
+// timeout. On ErrLockTimeout the caller must not use or close fd again:
+// the abandoned waiter owns it and closes it once its flock returns.
+func flockWait(fd, how int, timeout time.Duration) error {
+	// The uncontended case, and timeout 0, need no goroutine.
+	err := flockRetry(fd, how|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, unix.EWOULDBLOCK):
+		return err
+	case timeout <= 0:
+		closeFd(fd)
+		return ErrLockTimeout
+	}
 	w := &waiter{done: make(chan error, 1)}
-	go w.wait(fd)
-	timer := time.NewTimer(s.LockTimeout)
+	go w.wait(fd, how)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case err := <-w.done:
-		if err != nil {
-			closeFd(fd)
-			return fmt.Errorf("lock %s: %w", s.Dir, err)
-		}
-		s.lockFd = fd
-		return nil
+		return err
 	case <-timer.C:
 		if w.abandon() {
-			return timedOut()
+			return ErrLockTimeout
 		}
 		// Granted just as the timer fired: the lock is ours.
-		if err := <-w.done; err != nil {
-			closeFd(fd)
-			return fmt.Errorf("lock %s: %w", s.Dir, err)
-		}
-		s.lockFd = fd
-		return nil
+		return <-w.done
 	}
 }
 
@@ -81,8 +83,8 @@ type waiter struct {
 	done      chan error
 }
 
-func (w *waiter) wait(fd int) {
-	err := flockRetry(fd, unix.LOCK_EX)
+func (w *waiter) wait(fd, how int) {
+	err := flockRetry(fd, how)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.settled = true

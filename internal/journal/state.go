@@ -100,10 +100,9 @@ func (e *Entry) HeldBy(domain string) bool {
 // state directory's journal) holds every entry in memory.
 type State struct {
 	Version int
-	// Entries is the in-memory list of a State from Decode or LoadFile;
-	// it is nil for a State from Store.Load. Use the queries instead.
-	Entries []*Entry
-	index   map[string]*Entry
+	// mem is the list of a State from Decode or LoadFile.
+	mem   []*Entry
+	index map[string]*Entry
 
 	// Lazy states only.
 	store *Store
@@ -127,8 +126,8 @@ type family struct {
 func (s *State) lazy() bool { return s.store != nil }
 
 func (s *State) reindex() {
-	s.index = make(map[string]*Entry, len(s.Entries))
-	for _, e := range s.Entries {
+	s.index = make(map[string]*Entry, len(s.mem))
+	for _, e := range s.mem {
 		s.index[e.Key()] = e
 	}
 }
@@ -157,7 +156,7 @@ func (s *State) Add(e *Entry) {
 	if s.index == nil {
 		s.reindex()
 	}
-	s.Entries = append(s.Entries, e)
+	s.mem = append(s.mem, e)
 	s.index[key] = e
 }
 
@@ -176,15 +175,15 @@ func (s *State) Remove(key string) {
 		return
 	}
 	delete(s.index, key)
-	out := s.Entries[:0]
-	for _, e := range s.Entries {
+	out := s.mem[:0]
+	for _, e := range s.mem {
 		// Identity, not Key(): Key formats a string, and release removes
 		// every entry, which made this quadratic in Sprintf calls.
 		if e != target {
 			out = append(out, e)
 		}
 	}
-	s.Entries = out
+	s.mem = out
 }
 
 func cloneEntry(e *Entry) *Entry {
@@ -211,9 +210,9 @@ func (s *State) Clone() *State {
 		}
 		return c
 	}
-	c := &State{Version: s.Version, Entries: make([]*Entry, 0, len(s.Entries))}
-	for _, e := range s.Entries {
-		c.Entries = append(c.Entries, cloneEntry(e))
+	c := &State{Version: s.Version, mem: make([]*Entry, 0, len(s.mem))}
+	for _, e := range s.mem {
+		c.mem = append(c.mem, cloneEntry(e))
 	}
 	c.reindex()
 	return c
@@ -305,7 +304,7 @@ func sortEntries(es []*Entry) {
 
 func (s *State) filter(pred func(*Entry) bool) []*Entry {
 	var out []*Entry
-	for _, e := range s.Entries {
+	for _, e := range s.mem {
 		if pred(e) {
 			out = append(out, e)
 		}
@@ -347,7 +346,7 @@ func Decode(b []byte) (*State, error) {
 		}
 		seen[e.Key()] = true
 	}
-	st := &State{Version: s.Version, Entries: s.Entries}
+	st := &State{Version: s.Version, mem: s.Entries}
 	st.reindex()
 	return st, nil
 }
@@ -374,7 +373,7 @@ func (s *State) Encode() ([]byte, error) {
 	es := s.All()
 	sortEntries(es)
 	if !s.lazy() {
-		s.Entries = es
+		s.mem = es
 	}
 	if es == nil {
 		es = []*Entry{}
@@ -449,7 +448,7 @@ func (s *State) Grants(dev, ino uint64) []*Entry {
 // commands an administrator runs (status, restore --all) use it.
 func (s *State) All() []*Entry {
 	if !s.lazy() {
-		return append([]*Entry(nil), s.Entries...)
+		return append([]*Entry(nil), s.mem...)
 	}
 	return s.query(bucketEntries, [][]byte{nil}, nil, func(*Entry) bool { return true })
 }

@@ -19,7 +19,7 @@ import (
 func sample() *State {
 	return &State{
 		Version: FormatVersion,
-		Entries: []*Entry{
+		mem: []*Entry{
 			{
 				Path: "/var/lib/images", Dev: 2049, Ino: 11, UID: 0, GID: 0, TargetUID: 64055,
 				ACL:     json.RawMessage(`{"added":true}`),
@@ -54,7 +54,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 	// Encode indents the raw ACL along with everything else; compare it
 	// as JSON, not as bytes.
-	for _, e := range got.Entries {
+	for _, e := range got.mem {
 		if e.ACL != nil {
 			var buf bytes.Buffer
 			if err := json.Compact(&buf, e.ACL); err != nil {
@@ -66,7 +66,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(want, got, stateOpts); diff != "" {
 		t.Errorf("Decode(Encode(sample)) differs (-want +got):\n%s", diff)
 	}
-	for _, e := range want.Entries {
+	for _, e := range want.mem {
 		if got.Lookup(e.Key()) == nil {
 			t.Errorf("Lookup(%q) = nil after Decode", e.Key())
 		}
@@ -76,7 +76,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 func TestEncodeSortsAndIsDeterministic(t *testing.T) {
 	a := sample()
 	b := sample()
-	b.Entries[0], b.Entries[1] = b.Entries[1], b.Entries[0]
+	b.mem[0], b.mem[1] = b.mem[1], b.mem[0]
 	ea, err := a.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -172,8 +172,8 @@ func TestDecodeAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode = %v, want success", err)
 			}
-			if len(st.Entries) != tt.entries {
-				t.Errorf("Decode gave %d entries, want %d", len(st.Entries), tt.entries)
+			if len(st.mem) != tt.entries {
+				t.Errorf("Decode gave %d entries, want %d", len(st.mem), tt.entries)
 			}
 		})
 	}
@@ -182,18 +182,18 @@ func TestDecodeAccepts(t *testing.T) {
 func TestStateAddLookupRemoveClone(t *testing.T) {
 	st := sample()
 	c := st.Clone()
-	key := st.Entries[1].Key()
-	st.Entries[1].Holders[0].Domain = "changed"
+	key := st.mem[1].Key()
+	st.mem[1].Holders[0].Domain = "changed"
 	if got := c.Lookup(key).Holders[0].Domain; got != "vm1" {
 		t.Errorf("Clone shares holders with the original: holder is %q after changing the original", got)
 	}
 	st.Remove(key)
-	if st.Lookup(key) != nil || len(st.Entries) != 1 {
-		t.Errorf("after Remove(%q): Lookup = %v, %d entries, want nil and 1", key, st.Lookup(key), len(st.Entries))
+	if st.Lookup(key) != nil || len(st.mem) != 1 {
+		t.Errorf("after Remove(%q): Lookup = %v, %d entries, want nil and 1", key, st.Lookup(key), len(st.mem))
 	}
 	st.Remove("no-such-key") // must not panic or remove anything
-	if len(st.Entries) != 1 {
-		t.Errorf("Remove of a missing key changed the state: %d entries", len(st.Entries))
+	if len(st.mem) != 1 {
+		t.Errorf("Remove of a missing key changed the state: %d entries", len(st.mem))
 	}
 	e := &Entry{Path: "/x", Dev: 9, Ino: 9}
 	st.Add(e)
@@ -270,7 +270,7 @@ func TestSaveLoad(t *testing.T) {
 	if !bytes.Equal(again, wantEnc) {
 		t.Errorf("Encode(Load()) differs from Encode of what was saved:\n%s\n---\n%s", again, wantEnc)
 	}
-	if len(got.All()) != 2 || got.Lookup(want.Entries[1].Key()) == nil {
+	if len(got.All()) != 2 || got.Lookup(want.mem[1].Key()) == nil {
 		t.Errorf("Load after Save = %d entries, want the 2 saved", len(got.All()))
 	}
 	s.Unlock()

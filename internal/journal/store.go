@@ -220,7 +220,7 @@ func (s *Store) migrate() error {
 		return fmt.Errorf("%s: %w; moved to %s for inspection: `libvirt-dac-hook status --state-file %s` shows what it held", p, err, aside, aside)
 	}
 	err = s.update(func(tx *bolt.Tx) error {
-		for _, e := range st.Entries {
+		for _, e := range st.mem {
 			if err := putEntry(tx, e); err != nil {
 				return err
 			}
@@ -397,11 +397,11 @@ func (s *Store) saveAll(st *State) error {
 			return err
 		}
 	}
-	if len(st.Entries) > MaxTxEntries {
-		return fmt.Errorf("save journal %s: one journal transaction may change at most %d entries, not %d", StatePath(s.Dir), MaxTxEntries, len(st.Entries))
+	if len(st.mem) > MaxTxEntries {
+		return fmt.Errorf("save journal %s: one journal transaction may change at most %d entries, not %d", StatePath(s.Dir), MaxTxEntries, len(st.mem))
 	}
-	keep := make(map[string]bool, len(st.Entries))
-	for _, e := range st.Entries {
+	keep := make(map[string]bool, len(st.mem))
+	for _, e := range st.mem {
 		keep[e.Key()] = true
 	}
 	err := s.update(func(tx *bolt.Tx) error {
@@ -422,7 +422,7 @@ func (s *Store) saveAll(st *State) error {
 				return err
 			}
 		}
-		es := append([]*Entry(nil), st.Entries...)
+		es := append([]*Entry(nil), st.mem...)
 		sort.Slice(es, func(i, j int) bool { return es[i].Key() < es[j].Key() })
 		for _, e := range es {
 			if err := putEntry(tx, e); err != nil {
@@ -459,6 +459,9 @@ func LoadFile(p string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
+	if strings.HasPrefix(filepath.Base(p), dbName) {
+		return loadDB(p, f)
+	}
 	head := make([]byte, 20)
 	n, err := io.ReadFull(f, head)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
@@ -466,8 +469,7 @@ func LoadFile(p string) (*State, error) {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
 	if n == 20 && bytes.Equal(head[16:], boltMagic) {
-		_ = f.Close()
-		return loadDB(p)
+		return loadDB(p, f)
 	}
 	b, err := io.ReadAll(io.LimitReader(io.MultiReader(bytes.NewReader(head[:n]), f), MaxStateSize+1))
 	if cerr := f.Close(); err == nil && cerr != nil {
@@ -484,8 +486,33 @@ func LoadFile(p string) (*State, error) {
 }
 
 // loadDB reads every entry of a journal database, strictly: an entry it
-// cannot decode makes the whole file ErrDamaged.
-func loadDB(p string) (st *State, err error) {
+// cannot decode makes the whole file ErrDamaged. It closes f, which it
+// first share-locks: a writer creates the file before it locks it and
+// writes its first pages, so an empty file under the lock is an empty
+// journal, not a damaged one.
+func loadDB(p string, f *os.File) (st *State, err error) {
+	defer func() { _ = f.Close() }() // read only
+	// A descriptor of its own for the share lock: flockWait may hand it to
+	// an abandoned waiter, which *os.File must never close as well.
+	lfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", p, err)
+	}
+	if err := flockWait(lfd, unix.LOCK_SH, LoadFileTimeout); err != nil {
+		if errors.Is(err, ErrLockTimeout) {
+			return nil, fmt.Errorf("read %s: %w after %s: a hook keeps it open", p, ErrLockTimeout, LoadFileTimeout)
+		}
+		closeFd(lfd)
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	defer closeFd(lfd) // drops the share lock
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", p, err)
+	}
+	if fi.Size() == 0 {
+		return &State{Version: FormatVersion}, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			st, err = nil, fmt.Errorf("%s: %w: %s", p, ErrDamaged, fmt.Sprint(r))
@@ -513,14 +540,14 @@ func loadDB(p string) (st *State, err error) {
 			if e.Key() != string(k) {
 				return fmt.Errorf("%w: entry %s is stored under key %q, its own is %q", ErrDamaged, e.Path, k, e.Key())
 			}
-			out.Entries = append(out.Entries, e)
+			out.mem = append(out.mem, e)
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	sortEntries(out.Entries)
+	sortEntries(out.mem)
 	out.reindex()
 	return out, nil
 }
