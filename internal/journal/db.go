@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"unicode/utf8"
+	"math"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -23,13 +23,14 @@ var (
 	bucketInode   = []byte("by-inode")  // be64 ino, key (ownership entries)
 	bucketGrants  = []byte("grants")    // be64 dev, be64 ino, key (ACL entries)
 
-	allBuckets = [][]byte{bucketMeta, bucketEntries, bucketDomain, bucketBoot, bucketUnheld, bucketInode, bucketGrants}
+	indexBuckets = [][]byte{bucketDomain, bucketBoot, bucketUnheld, bucketInode, bucketGrants}
+	allBuckets   = append([][]byte{bucketMeta, bucketEntries}, indexBuckets...)
 
 	metaVersion = []byte("version")
 )
 
 // MaxEntrySize bounds one entry's stored encoding. An entry grows with the
-// domains holding it (about 150 bytes each), so this allows thousands of
+// domains holding it (about 100 bytes each), so this allows thousands of
 // domains on one shared base image; past it, prepare fails naming the file
 // instead of writing what a later hook could not read back.
 const MaxEntrySize = 1 << 20
@@ -39,28 +40,119 @@ const MaxEntrySize = 1 << 20
 // prepare or release of one domain stays far below it.
 const MaxTxEntries = 1 << 16
 
-// diskEntry is an Entry as stored: a path that is not valid UTF-8 (which
-// JSON would turn into U+FFFD) is kept as raw bytes instead.
-type diskEntry struct {
-	*Entry
-	PathRaw []byte `json:"path_raw,omitempty"`
+// An entry is stored in a compact binary form, not JSON: the entry of a
+// base image shared by hundreds of domains is read and written by every
+// prepare and release of any of them, under the lock, and JSON decoding
+// took most of a millisecond for 500 holders. Paths are raw bytes, so a
+// path that is not valid UTF-8 survives. Layout (uvarint: unsigned varint;
+// str: uvarint length, then bytes):
+//
+//	byte   entryFormat
+//	str    path
+//	uvarint dev, ino, uid, gid, target uid, target gid
+//	byte   flags (1: shared filesystem, 2: ACL present)
+//	str    ACL (raw JSON), only with flag 2
+//	varint birth
+//	str    created boot id
+//	uvarint holder count, then per holder: str domain, uuid, boot id, kind
+const entryFormat = 1
+
+const (
+	flagShared = 1 << iota
+	flagACL
+)
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 func encodeEntry(e *Entry) ([]byte, error) {
-	d := diskEntry{Entry: e}
-	if !utf8.ValidString(e.Path) {
-		c := *e
-		c.Path = ""
-		d = diskEntry{Entry: &c, PathRaw: []byte(e.Path)}
+	n := 64 + len(e.Path) + len(e.ACL) + len(e.Created)
+	for _, h := range e.Holders {
+		n += 4 + len(h.Domain) + len(h.UUID) + len(h.BootID) + len(h.Kind)
 	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		return nil, fmt.Errorf("encode entry %q: %w", e.Path, err)
+	if n > MaxEntrySize {
+		return nil, fmt.Errorf("the journal entry of %s would take %d bytes (%d holders), over the limit of %d: too many domains share this file", e.Path, n, len(e.Holders), MaxEntrySize)
 	}
-	if len(b) > MaxEntrySize {
-		return nil, fmt.Errorf("the journal entry of %s would take %d bytes (%d holders), over the limit of %d: too many domains share this file", e.Path, len(b), len(e.Holders), MaxEntrySize)
+	b := make([]byte, 0, n)
+	b = append(b, entryFormat)
+	b = appendStr(b, e.Path)
+	for _, v := range []uint64{e.Dev, e.Ino, uint64(e.UID), uint64(e.GID), uint64(e.TargetUID), uint64(e.TargetGID)} {
+		b = binary.AppendUvarint(b, v)
+	}
+	var flags byte
+	if e.Shared {
+		flags |= flagShared
+	}
+	if e.ACL != nil {
+		flags |= flagACL
+	}
+	b = append(b, flags)
+	if e.ACL != nil {
+		b = appendStr(b, string(e.ACL))
+	}
+	b = binary.AppendVarint(b, e.Birth)
+	b = appendStr(b, e.Created)
+	b = binary.AppendUvarint(b, uint64(len(e.Holders)))
+	for _, h := range e.Holders {
+		b = appendStr(b, h.Domain)
+		b = appendStr(b, h.UUID)
+		b = appendStr(b, h.BootID)
+		b = appendStr(b, h.Kind)
 	}
 	return b, nil
+}
+
+// entryReader reads the fields of one stored entry; the first error sticks.
+type entryReader struct {
+	b   []byte
+	err error
+}
+
+func (r *entryReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: entry: %s", ErrDamaged, what)
+	}
+}
+
+func (r *entryReader) uvarint(max uint64, what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || v > max {
+		r.fail("bad " + what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *entryReader) str(what string) string {
+	n := r.uvarint(math.MaxUint32, what+" length")
+	if r.err == nil && n > uint64(len(r.b)) {
+		r.fail(what + " longer than the entry")
+	}
+	if r.err != nil {
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *entryReader) byte1(what string) byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.fail("no " + what)
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
 }
 
 // decodeEntry parses one stored entry; anything it does not fully
@@ -69,21 +161,52 @@ func decodeEntry(b []byte) (*Entry, error) {
 	if len(b) > MaxEntrySize {
 		return nil, fmt.Errorf("%w: entry of %d bytes is more than %d", ErrDamaged, len(b), MaxEntrySize)
 	}
-	d := diskEntry{Entry: &Entry{}}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+	r := &entryReader{b: b}
+	if v := r.byte1("format"); r.err == nil && v != entryFormat {
+		return nil, fmt.Errorf("%w: entry format %d, this hook understands %d", ErrDamaged, v, entryFormat)
 	}
-	if dec.More() || dec.InputOffset() != int64(len(bytes.TrimRight(b, " \t\r\n"))) {
-		return nil, fmt.Errorf("%w: trailing data after the entry", ErrDamaged)
+	e := &Entry{Path: r.str("path")}
+	e.Dev = r.uvarint(math.MaxUint64, "dev")
+	e.Ino = r.uvarint(math.MaxUint64, "ino")
+	e.UID = uint32(r.uvarint(math.MaxUint32, "uid"))
+	e.GID = uint32(r.uvarint(math.MaxUint32, "gid"))
+	e.TargetUID = uint32(r.uvarint(math.MaxUint32, "target uid"))
+	e.TargetGID = uint32(r.uvarint(math.MaxUint32, "target gid"))
+	flags := r.byte1("flags")
+	if flags&^(flagShared|flagACL) != 0 {
+		r.fail(fmt.Sprintf("unknown flags %#x", flags))
 	}
-	e := d.Entry
-	if d.PathRaw != nil {
-		if e.Path != "" || utf8.Valid(d.PathRaw) {
-			return nil, fmt.Errorf("%w: entry has both path and path_raw, or a path_raw that is valid UTF-8", ErrDamaged)
+	e.Shared = flags&flagShared != 0
+	if flags&flagACL != 0 {
+		acl := r.str("acl")
+		if r.err == nil && !json.Valid([]byte(acl)) {
+			r.fail("acl is not JSON")
 		}
-		e.Path = string(d.PathRaw)
+		e.ACL = json.RawMessage(acl)
+	}
+	if r.err == nil {
+		v, n := binary.Varint(r.b)
+		if n <= 0 {
+			r.fail("bad birth")
+		} else {
+			e.Birth, r.b = v, r.b[n:]
+		}
+	}
+	e.Created = r.str("created boot id")
+	// Every holder takes at least 4 bytes, which bounds the count by
+	// what is left before anything is allocated.
+	nh := r.uvarint(uint64(len(r.b))/4, "holder count")
+	if r.err == nil && nh > 0 {
+		e.Holders = make([]Holder, nh)
+		for i := range e.Holders {
+			e.Holders[i] = Holder{Domain: r.str("domain"), UUID: r.str("uuid"), BootID: r.str("boot id"), Kind: r.str("kind")}
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.fail(fmt.Sprintf("%d bytes of trailing data", len(r.b)))
+	}
+	if r.err != nil {
+		return nil, r.err
 	}
 	if err := checkEntry(e); err != nil {
 		return nil, fmt.Errorf("%w: entry %w", ErrDamaged, err)
@@ -189,15 +312,35 @@ func successor(p []byte) []byte {
 }
 
 // writeEntry replaces the stored entry under key (old, possibly nil) with
-// want (nil to delete), keeping the indexes in step.
+// want (nil to delete), keeping the indexes in step. Only index items that
+// differ are touched: adding one holder to a base image shared by hundreds
+// of domains writes one item, not hundreds.
 func writeEntry(tx *bolt.Tx, key string, old, want *Entry, enc []byte) error {
+	var oldKeys, newKeys map[string][][]byte
 	if old != nil {
-		for bucket, ks := range indexKeys(old, key) {
-			b := tx.Bucket([]byte(bucket))
-			for _, k := range ks {
-				if err := b.Delete(k); err != nil {
-					return err
-				}
+		oldKeys = indexKeys(old, key)
+	}
+	if want != nil {
+		newKeys = indexKeys(want, key)
+	}
+	for _, name := range indexBuckets {
+		b := tx.Bucket(name)
+		was := map[string]bool{}
+		for _, k := range oldKeys[string(name)] {
+			was[string(k)] = true
+		}
+		for _, k := range newKeys[string(name)] {
+			if was[string(k)] {
+				delete(was, string(k))
+				continue
+			}
+			if err := b.Put(k, []byte(key)); err != nil {
+				return err
+			}
+		}
+		for k := range was {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
 			}
 		}
 	}
@@ -205,16 +348,5 @@ func writeEntry(tx *bolt.Tx, key string, old, want *Entry, enc []byte) error {
 	if want == nil {
 		return entries.Delete([]byte(key))
 	}
-	if err := entries.Put([]byte(key), enc); err != nil {
-		return err
-	}
-	for bucket, ks := range indexKeys(want, key) {
-		b := tx.Bucket([]byte(bucket))
-		for _, k := range ks {
-			if err := b.Put(k, []byte(key)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return entries.Put([]byte(key), enc)
 }

@@ -140,8 +140,15 @@ func (s *Store) openDB() (err error) {
 		return fmt.Errorf("open %s: %w", p, err)
 	}
 	s.db = db
-	err = db.Update(func(tx *bolt.Tx) error {
+	// A read transaction checks an existing journal: a write one would
+	// cost every hook call a commit and its fsyncs.
+	fresh := false
+	check := func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
+		if meta == nil && !tx.Writable() {
+			fresh = true
+			return nil
+		}
 		if meta == nil {
 			for _, name := range allBuckets {
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -160,7 +167,11 @@ func (s *Store) openDB() (err error) {
 			}
 		}
 		return nil
-	})
+	}
+	err = db.View(check)
+	if err == nil && fresh {
+		err = db.Update(check)
+	}
 	if err != nil {
 		if errors.Is(err, ErrDamaged) {
 			return s.setAside(err)

@@ -262,10 +262,14 @@ func TestDamagedJournalIsSetAside(t *testing.T) {
 			}
 		}, true},
 		{"undecodable entry", func(t *testing.T, s *Store) {
-			rawPut(t, s, "2049:12", []byte(`{"path":"relative"}`))
+			rawPut(t, s, "2049:12", []byte{entryFormat, 8, 'r', 'e', 'l', 'a', 't', 'i', 'v', 'e'})
 		}, false},
 		{"entry under a wrong key", func(t *testing.T, s *Store) {
-			rawPut(t, s, "2049:12", []byte(`{"path":"/x","dev":1,"ino":1,"holders":[{"domain":"vm1","boot_id":"b1"}]}`))
+			b, err := encodeEntry(&Entry{Path: "/x", Dev: 1, Ino: 1, Holders: []Holder{{Domain: "vm1", BootID: "b1"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawPut(t, s, "2049:12", b)
 		}, false},
 	}
 	for _, tt := range tests {
@@ -345,7 +349,7 @@ func TestBounds(t *testing.T) {
 	s := newStore(t, time.Second)
 	st := locked(t, s)
 	e := &Entry{Path: "/var/lib/images/base.qcow2", Dev: 1, Ino: 1}
-	for i := range 10000 {
+	for i := range 20000 {
 		e.Holders = append(e.Holders, Holder{Domain: fmt.Sprintf("domain-%05d", i), UUID: "c7a5fdbd-edaf-9455-926a-d65c16db1809", BootID: "c7a5fdbd-edaf-9455-926a-d65c16db1809", Kind: "backing"})
 	}
 	st.Add(e)
