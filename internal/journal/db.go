@@ -54,8 +54,12 @@ const MaxTxEntries = 1 << 16
 //	str    ACL (raw JSON), only with flag 2
 //	varint birth
 //	str    created boot id
+//	uvarint generation; varint handle type; str handle; uvarint mount id
 //	uvarint holder count, then per holder: str domain, uuid, boot id, kind
 const entryFormat = 1
+
+// maxHandle is the kernel's MAX_HANDLE_SZ.
+const maxHandle = 128
 
 const (
 	flagShared = 1 << iota
@@ -68,7 +72,10 @@ func appendStr(b []byte, s string) []byte {
 }
 
 func encodeEntry(e *Entry) ([]byte, error) {
-	n := 64 + len(e.Path) + len(e.ACL) + len(e.Created)
+	if len(e.Handle) > maxHandle || e.MountID < 0 {
+		return nil, fmt.Errorf("the journal entry of %s has a file handle of %d bytes and mount id %d: not one the kernel gives", e.Path, len(e.Handle), e.MountID)
+	}
+	n := 96 + len(e.Path) + len(e.ACL) + len(e.Created) + len(e.Handle)
 	for _, h := range e.Holders {
 		n += 4 + len(h.Domain) + len(h.UUID) + len(h.BootID) + len(h.Kind)
 	}
@@ -94,6 +101,10 @@ func encodeEntry(e *Entry) ([]byte, error) {
 	}
 	b = binary.AppendVarint(b, e.Birth)
 	b = appendStr(b, e.Created)
+	b = binary.AppendUvarint(b, uint64(e.Generation))
+	b = binary.AppendVarint(b, int64(e.HandleType))
+	b = appendStr(b, string(e.Handle))
+	b = binary.AppendUvarint(b, uint64(e.MountID))
 	b = binary.AppendUvarint(b, uint64(len(e.Holders)))
 	for _, h := range e.Holders {
 		b = appendStr(b, h.Domain)
@@ -193,6 +204,21 @@ func decodeEntry(b []byte) (*Entry, error) {
 		}
 	}
 	e.Created = r.str("created boot id")
+	e.Generation = uint32(r.uvarint(math.MaxUint32, "generation"))
+	if r.err == nil {
+		v, n := binary.Varint(r.b)
+		if n <= 0 || v < math.MinInt32 || v > math.MaxInt32 {
+			r.fail("bad handle type")
+		} else {
+			e.HandleType, r.b = int32(v), r.b[n:]
+		}
+	}
+	if h := r.str("handle"); len(h) > maxHandle {
+		r.fail("file handle too long")
+	} else if h != "" {
+		e.Handle = []byte(h)
+	}
+	e.MountID = int(r.uvarint(math.MaxInt32, "mount id"))
 	// Every holder takes at least 4 bytes, which bounds the count by
 	// what is left before anything is allocated.
 	nh := r.uvarint(uint64(len(r.b))/4, "holder count")

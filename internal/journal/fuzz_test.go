@@ -92,7 +92,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	raw, err := encodeEntry(&Entry{Path: "/a/\xff", Dev: 1 << 63, Ino: 2, ACL: json.RawMessage(`{}`), Birth: -5, Holders: []Holder{{}, {Domain: "d"}}})
+	raw, err := encodeEntry(&Entry{Path: "/a/\xff", Dev: 1 << 63, Ino: 2, ACL: json.RawMessage(`{}`), Birth: -5, Generation: 7, HandleType: -1, Handle: []byte{1, 2}, MountID: 31, Holders: []Holder{{}, {Domain: "d"}}})
 	if err != nil {
 		f.Fatal(err)
 	}

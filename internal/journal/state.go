@@ -53,6 +53,13 @@ type Entry struct {
 	Birth int64 `json:"birth,omitempty"`
 	// Created is the boot the entry was first recorded on.
 	Created string `json:"created_boot_id"`
+	// Generation, HandleType, Handle and MountID complete the inode's
+	// identity (owner.Identity): the inode generation, and the file
+	// handle that finds it after a rename. Zero when unknown.
+	Generation uint32 `json:"generation,omitempty"`
+	HandleType int32  `json:"handle_type,omitempty"`
+	Handle     []byte `json:"handle,omitempty"`
+	MountID    int    `json:"mount_id,omitempty"`
 }
 
 // Key identifies an entry: a chown entry by inode, an ACL entry by inode
@@ -189,9 +196,11 @@ func (s *State) Remove(key string) {
 func cloneEntry(e *Entry) *Entry {
 	ne := *e
 	ne.Holders = append([]Holder(nil), e.Holders...)
-	ne.ACL = append(json.RawMessage(nil), e.ACL...)
-	if e.ACL == nil {
-		ne.ACL = nil
+	if e.ACL != nil {
+		ne.ACL = append(json.RawMessage{}, e.ACL...)
+	}
+	if e.Handle != nil {
+		ne.Handle = append([]byte{}, e.Handle...)
 	}
 	return &ne
 }
