@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -253,32 +254,47 @@ func lenPrefix(s string) []byte {
 	return append(b, s...)
 }
 
-// indexKeys lists the index items of entry e stored under key.
-func indexKeys(e *Entry, key string) map[string][][]byte {
-	out := map[string][][]byte{}
-	add := func(bucket []byte, group ...[]byte) {
-		k := bytes.Join(append(group, []byte(key)), nil)
-		out[string(bucket)] = append(out[string(bucket)], k)
+// indexItem is one item of an index bucket (by its position in
+// indexBuckets).
+type indexItem struct {
+	bucket int
+	key    string
+}
+
+const (
+	idxDomain = iota
+	idxBoot
+	idxUnheld
+	idxInode
+	idxGrants
+)
+
+// holderSets returns the domains and the boots of e's holders.
+func holderSets(e *Entry) (domains, boots map[string]bool) {
+	domains, boots = map[string]bool{}, map[string]bool{}
+	if e == nil {
+		return domains, boots
 	}
-	domains := map[string]bool{}
-	boots := map[string]bool{}
 	for _, h := range e.Holders {
-		if !domains[h.Domain] {
-			domains[h.Domain] = true
-			add(bucketDomain, lenPrefix(h.Domain))
-		}
-		if !boots[h.BootID] {
-			boots[h.BootID] = true
-			add(bucketBoot, lenPrefix(h.BootID))
-		}
+		domains[h.Domain] = true
+		boots[h.BootID] = true
 	}
+	return domains, boots
+}
+
+// otherItems lists e's index items other than by domain and by boot.
+func otherItems(e *Entry, key string) []indexItem {
+	if e == nil {
+		return nil
+	}
+	var out []indexItem
 	if len(e.Holders) == 0 {
-		add(bucketUnheld)
+		out = append(out, indexItem{idxUnheld, key})
 	}
 	if e.ACL == nil {
-		add(bucketInode, be64(e.Ino))
+		out = append(out, indexItem{idxInode, string(be64(e.Ino)) + key})
 	} else {
-		add(bucketGrants, be64(e.Dev), be64(e.Ino))
+		out = append(out, indexItem{idxGrants, string(be64(e.Dev)) + string(be64(e.Ino)) + key})
 	}
 	return out
 }
@@ -342,32 +358,46 @@ func successor(p []byte) []byte {
 // differ are touched: adding one holder to a base image shared by hundreds
 // of domains writes one item, not hundreds.
 func writeEntry(tx *bolt.Tx, key string, old, want *Entry, enc []byte) error {
-	var oldKeys, newKeys map[string][][]byte
-	if old != nil {
-		oldKeys = indexKeys(old, key)
-	}
-	if want != nil {
-		newKeys = indexKeys(want, key)
-	}
-	for _, name := range indexBuckets {
-		b := tx.Bucket(name)
-		was := map[string]bool{}
-		for _, k := range oldKeys[string(name)] {
-			was[string(k)] = true
-		}
-		for _, k := range newKeys[string(name)] {
-			if was[string(k)] {
-				delete(was, string(k))
-				continue
-			}
-			if err := b.Put(k, []byte(key)); err != nil {
-				return err
+	// Holders are compared as sets of domains and of boots, so the index
+	// work follows the holders that changed; the few other items are
+	// compared whole.
+	var was, now []indexItem
+	oldDomains, oldBoots := holderSets(old)
+	newDomains, newBoots := holderSets(want)
+	for _, d := range []struct {
+		bucket   int
+		from, to map[string]bool
+	}{{idxDomain, oldDomains, newDomains}, {idxBoot, oldBoots, newBoots}} {
+		for v := range d.from {
+			if !d.to[v] {
+				was = append(was, indexItem{d.bucket, string(lenPrefix(v)) + key})
 			}
 		}
-		for k := range was {
-			if err := b.Delete([]byte(k)); err != nil {
-				return err
+		for v := range d.to {
+			if !d.from[v] {
+				now = append(now, indexItem{d.bucket, string(lenPrefix(v)) + key})
 			}
+		}
+	}
+	oldRest, newRest := otherItems(old, key), otherItems(want, key)
+	for _, it := range oldRest {
+		if !slices.Contains(newRest, it) {
+			was = append(was, it)
+		}
+	}
+	for _, it := range newRest {
+		if !slices.Contains(oldRest, it) {
+			now = append(now, it)
+		}
+	}
+	for _, it := range was {
+		if err := tx.Bucket(indexBuckets[it.bucket]).Delete([]byte(it.key)); err != nil {
+			return err
+		}
+	}
+	for _, it := range now {
+		if err := tx.Bucket(indexBuckets[it.bucket]).Put([]byte(it.key), []byte(key)); err != nil {
+			return err
 		}
 	}
 	entries := tx.Bucket(bucketEntries)
