@@ -46,6 +46,7 @@ type Store struct {
 	LockTimeout time.Duration
 	lockFd      int
 	db          *bolt.DB
+	rtx         *bolt.Tx // see view
 }
 
 // Open prepares a Store for dir, creating dir (0700) if needed.
@@ -187,6 +188,7 @@ func isDamage(err error) bool {
 }
 
 func (s *Store) closeDB() {
+	s.endRead()
 	if s.db != nil {
 		// Close only unmaps and unlocks: every write was committed
 		// (and fsynced) by its own transaction.
@@ -277,19 +279,36 @@ func syncDir(dir string) error {
 
 // view runs f in a read transaction; a panic of the database on a
 // corrupt page becomes ErrDamaged.
+//
+// One read transaction serves every query between two writes: a prepare
+// looks up each of its files, and beginning a transaction for each cost
+// more than the lookups. It is closed before every write and at Unlock,
+// because the database cannot grow its mapping while one is open.
 func (s *Store) view(f func(*reader)) (err error) {
 	if s.db == nil {
 		return fmt.Errorf("journal %s is not open: Load it under the lock first", s.Dir)
 	}
 	defer func() {
 		if r := recover(); r != nil {
+			s.endRead()
 			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
 		}
 	}()
-	return s.db.View(func(tx *bolt.Tx) error {
-		f(&reader{tx: tx})
-		return nil
-	})
+	if s.rtx == nil {
+		if s.rtx, err = s.db.Begin(false); err != nil {
+			return err
+		}
+	}
+	f(&reader{tx: s.rtx})
+	return nil
+}
+
+// endRead closes the read transaction view keeps open.
+func (s *Store) endRead() {
+	if s.rtx != nil {
+		_ = s.rtx.Rollback() // a read transaction has nothing to roll back
+		s.rtx = nil
+	}
 }
 
 // errNoChange rolls back a write transaction with nothing to write, so an
@@ -301,6 +320,7 @@ func (s *Store) update(f func(*bolt.Tx) error) (err error) {
 	if s.db == nil {
 		return fmt.Errorf("journal %s is not open: Load it under the lock first", s.Dir)
 	}
+	s.endRead()
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
