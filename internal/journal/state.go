@@ -118,8 +118,10 @@ type State struct {
 	// (nil), by key.
 	slots map[string]*Entry
 	// damage is the first entry that could not be decoded: Save refuses
-	// to write over a store it could not fully read.
+	// to write over a store it could not fully read, and sets it aside.
 	damage error
+	// fault is the first failure to read the store for another reason.
+	fault error
 }
 
 // family is shared by a lazy State and its clones: the stored encoding of
@@ -210,7 +212,7 @@ func cloneEntry(e *Entry) *Entry {
 // it was when the clone was taken.
 func (s *State) Clone() *State {
 	if s.lazy() {
-		c := &State{Version: s.Version, store: s.store, fam: s.fam, slots: make(map[string]*Entry, len(s.slots)), damage: s.damage}
+		c := &State{Version: s.Version, store: s.store, fam: s.fam, slots: make(map[string]*Entry, len(s.slots)), damage: s.damage, fault: s.fault}
 		for k, e := range s.slots {
 			if e != nil {
 				e = cloneEntry(e)
@@ -265,10 +267,20 @@ func (s *State) get(r *reader, key string) *Entry {
 }
 
 // view runs f with a reader of the store. A store that cannot be read
-// marks the state damaged, so Save refuses and sets the store aside.
+// marks the state damaged, so Save refuses and sets the store aside; any
+// other failure makes Save refuse only.
 func (s *State) view(f func(*reader)) {
-	if err := s.store.view(f); err != nil && s.damage == nil {
-		s.damage = err
+	err := s.store.view(f)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrDamaged):
+		if s.damage == nil {
+			s.damage = err
+		}
+	case s.fault == nil:
+		// Not the journal's fault (used without Load, after Unlock):
+		// Save refuses, but sets nothing aside.
+		s.fault = err
 	}
 }
 

@@ -349,6 +349,9 @@ func (s *Store) Save(st *State) error {
 	if st.damage != nil {
 		return s.setAside(st.damage)
 	}
+	if st.fault != nil {
+		return fmt.Errorf("save journal %s: %w", StatePath(s.Dir), st.fault)
+	}
 	err := s.update(func(tx *bolt.Tx) error {
 		entries := tx.Bucket(bucketEntries)
 		type change struct {

@@ -318,7 +318,7 @@ func rawPut(t *testing.T, s *Store, key string, b []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Put([]byte(key), b) }); err != nil {
 		t.Fatal(err)
 	}
@@ -439,5 +439,28 @@ func TestLockExcludes(t *testing.T) {
 	s := &Store{Dir: dir, LockTimeout: time.Second, lockFd: -1}
 	if got := len(locked(t, s).Lookup("1:1").Holders); got != n {
 		t.Errorf("counter = %d after %d locked increments", got, n)
+	}
+}
+
+// TestStateAfterUnlock: a State used after its lock was released is a
+// caller's mistake, not damage: Save refuses, and the journal stays.
+func TestStateAfterUnlock(t *testing.T) {
+	s := newStore(t, time.Second)
+	locked(t, s)
+	if err := s.Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+	st := reload(t, s)
+	s.Unlock()
+	_ = st.HeldBy("vm1")
+	err := s.Save(st)
+	if err == nil || errors.Is(err, ErrDamaged) {
+		t.Fatalf("Save of a state after Unlock = %v, want a plain error", err)
+	}
+	if d := s.Damaged(); len(d) != 0 {
+		t.Errorf("a misused state set the journal aside: %v", d)
+	}
+	if n := len(reload(t, s).All()); n != 2 {
+		t.Errorf("journal holds %d entries, want the 2 saved", n)
 	}
 }

@@ -13,7 +13,7 @@ func identityOf(t *testing.T, p string) Identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	defer func() { _ = h.Close() }()
 	id, err := h.Identity()
 	if err != nil {
 		t.Fatalf("Identity(%s): %v", p, err)
@@ -64,7 +64,7 @@ func TestOpenByIdentity(t *testing.T) {
 			if tt.want == "" {
 				if !errors.Is(err, ErrNotSameFile) {
 					if h != nil {
-						h.Close()
+						_ = h.Close()
 					}
 					t.Fatalf("OpenByIdentity = %v, want ErrNotSameFile", err)
 				}
@@ -73,7 +73,7 @@ func TestOpenByIdentity(t *testing.T) {
 			if err != nil {
 				t.Fatalf("OpenByIdentity = %v, want %s", err, tt.want)
 			}
-			defer h.Close()
+			defer func() { _ = h.Close() }()
 			if h.Path != tt.want {
 				t.Errorf("OpenByIdentity opened %s, want %s", h.Path, tt.want)
 			}
@@ -90,7 +90,7 @@ func TestOpenByIdentity(t *testing.T) {
 	}
 	if h, err := OpenByIdentity(id, moved); !errors.Is(err, ErrNotSameFile) {
 		if h != nil {
-			h.Close()
+			_ = h.Close()
 		}
 		t.Errorf("OpenByIdentity of a deleted file = %v, want ErrNotSameFile", err)
 	}
