@@ -56,6 +56,12 @@ type Step struct {
 	// they owned the file before the hook gave it to QEMU.
 	LinkOwners []uint32 `json:"-"`
 
+	// Header is set when the plan read the file's header for the files it
+	// names (backing files, extents): what libvirt and QEMU follow later
+	// is only what the plan checked if nobody can rewrite it meanwhile,
+	// which prepare makes sure of.
+	Header bool `json:"-"`
+
 	// Handle is the open file (nil for skipped and failed steps). Prepare
 	// changes ownership through it; the plan owns it until Close.
 	Handle *owner.Handle `json:"-"`
@@ -340,6 +346,7 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		return err
 	}
 	if r.ProbeBacking || r.Format == "vmdk" {
+		st.Header = true
 		if visiting == nil {
 			visiting = make(map[owner.ID]bool)
 		}
