@@ -26,8 +26,8 @@ var ErrWritable = errors.New("its header could be rewritten after the check")
 // back before libvirt labels anything.
 type sealChange struct{ s *plan.Step }
 
-func (c *sealChange) step() *plan.Step { return c.s }
-func (c *sealChange) undo() error      { return nil }
+func (c *sealChange) step() *plan.Step           { return c.s }
+func (c *sealChange) undo() error                { return nil }
 func (c *sealChange) logDone(logrus.FieldLogger) {}
 
 func (c *sealChange) do() error {
