@@ -306,9 +306,9 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 	switch {
 	case !v.Read:
 		v.Status, v.Detail = statusProblem, "QEMU cannot read it: the owner has no read permission in its mode"
-	case !v.Write && !st.ReadOnly && st.Kind != "backing" && st.Kind != "cdrom" && st.Kind != "kernel" && st.Kind != "initrd":
+	case !v.Write && !st.ReadOnly && !domain.Kind(st.Kind).ForcedReadOnly() && !domain.Kind(st.Kind).BootLoaded():
 		v.Status, v.Detail = statusProblem, "QEMU cannot write it, but it is not a read-only disk"
-	case v.RO && !st.ReadOnly && st.Kind != "backing":
+	case v.RO && !st.ReadOnly && !domain.Kind(st.Kind).ForcedReadOnly():
 		v.Status, v.Detail = statusProblem, "on a read-only mount, but QEMU opens it for writing"
 	}
 	if v.Status == statusOK && st.Action == plan.Chown && v.Detail == "" {

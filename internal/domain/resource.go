@@ -1,44 +1,5 @@
 package domain
 
-// Kind says what a resource is to QEMU. It decides which file types the
-// resource may legitimately be (see Expect) and is shown by `plan`.
-type Kind string
-
-// Resource kinds. Keep the strings stable: they appear in `plan --json`,
-// in the journal and in golden files.
-const (
-	KindDisk    Kind = "disk"    // <disk device='disk'> source
-	KindCdrom   Kind = "cdrom"   // <disk device='cdrom'> source
-	KindFloppy  Kind = "floppy"  // <disk device='floppy'> source
-	KindLun     Kind = "lun"     // <disk device='lun'> source
-	KindBacking Kind = "backing" // an image in a disk's backing chain
-	KindUSB     Kind = "usb"     // <hostdev type='usb'> device node
-
-	// Kinds of issue 7.
-	KindDataFile      Kind = "data-file"       // <source><dataStore> of a qcow2 disk (external data file)
-	KindKernel        Kind = "kernel"          // <os><kernel>
-	KindInitrd        Kind = "initrd"          // <os><initrd>
-	KindDTB           Kind = "dtb"             // <os><dtb>
-	KindACPITable     Kind = "acpi-table"      // <os><acpi><table>
-	KindNVRAM         Kind = "nvram"           // <os><nvram> (UEFI variable store)
-	KindFWCfg         Kind = "fwcfg"           // <sysinfo type='fwcfg'><entry file=...>
-	KindChardevFile   Kind = "chardev-file"    // chardev <source> of type='file'
-	KindChardevDev    Kind = "chardev-dev"     // chardev <source> of type='dev' (a tty)
-	KindChardevPipe   Kind = "chardev-pipe"    // chardev <source> of type='pipe'; see Resource.Path
-	KindChardevSocket Kind = "chardev-socket"  // chardev <source> of type='unix'
-	KindTPM           Kind = "tpm"             // <tpm><backend type='passthrough'><device path=...>
-	KindEvdev         Kind = "evdev"           // <input type='evdev'|'passthrough'> event device
-	KindMemory        Kind = "memory"          // <memory model='nvdimm'|'virtio-pmem'> backing file
-	KindSCSI          Kind = "scsi"            // <hostdev type='scsi'> → /dev/sgN
-	KindSCSIHost      Kind = "scsi-host"       // <hostdev type='scsi_host'> → /dev/vhost-scsi
-	KindVFIO          Kind = "vfio"            // PCI or mdev hostdev, NVMe disk → /dev/vfio/<group>
-	KindHostdevBlock  Kind = "hostdev-storage" // <hostdev mode='capabilities' type='storage'>
-	KindHostdevChar   Kind = "hostdev-misc"    // <hostdev mode='capabilities' type='misc'>
-	KindSEV           Kind = "sev"             // <launchSecurity type='sev'> → /dev/sev
-	KindSGX           Kind = "sgx"             // <memory model='sgx-epc'> → /dev/sgx_vepc, /dev/sgx_provision
-	KindRenderNode    Kind = "rendernode"      // <graphics><gl rendernode=...>; always Skip (shared)
-)
-
 // FileType is the set of inode types a resource may be. The owner package
 // refuses to touch an inode of any other type.
 type FileType uint8
