@@ -68,8 +68,9 @@ func (r *report) add(f finding) {
 // hookPath is where libvirt looks for the qemu hook.
 var hookPath = "/etc/libvirt/hooks/qemu"
 
-// stateDirs must be owned by the user QEMU runs as (drvqemu.rst).
-var stateDirs = []string{"/run/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu"}
+// stateDirs are the libvirt directories doctor checks: QEMU must be able
+// to search each one (drvqemu.rst).
+var stateDirs = libvirtStateDirs
 
 func cmdDoctor(e *env, args []string) error {
 	fs := newFlags(e, "doctor", "doctor [--json] [--fix] [DOMAIN-XML|-]\n\nChecks qemu.conf, the installed hook, libvirt's state directories and, given a domain XML,\nwhether QEMU will be able to open every resource. Exit status 1 when anything is wrong.")
