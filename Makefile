@@ -64,7 +64,7 @@ fuzz:
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=2m
 
-# Benchmarks (issue 9), as root: Go benchmarks of parsing, planning, prepare
+# Benchmarks, as root: Go benchmarks of parsing, planning, prepare
 # and release on generated domains (1 disk; 16 disks x 4-deep qcow2 chains;
 # 256 disks), then the whole-process run of the built hook against the floor
 # program. Prints numbers and PASS/MISS; never fails on a slow result.

@@ -69,7 +69,7 @@ func (p *parser) image(from string, s *libvirtxml.DomainDiskSource, kind Kind) (
 		return r, dacLabel(s.Block.SecLabel), err == nil, err
 	case s.Volume != nil && s.Volume.Pool != "" && s.Volume.Volume != "":
 		// The pool decides the path (and whether it is a file or a
-		// block device); the probe package resolves it.
+		// block device); the plan package resolves it from the pool.
 		r = Resource{Kind: kind, From: from, Expect: volumeTypes,
 			Volume: &VolumeRef{Pool: s.Volume.Pool, Volume: s.Volume.Volume, Mode: s.Volume.Mode}}
 		return r, dacLabel(s.Volume.SecLabel), true, nil

@@ -24,7 +24,7 @@ type USBSelector struct {
 // Resource is one host object QEMU will open, as named by the domain XML.
 // It is pure data: nothing here has touched the host.
 type Resource struct {
-	// Path is absolute and clean. It is empty for resources the probe
+	// Path is absolute and clean. It is empty for resources the plan
 	// package must find on the host first (USB by vendor/product).
 	// For KindChardevPipe it is the base path: like libvirt, the caller
 	// takes Path+".in" and Path+".out" when both exist, else Path.
@@ -60,8 +60,9 @@ type Resource struct {
 	// virtlogd opens the file and hands QEMU a descriptor, so the file
 	// keeps its owner. The caller decides from qemu.conf.
 	StdioFileOnly bool
-	// Host lookups the probe package resolves to a Path. At most one is set,
-	// and only when Path is empty.
+	// Host lookups the plan package resolves to a Path (through sysfs or
+	// the storage pool definitions). At most one is set, and only when
+	// Path is empty.
 	USB    *USBSelector // <hostdev type='usb'>
 	SCSI   *SCSIAddress // <hostdev type='scsi'> → /dev/sgN
 	PCI    string       // <hostdev type='pci'> "0000:06:12.5" → /dev/vfio/<group>

@@ -196,7 +196,7 @@ type Shape struct {
 	Disks, Depth int
 }
 
-// Shapes are issue 9's domains: one disk; 16 disks each a 4-deep qcow2
+// Shapes are the benchmarked domains: one disk; 16 disks each a 4-deep qcow2
 // chain (64 images); 256 single-image disks.
 var Shapes = []Shape{
 	{"disks=1", 1, 1},
