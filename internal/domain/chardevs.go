@@ -17,19 +17,18 @@ func (p *parser) chardev(from string, src *libvirtxml.DomainChardevSource, stdio
 	var (
 		raw    string
 		kind   Kind
-		expect FileType
 		labels []libvirtxml.DomainDeviceSecLabel
 		bind   bool
 	)
 	switch {
 	case src.File != nil:
-		raw, kind, expect, labels = src.File.Path, KindChardevFile, TypeRegular, src.File.SecLabel
+		raw, kind, labels = src.File.Path, KindChardevFile, src.File.SecLabel
 	case src.Dev != nil:
-		raw, kind, expect, labels = src.Dev.Path, KindChardevDev, TypeChar, src.Dev.SecLabel
+		raw, kind, labels = src.Dev.Path, KindChardevDev, src.Dev.SecLabel
 	case src.Pipe != nil:
-		raw, kind, expect, labels = src.Pipe.Path, KindChardevPipe, TypeFIFO, src.Pipe.SecLabel
+		raw, kind, labels = src.Pipe.Path, KindChardevPipe, src.Pipe.SecLabel
 	case src.UNIX != nil:
-		raw, kind, expect, labels = src.UNIX.Path, KindChardevSocket, TypeSocket, src.UNIX.SecLabel
+		raw, kind, labels = src.UNIX.Path, KindChardevSocket, src.UNIX.SecLabel
 		bind = src.UNIX.Mode == "bind"
 	default:
 		return Resource{}, false, nil // pty, tcp, udp, spice...: no host file
@@ -37,7 +36,7 @@ func (p *parser) chardev(from string, src *libvirtxml.DomainChardevSource, stdio
 	if raw == "" {
 		return Resource{}, false, nil // libvirt generates the path (e.g. guest agent channel)
 	}
-	r, err := p.pathRes(from, raw, kind, expect)
+	r, err := p.pathRes(from, raw, kind)
 	if err != nil {
 		return Resource{}, false, err
 	}
@@ -133,7 +132,7 @@ func (p *parser) tpms(devs *libvirtxml.DomainDeviceList) error {
 		from := "tpm[" + strconv.Itoa(i) + "]/backend"
 		switch {
 		case b.Passthrough != nil && b.Passthrough.Device != nil && b.Passthrough.Device.Path != "":
-			r, err := p.pathRes(from+"/device", b.Passthrough.Device.Path, KindTPM, TypeChar)
+			r, err := p.pathRes(from+"/device", b.Passthrough.Device.Path, KindTPM)
 			if err != nil {
 				return err
 			}

@@ -25,7 +25,7 @@ func (p *parser) graphics(devs *libvirtxml.DomainDeviceList) error {
 		if node == "" {
 			continue
 		}
-		r, err := p.pathRes("graphics["+strconv.Itoa(i)+"]/gl", node, KindRenderNode, TypeChar)
+		r, err := p.pathRes("graphics["+strconv.Itoa(i)+"]/gl", node, KindRenderNode)
 		if err != nil {
 			return err
 		}
@@ -53,7 +53,7 @@ func (p *parser) inputs(devs *libvirtxml.DomainDeviceList) error {
 		if dev == "" {
 			continue
 		}
-		r, err := p.pathRes("input["+strconv.Itoa(i)+"]/source", dev, KindEvdev, TypeChar)
+		r, err := p.pathRes("input["+strconv.Itoa(i)+"]/source", dev, KindEvdev)
 		if err != nil {
 			return err
 		}
@@ -74,7 +74,7 @@ func (p *parser) memories(devs *libvirtxml.DomainDeviceList) error {
 				continue
 			}
 			// A file, or a device-DAX char device / pmem block device.
-			r, err := p.pathRes(from+"/source/path", m.Source.Path, KindMemory, TypeRegular|TypeChar|TypeBlock)
+			r, err := p.pathRes(from+"/source/path", m.Source.Path, KindMemory)
 			if err != nil {
 				return err
 			}
@@ -84,8 +84,8 @@ func (p *parser) memories(devs *libvirtxml.DomainDeviceList) error {
 				continue // the same two host nodes serve every EPC section
 			}
 			sgx = true
-			p.add(Resource{Path: "/dev/sgx_vepc", Kind: KindSGX, From: from, Expect: TypeChar})
-			p.add(Resource{Path: "/dev/sgx_provision", Kind: KindSGX, From: from, Expect: TypeChar})
+			p.add(Resource{Path: "/dev/sgx_vepc", Kind: KindSGX, From: from})
+			p.add(Resource{Path: "/dev/sgx_provision", Kind: KindSGX, From: from})
 		}
 	}
 	return nil
@@ -102,7 +102,7 @@ func (p *parser) sysinfo() error {
 			if e.File == "" {
 				continue
 			}
-			r, err := p.pathRes("sysinfo/entry["+e.Name+"]", e.File, KindFWCfg, TypeRegular)
+			r, err := p.pathRes("sysinfo/entry["+e.Name+"]", e.File, KindFWCfg)
 			if err != nil {
 				return err
 			}

@@ -44,10 +44,6 @@ func noSource(s *libvirtxml.DomainDiskSource) bool {
 		s.VHostUser == nil && s.VHostVDPA == nil && s.Ctl == nil
 }
 
-// volumeTypes is what a pool volume may be: the pool decides (a dir pool
-// holds files, a logical pool block devices), and the XML does not say.
-const volumeTypes = TypeRegular | TypeBlock
-
 // image turns one local storage <source> into a Resource. ok is false for
 // sources libvirt does not chown (network, vhost-user, vdpa, dir, ...)
 // and for empty ones.
@@ -62,15 +58,18 @@ func (p *parser) image(from string, s *libvirtxml.DomainDiskSource, kind Kind) (
 	case s == nil:
 		return r, nil, false, nil
 	case s.File != nil && s.File.File != "":
-		r, err = p.pathRes(from, s.File.File, kind, TypeRegular)
+		r, err = p.pathRes(from, s.File.File, kind)
+		r.Expect = TypeRegular
 		return r, dacLabel(s.File.SecLabel), err == nil, err
 	case s.Block != nil && s.Block.Dev != "":
-		r, err = p.pathRes(from, s.Block.Dev, kind, TypeBlock)
+		r, err = p.pathRes(from, s.Block.Dev, kind)
+		r.Expect = TypeBlock
 		return r, dacLabel(s.Block.SecLabel), err == nil, err
 	case s.Volume != nil && s.Volume.Pool != "" && s.Volume.Volume != "":
-		// The pool decides the path (and whether it is a file or a
-		// block device); the plan package resolves it from the pool.
-		r = Resource{Kind: kind, From: from, Expect: volumeTypes,
+		// The pool decides the path and whether it is a file or a
+		// block device (a dir pool holds files, a logical pool block
+		// devices); the plan package resolves it from the pool.
+		r = Resource{Kind: kind, From: from, Expect: TypeRegular | TypeBlock,
 			Volume: &VolumeRef{Pool: s.Volume.Pool, Volume: s.Volume.Volume, Mode: s.Volume.Mode}}
 		return r, dacLabel(s.Volume.SecLabel), true, nil
 	}
@@ -191,6 +190,6 @@ func (p *parser) nvmeDisk(from string, n *libvirtxml.DomainDiskSourceNVME) error
 	if err != nil {
 		return err
 	}
-	p.add(Resource{Kind: KindVFIO, From: from, Expect: TypeChar, PCI: addr})
+	p.add(Resource{Kind: KindVFIO, From: from, PCI: addr})
 	return nil
 }

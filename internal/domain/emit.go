@@ -70,7 +70,7 @@ func (p *parser) run() error {
 	if ls := x.LaunchSecurity; ls != nil && (ls.SEV != nil || ls.SEVSNP != nil) {
 		// QEMU's sev-guest object opens /dev/sev; libvirt labels it
 		// (virSecurityDACSetSEVLabel).
-		p.add(Resource{Path: "/dev/sev", Kind: KindSEV, From: "launchSecurity", Expect: TypeChar})
+		p.add(Resource{Path: "/dev/sev", Kind: KindSEV, From: "launchSecurity"})
 	}
 	if err := p.os(); err != nil {
 		return err
@@ -78,14 +78,24 @@ func (p *parser) run() error {
 	return p.sysinfo()
 }
 
-func (p *parser) add(r Resource) { p.d.Resources = append(p.d.Resources, r) }
+// add appends r. A resource whose element says nothing more specific
+// (Expect unset) may be any inode type its kind allows.
+func (p *parser) add(r Resource) {
+	if r.Expect == 0 {
+		r.Expect = r.Kind.Types()
+	}
+	p.d.Resources = append(p.d.Resources, r)
+}
 
-func (p *parser) pathRes(from, raw string, kind Kind, expect FileType) (Resource, error) {
+// pathRes is the resource of kind at the path raw, expecting any inode
+// type the kind allows; callers narrow Expect where the element says more
+// (a type='file' source is a regular file).
+func (p *parser) pathRes(from, raw string, kind Kind) (Resource, error) {
 	path, err := cleanPath(from, raw)
 	if err != nil {
 		return Resource{}, err
 	}
-	return Resource{Path: path, Kind: kind, From: from, Expect: expect}, nil
+	return Resource{Path: path, Kind: kind, From: from, Expect: kind.Types()}, nil
 }
 
 func isOptional(startupPolicy string) bool {

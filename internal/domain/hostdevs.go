@@ -48,7 +48,7 @@ func (p *parser) hostdevs(devs *libvirtxml.DomainDeviceList) error {
 		case h.SubsysSCSIHost != nil:
 			// vhost-scsi: virSCSIVHostDeviceFileIterate labels the one
 			// shared /dev/vhost-scsi node.
-			p.add(Resource{Path: "/dev/vhost-scsi", Kind: KindSCSIHost, From: from, Expect: TypeChar})
+			p.add(Resource{Path: "/dev/vhost-scsi", Kind: KindSCSIHost, From: from})
 		case h.SubsysPCI != nil:
 			err = p.pci(from, h.SubsysPCI)
 		case h.SubsysMDev != nil:
@@ -81,7 +81,7 @@ func (p *parser) scsi(from string, s *libvirtxml.DomainHostdevSubsysSCSI) error 
 	if host.Address.Unit != nil {
 		a.Unit = uint64(*host.Address.Unit)
 	}
-	p.add(Resource{Kind: KindSCSI, From: from, Expect: TypeChar, SCSI: a,
+	p.add(Resource{Kind: KindSCSI, From: from, SCSI: a,
 		ReadOnly: s.ReadOnly != nil, Shared: s.Shareable != nil})
 	return nil
 }
@@ -99,7 +99,7 @@ func (p *parser) pci(from string, s *libvirtxml.DomainHostdevSubsysPCI) error {
 	if err != nil {
 		return err
 	}
-	p.add(Resource{Kind: KindVFIO, From: from, Expect: TypeChar, PCI: addr})
+	p.add(Resource{Kind: KindVFIO, From: from, PCI: addr})
 	return nil
 }
 
@@ -107,7 +107,7 @@ func (p *parser) mdev(from string, s *libvirtxml.DomainHostdevSubsysMDev) error 
 	if s.Source == nil || s.Source.Address == nil || s.Source.Address.UUID == "" {
 		return invalidf("%s: mdev hostdev without a uuid", from)
 	}
-	p.add(Resource{Kind: KindVFIO, From: from, Expect: TypeChar, Mdev: s.Source.Address.UUID})
+	p.add(Resource{Kind: KindVFIO, From: from, Mdev: s.Source.Address.UUID})
 	return nil
 }
 
@@ -117,22 +117,21 @@ func (p *parser) hostdevCaps(from string, h *libvirtxml.DomainHostdev) error {
 	var (
 		raw, sub string
 		kind     Kind
-		expect   FileType
 	)
 	switch {
 	case h.CapsStorage != nil:
 		if h.CapsStorage.Source != nil {
-			raw, sub, kind, expect = h.CapsStorage.Source.Block, "/block", KindHostdevBlock, TypeBlock
+			raw, sub, kind = h.CapsStorage.Source.Block, "/block", KindHostdevBlock
 		}
 	case h.CapsMisc != nil:
 		if h.CapsMisc.Source != nil {
-			raw, sub, kind, expect = h.CapsMisc.Source.Char, "/char", KindHostdevChar, TypeChar
+			raw, sub, kind = h.CapsMisc.Source.Char, "/char", KindHostdevChar
 		}
 	}
 	if raw == "" {
 		return nil
 	}
-	r, err := p.pathRes(from+sub, raw, kind, expect)
+	r, err := p.pathRes(from+sub, raw, kind)
 	if err != nil {
 		return err
 	}
@@ -168,6 +167,6 @@ func (p *parser) usb(from string, u *libvirtxml.DomainHostdevSubsysUSB) error {
 	if sel.Vendor == 0 && (sel.Bus == 0 || sel.Device == 0) {
 		return invalidf("%s: USB hostdev needs a vendor id or a bus and device address", from)
 	}
-	p.add(Resource{Kind: KindUSB, From: from, Expect: TypeChar, USB: sel, Optional: isOptional(s.StartUpPolicy)})
+	p.add(Resource{Kind: KindUSB, From: from, USB: sel, Optional: isOptional(s.StartUpPolicy)})
 	return nil
 }

@@ -29,7 +29,7 @@ func (p *parser) os() error {
 		if f.path == "" {
 			continue
 		}
-		r, err := p.pathRes(f.from, f.path, f.kind, TypeRegular)
+		r, err := p.pathRes(f.from, f.path, f.kind)
 		if err != nil {
 			return err
 		}
@@ -40,7 +40,7 @@ func (p *parser) os() error {
 			if t.Path == "" {
 				continue
 			}
-			r, err := p.pathRes("os/acpi/table["+strconv.Itoa(i)+"]", t.Path, KindACPITable, TypeRegular)
+			r, err := p.pathRes("os/acpi/table["+strconv.Itoa(i)+"]", t.Path, KindACPITable)
 			if err != nil {
 				return err
 			}
@@ -80,10 +80,11 @@ func (p *parser) nvram(o *libvirtxml.DomainOS) error {
 				named = true // network NVRAM: nothing local
 			}
 		} else if nv.NVRam != "" {
-			r, err := p.pathRes("os/nvram", nv.NVRam, KindNVRAM, TypeRegular)
+			r, err := p.pathRes("os/nvram", nv.NVRam, KindNVRAM)
 			if err != nil {
 				return err
 			}
+			r.Expect = TypeRegular
 			// libvirt creates a missing NVRAM from its template, owned
 			// by the QEMU user, after the prepare hook has run.
 			r.Optional = true
@@ -93,10 +94,11 @@ func (p *parser) nvram(o *libvirtxml.DomainOS) error {
 		}
 	}
 	if vs := o.VarStore; vs != nil && vs.Path != "" {
-		r, err := p.pathRes("os/varstore", vs.Path, KindNVRAM, TypeRegular)
+		r, err := p.pathRes("os/varstore", vs.Path, KindNVRAM)
 		if err != nil {
 			return err
 		}
+		r.Expect = TypeRegular
 		r.Optional = true
 		p.add(r)
 		named = true
