@@ -99,12 +99,6 @@ var kinds = map[Kind]kindFacts{
 	KindParentDir:     {types: TypeDir},
 }
 
-// Known reports whether k is a kind this package defines.
-func (k Kind) Known() bool {
-	_, ok := kinds[k]
-	return ok
-}
-
 // Types returns the inode types a resource of kind k may ever be; 0 for
 // an unknown kind.
 func (k Kind) Types() FileType { return kinds[k].types }
