@@ -15,8 +15,8 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
-// MaxXML bounds the domain XML read from stdin.
-const MaxXML = 16 << 20
+// MaxXML bounds the domain XML read from stdin: what Parse accepts.
+const MaxXML = domain.MaxXMLSize
 
 // runHook handles a call from libvirtd: a = DOMAIN OP SUBOP EXTRA. Only
 // prepare and release do anything; everything else returns before reading
@@ -28,7 +28,7 @@ func runHook(e *env, a []string) int {
 	}
 	err := hook(e, name, op, extra)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, oneLine(err.Error()))
+		fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }

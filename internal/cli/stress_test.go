@@ -51,7 +51,7 @@ func hookEnv(conf string) []string {
 	return append(env, "LIBVIRT_DAC_HOOK_CONFIG="+conf)
 }
 
-// TestStressConcurrentHooks (issue 4.5) runs real hook processes for ten
+// TestStressConcurrentHooks runs real hook processes for ten
 // domains at once, all sharing one state directory and five files, each
 // domain also with a file of its own. Every domain prepares and releases
 // several times, in its own order, at random moments relative to the

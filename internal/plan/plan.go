@@ -339,7 +339,7 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	}
 	b.seen[id] = st
 	b.plan.Steps = append(b.plan.Steps, st)
-	if headerOf == nil && imageKinds[r.Kind] {
+	if headerOf == nil && r.Kind.HeaderNamesFiles() {
 		b.addImageDir(st)
 	}
 	if err := b.parents(st, target.UID, gids); err != nil {
@@ -354,13 +354,6 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		return b.chain(r, st, given, depth, visiting)
 	}
 	return nil
-}
-
-// imageKinds are the resources whose directories may hold files their
-// image headers name.
-var imageKinds = map[domain.Kind]bool{
-	domain.KindDisk: true, domain.KindCdrom: true, domain.KindFloppy: true,
-	domain.KindLun: true, domain.KindBacking: true,
 }
 
 // addImageDir allows header-named files beside an image the XML names and
