@@ -124,22 +124,17 @@ func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 	return nil
 }
 
-var imageKind = map[domain.Kind]bool{
-	domain.KindDisk: true, domain.KindCdrom: true, domain.KindFloppy: true,
-	domain.KindLun: true, domain.KindBacking: true, domain.KindDataFile: true,
-}
-
 // liveDirs are recorded for every domain in cooperative mode besides the
 // directories of its own images: libvirt's default image directories, and
 // /dev for block devices and device nodes hot-plugged later.
 var liveDirs = []string{"/var/lib/libvirt/images", "/var/lib/libvirt/boot", "/dev"}
 
 // inventoryDirs are the directories whose files a domain's live operations
-// are likely to bring in: those of its images, plus liveDirs.
+// are likely to bring in: those of its files, plus liveDirs.
 func inventoryDirs(p *plan.Plan) []string {
 	dirs := append([]string(nil), liveDirs...)
 	for _, st := range p.Steps {
-		if st.Path == "" || !imageKind[domain.Kind(st.Kind)] {
+		if st.Path == "" || domain.Kind(st.Kind).Types()&domain.TypeRegular == 0 {
 			continue
 		}
 		dirs = append(dirs, filepath.Dir(st.Path))
