@@ -83,3 +83,32 @@ func TestCooperativeLiveLabels(t *testing.T) {
 	f.checkOwners(want)
 	f.checkNoEntries()
 }
+
+// TestStartVerifiesLibvirtsChain: at "start begin" libvirt has labelled
+// the chain it found itself; an image there that prepare never checked
+// stops the start.
+func TestStartVerifiesLibvirtsChain(t *testing.T) {
+	f := newFixture(t)
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\ndynamic_ownership = 1\n", qemuID, qemuID))
+	f.write("img/swapped.raw", "x", imageUID)
+	const top = `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$ROOT/img/top.qcow2'/><target dev='vda' bus='virtio'/></disk>`
+	chain := func(base string) string {
+		return `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$ROOT/img/top.qcow2'/>
+  <backingStore type='file'><format type='raw'/><source file='$ROOT/img/` + base + `'/><backingStore/></backingStore><target dev='vda' bus='virtio'/></disk>`
+	}
+	if res := run(strings.NewReader(f.domainXML("vm1", top)), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	if res := run(strings.NewReader(f.domainXML("vm1", chain("base.raw"))), "vm1", "start", "begin", "-"); res.code != 0 {
+		t.Errorf("start begin with the chain prepare checked = %+v, want exit 0", res)
+	}
+	res := run(strings.NewReader(f.domainXML("vm1", chain("swapped.raw"))), "vm1", "start", "begin", "-")
+	if res.code != 1 || !strings.Contains(res.stderr, "swapped.raw") || !strings.Contains(res.stderr, "prepare did not check it") || strings.Count(res.stderr, "\n") != 1 {
+		t.Errorf("start begin with an unchecked backing file = exit %d, stderr %q; want exit 1 naming it", res.code, res.stderr)
+	}
+	// Strict mode: libvirt labels nothing, so nothing to verify.
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\ndynamic_ownership = 0\n", qemuID, qemuID))
+	if res := run(strings.NewReader(f.domainXML("vm1", chain("swapped.raw"))), "vm1", "start", "begin", "-"); res.code != 0 {
+		t.Errorf("start begin in strict mode = %+v, want exit 0", res)
+	}
+}
