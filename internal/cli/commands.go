@@ -125,11 +125,34 @@ func cmdPlan(e *env, args []string) error {
 		return err
 	}
 	defer p.Close()
+	markWho(p, s.qemu.Mode())
 	if *asJSON {
 		return writeJSON(e.stdout, p)
 	}
 	printPlan(e.stdout, p, s)
 	return nil
+}
+
+// markWho fills in who changes each file's owner in mode.
+func markWho(p *plan.Plan, mode config.Mode) {
+	p.Mode = string(mode)
+	for _, st := range p.Steps {
+		switch {
+		case st.Action == plan.SearchACL:
+			st.By = "hook"
+		case st.Action != plan.Chown && st.Action != plan.Keep:
+		case mode == config.Cooperative:
+			st.By = "hook+libvirt"
+		default:
+			st.By = "hook"
+		}
+	}
+}
+
+// modeNotes says in a line what the mode means for the files of a plan.
+var modeNotes = map[config.Mode]string{
+	config.Cooperative: "cooperative (libvirt's dynamic_ownership is on): the hook checks and records each file and gives it to QEMU first, libvirt labels it too and labels what live operations bring in; at release the hook gives back every owner libvirt leaves wrong",
+	config.Strict:      "strict (dynamic_ownership = 0): only the hook changes owners; hot-plugged files need `libvirt-dac-hook grant DOMAIN PATH` first",
 }
 
 func printPlan(w io.Writer, p *plan.Plan, s *setup) {
@@ -138,8 +161,9 @@ func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 		fmt.Fprintf(w, ": QEMU runs as %s", p.Target)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "mode: %s\n", modeNotes[s.qemu.Mode()])
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tFROM\tNOTE")
+	fmt.Fprintln(tw, "ACTION\tBY\tKIND\tCURRENT\tTARGET\tPATH\tFROM\tNOTE")
 	for _, st := range p.Steps {
 		cur, tgt := "-", "-"
 		if st.Current != nil {
@@ -159,7 +183,11 @@ func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 		if st.Action == plan.Keep {
 			note = ""
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, st.Kind, cur, tgt, path, st.From, note)
+		by := st.By
+		if by == "" {
+			by = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, by, st.Kind, cur, tgt, path, st.From, note)
 	}
 	tw.Flush()
 	for _, n := range p.Notes {

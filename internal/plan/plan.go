@@ -50,6 +50,11 @@ type Step struct {
 	// directory has now; prepare records it before making it).
 	ACL    *acl.Change `json:"acl,omitempty"`
 	Shared bool        `json:"shareable,omitempty"`
+	// By says who changes the file's owner in the mode in effect: "hook",
+	// or "hook+libvirt" in cooperative mode, where libvirt's own driver
+	// labels it too (and restores it, often wrongly, before the hook's
+	// release). Set by the caller, which knows the mode.
+	By string `json:"by,omitempty"`
 
 	// LinkOwners, when set, are owners of symlinks on the way to a file
 	// QEMU holds already; prepare accepts them only if the journal says
@@ -74,6 +79,8 @@ type Plan struct {
 	Target *Owner   `json:"target,omitempty"`
 	Steps  []*Step  `json:"resources"`
 	Notes  []string `json:"notes,omitempty"`
+	// Mode is the hook's mode the plan was shown for (set by the caller).
+	Mode string `json:"mode,omitempty"`
 }
 
 // Env is what building a plan needs from the host and the configuration.
