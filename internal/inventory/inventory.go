@@ -82,7 +82,7 @@ func (r *Record) takeDir(dir string) bool {
 		return true
 	}
 	f := os.NewFile(uintptr(fd), dir)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // a directory read from: nothing to lose
 	names, err := f.Readdirnames(-1)
 	if err != nil {
 		return true
