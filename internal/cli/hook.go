@@ -28,7 +28,8 @@ func runHook(e *env, a []string) int {
 	}
 	err := hook(e, name, op, extra)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
+		// Nowhere left to report a failed write of the report itself.
+		_, _ = fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }
