@@ -364,7 +364,11 @@ func cmdRestore(e *env, args []string) error {
 	if *file != "" {
 		return r.RestoreFile(*file)
 	}
-	return r.Restore(apply.Selector{All: *all, Stale: *stale, Domain: *dom})
+	err = r.Restore(apply.Selector{All: *all, Stale: *stale, Domain: *dom})
+	if *stale || *dom != "" {
+		err = errors.Join(err, restoreInventories(s, r, *dom))
+	}
+	return err
 }
 
 func cmdVersion(e *env, args []string) error {

@@ -112,3 +112,35 @@ func TestStartVerifiesLibvirtsChain(t *testing.T) {
 		t.Errorf("start begin in strict mode = %+v, want exit 0", res)
 	}
 }
+
+// TestRestoreStaleInventory: a domain whose release never came (libvirtd
+// killed, host crash) leaves its inventory; restore --stale gives back
+// what libvirt labelled during that run, and only once the domain is
+// not running.
+func TestRestoreStaleInventory(t *testing.T) {
+	f := newFixture(t)
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\n", qemuID, qemuID))
+	f.write("img/hot.raw", "hot", imageUID)
+	f.fakeRunning("vm1")
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	if err := os.Chown(f.path("img/hot.raw"), qemuID, qemuID); err != nil { // libvirt's attach-disk
+		t.Fatal(err)
+	}
+	if res := run(noRead{t}, "restore", "--stale"); res.code != 0 {
+		t.Fatalf("restore --stale = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): qemuOwner}) // vm1 still runs
+	if err := os.Remove(f.path("run/vm1.pid")); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(noRead{t}, "restore", "--stale"); res.code != 0 {
+		t.Fatalf("restore --stale = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+	if left, _ := os.ReadDir(f.path("state/inventory")); len(left) != 0 {
+		t.Errorf("inventory left after restore --stale: %s", left[0].Name())
+	}
+}

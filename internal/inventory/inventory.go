@@ -221,3 +221,37 @@ func Remove(stateDir, domain string) error {
 	}
 	return nil
 }
+
+// List reads every record in the state directory. A record that cannot be
+// read is an error naming it; the others are still returned.
+func List(stateDir string) ([]*Record, error) {
+	dir := filepath.Join(stateDir, "inventory")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	var out []*Record
+	var errs []error
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, tmpPrefix) {
+			continue
+		}
+		dom, err := hex.DecodeString(name)
+		if err != nil {
+			continue
+		}
+		r, err := Load(stateDir, string(dom))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, errors.Join(errs...)
+}
