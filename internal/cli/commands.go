@@ -13,6 +13,7 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/version"
@@ -218,6 +219,17 @@ func planRelease(e *env, s *setup, name string, asJSON bool) error {
 	ds := r.PlanRelease(st, name, "-")
 	if ds == nil {
 		ds = []apply.Decision{}
+	}
+	if s.qemu.Mode() == config.Cooperative {
+		rec, err := inventory.Load(s.hook.StateDir, name)
+		if err != nil {
+			return withCode(ExitState, err)
+		}
+		live, err := r.PlanInventory(rec, st)
+		if err != nil {
+			return err
+		}
+		ds = append(ds, live...)
 	}
 	if asJSON {
 		return writeJSON(e.stdout, struct {

@@ -144,3 +144,38 @@ func TestRestoreStaleInventory(t *testing.T) {
 		t.Errorf("inventory left after restore --stale: %s", left[0].Name())
 	}
 }
+
+// TestPlanReleaseShowsLiveFiles: the dry run of a release in cooperative
+// mode lists the files of the inventory release would give back, decided
+// by the same code.
+func TestPlanReleaseShowsLiveFiles(t *testing.T) {
+	f := newFixture(t)
+	f.write("img/hot.raw", "hot", imageUID)
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	if err := os.Chown(f.path("img/hot.raw"), qemuID, qemuID); err != nil {
+		t.Fatal(err)
+	}
+	res := run(strings.NewReader(xml), "plan", "--op", "release", "-")
+	if res.code != 0 {
+		t.Fatalf("plan --op release = %+v", res)
+	}
+	var line string
+	for _, l := range strings.Split(res.stdout, "\n") {
+		if strings.Contains(l, "hot.raw") {
+			line = l
+		}
+	}
+	if !strings.HasPrefix(line, "chown") || !strings.Contains(line, "live") || !strings.Contains(line, fmt.Sprintf("%d:%d", imageUID, imageUID)) {
+		t.Errorf("plan --op release line for hot.raw = %q, want chown (live) back to %d:%d\n%s", line, imageUID, imageUID, res.stdout)
+	}
+	if got := ownerOf(t, f.path("img/hot.raw")); got != qemuOwner {
+		t.Errorf("the dry run changed hot.raw to %s", got)
+	}
+	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
+		t.Fatalf("release = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+}
