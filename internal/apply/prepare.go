@@ -180,6 +180,9 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 	if needsChown(s) {
 		todo = append(todo, &chownChange{s: s, from: *s.Current, to: *s.Target})
 	}
+	if s.Header {
+		todo = append(todo, &sealChange{s: s})
+	}
 	return todo, nil
 }
 

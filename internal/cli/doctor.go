@@ -67,8 +67,9 @@ func (r *report) add(f finding) {
 // hookPath is where libvirt looks for the qemu hook.
 var hookPath = "/etc/libvirt/hooks/qemu"
 
-// stateDirs must be owned by the user QEMU runs as (drvqemu.rst).
-var stateDirs = []string{"/run/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu"}
+// stateDirs are the libvirt directories doctor checks: QEMU must be able
+// to search each one (drvqemu.rst).
+var stateDirs = libvirtStateDirs
 
 func cmdDoctor(e *env, args []string) error {
 	fs := newFlags(e, "doctor", "doctor [--json] [--fix] [DOMAIN-XML|-]\n\nChecks qemu.conf, the installed hook, libvirt's state directories and, given a domain XML,\nwhether QEMU will be able to open every resource. Exit status 1 when anything is wrong.")
@@ -305,9 +306,9 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 	switch {
 	case !v.Read:
 		v.Status, v.Detail = statusProblem, "QEMU cannot read it: the owner has no read permission in its mode"
-	case !v.Write && !st.ReadOnly && st.Kind != "backing" && st.Kind != "cdrom" && st.Kind != "kernel" && st.Kind != "initrd":
+	case !v.Write && !st.ReadOnly && !domain.Kind(st.Kind).ForcedReadOnly() && !domain.Kind(st.Kind).BootLoaded():
 		v.Status, v.Detail = statusProblem, "QEMU cannot write it, but it is not a read-only disk"
-	case v.RO && !st.ReadOnly && st.Kind != "backing":
+	case v.RO && !st.ReadOnly && !domain.Kind(st.Kind).ForcedReadOnly():
 		v.Status, v.Detail = statusProblem, "on a read-only mount, but QEMU opens it for writing"
 	}
 	if v.Status == statusOK && st.Action == plan.Chown && v.Detail == "" {

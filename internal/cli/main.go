@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 )
 
 // commands an admin runs by hand; anything else with four arguments is
@@ -80,7 +82,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "libvirt-dac-hook %s: %s\n", name, oneLine(err.Error()))
+		fmt.Fprintf(stderr, "libvirt-dac-hook %s: %s\n", name, domain.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }
@@ -97,11 +99,4 @@ func isHookCall(a []string) bool {
 		return true
 	}
 	return libvirtOps[a[1]]
-}
-
-// oneLine keeps an error on one line, as libvirt appends it to its own
-// message.
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\r", " ")
-	return strings.ReplaceAll(s, "\n", "; ")
 }
