@@ -299,12 +299,16 @@ func otherItems(e *Entry, key string) []indexItem {
 	return out
 }
 
-// reader reads the store in one read transaction.
+// reader reads the store in one read transaction; without one (no
+// journal yet) it reads an empty journal.
 type reader struct {
 	tx *bolt.Tx
 }
 
 func (r *reader) raw(key string) []byte {
+	if r.tx == nil {
+		return nil
+	}
 	b := r.tx.Bucket(bucketEntries)
 	if b == nil {
 		return nil
@@ -315,6 +319,9 @@ func (r *reader) raw(key string) []byte {
 // scan calls f with the entry key of every item of bucket whose key starts
 // with prefix, except those starting with skip (when set).
 func (r *reader) scan(bucket, prefix, skip []byte, f func(key string)) {
+	if r.tx == nil {
+		return
+	}
 	b := r.tx.Bucket(bucket)
 	if b == nil {
 		return

@@ -122,6 +122,8 @@ type State struct {
 	damage error
 	// fault is the first failure to read the store for another reason.
 	fault error
+	// readOnly is a State loaded without the lock.
+	readOnly bool
 }
 
 // family is shared by a lazy State and its clones: the stored encoding of
@@ -212,7 +214,7 @@ func cloneEntry(e *Entry) *Entry {
 // it was when the clone was taken.
 func (s *State) Clone() *State {
 	if s.lazy() {
-		c := &State{Version: s.Version, store: s.store, fam: s.fam, slots: make(map[string]*Entry, len(s.slots)), damage: s.damage, fault: s.fault}
+		c := &State{Version: s.Version, store: s.store, fam: s.fam, slots: make(map[string]*Entry, len(s.slots)), damage: s.damage, fault: s.fault, readOnly: s.readOnly}
 		for k, e := range s.slots {
 			if e != nil {
 				e = cloneEntry(e)
@@ -270,10 +272,15 @@ func (s *State) get(r *reader, key string) *Entry {
 // marks the state damaged, so Save refuses and sets the store aside; any
 // other failure makes Save refuse only.
 func (s *State) view(f func(*reader)) {
-	err := s.store.view(f)
+	var err error
+	if s.readOnly {
+		err = s.store.viewRO(f)
+	} else {
+		err = s.store.view(f)
+	}
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrDamaged):
+	case errors.Is(err, ErrDamaged) && !s.readOnly:
 		if s.damage == nil {
 			s.damage = err
 		}

@@ -307,6 +307,16 @@ func TestLoadMovesDamagedAside(t *testing.T) {
 	if err := os.WriteFile(p, damaged, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.Load(); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Load without the lock of a damaged file = %v, want ErrDamaged", err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("Load without the lock moved the damaged file: %v", err)
+	}
+	if err := s.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Unlock()
 	_, err := s.Load()
 	if !errors.Is(err, ErrDamaged) {
 		t.Fatalf("Load of a damaged file = %v, want ErrDamaged", err)

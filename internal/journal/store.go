@@ -74,14 +74,28 @@ func CurrentBootID() (string, error) {
 }
 
 // Load opens the journal for this call (cheaply: entries are read only
-// when a query returns them; see State). Call it with the lock held; the
-// journal stays open until Unlock.
+// when a query returns them; see State). Called with the lock held, the
+// journal stays open until Unlock. Called without it, Load gives a
+// read-only view, for checks that change nothing: each query reads the
+// journal as it is then, and Save refuses the state.
 //
 // Load also removes temporary files a killed writer left, and imports a
 // state.json of an earlier version once. A damaged journal is moved aside
 // (kept for inspection, never deleted) and ErrDamaged is returned naming
 // where it went; the next Load starts an empty journal.
 func (s *Store) Load() (*State, error) {
+	if s.lockFd < 0 && s.db == nil {
+		// Without the lock: a read-only view, which opens the journal
+		// read-only for each query, so nothing stays open (and locked)
+		// after the caller is done with it. Save refuses it. A state.json
+		// not imported yet is read whole; only a call under the lock
+		// imports it or moves it aside.
+		old := filepath.Join(s.Dir, stateName)
+		if _, err := os.Stat(old); err == nil {
+			return LoadFile(old)
+		}
+		return &State{Version: FormatVersion, store: s, fam: &family{base: map[string][]byte{}}, slots: map[string]*Entry{}, readOnly: true}, nil
+	}
 	s.removeDebris()
 	if err := s.openDB(); err != nil {
 		return nil, err
@@ -288,6 +302,52 @@ func (s *Store) view(f func(*reader)) (err error) {
 	if s.db == nil {
 		return fmt.Errorf("journal %s is not open: Load it under the lock first", s.Dir)
 	}
+	return s.viewOpen(f)
+}
+
+// viewRO runs f on the journal opened read-only for this one call, for a
+// State loaded without the lock.
+func (s *Store) viewRO(f func(*reader)) (err error) {
+	if s.db != nil {
+		return s.viewOpen(f)
+	}
+	p := StatePath(s.Dir)
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && fi.Size() == 0) {
+		// No journal yet, or one a first writer is creating now.
+		f(&reader{})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", p, err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
+		}
+	}()
+	db, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true, Timeout: boltTimeout(s.LockTimeout), OpenFile: openFlags(true)})
+	if errors.Is(err, fs.ErrNotExist) {
+		f(&reader{})
+		return nil
+	}
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("%w: %s is held by another hook: %w", ErrLockTimeout, p, err)
+	}
+	if err != nil {
+		if isDamage(err) {
+			return fmt.Errorf("%s: %w: %w", p, ErrDamaged, err)
+		}
+		return fmt.Errorf("open %s: %w", p, err)
+	}
+	defer func() { _ = db.Close() }() // read-only: nothing to flush
+	return db.View(func(tx *bolt.Tx) error {
+		f(&reader{tx: tx})
+		return nil
+	})
+}
+
+func (s *Store) viewOpen(f func(*reader)) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.endRead()
@@ -351,6 +411,9 @@ func (s *Store) Save(st *State) error {
 	}
 	if st.fault != nil {
 		return fmt.Errorf("save journal %s: %w", StatePath(s.Dir), st.fault)
+	}
+	if st.readOnly {
+		return fmt.Errorf("save journal %s: the state was loaded without the lock", StatePath(s.Dir))
 	}
 	err := s.update(func(tx *bolt.Tx) error {
 		entries := tx.Bucket(bucketEntries)

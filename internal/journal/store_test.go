@@ -464,3 +464,32 @@ func TestStateAfterUnlock(t *testing.T) {
 		t.Errorf("journal holds %d entries, want the 2 saved", n)
 	}
 }
+
+// TestLoadWithoutLock: a read-only view sees the journal, refuses Save,
+// and keeps nothing open that would block the next hook in this process.
+func TestLoadWithoutLock(t *testing.T) {
+	s := newStore(t, time.Second)
+	if st, err := s.Load(); err != nil || len(st.All()) != 0 {
+		t.Fatalf("read-only Load with no journal yet = %v; want an empty view", err)
+	}
+	locked(t, s)
+	if err := s.Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+	s.Unlock()
+	st, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.HeldBy("vm2"); len(got) != 1 {
+		t.Errorf("read-only HeldBy(vm2) = %v, want the base image", keysOf(got))
+	}
+	st.Lookup("2049:12").Holders = nil
+	if err := s.Save(st); err == nil {
+		t.Errorf("Save of a state loaded without the lock succeeded")
+	}
+	other := &Store{Dir: s.Dir, LockTimeout: 200 * time.Millisecond, lockFd: -1}
+	if n := len(locked(t, other).Lookup("2049:12").Holders); n != 2 {
+		t.Errorf("after a refused read-only Save: %d holders, want 2", n)
+	}
+}
