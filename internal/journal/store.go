@@ -582,12 +582,58 @@ func LoadFile(p string) (*State, error) {
 	return st, nil
 }
 
+// Salvage reads what a damaged journal database still proves: every entry
+// that decodes, and an error wrapping ErrDamaged that names the entries
+// that do not (nil when all do). Restoring from a copy set aside can give
+// back the owners it proves and leave only the rest to the administrator.
+// A file that cannot be opened at all, or a whole-state JSON file, is read
+// as LoadFile reads it.
+func Salvage(p string) (*State, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	head := make([]byte, 20)
+	n, _ := io.ReadFull(f, head)
+	if cerr := f.Close(); cerr != nil {
+		return nil, fmt.Errorf("read %s: %w", p, cerr)
+	}
+	if n < 20 || !bytes.Equal(head[16:], boltMagic) {
+		return LoadFile(p)
+	}
+	var bad []string
+	st, err := readDB(p, func(key []byte, err error) error {
+		bad = append(bad, fmt.Sprintf("%q (%s)", key, err))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return st, fmt.Errorf("%s: %w: %d entries cannot be read: %s", p, ErrDamaged, len(bad), strings.Join(bad, ", "))
+	}
+	return st, nil
+}
+
 // loadDB reads every entry of a journal database, strictly: an entry it
 // cannot decode makes the whole file ErrDamaged. It closes f, which it
 // first share-locks: a writer creates the file before it locks it and
 // writes its first pages, so an empty file under the lock is an empty
 // journal, not a damaged one.
-func loadDB(p string, f *os.File) (st *State, err error) {
+func loadDB(p string, f *os.File) (*State, error) {
+	return loadDBWith(p, f, func(key []byte, err error) error { return fmt.Errorf("entry %q: %w", key, err) })
+}
+
+// readDB is loadDB with onBad deciding about entries that do not decode.
+func readDB(p string, onBad func(key []byte, err error) error) (*State, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	return loadDBWith(p, f, onBad)
+}
+
+func loadDBWith(p string, f *os.File, onBad func(key []byte, err error) error) (st *State, err error) {
 	defer func() { _ = f.Close() }() // read only
 	// A descriptor of its own for the share lock: flockWait may hand it to
 	// an abandoned waiter, which *os.File must never close as well.
@@ -631,11 +677,11 @@ func loadDB(p string, f *os.File) (st *State, err error) {
 		}
 		return b.ForEach(func(k, v []byte) error {
 			e, err := decodeEntry(v)
-			if err != nil {
-				return fmt.Errorf("entry %q: %w", k, err)
+			if err == nil && e.Key() != string(k) {
+				err = fmt.Errorf("%w: entry %s is stored under key %q, its own is %q", ErrDamaged, e.Path, k, e.Key())
 			}
-			if e.Key() != string(k) {
-				return fmt.Errorf("%w: entry %s is stored under key %q, its own is %q", ErrDamaged, e.Path, k, e.Key())
+			if err != nil {
+				return onBad(k, err)
 			}
 			out.mem = append(out.mem, e)
 			return nil

@@ -493,3 +493,26 @@ func TestLoadWithoutLock(t *testing.T) {
 		t.Errorf("after a refused read-only Save: %d holders, want 2", n)
 	}
 }
+
+func TestSalvage(t *testing.T) {
+	s := newStore(t, time.Second)
+	locked(t, s)
+	if err := s.Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+	s.Unlock()
+	if st, err := Salvage(StatePath(s.Dir)); err != nil || len(st.All()) != 2 {
+		t.Fatalf("Salvage of a sound journal = %v; want its 2 entries", err)
+	}
+	rawPut(t, s, "2049:12", []byte{entryFormat, 1})
+	if _, err := LoadFile(StatePath(s.Dir)); !errors.Is(err, ErrDamaged) {
+		t.Errorf("LoadFile with one bad entry = %v, want ErrDamaged", err)
+	}
+	st, err := Salvage(StatePath(s.Dir))
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "2049:12") {
+		t.Errorf("Salvage error = %v, want ErrDamaged naming the bad entry", err)
+	}
+	if st == nil || len(st.All()) != 1 || st.All()[0].Key() != "acl:2049:11:64055" {
+		t.Errorf("Salvage = %v, want the one entry that still decodes", st)
+	}
+}
