@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -514,5 +515,88 @@ func TestSalvage(t *testing.T) {
 	}
 	if st == nil || len(st.All()) != 1 || st.All()[0].Key() != "acl:2049:11:64055" {
 		t.Errorf("Salvage = %v, want the one entry that still decodes", st)
+	}
+}
+
+// TestHelperKilledWriter is the writer TestKilledWriter kills: it saves
+// rounds in which every entry gets the same holder, forever.
+func TestHelperKilledWriter(t *testing.T) {
+	dir := os.Getenv("JOURNAL_KILLED_WRITER_DIR")
+	if dir == "" {
+		t.Skip("run by TestKilledWriter")
+	}
+	s := &Store{Dir: dir, BootID: "b", LockTimeout: time.Minute, lockFd: -1}
+	for round := 0; ; round++ {
+		if err := s.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 200 {
+			key := fmt.Sprintf("1:%d", i)
+			e := st.Lookup(key)
+			if e == nil {
+				e = &Entry{Path: fmt.Sprintf("/f/%d", i), Dev: 1, Ino: uint64(i)}
+				st.Add(e)
+			}
+			e.Holders = []Holder{{Domain: fmt.Sprintf("round-%d", round), BootID: "b"}}
+		}
+		if err := s.Save(st); err != nil {
+			t.Fatal(err)
+		}
+		s.Unlock()
+	}
+}
+
+// TestKilledWriter kills a writer at random instants, mid-transaction
+// included, and checks the journal after each kill: it opens, nothing is
+// set aside, every entry is from the same transaction, and the indexes
+// agree with the entries.
+func TestKilledWriter(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(3, 4))
+	seen := map[string]bool{}
+	for kill := range 8 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperKilledWriter$")
+		cmd.Env = append(os.Environ(), "JOURNAL_KILLED_WRITER_DIR="+dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(20+r.IntN(80)) * time.Millisecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait() // killed: its status says so
+		s := &Store{Dir: dir, BootID: "b", LockTimeout: 5 * time.Second, lockFd: -1}
+		st := locked(t, s)
+		if d := s.Damaged(); len(d) != 0 {
+			t.Fatalf("kill %d: journal set aside: %v", kill, d)
+		}
+		all := st.All()
+		rounds := map[string]int{}
+		for _, e := range all {
+			if len(e.Holders) != 1 {
+				t.Fatalf("kill %d: %s has %d holders", kill, e.Path, len(e.Holders))
+			}
+			rounds[e.Holders[0].Domain]++
+		}
+		if len(rounds) > 1 {
+			t.Fatalf("kill %d: entries from more than one transaction: %v", kill, rounds)
+		}
+		for d, n := range rounds {
+			seen[d] = true
+			if got := len(st.HeldBy(d)); got != n {
+				t.Errorf("kill %d: HeldBy(%s) = %d entries, All has %d", kill, d, got, n)
+			}
+		}
+		if err := s.Save(st); err != nil {
+			t.Fatalf("kill %d: Save after the kill: %v", kill, err)
+		}
+		s.Unlock()
+	}
+	if len(seen) < 2 {
+		t.Errorf("the writer committed in fewer than 2 of the kills (%v): the kills tested too little", seen)
 	}
 }
