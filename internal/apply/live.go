@@ -23,14 +23,23 @@ const KindLive = "live"
 // by QEMU or "restored" to root:root: the inventory taken at prepare is
 // the record that vouches for their owner. See decideInventory for when a
 // file is given back; every other file is left as it is.
-func (r *Runner) ReleaseInventory(rec *inventory.Record, op string) error {
-	if rec == nil || len(rec.Files) == 0 {
+//
+// forget, when set, is called under the journal's lock once every file is
+// dealt with (to remove the record), so that no watcher writes the record
+// again in between.
+func (r *Runner) ReleaseInventory(rec *inventory.Record, op string, forget func() error) error {
+	if rec == nil {
 		return nil
 	}
 	if err := r.Store.Lock(); err != nil {
 		return err
 	}
 	defer r.Store.Unlock()
+	// The record on disk may be newer than rec: the watcher adds owners
+	// of files it saw appear during the run.
+	if cur, err := inventory.Load(r.Store.Dir, rec.Domain); err == nil && cur != nil {
+		rec = cur
+	}
 	st, err := r.Store.Load()
 	if err != nil {
 		return err
@@ -52,7 +61,20 @@ func (r *Runner) ReleaseInventory(rec *inventory.Record, op string) error {
 			errs = append(errs, err)
 		}
 	}
+	if len(errs) == 0 && forget != nil {
+		return forget()
+	}
 	return errors.Join(errs...)
+}
+
+// SaveInventory writes a domain's inventory under the journal's lock,
+// which the watcher takes too before it rewrites one.
+func (r *Runner) SaveInventory(rec *inventory.Record) error {
+	if err := r.Store.Lock(); err != nil {
+		return err
+	}
+	defer r.Store.Unlock()
+	return inventory.Save(r.Store.Dir, rec)
 }
 
 // PlanInventory shows what ReleaseInventory would decide, changing nothing.

@@ -52,6 +52,9 @@ type Record struct {
 	QEMUUID uint32 `json:"qemu_uid"`
 	QEMUGID uint32 `json:"qemu_gid"`
 	Files   []File `json:"files"`
+	// Dirs are the directories the record covers; the watcher keeps
+	// their files' owners current while the domain runs.
+	Dirs []string `json:"dirs,omitempty"`
 	// Truncated says MaxFiles was reached: later files are unknown.
 	Truncated bool `json:"truncated,omitempty"`
 }
@@ -68,6 +71,7 @@ func Take(domain, boot string, uid, gid uint32, dirs []string) *Record {
 			continue
 		}
 		seen[d] = true
+		r.Dirs = append(r.Dirs, d)
 		if !r.takeDir(d) {
 			return r
 		}
@@ -107,16 +111,61 @@ func (r *Record) takeDir(dir string) bool {
 			r.Truncated = true
 			return false
 		}
-		var birth int64
-		if st.Mask&unix.STATX_BTIME != 0 {
-			birth = st.Btime.Sec*1e9 + int64(st.Btime.Nsec)
-		}
-		r.Files = append(r.Files, File{
-			Dir: dir, Name: hex.EncodeToString([]byte(n)),
-			Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino, Birth: birth,
-			UID: st.Uid, GID: st.Gid,
-		})
+		r.Files = append(r.Files, fileOf(dir, n, &st))
 	}
+	return true
+}
+
+func fileOf(dir, name string, st *unix.Statx_t) File {
+	var birth int64
+	if st.Mask&unix.STATX_BTIME != 0 {
+		birth = st.Btime.Sec*1e9 + int64(st.Btime.Nsec)
+	}
+	return File{
+		Dir: dir, Name: hex.EncodeToString([]byte(name)),
+		Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino, Birth: birth,
+		UID: st.Uid, GID: st.Gid,
+	}
+}
+
+// Stat reads name in dir as Take would record it. ok is false for what
+// Take skips: hidden names, other file types, files owned by uid:gid.
+func Stat(dir, name string, uid, gid uint32) (f File, ok bool) {
+	if strings.HasPrefix(name, ".") || strings.Contains(name, "/") {
+		return File{}, false
+	}
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, filepath.Join(dir, name), unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil {
+		return File{}, false
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFBLK, unix.S_IFCHR:
+	default:
+		return File{}, false
+	}
+	if st.Uid == uid && st.Gid == gid {
+		return File{}, false
+	}
+	return fileOf(dir, name, &st), true
+}
+
+// Update records f in r, replacing what r knew of the same name; it
+// reports whether r changed. A full record takes no new names.
+func (r *Record) Update(f File) bool {
+	for i := range r.Files {
+		if r.Files[i].Dir == f.Dir && r.Files[i].Name == f.Name {
+			if r.Files[i] == f {
+				return false
+			}
+			r.Files[i] = f
+			return true
+		}
+	}
+	if len(r.Files) >= MaxFiles {
+		r.Truncated = true
+		return false
+	}
+	r.Files = append(r.Files, f)
 	return true
 }
 
