@@ -39,17 +39,20 @@ type Watcher struct {
 
 const dirEvents = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
 
-// Running reports whether a watcher holds the lock of stateDir.
+// Running reports whether a watcher holds the lock of stateDir. It only
+// asks (F_OFD_GETLK): taking the lock to see, even for an instant, could
+// make a watcher starting then believe another one runs.
 func Running(stateDir string) bool {
 	fd, err := unix.Open(filepath.Join(stateDir, LockName), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return false
 	}
 	defer unix.Close(fd)
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK)
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
+		return false
 	}
-	return false
+	return lk.Type != unix.F_UNLCK
 }
 
 // Run watches until no inventory is left for Idle, or stop is closed. It
@@ -60,9 +63,10 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 		return fmt.Errorf("watch lock: %w", err)
 	}
 	defer unix.Close(lfd)
-	if err := unix.Flock(lfd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(uintptr(lfd), unix.F_OFD_SETLK, &lk); err != nil {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return nil // another watcher runs
 		}
 		return fmt.Errorf("watch lock: %w", err)
 	}
