@@ -25,8 +25,7 @@ const KindLive = "live"
 // file is given back; every other file is left as it is.
 //
 // forget, when set, is called under the journal's lock once every file is
-// dealt with (to remove the record), so that no watcher writes the record
-// again in between.
+// dealt with (to remove the record).
 func (r *Runner) ReleaseInventory(rec *inventory.Record, op string, forget func() error) error {
 	if rec == nil {
 		return nil
@@ -35,16 +34,16 @@ func (r *Runner) ReleaseInventory(rec *inventory.Record, op string, forget func(
 		return err
 	}
 	defer r.Store.Unlock()
-	// The record on disk may be newer than rec: the watcher adds owners
-	// of files it saw appear during the run.
-	if cur, err := inventory.Load(r.Store.Dir, rec.Domain); err == nil && cur != nil {
-		rec = cur
+	// Owners of files that appeared during the run, seen by the watcher.
+	obs, err := inventory.LoadObserved(r.Store.Dir)
+	if err != nil {
+		r.Log.WithError(err).Warn("owners seen during the run unreadable: only the record taken at prepare is used")
 	}
 	st, err := r.Store.Load()
 	if err != nil {
 		return err
 	}
-	ds, err := r.decideInventory(rec, st)
+	ds, err := r.decideInventory(rec, obs, st)
 	if err != nil {
 		return err
 	}
@@ -67,22 +66,16 @@ func (r *Runner) ReleaseInventory(rec *inventory.Record, op string, forget func(
 	return errors.Join(errs...)
 }
 
-// SaveInventory writes a domain's inventory under the journal's lock,
-// which the watcher takes too before it rewrites one.
-func (r *Runner) SaveInventory(rec *inventory.Record) error {
-	if err := r.Store.Lock(); err != nil {
-		return err
-	}
-	defer r.Store.Unlock()
-	return inventory.Save(r.Store.Dir, rec)
-}
-
 // PlanInventory shows what ReleaseInventory would decide, changing nothing.
 func (r *Runner) PlanInventory(rec *inventory.Record, st *journal.State) ([]Decision, error) {
 	if rec == nil {
 		return nil, nil
 	}
-	ds, err := r.decideInventory(rec, st)
+	obs, err := inventory.LoadObserved(r.Store.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := r.decideInventory(rec, obs, st)
 	closeAll(ds)
 	return ds, err
 }
@@ -101,10 +94,10 @@ func closeAll(ds []Decision) {
 // those), its owner is now the domain's QEMU owner or root:root, and no
 // running QEMU holds it open. Files with their recorded owner, or gone,
 // are not listed; GiveBack decisions carry an open handle.
-func (r *Runner) decideInventory(rec *inventory.Record, st *journal.State) ([]Decision, error) {
+func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Observed, st *journal.State) ([]Decision, error) {
 	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}
 	var out []Decision
-	for _, f := range rec.Files {
+	for _, f := range rec.With(obs) {
 		orig := plan.Owner{UID: f.UID, GID: f.GID}
 		h, err := owner.Open(f.Path())
 		if err != nil {

@@ -154,7 +154,7 @@ func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 		if rec.Truncated {
 			s.log.WithField("domain", name).Warnf("more than %d files in the domain's image directories: owners of the rest are not recorded for files labelled during the run", inventory.MaxFiles)
 		}
-		if err := r.SaveInventory(rec); err != nil {
+		if err := inventory.Save(s.hook.StateDir, rec); err != nil {
 			s.log.WithField("domain", name).WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
 		} else {
 			startWatcher(s)

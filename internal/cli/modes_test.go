@@ -10,7 +10,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
 )
 
@@ -196,13 +195,9 @@ func TestCooperativeFileCreatedAfterStart(t *testing.T) {
 	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
 		t.Fatalf("prepare = %+v", res)
 	}
-	store, err := journal.Open(f.state, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	w := &watch.Watcher{StateDir: f.state, Lock: store.Lock, Unlock: store.Unlock, Log: log, Idle: time.Minute, Flush: 10 * time.Millisecond}
+	w := &watch.Watcher{StateDir: f.state, Log: log, Idle: time.Minute, Flush: 10 * time.Millisecond}
 	stop, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- w.Run(stop) }()
 	defer func() { close(stop); <-done }()

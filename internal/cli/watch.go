@@ -53,17 +53,13 @@ func cmdWatch(e *env, args []string) error {
 		return err
 	}
 	defer s.Close()
-	r, err := s.runner()
-	if err != nil {
-		return err
-	}
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() { <-sig; close(stop) }()
 	w := &watch.Watcher{
-		StateDir: s.hook.StateDir, Lock: r.Store.Lock, Unlock: r.Store.Unlock,
-		Log: s.log.WithField("op", "watch"), Idle: 30 * time.Second, Flush: 50 * time.Millisecond,
+		StateDir: s.hook.StateDir, Log: s.log.WithField("op", "watch"),
+		Idle: 30 * time.Second, Flush: 50 * time.Millisecond,
 	}
 	return w.Run(stop)
 }

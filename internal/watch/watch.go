@@ -1,10 +1,12 @@
 package watch
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -17,24 +19,22 @@ import (
 // LockName is the lock file a running watcher holds in the state directory.
 const LockName = "watch.lock"
 
-// Watcher keeps the inventories in StateDir current.
+// Watcher keeps, while domains run, the owners of files that appear or
+// change in their inventoried directories, in the inventory directory's
+// observed.json, which only it writes.
 type Watcher struct {
 	StateDir string
-	// Lock and Unlock serialise writes of inventories with prepare and
-	// release (the journal's lock).
-	Lock   func() error
-	Unlock func()
-	Log    logrus.FieldLogger
+	Log      logrus.FieldLogger
 	// Idle is how long the watcher stays without any inventory.
 	Idle time.Duration
 	// Flush is how long changes are gathered before they are written.
 	Flush time.Duration
 
-	ifd     int
-	dirs    map[int]string // watch descriptor -> directory
-	wds     map[string]int
-	recs    map[string]*inventory.Record // by domain: what is on disk
-	pending map[string]inventory.File    // by path: owners seen, not written yet
+	ifd      int
+	dirs     map[int]string // watch descriptor -> directory
+	wds      map[string]int
+	recs     map[string]*inventory.Record // by file name in the inventory directory
+	observed *inventory.Observed
 }
 
 const dirEvents = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
@@ -58,50 +58,80 @@ func Running(stateDir string) bool {
 // Run watches until no inventory is left for Idle, or stop is closed. It
 // returns nil at once when another watcher runs.
 func (w *Watcher) Run(stop <-chan struct{}) error {
+	for {
+		again, err := w.run(stop)
+		if !again || err != nil {
+			return err
+		}
+	}
+}
+
+// run is one watch under the lock. It reports again when an inventory
+// appeared while it was leaving: the prepare that wrote it saw a watcher
+// running and started none.
+func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
 	lfd, err := unix.Open(filepath.Join(w.StateDir, LockName), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return fmt.Errorf("watch lock: %w", err)
+		return false, fmt.Errorf("watch lock: %w", err)
 	}
-	defer unix.Close(lfd)
+	unlock := func() {
+		if lfd >= 0 {
+			_ = unix.Close(lfd)
+			lfd = -1
+		}
+	}
+	defer unlock()
 	lk := unix.Flock_t{Type: unix.F_WRLCK}
 	if err := unix.FcntlFlock(uintptr(lfd), unix.F_OFD_SETLK, &lk); err != nil {
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-			return nil // another watcher runs
+			return false, nil // another watcher runs
 		}
-		return fmt.Errorf("watch lock: %w", err)
+		return false, fmt.Errorf("watch lock: %w", err)
 	}
 	invDir := filepath.Join(w.StateDir, "inventory")
 	if err := os.MkdirAll(invDir, 0o700); err != nil {
-		return fmt.Errorf("watch: %w", err)
+		return false, fmt.Errorf("watch: %w", err)
 	}
 	w.ifd, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
-		return fmt.Errorf("inotify: %w", err)
+		return false, fmt.Errorf("inotify: %w", err)
 	}
 	defer unix.Close(w.ifd)
 	invWD, err := unix.InotifyAddWatch(w.ifd, invDir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_ONLYDIR)
 	if err != nil {
-		return fmt.Errorf("inotify %s: %w", invDir, err)
+		return false, fmt.Errorf("inotify %s: %w", invDir, err)
 	}
-	w.dirs, w.wds, w.pending = map[int]string{}, map[string]int{}, map[string]inventory.File{}
-	w.reload()
+	w.dirs, w.wds, w.recs = map[int]string{}, map[string]int{}, map[string]*inventory.Record{}
+	if w.observed, err = inventory.LoadObserved(w.StateDir); err != nil {
+		w.Log.WithError(err).Warn("observed owners unreadable: starting afresh")
+	}
+	if ents, err := os.ReadDir(invDir); err == nil {
+		for _, e := range ents {
+			w.record(e.Name())
+		}
+	}
+	w.rewatch()
 	idleSince := time.Now()
 	var dirtySince time.Time
 	buf := make([]byte, 64<<10)
 	for {
 		select {
 		case <-stop:
-			return w.flush()
+			return false, w.flush()
 		default:
 		}
 		if len(w.recs) > 0 {
 			idleSince = time.Now()
 		} else if time.Since(idleSince) > w.Idle {
-			return nil
+			// Nobody left to give anything back to.
+			_ = os.Remove(filepath.Join(invDir, "observed.json"))
+			unlock() // a new watcher may start from here on
+			recs, _ := inventory.List(w.StateDir)
+			return len(recs) > 0, nil
 		}
 		fds := []unix.PollFd{{Fd: int32(w.ifd), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, int(w.Flush/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("poll: %w", err)
+			return false, fmt.Errorf("poll: %w", err)
 		}
 		reload := false
 		for {
@@ -119,7 +149,9 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 				off += unix.SizeofInotifyEvent + int(ev.Len)
 				switch {
 				case int(ev.Wd) == invWD:
-					reload = true
+					if w.record(name) {
+						reload = true
+					}
 				case ev.Mask&unix.IN_Q_OVERFLOW != 0:
 					// Events were lost: what changed is unknown, and
 					// guessing could record QEMU's owner as a user's.
@@ -132,7 +164,7 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 			}
 		}
 		if reload {
-			w.reload()
+			w.rewatch()
 		}
 		if !dirtySince.IsZero() && time.Since(dirtySince) >= w.Flush {
 			if err := w.flush(); err != nil {
@@ -152,16 +184,35 @@ func clen(b []byte) int {
 	return len(b)
 }
 
-// reload reads the inventories and watches exactly their directories.
-func (w *Watcher) reload() {
-	recs, err := inventory.List(w.StateDir)
+// record reads (or forgets) the inventory file name after an event in the
+// inventory directory, and reports whether the set of domains changed.
+func (w *Watcher) record(name string) bool {
+	hexDomain, ok := strings.CutSuffix(name, ".json")
+	if !ok || strings.HasPrefix(name, ".") || name == "observed.json" {
+		return false
+	}
+	dom, err := hex.DecodeString(hexDomain)
+	if err != nil {
+		return false
+	}
+	r, err := inventory.Load(w.StateDir, string(dom))
 	if err != nil {
 		w.Log.WithError(err).Warn("inventory unreadable")
 	}
-	w.recs = map[string]*inventory.Record{}
+	if r == nil {
+		_, had := w.recs[name]
+		delete(w.recs, name)
+		return had
+	}
+	w.recs[name] = r
+	return true
+}
+
+// rewatch watches exactly the directories of the inventories known, and
+// forgets observations in directories no inventory covers any more.
+func (w *Watcher) rewatch() {
 	want := map[string]bool{}
-	for _, r := range recs {
-		w.recs[r.Domain] = r
+	for _, r := range w.recs {
 		for _, d := range r.Dirs {
 			want[d] = true
 		}
@@ -183,81 +234,41 @@ func (w *Watcher) reload() {
 		}
 		w.wds[d], w.dirs[wd] = wd, d
 	}
+	for p, f := range w.observed.Files {
+		if !want[f.Dir] {
+			delete(w.observed.Files, p)
+		}
+	}
 }
 
-// seen reads the owner of dir/name now and notes it for every inventory
-// that covers dir and would learn something; it reports whether one would.
+// seen reads the owner of dir/name now and keeps it, unless it is the
+// QEMU owner of a domain using dir (then libvirt labelled it, and the owner
+// kept before is the one to give back). It reports whether it kept one.
 func (w *Watcher) seen(dir, name string) bool {
 	if dir == "" || name == "" {
 		return false
 	}
-	news := false
+	f, ok := inventory.Stat(dir, name, ^uint32(0), ^uint32(0))
+	if !ok {
+		return false
+	}
 	for _, r := range w.recs {
-		if !covers(r, dir) {
-			continue
-		}
-		f, ok := inventory.Stat(dir, name, r.QEMUUID, r.QEMUGID)
-		if !ok {
-			continue
-		}
-		if known(r, f) {
-			continue
-		}
-		w.pending[f.Path()] = f
-		news = true
-	}
-	return news
-}
-
-func covers(r *inventory.Record, dir string) bool {
-	for _, d := range r.Dirs {
-		if d == dir {
-			return true
+		if f.UID == r.QEMUUID && f.GID == r.QEMUGID {
+			return false
 		}
 	}
-	return false
-}
-
-func known(r *inventory.Record, f inventory.File) bool {
-	for _, g := range r.Files {
-		if g == f {
-			return true
-		}
+	p := f.Path()
+	if old, ok := w.observed.Files[p]; ok && old == f {
+		return false
 	}
-	return false
+	if _, ok := w.observed.Files[p]; !ok && len(w.observed.Files) >= inventory.MaxFiles {
+		return false
+	}
+	w.observed.Files[p] = f
+	return true
 }
 
-// flush writes the owners seen into the inventories on disk, under the
-// lock, re-reading each first: prepare and release change them too.
+// flush writes what was observed.
 func (w *Watcher) flush() error {
-	if len(w.pending) == 0 {
-		return nil
-	}
-	if err := w.Lock(); err != nil {
-		return err
-	}
-	defer w.Unlock()
-	recs, err := inventory.List(w.StateDir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, r := range recs {
-		changed := false
-		for _, f := range w.pending {
-			if covers(r, f.Dir) && (f.UID != r.QEMUUID || f.GID != r.QEMUGID) && r.Update(f) {
-				changed = true
-			}
-		}
-		if changed {
-			if err := inventory.Save(w.StateDir, r); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			w.Log.WithField("domain", r.Domain).Debug("inventory updated")
-		}
-		w.recs[r.Domain] = r
-	}
-	w.pending = map[string]inventory.File{}
-	return errors.Join(errs...)
+	return inventory.SaveObserved(w.StateDir, w.observed)
 }

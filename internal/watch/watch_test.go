@@ -4,7 +4,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,10 +16,9 @@ const qemuUID, qemuGID = 64055, 994
 
 func newWatcher(t *testing.T, state string) (*Watcher, func()) {
 	t.Helper()
-	var mu sync.Mutex
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	w := &Watcher{StateDir: state, Lock: func() error { mu.Lock(); return nil }, Unlock: mu.Unlock, Log: log, Idle: 200 * time.Millisecond, Flush: 10 * time.Millisecond}
+	w := &Watcher{StateDir: state, Log: log, Idle: 200 * time.Millisecond, Flush: 10 * time.Millisecond}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- w.Run(stop) }()
@@ -42,13 +40,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
+// recorded is what release would use for path: the record of domain
+// with what the watcher observed.
 func recorded(t *testing.T, state, domain, path string) (inventory.File, bool) {
 	t.Helper()
 	r, err := inventory.Load(state, domain)
 	if err != nil || r == nil {
 		return inventory.File{}, false
 	}
-	for _, f := range r.Files {
+	o, err := inventory.LoadObserved(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range r.With(o) {
 		if f.Path() == path {
 			return f, true
 		}
@@ -109,8 +113,7 @@ func TestWatcherLeavesWhenIdle(t *testing.T) {
 	if err := inventory.Save(state, inventory.Take("vm1", "boot", qemuUID, qemuGID, []string{images})); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	w := &Watcher{StateDir: state, Lock: func() error { mu.Lock(); return nil }, Unlock: mu.Unlock, Log: logrus.New(), Idle: 100 * time.Millisecond, Flush: 10 * time.Millisecond}
+	w := &Watcher{StateDir: state, Log: logrus.New(), Idle: 100 * time.Millisecond, Flush: 10 * time.Millisecond}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(make(chan struct{})) }()
 	time.Sleep(300 * time.Millisecond)
