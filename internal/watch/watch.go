@@ -81,13 +81,6 @@ func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
 		}
 	}
 	defer unlock()
-	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	if err := unix.FcntlFlock(uintptr(lfd), unix.F_OFD_SETLK, &lk); err != nil {
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-			return false, nil // another watcher runs
-		}
-		return false, fmt.Errorf("watch lock: %w", err)
-	}
 	invDir := filepath.Join(w.StateDir, "inventory")
 	if err := os.MkdirAll(invDir, 0o700); err != nil {
 		return false, fmt.Errorf("watch: %w", err)
@@ -111,6 +104,15 @@ func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
 		}
 	}
 	w.rewatch()
+	// Locked once the directories are watched: a prepare that sees a
+	// watcher running may count on it seeing every later change.
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(uintptr(lfd), unix.F_OFD_SETLK, &lk); err != nil {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return false, nil // another watcher runs
+		}
+		return false, fmt.Errorf("watch lock: %w", err)
+	}
 	idleSince := time.Now()
 	var dirtySince time.Time
 	buf := make([]byte, 64<<10)
