@@ -28,6 +28,10 @@ type tracked struct {
 	orig    owner       // before the VM starts and after it is gone
 	mode    fs.FileMode // never changes
 	running owner       // while the VM runs
+	// nsDomain, for a device node, is the domain whose QEMU opens it. In
+	// cooperative mode libvirt labels device nodes only in QEMU's private
+	// /dev, so the running owner is checked there, as QEMU sees it.
+	nsDomain string
 }
 
 // fixture is one scenario's directory of images and the files it checks.
@@ -209,6 +213,9 @@ func (f *fixture) waitGone(name string) {
 
 // check compares every tracked file with the owner expected in this phase
 // and with its original mode; on any mismatch it prints the hook's log.
+//
+// After the VMs are gone (running false) it also walks the fixture dir:
+// nothing may be left owned by QEMU's user or group that was not so before.
 func (f *fixture) check(phase string, running bool, domains ...string) {
 	f.t.Helper()
 	ok := true
@@ -217,30 +224,81 @@ func (f *fixture) check(phase string, running bool, domains ...string) {
 		if running {
 			want = tr.running
 		}
+		if running && tr.nsDomain != "" && f.h.mode.cooperative() {
+			if !f.checkAt(phase, tr, filepath.Join("/proc", strconv.Itoa(qemuPID(f.t, tr.nsDomain)), "root", tr.path), want) {
+				ok = false
+			}
+			continue
+		}
 		if !f.checkOne(phase, tr, want) {
 			ok = false
 		}
+	}
+	if !running && !f.noStrayQEMU(phase) {
+		ok = false
 	}
 	if !ok {
 		f.h.diagnose(f.t, domains...)
 	}
 }
 
+// noStrayQEMU walks the fixture dir and reports every entry owned by
+// QEMU's uid or gid that is not a tracked file which was QEMU's before:
+// files libvirt created or labelled during the run must not stay QEMU's.
+func (f *fixture) noStrayQEMU(phase string) bool {
+	f.t.Helper()
+	q := f.h.qemu.owner()
+	wasQEMU := map[string]bool{}
+	for _, tr := range f.files {
+		if tr.orig.uid == q.uid || tr.orig.gid == q.gid {
+			wasQEMU[tr.path] = true
+		}
+	}
+	ok := true
+	err := filepath.WalkDir(f.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if (int(st.Uid) == q.uid || int(st.Gid) == q.gid) && !wasQEMU[p] {
+			f.t.Errorf("%s: %s is %d:%d, left to QEMU (%s); it was not QEMU's before", phase, p, st.Uid, st.Gid, q)
+			ok = false
+		}
+		return nil
+	})
+	if err != nil {
+		f.t.Errorf("%s: walk %s: %v", phase, f.dir, err)
+		return false
+	}
+	return ok
+}
+
 func (f *fixture) checkOne(phase string, tr *tracked, want owner) bool {
 	f.t.Helper()
-	fi, err := os.Stat(tr.path)
+	return f.checkAt(phase, tr, tr.path, want)
+}
+
+// checkAt checks tr's owner and mode as seen at p (tr.path, or the same
+// file through QEMU's mount namespace).
+func (f *fixture) checkAt(phase string, tr *tracked, p string, want owner) bool {
+	f.t.Helper()
+	fi, err := os.Stat(p)
 	if err != nil {
-		f.t.Errorf("%s: stat %s: %v", phase, tr.path, err)
+		f.t.Errorf("%s: stat %s: %v", phase, p, err)
 		return false
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	ok := true
 	if got := (owner{int(st.Uid), int(st.Gid)}); got != want {
-		f.t.Errorf("%s: owner of %s = %s, want %s (original %s)", phase, tr.path, got, want, tr.orig)
+		f.t.Errorf("%s: owner of %s = %s, want %s (original %s)", phase, p, got, want, tr.orig)
 		ok = false
 	}
 	if got := modeBits(fi); got != tr.mode {
-		f.t.Errorf("%s: mode of %s = %v, want %v", phase, tr.path, got, tr.mode)
+		f.t.Errorf("%s: mode of %s = %v, want %v", phase, p, got, tr.mode)
 		ok = false
 	}
 	return ok
@@ -375,4 +433,12 @@ func (f *fixture) listenUnix(p string, o owner, mode os.FileMode) <-chan net.Con
 		}
 	})
 	return conns
+}
+
+func statMode(p string) (fs.FileMode, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	return modeBits(fi), nil
 }

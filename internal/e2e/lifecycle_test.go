@@ -61,11 +61,12 @@ func diskKinds(t *testing.T) {
 	iso := f.image("cdrom.iso", "raw", "1M", "", bob, 0o400)
 	shared := f.image("shared.raw", "raw", "8M", "", owner{bob.uid, alice.gid}, 0o660)
 	dev := f.loop(alice, 0o600)
-	for _, p := range []string{base, over, raw, iso, shared, dev} {
+	name := domainPrefix + "kinds"
+	for _, p := range []string{base, over, raw, iso, shared} {
 		f.track(p, q)
 	}
+	f.track(dev, q).nsDomain = name
 
-	name := domainPrefix + "kinds"
 	cdrom := disk{Type: "file", Device: "cdrom", Format: "raw", Source: iso, Target: "hdc", Bus: "ide", ReadOnly: true}
 	sh := fileDisk("raw", shared, "vdc")
 	sh.Shareable, sh.Cache = true, "none"
