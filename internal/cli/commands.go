@@ -125,11 +125,34 @@ func cmdPlan(e *env, args []string) error {
 		return err
 	}
 	defer p.Close()
+	markWho(p, s.qemu.Mode())
 	if *asJSON {
 		return writeJSON(e.stdout, p)
 	}
 	printPlan(e.stdout, p, s)
 	return nil
+}
+
+// markWho fills in who changes each file's owner in mode.
+func markWho(p *plan.Plan, mode config.Mode) {
+	p.Mode = string(mode)
+	for _, st := range p.Steps {
+		switch {
+		case st.Action == plan.SearchACL:
+			st.By = "hook"
+		case st.Action != plan.Chown && st.Action != plan.Keep:
+		case mode == config.Cooperative:
+			st.By = "hook+libvirt"
+		default:
+			st.By = "hook"
+		}
+	}
+}
+
+// modeNotes says in a line what the mode means for the files of a plan.
+var modeNotes = map[config.Mode]string{
+	config.Cooperative: "cooperative (libvirt's dynamic_ownership is on): the hook checks and records each file and gives it to QEMU first, libvirt labels it too and labels what live operations bring in; at release the hook gives back every owner libvirt leaves wrong",
+	config.Strict:      "strict (dynamic_ownership = 0): only the hook changes owners; hot-plugged files need `libvirt-dac-hook grant DOMAIN PATH` first",
 }
 
 func printPlan(w io.Writer, p *plan.Plan, s *setup) {
@@ -138,8 +161,9 @@ func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 		fmt.Fprintf(w, ": QEMU runs as %s", p.Target)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "mode: %s\n", modeNotes[s.qemu.Mode()])
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tFROM\tNOTE")
+	fmt.Fprintln(tw, "ACTION\tBY\tKIND\tCURRENT\tTARGET\tPATH\tFROM\tNOTE")
 	for _, st := range p.Steps {
 		cur, tgt := "-", "-"
 		if st.Current != nil {
@@ -159,7 +183,11 @@ func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 		if st.Action == plan.Keep {
 			note = ""
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, st.Kind, cur, tgt, path, st.From, note)
+		by := st.By
+		if by == "" {
+			by = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, by, st.Kind, cur, tgt, path, st.From, note)
 	}
 	tw.Flush()
 	for _, n := range p.Notes {
@@ -176,69 +204,38 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// releaseStep is one line of `plan --op release`.
-type releaseStep struct {
-	Path     string      `json:"path"`
-	Kind     string      `json:"kind"`
-	Action   string      `json:"action"`
-	Reason   string      `json:"reason,omitempty"`
-	Current  *plan.Owner `json:"current,omitempty"`
-	Target   plan.Owner  `json:"target"`
-	Original plan.Owner  `json:"original"`
-}
-
+// planRelease prints what release would do for the domain, decided by
+// the same code as the real release.
 func planRelease(e *env, s *setup, name string, asJSON bool) error {
 	st, err := loadState(s, "")
 	if err != nil {
 		return err
 	}
-	boot, _ := journal.CurrentBootID()
-	out := struct {
-		Domain    string        `json:"domain"`
-		Resources []releaseStep `json:"resources"`
-	}{Domain: name, Resources: []releaseStep{}}
-	for _, en := range st.Entries {
-		if !en.HeldBy(name) {
-			continue
-		}
-		rs := releaseStep{Path: en.Path, Target: plan.Owner{UID: en.UID, GID: en.GID}, Original: plan.Owner{UID: en.UID, GID: en.GID}, Action: "chown"}
-		for _, h := range en.Holders {
-			if h.Domain == name {
-				rs.Kind = h.Kind
-			}
-		}
-		if fi, err := os.Lstat(en.Path); err == nil {
-			if sys, ok := statOwner(fi); ok {
-				rs.Current = &sys
-			}
-		}
-		var others []string
-		for _, h := range en.LiveHolders(boot) {
-			if h.Domain != name {
-				others = append(others, h.Domain)
-			}
-		}
-		switch {
-		case len(others) > 0:
-			rs.Action, rs.Reason = "keep", "still held by "+strings.Join(others, ", ")
-			rs.Target = plan.Owner{UID: en.TargetUID, GID: en.TargetGID}
-		case rs.Current != nil && *rs.Current == rs.Original:
-			rs.Action, rs.Reason = "keep", "already has its original owner"
-		}
-		out.Resources = append(out.Resources, rs)
+	r, err := s.runner()
+	if err != nil {
+		return err
+	}
+	ds := r.PlanRelease(st, name, "-")
+	if ds == nil {
+		ds = []apply.Decision{}
 	}
 	if asJSON {
-		return writeJSON(e.stdout, out)
+		return writeJSON(e.stdout, struct {
+			Domain    string           `json:"domain"`
+			Resources []apply.Decision `json:"resources"`
+		}{name, ds})
 	}
-	fmt.Fprintf(e.stdout, "domain %s: release gives back\n", name)
+	if _, err := fmt.Fprintf(e.stdout, "domain %s: release gives back\n", name); err != nil {
+		return err
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tREASON")
-	for _, r := range out.Resources {
+	for _, d := range ds {
 		cur := "-"
-		if r.Current != nil {
-			cur = r.Current.String()
+		if d.Current != nil {
+			cur = d.Current.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Action, r.Kind, cur, r.Target, r.Path, r.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Verdict, d.Kind, cur, d.To, d.Path, d.Reason)
 	}
 	return tw.Flush()
 }

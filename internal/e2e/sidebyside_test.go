@@ -2,9 +2,9 @@
 
 package e2e
 
-// The side-by-side comparison: one domain with every kind of host file
-// that works on this machine is started twice, first with libvirt's own DAC
-// driver doing the chowning (dynamic_ownership = 1, the hook in dry_run) and
+// A side-by-side comparison with libvirt's own DAC driver: one domain with
+// every kind of host file that works on this machine is started twice,
+// first with libvirt's own DAC driver doing the chowning (dynamic_ownership = 1, the hook in dry_run) and
 // then with the hook doing it (dynamic_ownership = 0, the harness's normal
 // state). Whatever libvirt's driver gives QEMU, the hook must give QEMU too;
 // after destroy the hook must have given everything back, which libvirt's

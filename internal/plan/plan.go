@@ -50,11 +50,22 @@ type Step struct {
 	// directory has now; prepare records it before making it).
 	ACL    *acl.Change `json:"acl,omitempty"`
 	Shared bool        `json:"shareable,omitempty"`
+	// By says who changes the file's owner in the mode in effect: "hook",
+	// or "hook+libvirt" in cooperative mode, where libvirt's own driver
+	// labels it too (and restores it, often wrongly, before the hook's
+	// release). Set by the caller, which knows the mode.
+	By string `json:"by,omitempty"`
 
 	// LinkOwners, when set, are owners of symlinks on the way to a file
 	// QEMU holds already; prepare accepts them only if the journal says
 	// they owned the file before the hook gave it to QEMU.
 	LinkOwners []uint32 `json:"-"`
+
+	// Header is set when the plan read the file's header for the files it
+	// names (backing files, extents): what libvirt and QEMU follow later
+	// is only what the plan checked if nobody can rewrite it meanwhile,
+	// which prepare makes sure of.
+	Header bool `json:"-"`
 
 	// Handle is the open file (nil for skipped and failed steps). Prepare
 	// changes ownership through it; the plan owns it until Close.
@@ -68,6 +79,8 @@ type Plan struct {
 	Target *Owner   `json:"target,omitempty"`
 	Steps  []*Step  `json:"resources"`
 	Notes  []string `json:"notes,omitempty"`
+	// Mode is the hook's mode the plan was shown for (set by the caller).
+	Mode string `json:"mode,omitempty"`
 }
 
 // Env is what building a plan needs from the host and the configuration.
@@ -333,13 +346,14 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	}
 	b.seen[id] = st
 	b.plan.Steps = append(b.plan.Steps, st)
-	if headerOf == nil && imageKinds[r.Kind] {
+	if headerOf == nil && r.Kind.HeaderNamesFiles() {
 		b.addImageDir(st)
 	}
 	if err := b.parents(st, target.UID, gids); err != nil {
 		return err
 	}
 	if r.ProbeBacking || r.Format == "vmdk" {
+		st.Header = true
 		if visiting == nil {
 			visiting = make(map[owner.ID]bool)
 		}
@@ -347,13 +361,6 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		return b.chain(r, st, given, depth, visiting)
 	}
 	return nil
-}
-
-// imageKinds are the resources whose directories may hold files their
-// image headers name.
-var imageKinds = map[domain.Kind]bool{
-	domain.KindDisk: true, domain.KindCdrom: true, domain.KindFloppy: true,
-	domain.KindLun: true, domain.KindBacking: true,
 }
 
 // addImageDir allows header-named files beside an image the XML names and
