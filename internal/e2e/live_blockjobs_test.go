@@ -31,7 +31,9 @@ func (f *fixture) newImage(domain, name, format, backing string) (string, *track
 	}
 	f.image(name, format, size, backing, f.h.alice.owner(), 0o600)
 	tr := f.track(p, f.h.qemu.owner())
-	f.grant(domain, p)
+	// --format: a qcow2 overlay is granted with its backing chain (already
+	// the domain's), as prepare would.
+	f.hookMust(domain, "grant", "--format", format, domain, p)
 	return p, tr
 }
 
