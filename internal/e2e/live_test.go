@@ -13,7 +13,8 @@ package e2e
 //     libvirt's labelling (a <transient/> disk) is refused at prepare.
 //   - cooperative, remember_owner = 1 and = 0 (dynamic_ownership = 1):
 //     libvirt labels during the run; the hook records owners at prepare and
-//     at release puts back every owner libvirt got wrong.
+//     at release puts back every owner libvirt got wrong. The *Granted
+//     variants also run grant (which then only records owners) and revoke.
 //
 // In every mode, after the domain stops every file has exactly its
 // original owner and mode, and nothing in the scenario's directory is left
@@ -44,19 +45,24 @@ import (
 
 var liveModes = []ownershipMode{strictMode, coopRemember, coopNoRemember}
 
+// liveScenarios run in every mode; coopOnly ones only in the cooperative
+// modes (in strict mode they are the same as their plain variant).
 var liveScenarios = []struct {
-	name string
-	run  func(t *testing.T)
+	name     string
+	run      func(t *testing.T)
+	coopOnly bool
 }{
-	{"AttachDetach", attachDetach},
-	{"AttachDestroy", attachDestroy},
-	{"ChangeMedia", changeMedia},
-	{"Snapshot", snapshotThenStop},
-	{"SnapshotBlockcommit", snapshotBlockcommit},
-	{"Blockcopy", blockcopyPivot},
-	{"TransientDisk", transientDisk},
-	{"SaveRestore", saveRestore},
-	{"DefinedManagedSave", definedManagedSave},
+	{"AttachDetach", func(t *testing.T) { attachDetach(t, false) }, false},
+	{"AttachDetachGranted", func(t *testing.T) { attachDetach(t, true) }, true},
+	{"AttachDestroy", attachDestroy, false},
+	{"ChangeMedia", func(t *testing.T) { changeMedia(t, false) }, false},
+	{"ChangeMediaGranted", func(t *testing.T) { changeMedia(t, true) }, true},
+	{"Snapshot", snapshotThenStop, false},
+	{"SnapshotBlockcommit", snapshotBlockcommit, false},
+	{"Blockcopy", blockcopyPivot, false},
+	{"TransientDisk", transientDisk, false},
+	{"SaveRestore", saveRestore, false},
+	{"DefinedManagedSave", definedManagedSave, false},
 }
 
 func TestLive(t *testing.T) {
@@ -67,6 +73,9 @@ func TestLive(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			e2e.useMode(t, m)
 			for _, sc := range liveScenarios {
+				if sc.coopOnly && !m.cooperative() {
+					continue
+				}
 				t.Run(sc.name, sc.run)
 			}
 			if !m.cooperative() {
@@ -121,6 +130,7 @@ func (f *fixture) hookMust(domain string, args ...string) {
 	if out, err := hookCmd(args...); err != nil {
 		f.t.Errorf("%s %s: %v", hookPath, strings.Join(args, " "), err)
 		logBlock(f.t, "output", out)
+		f.observe("after the failed " + args[0])
 		f.h.diagnose(f.t, domain)
 		f.t.FailNow()
 	}
