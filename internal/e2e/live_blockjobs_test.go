@@ -13,6 +13,7 @@ package e2e
 import (
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // newImage is the path of an image a live operation adds: in strict mode
@@ -93,23 +94,51 @@ func snapshotBlockcommit(t *testing.T) {
 	f.check("after destroy", false, name)
 }
 
-// blockcopyPivot: copy the disk to a new image and pivot to it. The domain
-// is transient, so libvirt 9 needs no --transient-job.
-func blockcopyPivot(t *testing.T) {
+// blockcopyPivot: copy the disk to a new image and pivot to it. A
+// transient domain needs no --transient-job; a defined one (defined) does,
+// so that libvirt need not rewrite its definition: the copy without the
+// flag is tried first and libvirt's answer logged.
+func blockcopyPivot(t *testing.T, defined bool) {
 	f := newFixture(t)
 	q := f.h.qemu.owner()
 	name := domainPrefix + "blockcopy"
 	src := f.rawImage("src.raw", f.h.alice.owner())
-	f.mustStart(domainSpec{Name: name, SCSI: true, Disks: []disk{{Format: "raw", Source: src.path, Target: "sda", Bus: "scsi"}}})
+	spec := domainSpec{Name: name, SCSI: true, Disks: []disk{{Format: "raw", Source: src.path, Target: "sda", Bus: "scsi"}}}
+	if defined {
+		f.mustVirsh(name, "define", f.writeXML(name, spec.xml()))
+		t.Cleanup(func() {
+			_, _ = virsh(time.Minute, "destroy", name)
+			_, _ = virsh(time.Minute, "undefine", name)
+		})
+		f.mustVirsh(name, "start", name)
+	} else {
+		f.mustStart(spec)
+	}
 	f.check("running", true, name)
 	dest, _ := f.newImage(name, "dest.raw", "raw", "")
 	args := append([]string{"blockcopy", name, "sda", dest, "--format", "raw", "--wait", "--pivot"}, f.reuse()...)
-	f.mustVirsh(name, args...)
+	copied := false
+	if defined {
+		out, err := virsh(time.Minute, args...)
+		if copied = err == nil; copied {
+			t.Logf("libvirt ran blockcopy on the defined domain %s without --transient-job: %s", name, out)
+		} else {
+			logBlock(t, "blockcopy of a defined domain without --transient-job (libvirt's answer)", out)
+			f.want("after the refused blockcopy", q, name, src)
+			args = append(args, "--transient-job")
+		}
+	}
+	if !copied {
+		f.mustVirsh(name, args...)
+	}
 	f.wantPath("after blockcopy --pivot", dest, q, name)
 	f.observe("after blockcopy --pivot")
 	f.destroy(name)
 	f.observe("after destroy")
 	f.check("after destroy", false, name)
+	if defined {
+		f.mustVirsh(name, "undefine", name)
+	}
 }
 
 // wantPath checks that p, tracked or not, is owned by o now.
