@@ -301,21 +301,7 @@ func (h *harness) setup() error {
 	if h.qemu, err = qemuAccount(); err != nil {
 		return err
 	}
-	for _, name := range []string{aliceName, bobName} {
-		created, err := ensureUser(name)
-		if err != nil {
-			return err
-		}
-		if created {
-			if err := h.record(func(r *runRecord) { r.CreatedUsers = append(r.CreatedUsers, name) }); err != nil {
-				return err
-			}
-		}
-	}
-	if h.alice, err = lookupAccount(aliceName); err != nil {
-		return err
-	}
-	if h.bob, err = lookupAccount(bobName); err != nil {
+	if err := h.ensureUsers(); err != nil {
 		return err
 	}
 	if err := fixKVM(); err != nil {
@@ -508,7 +494,9 @@ func missingTools() []string {
 	// go test may run with a PATH lacking the sbin directories.
 	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
 		if !strings.Contains(":"+os.Getenv("PATH")+":", ":"+d+":") {
-			os.Setenv("PATH", os.Getenv("PATH")+":"+d)
+			if err := os.Setenv("PATH", os.Getenv("PATH")+":"+d); err != nil {
+				return []string{fmt.Sprintf("(PATH cannot be extended with %s: %v)", d, err)}
+			}
 		}
 	}
 	var missing []string
@@ -560,6 +548,28 @@ func qemuAccount() (account, error) {
 	}
 	a.name = u.Username + ":" + group
 	return a, nil
+}
+
+// ensureUsers creates the file owners of the scenarios when absent
+// (recording them for removal) and looks them up.
+func (h *harness) ensureUsers() error {
+	for _, name := range []string{aliceName, bobName} {
+		created, err := ensureUser(name)
+		if err != nil {
+			return err
+		}
+		if created {
+			if err := h.record(func(r *runRecord) { r.CreatedUsers = append(r.CreatedUsers, name) }); err != nil {
+				return err
+			}
+		}
+	}
+	var err error
+	if h.alice, err = lookupAccount(aliceName); err != nil {
+		return err
+	}
+	h.bob, err = lookupAccount(bobName)
+	return err
 }
 
 func ensureUser(name string) (created bool, err error) {

@@ -427,7 +427,12 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	}
 	var tb strings.Builder
 	tw := tabwriter.NewWriter(&tb, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tWHAT\tLIBVIRT RUNNING\tLIBVIRT AFTER\tHOOK RUNNING\tHOOK AFTER\tHOOK LOG/JOURNAL\tHOOK PLAN")
+	row := func(format string, args ...any) {
+		if _, err := fmt.Fprintf(tw, format, args...); err != nil {
+			t.Fatalf("format the side-by-side table: %v", err)
+		}
+	}
+	row("PATH\tWHAT\tLIBVIRT RUNNING\tLIBVIRT AFTER\tHOOK RUNNING\tHOOK AFTER\tHOOK LOG/JOURNAL\tHOOK PLAN\n")
 	for _, sf := range files {
 		dry := "-"
 		if sf.wouldChown {
@@ -443,10 +448,12 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		if sf.planReason != "" {
 			pa += ": " + sf.planReason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.TrimPrefix(sf.path, f.dir+"/"), sf.what,
+		row("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.TrimPrefix(sf.path, f.dir+"/"), sf.what,
 			name(sf.libvirtRun, true), name(sf.libvirtAfter, false), name(sf.hookRun, true), name(sf.hookAfter, false), dry, pa)
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		t.Fatalf("format the side-by-side table: %v", err)
+	}
 	logBlock(t, fmt.Sprintf("side by side (files in %s; QEMU runs as %s = %s; owners as QEMU sees them while running)", f.dir, h.qemu.name, q), tb.String())
 	t.Logf("QEMU connected to the unix serial socket: under libvirt's driver %v, under the hook %v", libvirtSock, hookSock)
 
