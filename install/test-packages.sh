@@ -11,7 +11,7 @@
 #   bash install/test-packages.sh [MAKE-ARGS...]
 # MAKE-ARGS go to every `make packages`, e.g. README=/tmp/r.md while the
 # repo has no README. PKG_VERSION and DIST must not be among them.
-# TEST_PACKAGES_SKIP_E2E=1 skips the real-libvirt tests (./hook/) against
+# TEST_PACKAGES_SKIP_E2E=1 skips the real-libvirt tests (./internal/e2e/) against
 # the installed hook, for trying the packaging alone; TEST_PACKAGES_E2E_RUN
 # is a `go test -run` pattern to run only some of them.
 set -euo pipefail
@@ -343,20 +343,20 @@ check "state kept" test -f "$STATE/test-record"
 check "upgrade said no restart is needed" grep -q "no restart needed" "$BK/upgrade.log"
 
 step "real libvirt against the installed hook"
-# hook/ holds only the end-to-end tests; their harness restarts libvirtd so
+# internal/e2e holds the end-to-end tests (build tag e2e); their harness restarts libvirtd so
 # it finds the hook, and with LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 tests the
 # installed one instead of a fresh build. TEST_PACKAGES_E2E_RUN narrows
 # them (a go test -run pattern).
 if [ "${TEST_PACKAGES_SKIP_E2E:-}" = 1 ]; then
 	echo "   skipped: TEST_PACKAGES_SKIP_E2E=1"
-elif ! grep -qs '^func Test[A-Z]' hook/*_test.go; then
-	echo "   note: ./hook/ has no tests yet; nothing run"
+elif ! grep -qs '^func Test[A-Z]' internal/e2e/*_test.go; then
+	echo "   note: ./internal/e2e/ has no tests yet; nothing run"
 else
 	# The planted record is not the hook's journal: keep it out of the
 	# tests' way, put it back for the removal checks.
 	mv "$STATE/test-record" "$BK/test-record"
 	set +e
-	LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 go test -count=1 -timeout 30m -run "${TEST_PACKAGES_E2E_RUN:-.}" -v ./hook/ >"$BK/e2e.log" 2>&1
+	LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 go test -tags e2e -count=1 -timeout 40m -run "${TEST_PACKAGES_E2E_RUN:-.}" -v ./internal/e2e/ >"$BK/e2e.log" 2>&1
 	e2e_rc=$?
 	set -e
 	grep -E '^(--- |ok|FAIL|PASS)' "$BK/e2e.log" | sed 's/^/   /'

@@ -1,11 +1,17 @@
-package main
+//go:build e2e
 
-// End-to-end scenarios: a real libvirtd with dynamic_ownership = 0 starts
-// real QEMU processes whose only way to open their disks is the ownership
-// the hook gives them. Every file starts owned by users that are neither
+package e2e
+
+// Lifecycle scenarios: a real libvirtd starts real QEMU processes whose
+// only way to open their disks is the ownership they are given (by the hook
+// alone in strict mode; by libvirt, with the hook recording and repairing,
+// in cooperative mode). Every file starts owned by users that are neither
 // root nor QEMU, with modes that keep QEMU out, so a missed chown makes the
-// VM fail to start rather than pass by accident. The harness is in
-// e2e_harness_test.go.
+// VM fail to start rather than pass by accident.
+//
+// The scenarios listed in modeScenarios run here in strict mode and again
+// in each cooperative mode under TestLive: their bodies read the host's
+// mode from the harness.
 //
 // Backing files are owned by the same uid as the overlay naming them: by
 // default the hook only follows a header to a file owned by root, the QEMU
@@ -13,14 +19,9 @@ package main
 // that refusal.
 
 import (
-	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,289 +29,27 @@ import (
 	"time"
 )
 
-// disk is one <disk> of testdata/e2e/domain.xml.tmpl.
-type disk struct {
-	Type      string // file or block
-	Device    string // disk or cdrom
-	Format    string // raw or qcow2
-	Source    string
-	Target    string
-	Bus       string
-	Cache     string
-	ReadOnly  bool
-	Shareable bool
-	NoRelabel bool // <seclabel model='dac' relabel='no'/> inside <source>
+// modeScenarios are the lifecycle bodies that hold in every mode.
+var modeScenarios = []struct {
+	name string
+	run  func(t *testing.T)
+}{
+	{"DiskKinds", diskKinds},
+	{"Kill9", kill9},
+	{"LibvirtdRestart", libvirtdRestart},
+	{"StaticSeclabel", staticSeclabel},
+	{"Concurrent", concurrent},
+	{"ParentDir0700", parentDir0700},
 }
 
-type domainSpec struct {
-	Name      string
-	MemoryMiB int
-	Seclabel  string // raw domain-level <seclabel> element, if any
-	Disks     []disk
-}
+func TestDiskKinds(t *testing.T)       { diskKinds(t) }
+func TestKill9(t *testing.T)           { kill9(t) }
+func TestLibvirtdRestart(t *testing.T) { libvirtdRestart(t) }
+func TestStaticSeclabel(t *testing.T)  { staticSeclabel(t) }
+func TestConcurrent(t *testing.T)      { concurrent(t) }
 
-func fileDisk(format, path, target string) disk {
-	return disk{Type: "file", Device: "disk", Format: format, Source: path, Target: target, Bus: "virtio"}
-}
-
-// tracked is a host file whose owner the scenario checks.
-type tracked struct {
-	path    string
-	orig    owner       // before the VM starts and after it is gone
-	mode    fs.FileMode // never changes
-	running owner       // while the VM runs
-}
-
-// fixture is one scenario's directory of images and the files it checks.
-type fixture struct {
-	t     *testing.T
-	h     *harness
-	dir   string
-	files []*tracked
-}
-
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
-	if e2e == nil {
-		t.Skip("e2e harness not set up")
-	}
-	dir := filepath.Join(e2e.workDir, strings.Trim(nameSanitizer.ReplaceAllString(t.Name(), "-"), "-"))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatalf("create fixture dir: %v", err)
-	}
-	// Mkdir honours the umask; QEMU must be able to traverse.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("chmod fixture dir: %v", err)
-	}
-	return &fixture{t: t, h: e2e, dir: dir}
-}
-
-// image creates an image with qemu-img and gives it owner o and mode.
-// backing, when set, is recorded only in the image header: the domain XML
-// never names it, so the hook has to read the chain itself.
-func (f *fixture) image(name, format, size, backing string, o owner, mode fs.FileMode) string {
-	f.t.Helper()
-	p := filepath.Join(f.dir, name)
-	args := []string{"create", "-q", "-f", format}
-	if backing != "" {
-		args = append(args, "-F", "qcow2", "-b", backing)
-	}
-	args = append(args, p)
-	if size != "" {
-		args = append(args, size)
-	}
-	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
-		f.t.Fatalf("qemu-img %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	setOwner(f.t, p, o, mode)
-	return p
-}
-
-func setOwner(t *testing.T, p string, o owner, mode fs.FileMode) {
-	t.Helper()
-	if err := os.Chown(p, o.uid, o.gid); err != nil {
-		t.Fatalf("chown %s: %v", p, err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatalf("chmod %s: %v", p, err)
-	}
-}
-
-// track adds p to the checked files, recording its current owner and mode
-// as the original; running is the owner expected while the VM runs.
-func (f *fixture) track(p string, running owner) *tracked {
-	f.t.Helper()
-	fi, err := os.Stat(p)
-	if err != nil {
-		f.t.Fatalf("stat %s: %v", p, err)
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	tr := &tracked{path: p, orig: owner{int(st.Uid), int(st.Gid)}, mode: modeBits(fi), running: running}
-	f.files = append(f.files, tr)
-	return tr
-}
-
-func modeBits(fi fs.FileInfo) fs.FileMode {
-	return fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-}
-
-// loop attaches a loop device to a fresh backing file and gives the device
-// node owner o and mode; cleanup detaches it and puts the node back as the
-// system had it.
-func (f *fixture) loop(o owner, mode fs.FileMode) string {
-	f.t.Helper()
-	backing := filepath.Join(f.dir, "loop-backing.img")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "raw", backing, "8M").CombinedOutput(); err != nil {
-		f.t.Fatalf("qemu-img create %s: %v: %s", backing, err, out)
-	}
-	out, err := exec.Command("losetup", "-f", "--show", backing).CombinedOutput()
-	if err != nil {
-		f.t.Fatalf("losetup -f --show %s: %v: %s", backing, err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	fi, err := os.Stat(dev)
-	if err != nil {
-		f.t.Fatalf("stat %s: %v", dev, err)
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	lr := loopRecord{Dev: dev, UID: int(st.Uid), GID: int(st.Gid), Mode: modeBits(fi)}
-	if err := f.h.record(func(r *runRecord) { r.Loops = append(r.Loops, lr) }); err != nil {
-		f.t.Fatal(err)
-	}
-	f.t.Cleanup(func() {
-		if err := detachLoops(runRecord{WorkDir: f.h.workDir, Loops: []loopRecord{lr}}); err != nil {
-			f.t.Error(err)
-		}
-		_ = f.h.record(func(r *runRecord) {
-			r.Loops = slices.DeleteFunc(r.Loops, func(l loopRecord) bool { return l == lr })
-		})
-	})
-	setOwner(f.t, dev, o, mode)
-	return dev
-}
-
-// start renders spec, runs `virsh create` and returns libvirt's output and
-// error. A domain that did start is destroyed at cleanup if the test left it
-// running.
-func (f *fixture) start(spec domainSpec) (string, error) {
-	f.t.Helper()
-	if spec.MemoryMiB == 0 {
-		spec.MemoryMiB = 64
-	}
-	var buf bytes.Buffer
-	if err := f.h.tmpl.Execute(&buf, spec); err != nil {
-		f.t.Fatalf("render domain %s: %v", spec.Name, err)
-	}
-	xmlPath := filepath.Join(f.dir, spec.Name+".xml")
-	if err := os.WriteFile(xmlPath, buf.Bytes(), 0o644); err != nil {
-		f.t.Fatalf("write %s: %v", xmlPath, err)
-	}
-	out, err := virsh(2*time.Minute, "create", xmlPath)
-	if err == nil {
-		f.t.Cleanup(func() { _, _ = virsh(time.Minute, "destroy", spec.Name) })
-	}
-	return out, err
-}
-
-// mustStart is start for scenarios where the VM has to come up.
-func (f *fixture) mustStart(spec domainSpec) {
-	f.t.Helper()
-	out, err := f.start(spec)
-	if err != nil {
-		f.t.Errorf("virsh create %s: %v (libvirt's error below)", spec.Name, err)
-		logBlock(f.t, "libvirt error", out)
-		f.h.diagnose(f.t, spec.Name)
-		f.t.FailNow()
-	}
-}
-
-func (f *fixture) destroy(name string) {
-	f.t.Helper()
-	if out, err := virsh(time.Minute, "destroy", name); err != nil {
-		f.t.Errorf("virsh destroy %s: %v: %s", name, err, out)
-	}
-	f.waitGone(name)
-}
-
-// waitGone waits until libvirt no longer lists the transient domain; the
-// release hook has run by then.
-func (f *fixture) waitGone(name string) {
-	f.t.Helper()
-	var out string
-	if !waitFor(30*time.Second, func() bool {
-		var err error
-		out, err = virsh(10*time.Second, "domstate", name)
-		return err != nil || out == "shut off"
-	}) {
-		f.t.Fatalf("domain %s still %q after 30s", name, out)
-	}
-}
-
-// check compares every tracked file with the owner expected in this phase
-// and with its original mode; on any mismatch it prints the hook's log.
-func (f *fixture) check(phase string, running bool, domains ...string) {
-	f.t.Helper()
-	ok := true
-	for _, tr := range f.files {
-		want := tr.orig
-		if running {
-			want = tr.running
-		}
-		if !f.checkOne(phase, tr, want) {
-			ok = false
-		}
-	}
-	if !ok {
-		f.h.diagnose(f.t, domains...)
-	}
-}
-
-func (f *fixture) checkOne(phase string, tr *tracked, want owner) bool {
-	f.t.Helper()
-	fi, err := os.Stat(tr.path)
-	if err != nil {
-		f.t.Errorf("%s: stat %s: %v", phase, tr.path, err)
-		return false
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	ok := true
-	if got := (owner{int(st.Uid), int(st.Gid)}); got != want {
-		f.t.Errorf("%s: owner of %s = %s, want %s (original %s)", phase, tr.path, got, want, tr.orig)
-		ok = false
-	}
-	if got := modeBits(fi); got != tr.mode {
-		f.t.Errorf("%s: mode of %s = %v, want %v", phase, tr.path, got, tr.mode)
-		ok = false
-	}
-	return ok
-}
-
-// qemuPID reads the pid libvirt recorded for a running domain.
-func qemuPID(t *testing.T, name string) int {
-	t.Helper()
-	data, err := os.ReadFile("/run/libvirt/qemu/" + name + ".pid")
-	if err != nil {
-		t.Fatalf("read qemu pid of %s: %v", name, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		t.Fatalf("parse qemu pid of %s: %v", name, err)
-	}
-	return pid
-}
-
-// processOwner returns the real uid and gid of pid.
-func processOwner(t *testing.T, pid int) owner {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatalf("read status of pid %d: %v", pid, err)
-	}
-	var o owner
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "Uid:":
-			o.uid, _ = strconv.Atoi(f[1])
-		case "Gid:":
-			o.gid, _ = strconv.Atoi(f[1])
-		}
-	}
-	return o
-}
-
-func (f *fixture) checkQEMURunsAs(name string, want owner) {
-	f.t.Helper()
-	if got := processOwner(f.t, qemuPID(f.t, name)); got != want {
-		f.t.Errorf("qemu of %s runs as %s, want %s", name, got, want)
-	}
-}
-
-// TestDiskKinds: every kind of disk source the hook handles in one VM.
-func TestDiskKinds(t *testing.T) {
+// diskKinds: every kind of disk source the hook handles in one VM.
+func diskKinds(t *testing.T) {
 	f := newFixture(t)
 	h := f.h
 	q := h.qemu.owner()
@@ -322,11 +61,12 @@ func TestDiskKinds(t *testing.T) {
 	iso := f.image("cdrom.iso", "raw", "1M", "", bob, 0o400)
 	shared := f.image("shared.raw", "raw", "8M", "", owner{bob.uid, alice.gid}, 0o660)
 	dev := f.loop(alice, 0o600)
-	for _, p := range []string{base, over, raw, iso, shared, dev} {
+	name := domainPrefix + "kinds"
+	for _, p := range []string{base, over, raw, iso, shared} {
 		f.track(p, q)
 	}
+	f.track(dev, q).nsDomain = name
 
-	name := domainPrefix + "kinds"
 	cdrom := disk{Type: "file", Device: "cdrom", Format: "raw", Source: iso, Target: "hdc", Bus: "ide", ReadOnly: true}
 	sh := fileDisk("raw", shared, "vdc")
 	sh.Shareable, sh.Cache = true, "none"
@@ -343,8 +83,8 @@ func TestDiskKinds(t *testing.T) {
 	f.check("after destroy", false, name)
 }
 
-// TestKill9: QEMU dies without libvirt asking; libvirt still calls release.
-func TestKill9(t *testing.T) {
+// kill9: QEMU dies without libvirt asking; libvirt still calls release.
+func kill9(t *testing.T) {
 	f := newFixture(t)
 	q := f.h.qemu.owner()
 	alice, bob := f.h.alice.owner(), f.h.bob.owner()
@@ -365,9 +105,9 @@ func TestKill9(t *testing.T) {
 	f.check("after kill -9", false, name)
 }
 
-// TestLibvirtdRestart: the VM outlives a libvirtd restart; release comes
+// libvirtdRestart: the VM outlives a libvirtd restart; release comes
 // from the new daemon, which never saw prepare.
-func TestLibvirtdRestart(t *testing.T) {
+func libvirtdRestart(t *testing.T) {
 	f := newFixture(t)
 	q := f.h.qemu.owner()
 	alice, bob := f.h.alice.owner(), f.h.bob.owner()
@@ -399,9 +139,9 @@ func TestLibvirtdRestart(t *testing.T) {
 	f.check("after destroy", false, name)
 }
 
-// TestStaticSeclabel: a static DAC label makes QEMU run as that user, so
+// staticSeclabel: a static DAC label makes QEMU run as that user, so
 // the files belong to it (not to qemu.conf's user) while the VM runs.
-func TestStaticSeclabel(t *testing.T) {
+func staticSeclabel(t *testing.T) {
 	f := newFixture(t)
 	alice, bob := f.h.alice.owner(), f.h.bob.owner()
 	base := f.image("base.qcow2", "qcow2", "16M", "", bob, 0o400)
@@ -550,9 +290,9 @@ func TestForeignBacking(t *testing.T) {
 	f.check("after refused create", false, name)
 }
 
-// TestConcurrent: several VMs share one read-only base image; the base
+// concurrent: several VMs share one read-only base image; the base
 // stays QEMU's while any of them runs and goes back only after the last.
-func TestConcurrent(t *testing.T) {
+func concurrent(t *testing.T) {
 	const n = 6
 	f := newFixture(t)
 	q := f.h.qemu.owner()

@@ -1,16 +1,22 @@
-package main
+//go:build e2e
+
+package e2e
 
 // The end-to-end harness: it turns this machine into a libvirt host whose
-// QEMU driver has dynamic_ownership = 0 and our hook installed, runs the
-// scenarios in e2e_test.go against a real libvirtd and QEMU, and puts
-// everything back afterwards.
+// QEMU driver has dynamic_ownership = 0 (strict mode) and our hook
+// installed, runs the scenarios of this package against a real libvirtd and
+// QEMU, and puts everything back afterwards. Scenarios may switch the host
+// to cooperative mode (useMode) and back.
 //
 // What the harness changes on the host, and what it restores:
 //   - /etc/libvirt/qemu.conf: our settings are prepended (virconf keeps the
 //     first occurrence of a key), the original follows verbatim. Restored.
 //     user/group: libvirt-qemu (or qemu) and kvm, so uid != gid and a
-//     swapped chown is caught. dynamic_ownership = 0 so only the hook
-//     chowns; remember_owner = 0 so libvirt writes no owner xattrs either.
+//     swapped chown is caught. Strict mode (the normal state):
+//     dynamic_ownership = 0 so only the hook chowns; remember_owner = 0 so
+//     libvirt writes no owner xattrs either. Cooperative mode groups
+//     rewrite it with dynamic_ownership = 1 and remember_owner 1 or 0 and
+//     restart libvirtd; the original is what is restored either way.
 //   - /etc/libvirt/hooks/qemu: the freshly built hook, unless
 //     LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 (then the installed one is tested and
 //     left alone). Restored (or removed when there was none).
@@ -59,7 +65,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 )
 
@@ -100,15 +105,19 @@ type harness struct {
 	stateDir string
 	logFile  string
 	hookBin  string // what is installed as hookPath (for status diagnostics)
-	tmpl     *template.Template
 
 	qemu       account // user and group from our qemu.conf
 	alice, bob account
 
 	// qemuConfOrig is qemu.conf as it was before the run, read once: later
-	// rewrites (writeQemuConfWith) prepend to it, not to our own header.
+	// rewrites (writeQemuConf) prepend to it, not to our own header.
 	qemuConfOrig     []byte
 	qemuConfOrigRead bool
+
+	// mode is what qemu.conf and libvirtd are set to now; dryRun whether
+	// the hook's config has dry_run = 1.
+	mode   ownershipMode
+	dryRun bool
 
 	installedHook   bool // LIBVIRT_DAC_HOOK_E2E_INSTALLED=1
 	startedLibvirtd bool
@@ -289,28 +298,10 @@ func (h *harness) setup() error {
 	if err != nil {
 		return err
 	}
-	h.tmpl, err = template.ParseFiles(filepath.Join(root, "testdata", "e2e", "domain.xml.tmpl"))
-	if err != nil {
-		return fmt.Errorf("parse domain template: %w", err)
-	}
 	if h.qemu, err = qemuAccount(); err != nil {
 		return err
 	}
-	for _, name := range []string{aliceName, bobName} {
-		created, err := ensureUser(name)
-		if err != nil {
-			return err
-		}
-		if created {
-			if err := h.record(func(r *runRecord) { r.CreatedUsers = append(r.CreatedUsers, name) }); err != nil {
-				return err
-			}
-		}
-	}
-	if h.alice, err = lookupAccount(aliceName); err != nil {
-		return err
-	}
-	if h.bob, err = lookupAccount(bobName); err != nil {
+	if err := h.ensureUsers(); err != nil {
 		return err
 	}
 	if err := fixKVM(); err != nil {
@@ -353,7 +344,7 @@ func (h *harness) setup() error {
 	if err := writeBackup(files); err != nil {
 		return err
 	}
-	if err := h.writeQemuConf(); err != nil {
+	if err := h.writeQemuConf(strictMode); err != nil {
 		return err
 	}
 	if err := h.installHook(root); err != nil {
@@ -362,6 +353,7 @@ func (h *harness) setup() error {
 	if err := h.writeOurConf(false); err != nil {
 		return err
 	}
+	h.dryRun = false
 
 	if _, ok := daemonPID(virtlogdPID); !ok {
 		if err := h.record(func(r *runRecord) { r.StartedVirtlogd = true }); err != nil {
@@ -502,7 +494,9 @@ func missingTools() []string {
 	// go test may run with a PATH lacking the sbin directories.
 	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
 		if !strings.Contains(":"+os.Getenv("PATH")+":", ":"+d+":") {
-			os.Setenv("PATH", os.Getenv("PATH")+":"+d)
+			if err := os.Setenv("PATH", os.Getenv("PATH")+":"+d); err != nil {
+				return []string{fmt.Sprintf("(PATH cannot be extended with %s: %v)", d, err)}
+			}
 		}
 	}
 	var missing []string
@@ -556,6 +550,28 @@ func qemuAccount() (account, error) {
 	return a, nil
 }
 
+// ensureUsers creates the file owners of the scenarios when absent
+// (recording them for removal) and looks them up.
+func (h *harness) ensureUsers() error {
+	for _, name := range []string{aliceName, bobName} {
+		created, err := ensureUser(name)
+		if err != nil {
+			return err
+		}
+		if created {
+			if err := h.record(func(r *runRecord) { r.CreatedUsers = append(r.CreatedUsers, name) }); err != nil {
+				return err
+			}
+		}
+	}
+	var err error
+	if h.alice, err = lookupAccount(aliceName); err != nil {
+		return err
+	}
+	h.bob, err = lookupAccount(bobName)
+	return err
+}
+
 func ensureUser(name string) (created bool, err error) {
 	if _, err := user.Lookup(name); err == nil {
 		return false, nil
@@ -600,13 +616,29 @@ func fixKVM() error {
 	return nil
 }
 
-func (h *harness) writeQemuConf() error { return h.writeQemuConfWith(false) }
+// ownershipMode is how qemu.conf sets up libvirt's own DAC driver.
+type ownershipMode struct {
+	name             string
+	dynamicOwnership bool // libvirt labels files itself (cooperative mode)
+	rememberOwner    bool // libvirt keeps owners in trusted.libvirt.security.* xattrs
+}
 
-// writeQemuConfWith writes qemu.conf: our header, then the original file.
-// dynamicOwnership switches libvirt's own DAC driver on (a scenario that
-// compares it with the hook); the harness's normal state is off. libvirtd
-// reads the file only when it starts (restartLibvirtd).
-func (h *harness) writeQemuConfWith(dynamicOwnership bool) error {
+func (m ownershipMode) cooperative() bool { return m.dynamicOwnership }
+
+var (
+	// strictMode is the harness's normal state: only the hook chowns.
+	// remember_owner = 0: with dynamic_ownership = 0 libvirt does not
+	// chown images anyway, but remember_owner would still make it write
+	// trusted.libvirt.security.* xattrs on some paths; off keeps libvirt's
+	// hands entirely off the files the hook manages.
+	strictMode     = ownershipMode{name: "strict"}
+	coopRemember   = ownershipMode{name: "coop-remember", dynamicOwnership: true, rememberOwner: true}
+	coopNoRemember = ownershipMode{name: "coop-noremember", dynamicOwnership: true}
+)
+
+// writeQemuConf writes qemu.conf: our header for mode m, then the original
+// file. libvirtd reads the file only when it starts (restartLibvirtd).
+func (h *harness) writeQemuConf(m ownershipMode) error {
 	if !h.qemuConfOrigRead {
 		orig, err := os.ReadFile(qemuConfPath)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -615,29 +647,76 @@ func (h *harness) writeQemuConfWith(dynamicOwnership bool) error {
 		h.qemuConfOrig, h.qemuConfOrigRead = orig, true
 	}
 	user, group, _ := strings.Cut(h.qemu.name, ":")
-	dyn := 0
-	if dynamicOwnership {
-		dyn = 1
+	b2i := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
 	}
-	// remember_owner = 0: with dynamic_ownership = 0 libvirt does not chown
-	// images anyway, but remember_owner would still make it write
-	// trusted.libvirt.security.* xattrs on some paths; off keeps libvirt's
-	// hands entirely off the files the hook manages.
 	head := fmt.Sprintf("# --- prepended by libvirt-dac-hook e2e tests (restored afterwards); first occurrence wins ---\n"+
-		"user = %q\ngroup = %q\ndynamic_ownership = %d\nremember_owner = 0\n"+
-		"# --- original file follows ---\n", user, group, dyn)
-	return writeFileAtomic(qemuConfPath, append([]byte(head), h.qemuConfOrig...), 0o600)
+		"user = %q\ngroup = %q\ndynamic_ownership = %d\nremember_owner = %d\n"+
+		"# --- original file follows ---\n", user, group, b2i(m.dynamicOwnership), b2i(m.rememberOwner))
+	if err := writeFileAtomic(qemuConfPath, append([]byte(head), h.qemuConfOrig...), 0o600); err != nil {
+		return err
+	}
+	h.mode = m
+	return nil
+}
+
+// switchMode puts qemu.conf in mode m and the hook in or out of dry_run,
+// and restarts libvirtd so it reads them (running VMs survive it; none
+// should be running). It does nothing when the host is already so.
+func (h *harness) switchMode(m ownershipMode, dryRun bool) error {
+	if h.mode == m && h.dryRun == dryRun {
+		return nil
+	}
+	if err := h.writeQemuConf(m); err != nil {
+		return err
+	}
+	if err := h.writeOurConf(dryRun); err != nil {
+		return err
+	}
+	if err := restartLibvirtd(); err != nil {
+		return fmt.Errorf("restart libvirtd in mode %s: %w", m.name, err)
+	}
+	return nil
+}
+
+// useMode switches the host to mode m for the rest of t and back to the
+// harness's normal state (strict, hook on) when t ends.
+//
+// LIBVIRT_DAC_HOOK_E2E_LIBVIRT_ONLY=1 puts the hook in dry_run in the
+// cooperative modes: the scenarios then fail wherever libvirt alone gets an
+// owner wrong, and their "observed" tables show what libvirt itself does.
+func (h *harness) useMode(t *testing.T, m ownershipMode) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := h.switchMode(strictMode, false); err != nil {
+			t.Errorf("put the host back to strict mode: %v", err)
+		}
+	})
+	dryRun := m.cooperative() && os.Getenv("LIBVIRT_DAC_HOOK_E2E_LIBVIRT_ONLY") == "1"
+	if dryRun {
+		t.Logf("LIBVIRT_DAC_HOOK_E2E_LIBVIRT_ONLY=1: the hook only logs in %s; owners are libvirt's alone", m.name)
+	}
+	if err := h.switchMode(m, dryRun); err != nil {
+		t.Fatalf("switch the host to %s: %v", m.name, err)
+	}
 }
 
 // writeOurConf writes the hook's config for this run; dryRun makes hook
 // mode only log what it would do (the harness's normal state is off).
 func (h *harness) writeOurConf(dryRun bool) error {
-	conf := fmt.Sprintf("# written by hook/e2e_harness_test.go; restored after the run\n"+
+	conf := fmt.Sprintf("# written by internal/e2e/harness_test.go; restored after the run\n"+
 		"state_dir = %q\nlog_file = %q\nqemu_conf = %q\n", h.stateDir, h.logFile, qemuConfPath)
 	if dryRun {
 		conf += "dry_run = 1\n"
 	}
-	return writeFileAtomic(ourConfPath, []byte(conf), 0o644)
+	if err := writeFileAtomic(ourConfPath, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	h.dryRun = dryRun
+	return nil
 }
 
 func (h *harness) installHook(root string) error {
@@ -650,7 +729,7 @@ func (h *harness) installHook(root string) error {
 	}
 	bin := filepath.Join(root, "bin", "libvirt-dac-hook")
 	if _, err := os.Stat(bin); err != nil {
-		// `make e2e` builds first; a bare `go test ./hook/` may not have.
+		// `make e2e` builds first; a bare `go test -tags e2e` may not have.
 		bin = filepath.Join(h.workDir, "libvirt-dac-hook")
 		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./hook")
 		cmd.Dir = root

@@ -1,8 +1,10 @@
-package main
+//go:build e2e
 
-// A side-by-side comparison with libvirt's own DAC driver: one domain with every kind of host file
-// that works on this machine is started twice, first with libvirt's own DAC
-// driver doing the chowning (dynamic_ownership = 1, the hook in dry_run) and
+package e2e
+
+// A side-by-side comparison with libvirt's own DAC driver: one domain with
+// every kind of host file that works on this machine is started twice,
+// first with libvirt's own DAC driver doing the chowning (dynamic_ownership = 1, the hook in dry_run) and
 // then with the hook doing it (dynamic_ownership = 0, the harness's normal
 // state). Whatever libvirt's driver gives QEMU, the hook must give QEMU too;
 // after destroy the hook must have given everything back, which libvirt's
@@ -118,108 +120,13 @@ func slicTable() []byte {
 	return t
 }
 
-// sbsDomain is the domain of TestSideBySideWithLibvirtDAC; empty fields
-// leave their element out.
-type sbsDomain struct {
-	name                           string
-	loader, nvram                  string
-	kernel, initrd, slic, fwcfg    string
-	overlay, raw, cdrom, blockDv   string
-	pipe, sock, serialFile, nvdimm string
-	serialAppend                   string // a file serial with append='on'
-}
-
-func (d sbsDomain) xml() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "<domain type='qemu'>\n  <name>%s</name>\n", d.name)
-	if d.nvdimm != "" {
-		// A memory device needs hotplug room and, on x86, a NUMA node.
-		b.WriteString("  <maxMemory slots='2' unit='MiB'>1024</maxMemory>\n")
-	}
-	b.WriteString("  <memory unit='MiB'>128</memory>\n  <vcpu>1</vcpu>\n")
-	if d.nvdimm != "" {
-		b.WriteString("  <cpu><numa><cell id='0' cpus='0' memory='128' unit='MiB'/></numa></cpu>\n")
-	}
-	if d.fwcfg != "" {
-		fmt.Fprintf(&b, "  <sysinfo type='fwcfg'>\n    <entry name='opt/org.example/dachook' file='%s'/>\n  </sysinfo>\n", d.fwcfg)
-	}
-	b.WriteString("  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n")
-	if d.loader != "" {
-		fmt.Fprintf(&b, "    <loader readonly='yes' type='pflash'>%s</loader>\n", d.loader)
-	}
-	if d.nvram != "" {
-		fmt.Fprintf(&b, "    <nvram>%s</nvram>\n", d.nvram)
-	}
-	if d.kernel != "" {
-		fmt.Fprintf(&b, "    <kernel>%s</kernel>\n", d.kernel)
-	}
-	if d.initrd != "" {
-		fmt.Fprintf(&b, "    <initrd>%s</initrd>\n", d.initrd)
-	}
-	if d.kernel != "" {
-		b.WriteString("    <cmdline>console=ttyS0</cmdline>\n")
-	}
-	if d.slic != "" {
-		fmt.Fprintf(&b, "    <acpi>\n      <table type='slic'>%s</table>\n    </acpi>\n", d.slic)
-	}
-	b.WriteString("  </os>\n  <features>\n    <acpi/>\n  </features>\n  <devices>\n")
-	disk := func(typ, device, format, attr, src, target, bus string, ro bool) {
-		fmt.Fprintf(&b, "    <disk type='%s' device='%s'>\n      <driver name='qemu' type='%s'/>\n      <source %s='%s'/>\n      <target dev='%s' bus='%s'/>\n", typ, device, format, attr, src, target, bus)
-		if ro {
-			b.WriteString("      <readonly/>\n")
-		}
-		b.WriteString("    </disk>\n")
-	}
-	if d.overlay != "" {
-		disk("file", "disk", "qcow2", "file", d.overlay, "vda", "virtio", false)
-	}
-	if d.raw != "" {
-		disk("file", "disk", "raw", "file", d.raw, "vdb", "virtio", false)
-	}
-	if d.blockDv != "" {
-		disk("block", "disk", "raw", "dev", d.blockDv, "vdc", "virtio", false)
-	}
-	if d.cdrom != "" {
-		disk("file", "cdrom", "raw", "file", d.cdrom, "hdc", "ide", true)
-	}
-	port := 0
-	serial := func(typ, source string) {
-		fmt.Fprintf(&b, "    <serial type='%s'>\n      <source %s/>\n      <target port='%d'/>\n    </serial>\n", typ, source, port)
-		port++
-	}
-	if d.pipe != "" {
-		serial("pipe", fmt.Sprintf("path='%s'", d.pipe))
-	}
-	if d.sock != "" {
-		serial("unix", fmt.Sprintf("mode='connect' path='%s'", d.sock))
-	}
-	if d.serialFile != "" {
-		serial("file", fmt.Sprintf("path='%s'", d.serialFile))
-	}
-	if d.serialAppend != "" {
-		serial("file", fmt.Sprintf("path='%s' append='on'", d.serialAppend))
-	}
-	if d.nvdimm != "" {
-		// nvdimm rather than virtio-pmem: libvirt 9.0 fails to start a
-		// virtio-pmem domain ("virtio-pmem memory device info is not
-		// handled yet").
-		fmt.Fprintf(&b, "    <memory model='nvdimm' access='shared'>\n      <source>\n        <path>%s</path>\n      </source>\n      <target>\n        <size unit='MiB'>4</size>\n        <node>0</node>\n      </target>\n    </memory>\n", d.nvdimm)
-	}
-	b.WriteString("  </devices>\n</domain>\n")
-	return b.String()
-}
-
 // hostMode switches the host between libvirt's own DAC driver (with the
-// hook only logging) and the harness's normal state (the hook chowning),
-// restarting libvirtd so it reads qemu.conf again.
+// hook only logging) and the harness's normal state (the hook chowning).
 func (h *harness) hostMode(libvirtDAC bool) error {
-	if err := h.writeQemuConfWith(libvirtDAC); err != nil {
-		return err
+	if libvirtDAC {
+		return h.switchMode(ownershipMode{name: "libvirt-dac-dry-run", dynamicOwnership: true}, true)
 	}
-	if err := h.writeOurConf(libvirtDAC); err != nil {
-		return err
-	}
-	return restartLibvirtd()
+	return h.switchMode(strictMode, false)
 }
 
 // wouldChown returns the paths the dry-run hook logged it would chown for
@@ -333,30 +240,31 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	file := func(name string, data []byte, what string) string {
 		return add(f.file(name, data, alice, mode), what)
 	}
-	d := sbsDomain{name: domainPrefix + "sidebyside"}
+	d := domainSpec{Name: domainPrefix + "sidebyside", MemoryMiB: 128}
+	var overlay, raw, cdrom, blockDev, pipe, sock, serialFile, serialAppend string
 	base := add(f.image("base.qcow2", "qcow2", "16M", "", alice, mode), "qcow2 backing (header only)")
-	d.overlay = add(f.image("overlay.qcow2", "qcow2", "", base, alice, mode), "qcow2 overlay disk")
-	d.raw = add(f.image("data.raw", "raw", "8M", "", alice, mode), "raw disk")
-	d.cdrom = add(f.image("cdrom.iso", "raw", "1M", "", alice, mode), "readonly cdrom")
-	d.blockDv = add(f.loop(alice, mode), "loop block device")
-	d.kernel = file("kernel.mb", multibootKernel(), "direct-boot kernel")
-	d.initrd = file("initrd.img", bytes.Repeat([]byte("initrd\n"), 512), "initrd")
-	d.slic = file("slic.dat", slicTable(), "ACPI SLIC table")
-	d.fwcfg = file("fwcfg.bin", []byte("dachook fw_cfg blob\n"), "fw_cfg blob")
-	d.nvdimm = file("nvdimm.img", make([]byte, 4<<20), "nvdimm backing")
-	d.pipe = filepath.Join(f.dir, "serial-pipe")
+	overlay = add(f.image("overlay.qcow2", "qcow2", "", base, alice, mode), "qcow2 overlay disk")
+	raw = add(f.image("data.raw", "raw", "8M", "", alice, mode), "raw disk")
+	cdrom = add(f.image("cdrom.iso", "raw", "1M", "", alice, mode), "readonly cdrom")
+	blockDev = add(f.loop(alice, mode), "loop block device")
+	d.OS.Kernel = file("kernel.mb", multibootKernel(), "direct-boot kernel")
+	d.OS.Initrd = file("initrd.img", bytes.Repeat([]byte("initrd\n"), 512), "initrd")
+	d.OS.SLIC = file("slic.dat", slicTable(), "ACPI SLIC table")
+	d.FwCfg = file("fwcfg.bin", []byte("dachook fw_cfg blob\n"), "fw_cfg blob")
+	d.NVDIMM = file("nvdimm.img", make([]byte, 4<<20), "nvdimm backing")
+	pipe = filepath.Join(f.dir, "serial-pipe")
 	for _, ext := range []string{".in", ".out"} {
-		p := d.pipe + ext
+		p := pipe + ext
 		if err := syscall.Mkfifo(p, mode); err != nil {
 			t.Fatalf("mkfifo %s: %v", p, err)
 		}
 		setOwner(t, p, alice, mode)
 		add(p, "pipe serial "+ext)
 	}
-	d.sock = add(filepath.Join(f.dir, "serial.sock"), "unix serial (connect)")
-	conns := f.listenUnix(d.sock, alice, mode)
-	d.serialFile = file("serial.log", nil, "file serial (virtlogd)")
-	d.serialAppend = file("serial-append.log", nil, "file serial append=on (virtlogd)")
+	sock = add(filepath.Join(f.dir, "serial.sock"), "unix serial (connect)")
+	conns := f.listenUnix(sock, alice, mode)
+	serialFile = file("serial.log", nil, "file serial (virtlogd)")
+	serialAppend = file("serial-append.log", nil, "file serial append=on (virtlogd)")
 	uefi := true
 	for _, p := range []string{ovmfCode, ovmfVars} {
 		if _, err := os.Stat(p); err != nil {
@@ -369,32 +277,37 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		if err != nil {
 			t.Fatalf("read %s: %v", ovmfVars, err)
 		}
-		d.loader = ovmfCode
-		d.nvram = file("vm_VARS.fd", vars, "UEFI NVRAM")
+		d.OS.Loader = ovmfCode
+		d.OS.NVRAM = file("vm_VARS.fd", vars, "UEFI NVRAM")
 		add(ovmfCode, "UEFI loader (root's, read-only)")
 	}
+	d.OS.Cmdline = "console=ttyS0"
+	d.Disks = []disk{
+		fileDisk("qcow2", overlay, "vda"),
+		fileDisk("raw", raw, "vdb"),
+		{Type: "block", Format: "raw", Source: blockDev, Target: "vdc"},
+		{Device: "cdrom", Format: "raw", Source: cdrom, Target: "hdc", Bus: "ide", ReadOnly: true},
+	}
+	d.Serials = []serial{{Type: "pipe", Path: pipe}, {Type: "unix", Path: sock}, {Type: "file", Path: serialFile}, {Type: "file", Path: serialAppend, Append: true}}
 	orig := map[string]ownerView{}
 	for _, sf := range files {
 		orig[sf.path] = view(sf.path, 0)
 	}
 
-	xmlPath := filepath.Join(f.dir, d.name+".xml")
-	if err := os.WriteFile(xmlPath, []byte(d.xml()), 0o644); err != nil {
-		t.Fatalf("write %s: %v", xmlPath, err)
-	}
+	xmlPath := f.writeXML(d.Name, d.xml())
 	start := func(phase string) int {
 		t.Helper()
 		out, err := virsh(2*time.Minute, "create", xmlPath)
 		if err != nil {
-			t.Errorf("%s: virsh create %s: %v (libvirt's error below)", phase, d.name, err)
+			t.Errorf("%s: virsh create %s: %v (libvirt's error below)", phase, d.Name, err)
 			logBlock(t, "libvirt error", out)
 			logBlock(t, "domain XML", d.xml())
 			f.logPlan(xmlPath)
-			h.diagnose(t, d.name)
+			h.diagnose(t, d.Name)
 			t.FailNow()
 		}
-		t.Cleanup(func() { _, _ = virsh(time.Minute, "destroy", d.name) })
-		return qemuPID(t, d.name)
+		t.Cleanup(func() { _, _ = virsh(time.Minute, "destroy", d.Name) })
+		return qemuPID(t, d.Name)
 	}
 	resetOwners := func() {
 		t.Helper()
@@ -424,15 +337,15 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	for _, sf := range files {
 		sf.libvirtRun = view(sf.path, pid)
 	}
-	if held := heldBy(t, d.name); len(held) > 0 {
-		t.Errorf("with dry_run = 1 the hook's journal holds %v for %s; a dry run must record nothing", held, d.name)
+	if held := heldBy(t, d.Name); len(held) > 0 {
+		t.Errorf("with dry_run = 1 the hook's journal holds %v for %s; a dry run must record nothing", held, d.Name)
 	}
 	libvirtSock := drainConns(conns, 5*time.Second)
-	f.destroy(d.name)
+	f.destroy(d.Name)
 	for _, sf := range files {
 		sf.libvirtAfter = view(sf.path, 0)
 	}
-	would, err := wouldChown(h.logFile, d.name)
+	would, err := wouldChown(h.logFile, d.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,12 +353,12 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		sf.wouldChown = would[sf.path]
 	}
 	if len(would) == 0 {
-		t.Errorf("the dry-run hook logged no \"would chown\" for %s: was it called at all?", d.name)
-		h.diagnose(t, d.name)
+		t.Errorf("the dry-run hook logged no \"would chown\" for %s: was it called at all?", d.Name)
+		h.diagnose(t, d.Name)
 	}
 	for _, sf := range files {
-		if sf.path == d.raw && !sf.libvirtRun.labelled(q) {
-			t.Fatalf("libvirt's DAC driver did not give the raw disk %s to QEMU (QEMU saw %s): is dynamic_ownership = 1 in effect?", d.raw, sf.libvirtRun.qemu)
+		if sf.path == raw && !sf.libvirtRun.labelled(q) {
+			t.Fatalf("libvirt's DAC driver did not give the raw disk %s to QEMU (QEMU saw %s): is dynamic_ownership = 1 in effect?", raw, sf.libvirtRun.qemu)
 		}
 	}
 
@@ -481,7 +394,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	for _, sf := range files {
 		sf.hookRun = view(sf.path, pid)
 	}
-	for _, p := range heldBy(t, d.name) {
+	for _, p := range heldBy(t, d.Name) {
 		for _, sf := range files {
 			if sf.path == p {
 				sf.held = true
@@ -489,7 +402,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		}
 	}
 	hookSock := drainConns(conns, 10*time.Second)
-	f.destroy(d.name)
+	f.destroy(d.Name)
 	for _, sf := range files {
 		sf.hookAfter = view(sf.path, 0)
 	}
@@ -514,7 +427,12 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	}
 	var tb strings.Builder
 	tw := tabwriter.NewWriter(&tb, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tWHAT\tLIBVIRT RUNNING\tLIBVIRT AFTER\tHOOK RUNNING\tHOOK AFTER\tHOOK LOG/JOURNAL\tHOOK PLAN")
+	row := func(format string, args ...any) {
+		if _, err := fmt.Fprintf(tw, format, args...); err != nil {
+			t.Fatalf("format the side-by-side table: %v", err)
+		}
+	}
+	row("PATH\tWHAT\tLIBVIRT RUNNING\tLIBVIRT AFTER\tHOOK RUNNING\tHOOK AFTER\tHOOK LOG/JOURNAL\tHOOK PLAN\n")
 	for _, sf := range files {
 		dry := "-"
 		if sf.wouldChown {
@@ -530,10 +448,12 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		if sf.planReason != "" {
 			pa += ": " + sf.planReason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.TrimPrefix(sf.path, f.dir+"/"), sf.what,
+		row("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.TrimPrefix(sf.path, f.dir+"/"), sf.what,
 			name(sf.libvirtRun, true), name(sf.libvirtAfter, false), name(sf.hookRun, true), name(sf.hookAfter, false), dry, pa)
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		t.Fatalf("format the side-by-side table: %v", err)
+	}
 	logBlock(t, fmt.Sprintf("side by side (files in %s; QEMU runs as %s = %s; owners as QEMU sees them while running)", f.dir, h.qemu.name, q), tb.String())
 	t.Logf("QEMU connected to the unix serial socket: under libvirt's driver %v, under the hook %v", libvirtSock, hookSock)
 
@@ -547,7 +467,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 			extra = append(extra, fmt.Sprintf("%s (%s): %s", sf.path, sf.what, extraReason(sf)))
 		}
 		if hk && !sf.held {
-			t.Errorf("the hook gave %s (%s) to QEMU but its journal did not hold it for %s", sf.path, sf.what, d.name)
+			t.Errorf("the hook gave %s (%s) to QEMU but its journal did not hold it for %s", sf.path, sf.what, d.Name)
 		}
 		if v := sf.libvirtRun; v.qemuErr == nil && v.hostErr == nil && v.qemu != v.host {
 			nsOnly = append(nsOnly, fmt.Sprintf("%s (%s): QEMU saw %s, the host node stayed %s; after destroy the host node is %s",
@@ -572,7 +492,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		t.Errorf("libvirt's DAC driver gave %s to QEMU but the hook did not", p)
 	}
 	if len(missed) > 0 {
-		h.diagnose(t, d.name)
+		h.diagnose(t, d.Name)
 	}
 	logBlock(t, "labelled by the hook but not by libvirt's DAC driver (not a failure)", strings.Join(extra, "\n"))
 	logBlock(t, "left changed by libvirt's DAC driver after destroy (libvirt's known gap, not asserted)", strings.Join(leftByLibvirt, "\n"))
