@@ -19,10 +19,6 @@ type syslogHook struct {
 	f   logrus.Formatter
 }
 
-func newSyslogHook(tag string) (*syslogHook, error) {
-	return newSyslogHookAt("/dev/log", tag)
-}
-
 // newSyslogHookAt connects to the syslog socket at path. The socket is
 // non-blocking: when the log daemon is stuck and its queue full, a line is
 // dropped rather than hanging the hook (and libvirtd, which waits for it).
