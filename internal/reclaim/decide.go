@@ -117,7 +117,6 @@ func Decide(f File, o Options) Verdict {
 	if why, used := o.InUse.Of(f.Dev, f.Ino); used {
 		return skip("in use: " + why)
 	}
-	v.ClearLabel = f.Label != "" || f.Refs != ""
 	var to Owner
 	switch {
 	case o.Force != nil:
@@ -144,6 +143,7 @@ func Decide(f File, o Options) Verdict {
 		return skip("already has the owner it would get back")
 	}
 	v.Action, v.To = GiveBack, &to
+	v.ClearLabel = f.Label != "" || f.Refs != ""
 	return v
 }
 
