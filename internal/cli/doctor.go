@@ -158,7 +158,7 @@ func checkQEMUConf(rep *report, s *setup) {
 	} else {
 		rep.Mode = modeStrict
 		rep.add(finding{"mode", statusOK,
-			"strict (dynamic_ownership = 0): only the hook changes owners; a disk hot-plugged or a medium changed while the domain runs needs `libvirt-dac-hook grant DOMAIN PATH...` first, and transient disks are refused",
+			"strict (dynamic_ownership = 0): only the hook changes owners; a disk hot-plugged or a medium changed while the domain runs needs `libvirt-dac-hook grant DOMAIN PATH...` first, and transient disks are refused; cooperative mode is recommended: `dynamic_ownership = 1` in " + q.Path + ", then restart libvirtd",
 			"for cooperative mode (recommended) set `dynamic_ownership = 1` in " + q.Path + " and restart libvirtd"})
 	}
 	if s.runAs.UID == 0 {

@@ -201,7 +201,18 @@ func (h *journalHook) Fire(e *logrus.Entry) error {
 	if errors.Is(err, unix.EMSGSIZE) || errors.Is(err, unix.ENOBUFS) {
 		// journald takes an entry too big for a datagram as a sealed
 		// memfd passed over the socket.
-		return h.sendFd(b)
+		err = h.sendFd(b)
+	}
+	return dropped(err)
+}
+
+// dropped turns "the log daemon's queue is full" into success: the entry
+// is lost, as the non-blocking socket intends, and logrus does not print a
+// "Failed to fire hook" line on stderr, which in hook mode libvirt would
+// show as the hook's error.
+func dropped(err error) error {
+	if errors.Is(err, unix.EAGAIN) {
+		return nil
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/sirupsen/logrus"
@@ -258,7 +259,7 @@ func printReclaim(e *env, rep *reclaimReport) error {
 	if rep.DryRun {
 		verb = "would give back"
 	}
-	if _, err := fmt.Fprintf(w, "reclaim: files owned by QEMU's user (%s) under %v\n", rep.QEMU, rep.Roots); err != nil {
+	if _, err := fmt.Fprintf(w, "reclaim: files owned by QEMU's user %s under %s\n", rep.QEMU, strings.Join(rep.Roots, ", ")); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

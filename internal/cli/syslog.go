@@ -54,5 +54,5 @@ func (h *syslogHook) Fire(e *logrus.Entry) error {
 	}
 	msg := fmt.Sprintf("<%d>%s %s[%d]: %s", 3<<3|sev, time.Now().Format(time.Stamp), h.tag, os.Getpid(), b)
 	_, err = unix.Write(h.fd, []byte(msg))
-	return err
+	return dropped(err)
 }
