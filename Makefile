@@ -125,7 +125,11 @@ install: build
 # holds no record of a file given to QEMU.
 uninstall:
 	@set -e; d="$(DESTDIR)"; bin="$(SBINDIR)/libvirt-dac-hook"; list="$$d$(STATEDIR)/installed-files"; \
-	if [ ! -f "$$list" ]; then echo "$$list is missing: nothing recorded as installed by make install"; exit 1; fi; \
+	if [ ! -f "$$list" ]; then \
+	  echo "$$list is missing (an install by an older Makefile?): removing the files make install puts in place, not the config"; \
+	  install -d -m 0700 "$$d$(STATEDIR)"; \
+	  printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" > "$$list"; \
+	fi; \
 	if [ -n "$(SYSTEMCTL)" ] && grep -qx "$(SYSTEMDUNITDIR)/$(UNIT)" "$$list"; then $(SYSTEMCTL) disable $(UNIT) || true; fi; \
 	while IFS= read -r f; do \
 	  p="$$d$$f"; \

@@ -118,4 +118,12 @@ check "copy replaced by the symlink" test "$(readlink "$D$HOOK")" = "$SBIN"
 "${MK[@]}" uninstall >/dev/null 2>&1 || fail "make uninstall failed"
 check "no file left" test -z "$(files_under "$D")"
 
+echo "== uninstall without installed-files (an older install) removes the fixed set"
+"${MK[@]}" install >/dev/null 2>&1 || fail "make install failed"
+rm -f "$D$STATE/installed-files"
+"${MK[@]}" uninstall >"$T/uninstall4.log" 2>&1 || { cat "$T/uninstall4.log"; fail "make uninstall failed"; }
+check "said the list was missing" grep -q "installed-files is missing" "$T/uninstall4.log"
+check "only the config is left" test "$(files_under "$D")" = "$CONF"
+rm -f "$D$CONF"
+
 echo "test-install: $passed passed, 0 failed"

@@ -112,3 +112,19 @@ func TestBoot(t *testing.T) {
 		}
 	})
 }
+
+func TestBootReclaimHelp(t *testing.T) {
+	t.Setenv("LIBVIRT_DAC_HOOK_CONFIG", "/nonexistent/dir/hook.conf")
+	for _, args := range [][]string{{"boot", "--help"}, {"reclaim", "--help"}, {"help"}} {
+		res := run(noRead{t}, args...)
+		if res.code != cli.ExitOK || !strings.Contains(res.stdout, "Usage") || res.stderr != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, res.code, res.stdout, res.stderr)
+		}
+		if args[0] == "help" && (!strings.Contains(res.stdout, "libvirt-dac-hook reclaim") || !strings.Contains(res.stdout, "libvirt-dac-hook boot")) {
+			t.Errorf("help does not list reclaim and boot:\n%s", res.stdout)
+		}
+	}
+	if res := run(noRead{t}, "boot", "extra"); res.code != cli.ExitUsage {
+		t.Errorf("boot extra: exit %d, want %d", res.code, cli.ExitUsage)
+	}
+}
