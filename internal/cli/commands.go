@@ -176,69 +176,38 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// releaseStep is one line of `plan --op release`.
-type releaseStep struct {
-	Path     string      `json:"path"`
-	Kind     string      `json:"kind"`
-	Action   string      `json:"action"`
-	Reason   string      `json:"reason,omitempty"`
-	Current  *plan.Owner `json:"current,omitempty"`
-	Target   plan.Owner  `json:"target"`
-	Original plan.Owner  `json:"original"`
-}
-
+// planRelease prints what release would do for the domain, decided by
+// the same code as the real release.
 func planRelease(e *env, s *setup, name string, asJSON bool) error {
 	st, err := loadState(s, "")
 	if err != nil {
 		return err
 	}
-	boot, _ := journal.CurrentBootID()
-	out := struct {
-		Domain    string        `json:"domain"`
-		Resources []releaseStep `json:"resources"`
-	}{Domain: name, Resources: []releaseStep{}}
-	for _, en := range st.Entries {
-		if !en.HeldBy(name) {
-			continue
-		}
-		rs := releaseStep{Path: en.Path, Target: plan.Owner{UID: en.UID, GID: en.GID}, Original: plan.Owner{UID: en.UID, GID: en.GID}, Action: "chown"}
-		for _, h := range en.Holders {
-			if h.Domain == name {
-				rs.Kind = h.Kind
-			}
-		}
-		if fi, err := os.Lstat(en.Path); err == nil {
-			if sys, ok := statOwner(fi); ok {
-				rs.Current = &sys
-			}
-		}
-		var others []string
-		for _, h := range en.LiveHolders(boot) {
-			if h.Domain != name {
-				others = append(others, h.Domain)
-			}
-		}
-		switch {
-		case len(others) > 0:
-			rs.Action, rs.Reason = "keep", "still held by "+strings.Join(others, ", ")
-			rs.Target = plan.Owner{UID: en.TargetUID, GID: en.TargetGID}
-		case rs.Current != nil && *rs.Current == rs.Original:
-			rs.Action, rs.Reason = "keep", "already has its original owner"
-		}
-		out.Resources = append(out.Resources, rs)
+	r, err := s.runner()
+	if err != nil {
+		return err
+	}
+	ds := r.PlanRelease(st, name, "-")
+	if ds == nil {
+		ds = []apply.Decision{}
 	}
 	if asJSON {
-		return writeJSON(e.stdout, out)
+		return writeJSON(e.stdout, struct {
+			Domain    string           `json:"domain"`
+			Resources []apply.Decision `json:"resources"`
+		}{name, ds})
 	}
-	fmt.Fprintf(e.stdout, "domain %s: release gives back\n", name)
+	if _, err := fmt.Fprintf(e.stdout, "domain %s: release gives back\n", name); err != nil {
+		return err
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tREASON")
-	for _, r := range out.Resources {
+	for _, d := range ds {
 		cur := "-"
-		if r.Current != nil {
-			cur = r.Current.String()
+		if d.Current != nil {
+			cur = d.Current.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Action, r.Kind, cur, r.Target, r.Path, r.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Verdict, d.Kind, cur, d.To, d.Path, d.Reason)
 	}
 	return tw.Flush()
 }

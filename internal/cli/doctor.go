@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
@@ -82,8 +81,9 @@ func (r *report) count(status string) {
 // hookPath is where libvirt looks for the qemu hook.
 var hookPath = "/etc/libvirt/hooks/qemu"
 
-// stateDirs must be owned by the user QEMU runs as (drvqemu.rst).
-var stateDirs = []string{"/run/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu"}
+// stateDirs are the libvirt directories doctor checks: QEMU must be able
+// to search each one (drvqemu.rst).
+var stateDirs = libvirtStateDirs
 
 func cmdDoctor(e *env, args []string) error {
 	fs := newFlags(e, "doctor", "doctor [--json] [--fix] [DOMAIN-XML|-]\n\nChecks qemu.conf, the installed hook, libvirt's state directories and, given a domain XML,\nwhether QEMU will be able to open every resource. Exit status 1 when it finds a problem (warnings alone exit 0).")
@@ -133,12 +133,6 @@ func cmdDoctor(e *env, args []string) error {
 	return nil
 }
 
-// Modes, as doctor reports them.
-const (
-	modeCooperative = "cooperative"
-	modeStrict      = "strict"
-)
-
 // checkQEMUConf reports the mode qemu.conf puts the hook in. Both are
 // valid; cooperative is recommended because libvirt's own labelling
 // covers what happens during the run (hot-plug, media change, snapshots,
@@ -151,12 +145,11 @@ func checkQEMUConf(rep *report, s *setup) {
 	if rep.RememberOwner {
 		remember = "1"
 	}
-	if q.DynamicOwnershipEnabled() {
-		rep.Mode = modeCooperative
+	rep.Mode = string(q.Mode())
+	if q.Mode() == config.Cooperative {
 		rep.add(finding{"mode", statusOK,
 			"cooperative (recommended; dynamic_ownership = 1, remember_owner = " + remember + "): libvirt's DAC driver labels files during the run, so hot-plug, media change, snapshots, block jobs and transient disks work; the hook records the true original owners at prepare and puts back what libvirt restores wrongly at release", ""})
 	} else {
-		rep.Mode = modeStrict
 		rep.add(finding{"mode", statusOK,
 			"strict (dynamic_ownership = 0): only the hook changes owners; a disk hot-plugged or a medium changed while the domain runs needs `libvirt-dac-hook grant DOMAIN PATH...` first, and transient disks are refused; cooperative mode is recommended: `dynamic_ownership = 1` in " + q.Path + ", then restart libvirtd",
 			"for cooperative mode (recommended) set `dynamic_ownership = 1` in " + q.Path + " and restart libvirtd"})
@@ -340,7 +333,7 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 			v.Status, v.Detail = statusProblem, "on "+v.FSType+", which has no file owners: chown cannot work; move the image or mount it with uid=/gid= for QEMU's user"
 			return
 		}
-		if apply.IsSharedFS(int64(sf.Type)) && uid == 65534 {
+		if owner.FSShared(int64(sf.Type)) && uid == 65534 {
 			v.Detail = "on a network filesystem and owned by nobody: root squash likely stops the hook's chown; export with no_root_squash or give the file to QEMU's user on the server"
 			v.Status = statusProblem
 		}
@@ -349,9 +342,9 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 	switch {
 	case !v.Read:
 		v.Status, v.Detail = statusProblem, "QEMU cannot read it: the owner has no read permission in its mode"
-	case !v.Write && !st.ReadOnly && st.Kind != "backing" && st.Kind != "cdrom" && st.Kind != "kernel" && st.Kind != "initrd":
+	case !v.Write && !st.ReadOnly && !domain.Kind(st.Kind).ForcedReadOnly() && !domain.Kind(st.Kind).BootLoaded():
 		v.Status, v.Detail = statusProblem, "QEMU cannot write it, but it is not a read-only disk"
-	case v.RO && !st.ReadOnly && st.Kind != "backing":
+	case v.RO && !st.ReadOnly && !domain.Kind(st.Kind).ForcedReadOnly():
 		v.Status, v.Detail = statusProblem, "on a read-only mount, but QEMU opens it for writing"
 	}
 	if v.Status == statusOK && st.Action == plan.Chown && v.Detail == "" {

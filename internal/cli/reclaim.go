@@ -198,7 +198,7 @@ func giveBackReclaimed(s *setup, id config.Identity, to *reclaim.Owner, rep *rec
 			}
 		}
 		if err != nil {
-			v.Action, v.To, v.Reason = reclaim.Skip, nil, oneLine(err.Error())
+			v.Action, v.To, v.Reason = reclaim.Skip, nil, domain.OneLine(err.Error())
 		}
 		if v.Action != reclaim.GiveBack {
 			if h != nil {

@@ -55,10 +55,7 @@ func (s *setup) identity() (config.Identity, error) {
 }
 
 // libvirtStateDirs hold the per-domain directories libvirt creates for QEMU.
-var libvirtStateDirs = []string{
-	"/var/lib/libvirt/qemu", "/var/lib/libvirt/qemu/channel/target",
-	"/var/cache/libvirt/qemu", "/run/libvirt/qemu",
-}
+var libvirtStateDirs = config.LibvirtStateDirs
 
 // planEnv is how plans are built under this configuration.
 func (s *setup) planEnv(tolerant bool) plan.Env {
@@ -85,7 +82,7 @@ func (s *setup) runner() (*apply.Runner, error) {
 	if err != nil {
 		return nil, withCode(ExitState, err)
 	}
-	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun}, nil
+	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun, Cooperative: s.qemu.Mode() == config.Cooperative}, nil
 }
 
 // canonical resolves configured directories the way handles' paths are

@@ -17,16 +17,9 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/sysfs"
 )
 
-// miscKinds are the resources that legitimately are misc character devices
-// (major 10): /dev/vhost-scsi, /dev/sev, /dev/sgx_vepc, /dev/sgx_provision.
-// Nothing else may be one (/dev/kvm, /dev/fuse, /dev/uinput, ...).
-var miscKinds = map[domain.Kind]bool{
-	domain.KindSCSIHost: true, domain.KindSEV: true, domain.KindSGX: true, domain.KindHostdevChar: true,
-}
-
 // locate finds the host path(s) of r and what the inode there must be.
 func (b *builder) locate(r *domain.Resource) ([]string, owner.Want, error) {
-	want := owner.Want{Types: r.Expect, Misc: miscKinds[r.Kind]}
+	want := owner.Want{Types: r.Expect, Misc: r.Kind.MiscDevice()}
 	if want.Types == 0 {
 		want.Types = domain.TypeRegular
 	}
@@ -34,7 +27,7 @@ func (b *builder) locate(r *domain.Resource) ([]string, owner.Want, error) {
 	var err error
 	switch {
 	case r.Path != "":
-		if r.Kind == "chardev-pipe" {
+		if r.Kind.PipePair() {
 			return pipePaths(r.Path), want, nil
 		}
 		return []string{r.Path}, want, nil
@@ -149,7 +142,7 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 	}
 	for i, ext := range info.Extents {
 		p := joinHeaderName(given, ext)
-		er := &domain.Resource{Kind: "extent", From: fmt.Sprintf("%s → extent[%d]", baseFrom(r.From), i+1),
+		er := &domain.Resource{Kind: domain.KindExtent, From: fmt.Sprintf("%s → extent[%d]", baseFrom(r.From), i+1),
 			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
 		if err := b.file(er, p, owner.Want{Types: er.Expect}, depth, visiting, st); err != nil {
 			return err

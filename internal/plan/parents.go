@@ -14,7 +14,7 @@ import (
 const SearchACL Action = "acl"
 
 // KindParentDir is the kind of a directory step.
-const KindParentDir = "parent-dir"
+const KindParentDir = string(domain.KindParentDir)
 
 // parents makes sure QEMU (uid with gids) can reach st: every ancestor
 // directory must grant it search permission. Where one does not, or does
@@ -48,7 +48,7 @@ func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error 
 	if st.Kind == "" {
 		from = st.From
 	}
-	r := &domain.Resource{Kind: KindParentDir, From: from}
+	r := &domain.Resource{Kind: domain.KindParentDir, From: from}
 	h, err := owner.Open(dir)
 	if err != nil {
 		return b.fail(r, dir, err)

@@ -56,6 +56,12 @@ type Step struct {
 	// they owned the file before the hook gave it to QEMU.
 	LinkOwners []uint32 `json:"-"`
 
+	// Header is set when the plan read the file's header for the files it
+	// names (backing files, extents): what libvirt and QEMU follow later
+	// is only what the plan checked if nobody can rewrite it meanwhile,
+	// which prepare makes sure of.
+	Header bool `json:"-"`
+
 	// Handle is the open file (nil for skipped and failed steps). Prepare
 	// changes ownership through it; the plan owns it until Close.
 	Handle *owner.Handle `json:"-"`
@@ -333,13 +339,14 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	}
 	b.seen[id] = st
 	b.plan.Steps = append(b.plan.Steps, st)
-	if headerOf == nil && imageKinds[r.Kind] {
+	if headerOf == nil && r.Kind.HeaderNamesFiles() {
 		b.addImageDir(st)
 	}
 	if err := b.parents(st, target.UID, gids); err != nil {
 		return err
 	}
 	if r.ProbeBacking || r.Format == "vmdk" {
+		st.Header = true
 		if visiting == nil {
 			visiting = make(map[owner.ID]bool)
 		}
@@ -347,13 +354,6 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		return b.chain(r, st, given, depth, visiting)
 	}
 	return nil
-}
-
-// imageKinds are the resources whose directories may hold files their
-// image headers name.
-var imageKinds = map[domain.Kind]bool{
-	domain.KindDisk: true, domain.KindCdrom: true, domain.KindFloppy: true,
-	domain.KindLun: true, domain.KindBacking: true,
 }
 
 // addImageDir allows header-named files beside an image the XML names and
