@@ -125,7 +125,9 @@ func cmdDoctor(e *env, args []string) error {
 			return err
 		}
 	} else {
-		printReport(e, rep)
+		if err := printReport(e, rep); err != nil {
+			return err
+		}
 	}
 	if rep.Problems > 0 {
 		return withCode(ExitFailed, errors.New(verdictLine(rep)))
@@ -259,7 +261,7 @@ func checkStateDirs(rep *report, s *setup, fix bool) {
 			fixText = fmt.Sprintf("libvirt-dac-hook doctor --fix (chown %d:%d %s)", want.UID, want.GID, d)
 		}
 		rep.add(finding{"state dir " + d, status, detail, fixText})
-		h.Close()
+		_ = h.Close() // O_PATH: nothing written through it
 	}
 }
 
@@ -395,17 +397,24 @@ func fsName(t int64) string {
 	return fmt.Sprintf("0x%x", t)
 }
 
-func printReport(e *env, rep *report) {
-	w := e.stdout
-	fmt.Fprintf(w, "libvirt-dac-hook %s doctor (qemu.conf: %s, QEMU runs as %s, %s mode)\n", rep.Version, rep.QEMUConf, rep.User, rep.Mode)
+// printReport writes the report as text; it returns the first write
+// error (stdout closed, a full disk), after which it writes nothing more.
+func printReport(e *env, rep *report) error {
+	var err error
+	p := func(format string, a ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(e.stdout, format, a...)
+		}
+	}
+	p("libvirt-dac-hook %s doctor (qemu.conf: %s, QEMU runs as %s, %s mode)\n", rep.Version, rep.QEMUConf, rep.User, rep.Mode)
 	for _, f := range rep.Findings {
-		fmt.Fprintf(w, "[%s] %s: %s\n", strings.ToUpper(f.Status), f.Check, f.Detail)
+		p("[%s] %s: %s\n", strings.ToUpper(f.Status), f.Check, f.Detail)
 		if f.Fix != "" && f.Status != statusOK {
-			fmt.Fprintf(w, "       fix: %s\n", f.Fix)
+			p("       fix: %s\n", f.Fix)
 		}
 	}
 	if rep.Domain != "" {
-		fmt.Fprintf(w, "domain %s:\n", rep.Domain)
+		p("domain %s:\n", rep.Domain)
 		for _, v := range rep.Resources {
 			rw := "-"
 			if v.Read {
@@ -414,14 +423,15 @@ func printReport(e *env, rep *report) {
 			if v.Write {
 				rw += "w"
 			}
-			fmt.Fprintf(w, "[%s] %-10s %-4s %s  (%s)", strings.ToUpper(v.Status), v.Kind, rw, v.Path, v.From)
+			p("[%s] %-10s %-4s %s  (%s)", strings.ToUpper(v.Status), v.Kind, rw, v.Path, v.From)
 			if v.Detail != "" {
-				fmt.Fprintf(w, ": %s", v.Detail)
+				p(": %s", v.Detail)
 			}
-			fmt.Fprintln(w)
+			p("\n")
 		}
 	}
-	fmt.Fprintln(w, verdictLine(rep))
+	p("%s\n", verdictLine(rep))
+	return err
 }
 
 // verdictLine is doctor's last line: it counts what the lines above say.

@@ -49,17 +49,24 @@ func (r doctorReport) resource(path string) (string, string) {
 func TestDoctor(t *testing.T) {
 	f := newFixture(t)
 	hook := filepath.Join(f.root, "hooks", "qemu")
-	os.MkdirAll(filepath.Dir(hook), 0o755)
 	// A state dir QEMU cannot search, and one it can.
 	closed := filepath.Join(f.root, "lib-qemu")
 	open := filepath.Join(f.root, "run-qemu")
-	os.Mkdir(closed, 0o700)
-	os.Mkdir(open, 0o755)
+	for _, d := range []struct {
+		p    string
+		mode os.FileMode
+	}{{filepath.Dir(hook), 0o755}, {closed, 0o700}, {open, 0o755}} {
+		if err := os.MkdirAll(d.p, d.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
 	defer cli.SetDoctorPaths(hook, []string{closed, open})()
 	f.writeQEMUConf("user = \"+64055\"\ngroup = \"+64055\"\ndynamic_ownership = 0\n")
 	// An image its owner cannot read: after the chown QEMU cannot either.
 	f.write("img/noread.raw", "", imageUID)
-	os.Chmod(filepath.Join(f.root, "img/noread.raw"), 0o200)
+	if err := os.Chmod(filepath.Join(f.root, "img/noread.raw"), 0o200); err != nil {
+		t.Fatal(err)
+	}
 	xml := f.domainXML("vm1", `<disk type='file' device='disk'><driver type='raw'/><source file='$ROOT/img/disk.raw'/><target dev='vda'/></disk>
 <disk type='file' device='disk'><driver type='raw'/><source file='$ROOT/img/noread.raw'/><target dev='vdb'/></disk>`)
 

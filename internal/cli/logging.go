@@ -69,10 +69,10 @@ func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 	return log
 }
 
-func levelsUpTo(max logrus.Level) []logrus.Level {
+func levelsUpTo(top logrus.Level) []logrus.Level {
 	var out []logrus.Level
 	for _, l := range logrus.AllLevels {
-		if l <= max {
+		if l <= top {
 			out = append(out, l)
 		}
 	}

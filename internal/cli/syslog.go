@@ -28,7 +28,7 @@ func newSyslogHookAt(path, tag string) (*syslogHook, error) {
 		return nil, err
 	}
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd) // never connected: nothing to flush
 		return nil, err
 	}
 	return &syslogHook{fd: fd, tag: tag, f: &logrus.TextFormatter{DisableTimestamp: true, DisableColors: true}}, nil

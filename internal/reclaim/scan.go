@@ -43,7 +43,7 @@ func scanRoot(root string, uid uint32, seen map[[2]uint64]bool) ([]File, []strin
 	if !filepath.IsAbs(root) {
 		return nil, nil, fmt.Errorf("%s: path is not absolute", root)
 	}
-	real, err := filepath.EvalSymlinks(root)
+	resolved, err := filepath.EvalSymlinks(root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, []string{root + ": does not exist"}, nil
 	}
@@ -51,12 +51,12 @@ func scanRoot(root string, uid uint32, seen map[[2]uint64]bool) ([]File, []strin
 		return nil, nil, fmt.Errorf("resolve %s: %w", root, err)
 	}
 	var rst unix.Stat_t
-	if err := unix.Lstat(real, &rst); err != nil {
-		return nil, nil, fmt.Errorf("stat %s: %w", real, err)
+	if err := unix.Lstat(resolved, &rst); err != nil {
+		return nil, nil, fmt.Errorf("stat %s: %w", resolved, err)
 	}
 	var files []File
 	var notes []string
-	err = filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(resolved, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("%s: %s", p, err))
 			if d != nil && d.IsDir() {
@@ -65,7 +65,7 @@ func scanRoot(root string, uid uint32, seen map[[2]uint64]bool) ([]File, []strin
 			return nil
 		}
 		name := d.Name()
-		if p != real && (strings.HasPrefix(name, ".") || (d.IsDir() && name == "lost+found")) {
+		if p != resolved && (strings.HasPrefix(name, ".") || (d.IsDir() && name == "lost+found")) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -104,7 +104,7 @@ func scanRoot(root string, uid uint32, seen map[[2]uint64]bool) ([]File, []strin
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("walk %s: %w", real, err)
+		return nil, nil, fmt.Errorf("walk %s: %w", resolved, err)
 	}
 	return files, notes, nil
 }
