@@ -40,17 +40,22 @@ func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 		level = logrus.InfoLevel
 	}
 	log.SetLevel(level)
-	if !hookMode {
-		log.AddHook(&writerHook{w: e.stderr, levels: levelsUpTo(level), f: &logrus.TextFormatter{DisableTimestamp: true}})
-	}
+	journald := false
 	if h.Syslog {
 		if hk, err := newJournalHookAt(journalSocket, logTag); err == nil {
 			log.AddHook(hk)
 			s.close = append(s.close, func() { _ = hk.Close() })
+			journald = true
 		} else if hk, err := newSyslogHookAt(syslogSocket, logTag); err == nil {
 			log.AddHook(hk)
 			s.close = append(s.close, func() { _ = unix.Close(hk.fd) })
 		}
+	}
+	// Run by a systemd unit (the boot unit), stderr is itself a journal
+	// stream: every line would be in the journal twice, once without
+	// fields.
+	if !hookMode && !(journald && e.stderr == os.Stderr && stderrIsJournal()) {
+		log.AddHook(&writerHook{w: e.stderr, levels: levelsUpTo(level), f: &logrus.TextFormatter{DisableTimestamp: true}})
 	}
 	if h.LogFile != "" {
 		// O_NONBLOCK|O_NOFOLLOW: a FIFO or symlink planted at log_file must
@@ -67,6 +72,20 @@ func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 		}
 	}
 	return log
+}
+
+// stderrIsJournal reports whether stderr is the journal stream systemd
+// connected ($JOURNAL_STREAM is its "DEV:INO").
+func stderrIsJournal() bool {
+	v := os.Getenv("JOURNAL_STREAM")
+	if v == "" {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(2, &st); err != nil {
+		return false
+	}
+	return v == fmt.Sprintf("%d:%d", st.Dev, st.Ino)
 }
 
 func levelsUpTo(top logrus.Level) []logrus.Level {

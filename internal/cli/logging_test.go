@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -231,6 +232,27 @@ func TestJournalField(t *testing.T) {
 	} {
 		if got := journalField(tc.in); got != tc.want {
 			t.Errorf("journalField(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestStderrIsJournal(t *testing.T) {
+	var st unix.Stat_t
+	if err := unix.Fstat(2, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  string
+		want bool
+	}{
+		{"", false},
+		{fmt.Sprintf("%d:%d", st.Dev, st.Ino), true},
+		{fmt.Sprintf("%d:%d", st.Dev, st.Ino+1), false},
+		{"garbage", false},
+	} {
+		t.Setenv("JOURNAL_STREAM", tc.env)
+		if got := stderrIsJournal(); got != tc.want {
+			t.Errorf("JOURNAL_STREAM=%q: stderrIsJournal() = %v, want %v", tc.env, got, tc.want)
 		}
 	}
 }
