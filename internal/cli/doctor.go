@@ -106,6 +106,7 @@ func cmdDoctor(e *env, args []string) error {
 	}
 	checkQEMUConf(rep, s)
 	checkHookInstalled(rep)
+	checkBootUnit(rep)
 	if idErr == nil {
 		checkStateDirs(rep, s, *fix)
 	}
