@@ -132,26 +132,36 @@ const (
 	MsgBootRestore       = "b0a69d17bf9c44e288faba0c004a76c2"
 	MsgACLMaskWidened    = "e0fc3af35a5b4044b1b235d1b27fd1bd"
 	MsgReclaim           = "5071ef24075c48e4905f49c9fd24889e"
+	MsgReclaimFailed     = "e8307c477b8c4dd39905e573c41b0a4f"
 )
 
-// messageIDs maps the messages the hook logs to their kind. The messages
-// are the fixed strings of the log calls (fields carry the variable part).
+// messageIDs maps the fixed messages the hook logs to their kind (fields
+// carry the variable part).
 var messageIDs = map[string]string{
-	"chown":                                 MsgChown,
-	"acl added":                             MsgACLAdded,
-	"acl removed":                           MsgACLRemoved,
-	"prepare refused":                       MsgPrepareRefused,
-	"prepare failed":                        MsgPrepareFailed,
-	"release incomplete":                    MsgReleaseIncomplete,
-	"file is gone; nothing to restore":      MsgGone,
-	"directory is gone; nothing to restore": MsgGone,
-	"owner changed by someone else while held; left alone":                                           MsgLeftAlone,
-	"path now names another directory; left alone":                                                   MsgLeftAlone,
-	"migrated: left with QEMU's owner on the shared filesystem":                                      MsgMigrated,
-	"still used by another host (migrated there): left with QEMU's owner for that host to give back": MsgMigrated,
-	"the ACL mask gained x, which also lets these entries search the directory until release":        MsgACLMaskWidened,
-	bootSummary:    MsgBootRestore,
-	reclaimSummary: MsgReclaim,
+	"chown":              MsgChown,
+	"acl added":          MsgACLAdded,
+	"acl removed":        MsgACLRemoved,
+	"prepare refused":    MsgPrepareRefused,
+	"prepare failed":     MsgPrepareFailed,
+	"release incomplete": MsgReleaseIncomplete,
+	"release of files labelled during the run incomplete":                                     MsgReleaseIncomplete,
+	"the ACL mask gained x, which also lets these entries search the directory until release": MsgACLMaskWidened,
+	"still open by a running QEMU: left with its owner":                                       MsgLeftAlone,
+	bootSummary:      MsgBootRestore,
+	reclaimSummary:   MsgReclaim,
+	"reclaim failed": MsgReclaimFailed,
+}
+
+// messageRules give a kind to messages release words per file ("path now
+// names another file (inode ...): replaced or moved; left alone").
+var messageRules = []struct {
+	prefix, suffix, id string
+}{
+	{"dry run: ", "", MsgDryRun},
+	{"", "; nothing to restore", MsgGone},
+	{"", "left alone", MsgLeftAlone},
+	{"migrated", "", MsgMigrated},
+	{"still used by another host", "", MsgMigrated},
 }
 
 // messageID returns the kind of a message, "" for one without.
@@ -159,8 +169,10 @@ func messageID(msg string) string {
 	if id, ok := messageIDs[msg]; ok {
 		return id
 	}
-	if strings.HasPrefix(msg, "dry run: ") {
-		return MsgDryRun
+	for _, r := range messageRules {
+		if strings.HasPrefix(msg, r.prefix) && strings.HasSuffix(msg, r.suffix) {
+			return r.id
+		}
 	}
 	return ""
 }

@@ -256,3 +256,39 @@ func TestStderrIsJournal(t *testing.T) {
 		}
 	}
 }
+
+func TestMessageID(t *testing.T) {
+	for _, tc := range []struct{ msg, want string }{
+		{"chown", MsgChown},
+		{"acl added", MsgACLAdded},
+		{"acl removed", MsgACLRemoved},
+		{"prepare refused", MsgPrepareRefused},
+		{"prepare failed", MsgPrepareFailed},
+		{"release incomplete", MsgReleaseIncomplete},
+		{"file is gone; nothing to restore", MsgGone},
+		{"directory is gone; nothing to restore", MsgGone},
+		{"path now names another file (inode 1:2, recorded 1:3): replaced or moved; left alone", MsgLeftAlone},
+		{"owner changed by someone else while held (found 0:0, QEMU had 64055:64055): left alone", MsgLeftAlone},
+		{"migrated: left with QEMU's owner on the shared filesystem", MsgMigrated},
+		{"dry run: would chown", MsgDryRun},
+		{bootSummary, MsgBootRestore},
+		{reclaimSummary, MsgReclaim},
+		{"reclaim failed", MsgReclaimFailed},
+		{"something else", ""},
+	} {
+		if got := messageID(tc.msg); got != tc.want {
+			t.Errorf("messageID(%q) = %q, want %q", tc.msg, got, tc.want)
+		}
+	}
+	// Every id is 128 bits of hex, and no two kinds share one.
+	seen := map[string]string{}
+	for _, id := range []string{MsgChown, MsgACLAdded, MsgACLRemoved, MsgPrepareRefused, MsgPrepareFailed, MsgReleaseIncomplete, MsgGone, MsgLeftAlone, MsgDryRun, MsgMigrated, MsgBootRestore, MsgACLMaskWidened, MsgReclaim, MsgReclaimFailed} {
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Errorf("message id %q is not 32 hex digits", id)
+		}
+		if seen[id] != "" {
+			t.Errorf("message id %s used twice", id)
+		}
+		seen[id] = id
+	}
+}
