@@ -119,7 +119,7 @@ func reclaimOptions(s *setup, id config.Identity, to *reclaim.Owner, st *journal
 			return reclaim.Options{}, withCode(ExitState, err)
 		}
 	}
-	used := reclaim.InUse{}
+	used := reclaim.NewInUse()
 	used.AddJournal(st)
 	if err := used.AddProcesses(procRoot, id.UID); err != nil {
 		return reclaim.Options{}, err

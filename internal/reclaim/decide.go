@@ -73,8 +73,8 @@ type Options struct {
 	QEMU Owner
 	// Force, when set, is the owner every file gets (--owner).
 	Force *Owner
-	// InUse names the inodes a running domain uses, with why.
-	InUse InUse
+	// InUse names the files a running domain uses, with why; nil is none.
+	InUse *InUse
 	// Protected reports paths the hook never changes (protected_paths).
 	Protected func(path string) bool
 	// AllowHardlinks permits regular files with more than one link.
@@ -114,7 +114,7 @@ func Decide(f File, o Options) Verdict {
 	case f.Kind == Regular && f.Nlink > 1 && !o.AllowHardlinks:
 		return skip(fmt.Sprintf("has %d hard links; another name may be a file that must keep QEMU's owner (allow_hardlinks)", f.Nlink))
 	}
-	if why, used := o.InUse.Of(f.Dev, f.Ino); used {
+	if why, used := o.InUse.OfFile(f); used {
 		return skip("in use: " + why)
 	}
 	var to Owner
@@ -147,19 +147,50 @@ func Decide(f File, o Options) Verdict {
 	return v
 }
 
-// InUse maps inodes a running domain uses to why.
-type InUse map[[2]uint64]string
+// InUse names the files a running domain uses, with why: by inode, and
+// by path for records whose device number may be another boot's.
+type InUse struct {
+	inodes map[[2]uint64]string
+	paths  map[string]string
+}
+
+// NewInUse returns an empty InUse.
+func NewInUse() *InUse {
+	return &InUse{inodes: make(map[[2]uint64]string), paths: make(map[string]string)}
+}
 
 // Add records dev:ino as used, keeping the first reason.
-func (u InUse) Add(dev, ino uint64, why string) {
+func (u *InUse) Add(dev, ino uint64, why string) {
 	k := [2]uint64{dev, ino}
-	if _, ok := u[k]; !ok {
-		u[k] = why
+	if _, ok := u.inodes[k]; !ok {
+		u.inodes[k] = why
+	}
+}
+
+// AddPath records a path as used, keeping the first reason.
+func (u *InUse) AddPath(p, why string) {
+	if _, ok := u.paths[p]; !ok {
+		u.paths[p] = why
 	}
 }
 
 // Of reports whether dev:ino is used, and why.
-func (u InUse) Of(dev, ino uint64) (string, bool) {
-	why, ok := u[[2]uint64{dev, ino}]
+func (u *InUse) Of(dev, ino uint64) (string, bool) {
+	if u == nil {
+		return "", false
+	}
+	why, ok := u.inodes[[2]uint64{dev, ino}]
+	return why, ok
+}
+
+// OfFile reports whether f is used, by inode or by path, and why.
+func (u *InUse) OfFile(f File) (string, bool) {
+	if why, ok := u.Of(f.Dev, f.Ino); ok {
+		return why, ok
+	}
+	if u == nil {
+		return "", false
+	}
+	why, ok := u.paths[f.Path]
 	return why, ok
 }

@@ -51,8 +51,9 @@ func TestDecide(t *testing.T) {
 	qemu := Owner{64055, 64055}
 	base := File{Path: "/img/a.raw", Kind: Regular, Dev: 1, Ino: 10, Owner: qemu, Nlink: 1, Dir: Owner{0, 0}}
 	with := func(mod func(*File)) File { f := base; mod(&f); return f }
-	used := InUse{}
+	used := NewInUse()
 	used.Add(1, 11, "open by QEMU pid 7")
+	used.AddPath("/img/recorded.raw", "recorded in the hook's journal")
 	alice := Owner{1000, 1000}
 	for _, tc := range []struct {
 		name   string
@@ -70,6 +71,7 @@ func TestDecide(t *testing.T) {
 		{name: "not QEMU's", f: with(func(f *File) { f.Owner = alice }), action: Skip, reason: "not QEMU's user"},
 		{name: "in use", f: with(func(f *File) { f.Ino = 11 }), action: Skip, reason: "in use: open by QEMU pid 7"},
 		{name: "in use, even with --owner", f: with(func(f *File) { f.Ino = 11 }), force: &alice, action: Skip, reason: "in use"},
+		{name: "recorded by path (another boot's device number)", f: with(func(f *File) { f.Path = "/img/recorded.raw"; f.Dev = 99 }), action: Skip, reason: "in use: recorded"},
 		{name: "hard links", f: with(func(f *File) { f.Nlink = 2 }), action: Skip, reason: "hard links"},
 		{name: "protected", f: with(func(f *File) { f.Path = "/etc/x" }), action: Skip, reason: "protected"},
 		{name: "directory is QEMU's too", f: with(func(f *File) { f.Dir = qemu }), action: Skip, reason: "give --owner"},

@@ -13,9 +13,10 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
 
-// AddJournal marks every inode the hook's journal records: the journal
-// gives those back itself (at release, or restore), held or pending.
-func (u InUse) AddJournal(st *journal.State) {
+// AddJournal marks every file the hook's journal records, by inode and by
+// path (device numbers can change across boots): the journal gives those
+// back itself (at release, or restore), held or pending.
+func (u *InUse) AddJournal(st *journal.State) {
 	for _, e := range st.All() {
 		if e.ACL != nil {
 			continue
@@ -24,11 +25,12 @@ func (u InUse) AddJournal(st *journal.State) {
 		for _, h := range e.Holders {
 			hs = append(hs, h.Domain)
 		}
-		why := "recorded in the hook's journal (pending restore)"
+		why := "recorded in the hook's journal (pending: `restore --stale` gives it back)"
 		if len(hs) > 0 {
-			why = "recorded in the hook's journal, held by " + strings.Join(hs, ", ")
+			why = "recorded in the hook's journal, held by " + strings.Join(hs, ", ") + " (`status` tells whether that is stale)"
 		}
 		u.Add(e.Dev, e.Ino, why)
+		u.AddPath(e.Path, why)
 	}
 }
 
@@ -36,7 +38,7 @@ func (u InUse) AddJournal(st *journal.State) {
 // of processes whose executable is qemu-system-* or qemu-kvm, or that run
 // as uid, read from procRoot ("/proc"). A process that exits while read
 // is skipped.
-func (u InUse) AddProcesses(procRoot string, uid uint32) error {
+func (u *InUse) AddProcesses(procRoot string, uid uint32) error {
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", procRoot, err)

@@ -51,7 +51,7 @@ func TestAddProcesses(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(proc, "self"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	u := InUse{}
+	u := NewInUse()
 	if err := u.AddProcesses(proc, qemuUID); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestAddJournal(t *testing.T) {
 	st := &journal.State{Version: journal.FormatVersion}
 	st.Add(&journal.Entry{Path: "/a", Dev: 1, Ino: 2, Holders: []journal.Holder{{Domain: "vm1"}, {Domain: "vm2"}}})
 	st.Add(&journal.Entry{Path: "/b", Dev: 1, Ino: 3})
-	u := InUse{}
+	u := NewInUse()
 	u.AddJournal(st)
 	if why, ok := u.Of(1, 2); !ok || !strings.Contains(why, "held by vm1, vm2") {
 		t.Errorf("held entry: %v %q", ok, why)
@@ -86,5 +86,8 @@ func TestAddJournal(t *testing.T) {
 	}
 	if _, ok := u.Of(1, 4); ok {
 		t.Errorf("an inode the journal does not record is in use")
+	}
+	if why, ok := u.OfFile(File{Path: "/b", Dev: 7, Ino: 8}); !ok || !strings.Contains(why, "pending") {
+		t.Errorf("a recorded path on another device number: %v %q", ok, why)
 	}
 }
