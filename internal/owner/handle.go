@@ -108,21 +108,6 @@ func openResolved(real string) (*Handle, error) {
 	return h, nil
 }
 
-// openResolvedWalk opens real the way openResolved does on kernels without
-// openat2.
-func openResolvedWalk(real string) (*Handle, error) {
-	fd, err := walkOpen(real, false)
-	if err != nil {
-		return nil, err
-	}
-	h := &Handle{fd: fd, Path: real}
-	if err := h.Refresh(); err != nil {
-		h.Close()
-		return nil, err
-	}
-	return h, nil
-}
-
 func splitPath(p string) []string {
 	var parts []string
 	for _, s := range strings.Split(p, "/") {

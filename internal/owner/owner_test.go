@@ -121,11 +121,13 @@ func TestPolicyCheck(t *testing.T) {
 		{"file through symlinked dir", filepath.Join(dirLink, "shadow"), disk, pol, true},
 		{"protected dir itself", protected, Want{Types: domain.TypeDir}, pol, true},
 		{"dev null as disk", null, disk, pol, true},
-		{"dev null as chardev", null, Want{Types: domain.TypeChar}, pol, true},
-		{"virtual console as chardev", tty, Want{Types: domain.TypeChar}, pol, true},
-		{"serial port as chardev", ttyS, Want{Types: domain.TypeChar}, pol, false},
-		{"usb node right number", usb, Want{Types: domain.TypeChar, Rdev: unix.Mkdev(189, 5)}, pol, false},
-		{"usb node wrong number", usb, Want{Types: domain.TypeChar, Rdev: unix.Mkdev(189, 6)}, pol, true},
+		{"dev null as chardev", null, Want{Types: domain.TypeChar, Kind: domain.KindChardevDev}, pol, true},
+		{"virtual console as chardev", tty, Want{Types: domain.TypeChar, Kind: domain.KindChardevDev}, pol, true},
+		{"serial port as chardev", ttyS, Want{Types: domain.TypeChar, Kind: domain.KindChardevDev}, pol, false},
+		{"serial port as usb", ttyS, Want{Types: domain.TypeChar, Kind: domain.KindUSB}, pol, true},
+		{"usb node right number", usb, Want{Types: domain.TypeChar, Kind: domain.KindUSB, Rdev: unix.Mkdev(189, 5)}, pol, false},
+		{"usb node wrong number", usb, Want{Types: domain.TypeChar, Kind: domain.KindUSB, Rdev: unix.Mkdev(189, 6)}, pol, true},
+		{"usb node as a kind without char devices", usb, Want{Types: domain.TypeChar, Kind: domain.KindDisk}, pol, true},
 		{"usb node as disk", usb, disk, pol, true},
 		{"block device as disk", blk, disk, pol, false},
 		{"block device as usb", blk, Want{Types: domain.TypeChar}, pol, true},
@@ -253,15 +255,19 @@ func TestOpenFileReopensSameInode(t *testing.T) {
 func TestOpenWalkFallback(t *testing.T) {
 	root := t.TempDir()
 	p := filepath.Join(root, "a")
-	os.WriteFile(p, nil, 0o600)
-	h, err := openResolvedWalk(p)
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := walkOpen(p, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.Close()
+	unix.Close(fd)
 	l := filepath.Join(root, "l")
-	os.Symlink(p, l)
-	if _, err := openResolvedWalk(l); !errors.Is(err, unix.ELOOP) {
-		t.Errorf("openResolvedWalk(symlink) = %v, want ELOOP", err)
+	if err := os.Symlink(p, l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := walkOpen(l, false); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("walkOpen(symlink) = %v, want ELOOP", err)
 	}
 }

@@ -17,16 +17,9 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/sysfs"
 )
 
-// miscKinds are the resources that legitimately are misc character devices
-// (major 10): /dev/vhost-scsi, /dev/sev, /dev/sgx_vepc, /dev/sgx_provision.
-// Nothing else may be one (/dev/kvm, /dev/fuse, /dev/uinput, ...).
-var miscKinds = map[domain.Kind]bool{
-	domain.KindSCSIHost: true, domain.KindSEV: true, domain.KindSGX: true, domain.KindHostdevChar: true,
-}
-
 // locate finds the host path(s) of r and what the inode there must be.
 func (b *builder) locate(r *domain.Resource) ([]string, owner.Want, error) {
-	want := owner.Want{Types: r.Expect, Misc: miscKinds[r.Kind]}
+	want := owner.Want{Types: r.Expect, Kind: r.Kind}
 	if want.Types == 0 {
 		want.Types = domain.TypeRegular
 	}
@@ -143,7 +136,7 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 	if info.DataFile != "" {
 		dr := &domain.Resource{Kind: domain.KindDataFile, From: baseFrom(r.From) + " → data-file",
 			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
-		if err := b.file(dr, joinHeaderName(given, info.DataFile), owner.Want{Types: dr.Expect}, depth, visiting, st); err != nil {
+		if err := b.file(dr, joinHeaderName(given, info.DataFile), owner.Want{Types: dr.Expect, Kind: dr.Kind}, depth, visiting, st); err != nil {
 			return err
 		}
 	}
@@ -151,7 +144,7 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 		p := joinHeaderName(given, ext)
 		er := &domain.Resource{Kind: "extent", From: fmt.Sprintf("%s → extent[%d]", baseFrom(r.From), i+1),
 			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
-		if err := b.file(er, p, owner.Want{Types: er.Expect}, depth, visiting, st); err != nil {
+		if err := b.file(er, p, owner.Want{Types: er.Expect, Kind: er.Kind}, depth, visiting, st); err != nil {
 			return err
 		}
 	}
@@ -172,7 +165,7 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 		Expect: domain.TypeRegular, ReadOnly: true, Format: info.BackingFormat, ProbeBacking: true,
 		Label: r.Label, Skip: r.Skip,
 	}
-	return b.file(br, p, owner.Want{Types: br.Expect}, depth+1, visiting, st)
+	return b.file(br, p, owner.Want{Types: br.Expect, Kind: br.Kind}, depth+1, visiting, st)
 }
 
 // joinHeaderName resolves a name from the header of the image opened as

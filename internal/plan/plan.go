@@ -134,6 +134,13 @@ func (p *Plan) Close() {
 // the build (all handles closed) with a *StepError.
 func Build(d *domain.Domain, env Env) (*Plan, error) {
 	p := &Plan{Domain: d.Name, UUID: d.UUID, Notes: append([]string(nil), d.Notes...)}
+	// One look at the host's mounts, swap and loop devices for the
+	// whole plan, not one per file.
+	pol, err := env.Policy.Snapshot()
+	if err != nil {
+		return nil, &StepError{From: "host mount table", Err: err}
+	}
+	env.Policy = pol
 	b := &builder{env: env, plan: p, seen: make(map[owner.ID]*Step), dirsDone: make(map[string]bool)}
 	if err := b.build(d); err != nil {
 		p.Close()
