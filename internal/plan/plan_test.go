@@ -212,6 +212,9 @@ func TestBackingChainMatchesQemuImg(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "img")
 	os.MkdirAll(filepath.Join(dir, "base"), 0o755)
+	// img is a dir pool's target, so header-named images may be in its
+	// subdirectories, as libvirt's own pools have them.
+	write(t, filepath.Join(root, "pools", "images.xml"), "<pool type='dir'><name>images</name><target><path>"+dir+"</path></target></pool>", 0)
 	// raw ← qed (backing format raw, the only one QED records) ← qcow2 v3
 	// with an absolute name ← qcow2 v2 with a relative one.
 	qemuImg(t, "create", "-q", "-f", "raw", filepath.Join(dir, "base", "b0.raw"), "1M")
