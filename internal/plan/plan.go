@@ -165,7 +165,7 @@ type builder struct {
 	dirsDone map[string]bool
 	// poolDirs are the target directories of libvirt's dir, fs and
 	// netfs pools, read once when a header first needs them.
-	poolDirs []string
+	poolDirs  []string
 	poolsRead bool
 	// pathBytes counts the path and element text of every step so far.
 	pathBytes int
@@ -368,4 +368,3 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	}
 	return nil
 }
-
