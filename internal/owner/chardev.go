@@ -34,6 +34,9 @@ type charRule struct {
 	subsystems []string // sysfs subsystem names allowed; nil: any
 	names      []string // sysfs device name prefixes allowed; nil: any
 	needSysfs  bool     // refuse a number sysfs does not know
+	// exactOK accepts the number the resource's own sysfs lookup gave
+	// (the VFIO group's dev file) whatever its major.
+	exactOK bool
 	// deny are numbers refused even when the rest matches (the
 	// virtual consoles and /dev/tty, /dev/console, /dev/ptmx for ttys).
 	deny []charRange
@@ -68,7 +71,7 @@ var (
 	ruleSG = charRule{what: "a SCSI generic node (/dev/sgN, 21:*)",
 		fixed: []charRange{{sgMajor, 0, anyMinor}}, subsystems: []string{"scsi_generic"}, names: []string{"sg"}}
 	ruleVFIO = charRule{what: "a VFIO group node (/dev/vfio/N)",
-		procNames: []string{"vfio"}, subsystems: []string{"vfio"}}
+		procNames: []string{"vfio"}, subsystems: []string{"vfio"}, exactOK: true}
 	ruleTPM = charRule{what: "a TPM (/dev/tpmN, 10:224 or the tpm major; /dev/tpmrmN)",
 		fixed: []charRange{{miscMajor, tpmMiscMin, tpmMiscMin}}, procNames: []string{"tpm", "tpmrm"},
 		subsystems: []string{"tpm", "tpmrm"}, names: []string{"tpm", "tpmrm"}}
@@ -94,10 +97,16 @@ var (
 			{140, 0, anyMinor}, {141, 0, anyMinor}, {142, 0, anyMinor}, {143, 0, anyMinor}, // pts
 		},
 		anyMajorOf: true, subsystems: []string{"tty", "ppdev", "parport"},
-		deny: []charRange{{4, 0, 63}, {5, 0, anyMinor}}}
+		deny: []charRange{{miscMajor, 0, anyMinor}}}
 	ruleDax = charRule{what: "a device-dax node (/dev/daxN.M)",
 		procNames: []string{"dax"}, subsystems: []string{"dax"}, names: []string{"dax"}}
 )
+
+// neverChar are refused for every kind, whatever sysfs says: memory and
+// entropy devices (mem, kmem, null, port, zero, full, random, kmsg), the
+// virtual consoles, /dev/tty, /dev/console, /dev/ptmx and the console
+// screen buffers (vcs, vcsa).
+var neverChar = []charRange{{1, 0, anyMinor}, {4, 0, 63}, {5, 0, anyMinor}, {7, 0, anyMinor}}
 
 func miscRule(what string, names ...string) charRule {
 	return charRule{what: what, fixed: []charRange{{miscMajor, 0, anyMinor}},
@@ -177,15 +186,15 @@ func kindName(k domain.Kind) string {
 }
 
 // allows reports whether major:minor passes r. exact says the number came
-// from sysfs for this very resource (USB, SCSI and VFIO lookups), which
-// settles the major by itself.
+// from sysfs for this very resource (USB, SCSI and VFIO lookups); for a
+// rule with exactOK that settles the major by itself.
 func (r charRule) allows(major, minor uint32, exact bool, ci charInfo, dyn map[string][]uint32) bool {
-	for _, d := range r.deny {
+	for _, d := range append(r.deny, neverChar...) {
 		if d.has(major, minor) {
 			return false
 		}
 	}
-	numOK := exact
+	numOK := exact && r.exactOK
 	for _, f := range r.fixed {
 		numOK = numOK || f.has(major, minor)
 	}
