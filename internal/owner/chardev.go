@@ -159,7 +159,7 @@ func (p Policy) checkChar(path string, kind domain.Kind, rdev uint64, exact bool
 	major, minor := unix.Major(rdev), unix.Minor(rdev)
 	rules := charRules[kind]
 	if len(rules) == 0 {
-		return fmt.Errorf("%s is character device %d:%d, and a %s resource may be no character device: %w", path, major, minor, kindName(kind), ErrRefused)
+		return fmt.Errorf("%s is character device %d:%d, and a %s resource may be no character device; point the XML at the file the element is for: %w", path, major, minor, kindName(kind), ErrRefused)
 	}
 	ci := p.charInfo(rdev)
 	dyn := p.charMajors()

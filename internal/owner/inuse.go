@@ -55,15 +55,15 @@ func (p Policy) blockInUse(path string, rdev uint64) error {
 		}
 		if mnt, ok := use.mounts[n.dev]; ok {
 			if what == "" {
-				return fmt.Errorf("block device %s (%s) is mounted at %s: giving it to QEMU would hand it the host's filesystem: %w", path, devString(rdev), mnt, ErrRefused)
+				return fmt.Errorf("block device %s (%s) is mounted at %s: giving it to QEMU would hand it the host's filesystem; unmount it first, or give the domain another device: %w", path, devString(rdev), mnt, ErrRefused)
 			}
-			return fmt.Errorf("block device %s (%s) holds mounted %s at %s: giving it to QEMU would hand it the host's filesystem: %w", path, devString(rdev), what, mnt, ErrRefused)
+			return fmt.Errorf("block device %s (%s) holds mounted %s at %s: giving it to QEMU would hand it the host's filesystem; unmount it first, or give the domain another device: %w", path, devString(rdev), what, mnt, ErrRefused)
 		}
 		if sw, ok := use.swaps[n.dev]; ok {
 			if what == "" {
-				return fmt.Errorf("block device %s (%s) is active swap (%s): giving it to QEMU would hand it the host's memory: %w", path, devString(rdev), sw, ErrRefused)
+				return fmt.Errorf("block device %s (%s) is active swap (%s): giving it to QEMU would hand it the host's memory; `swapoff` it first: %w", path, devString(rdev), sw, ErrRefused)
 			}
-			return fmt.Errorf("block device %s (%s) holds %s, active swap (%s): giving it to QEMU would hand it the host's memory: %w", path, devString(rdev), what, sw, ErrRefused)
+			return fmt.Errorf("block device %s (%s) holds %s, active swap (%s): giving it to QEMU would hand it the host's memory; `swapoff` it first: %w", path, devString(rdev), what, sw, ErrRefused)
 		}
 		if n.depth >= maxHolderDepth {
 			continue

@@ -89,7 +89,7 @@ func (p Policy) Check(h *Handle, w Want) error {
 		return fmt.Errorf("cannot tell whether %s is protected: %w", h.Path, err)
 	}
 	if dir, ok := host.protectedInode(h); ok {
-		return fmt.Errorf("%s is inside protected directory %s (reached through a mount of it; protected_paths in %s): %w", h.Path, dir, p.configName(), ErrRefused)
+		return fmt.Errorf("%s is inside protected directory %s (reached through a mount of it): point the XML at a copy outside it, or remove the directory from protected_paths in %s: %w", h.Path, dir, p.configName(), ErrRefused)
 	}
 	if err := checkLinks(h, w); err != nil {
 		return err
@@ -97,10 +97,10 @@ func (p Policy) Check(h *Handle, w Want) error {
 	mode := h.Stat.Mode & unix.S_IFMT
 	t := typeOf(mode)
 	if t == 0 || w.Types&t == 0 {
-		return fmt.Errorf("%s is a %s, expected %s: %w", h.Path, TypeName(t), typesString(w.Types), ErrRefused)
+		return fmt.Errorf("%s is a %s, expected %s: point the XML at the right file, or give the element the type of this one (<disk type='block'> for a block device): %w", h.Path, TypeName(t), typesString(w.Types), ErrRefused)
 	}
 	if mode == unix.S_IFREG && h.Stat.Nlink > 1 && !p.AllowHardlinks {
-		return fmt.Errorf("%s has %d hard links; another name may be a file QEMU must not get (allow_hardlinks in %s): %w", h.Path, h.Stat.Nlink, p.configName(), ErrRefused)
+		return fmt.Errorf("%s has %d hard links; another name may be a file QEMU must not get: copy the file, remove its other names, or set allow_hardlinks = 1 in %s: %w", h.Path, h.Stat.Nlink, p.configName(), ErrRefused)
 	}
 	if mode == unix.S_IFREG {
 		if err := host.kernelFile(h); err != nil {
@@ -110,7 +110,7 @@ func (p Policy) Check(h *Handle, w Want) error {
 	if mode == unix.S_IFCHR || mode == unix.S_IFBLK {
 		rdev := uint64(h.Stat.Rdev)
 		if w.Rdev != 0 && rdev != w.Rdev {
-			return fmt.Errorf("%s is device %d:%d, expected %d:%d: %w", h.Path, unix.Major(rdev), unix.Minor(rdev), unix.Major(w.Rdev), unix.Minor(w.Rdev), ErrRefused)
+			return fmt.Errorf("%s is device %d:%d, expected %d:%d as sysfs says: the node is stale or planted; recreate it (`udevadm trigger`) and check who can write its directory: %w", h.Path, unix.Major(rdev), unix.Minor(rdev), unix.Major(w.Rdev), unix.Minor(w.Rdev), ErrRefused)
 		}
 		if mode == unix.S_IFCHR {
 			if err := p.checkChar(h.Path, w.Kind, rdev, w.Rdev != 0); err != nil {
@@ -156,12 +156,12 @@ func checkLinks(h *Handle, w Want) error {
 		if l.Path == "/proc" || strings.HasPrefix(l.Path, "/proc/") {
 			// /proc's links are magic (self, fd/N, PID/root): resolved as
 			// text they name another file than the kernel would open.
-			return fmt.Errorf("symlink %s is under /proc: its target is not a path the hook can follow safely: %w", l.Path, ErrRefused)
+			return fmt.Errorf("symlink %s is under /proc: its target is not a path the hook can follow safely; name the real path in the XML: %w", l.Path, ErrRefused)
 		}
 		if l.UID == 0 || l.UID == uid || slices.Contains(w.LinkOwners, l.UID) {
 			continue
 		}
-		return fmt.Errorf("symlink %s (-> %s) is owned by uid %d, but leads to %s, owned by uid %d: a user's symlink may only lead to that user's own files: %w",
+		return fmt.Errorf("symlink %s (-> %s) is owned by uid %d, but leads to %s, owned by uid %d: a user's symlink may only lead to that user's own files; make the link as root, or name the real path in the XML: %w",
 			l.Path, l.Target, l.UID, h.Path, uid, ErrLinkOwner)
 	}
 	return nil
@@ -244,7 +244,7 @@ func claimed(h *Handle) error {
 	fd, err := unix.Open(h.fdPath(), unix.O_RDONLY|unix.O_EXCL|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	runtime.KeepAlive(h)
 	if errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("block device %s is in use by the kernel (mounted, swap, or claimed by device-mapper, md, btrfs...): giving it to QEMU would hand it the host's data: %w", h.Path, ErrRefused)
+		return fmt.Errorf("block device %s is in use by the kernel (mounted, swap, or claimed by device-mapper, md, btrfs...): giving it to QEMU would hand it the host's data; stop what holds it first, or give the domain another device: %w", h.Path, ErrRefused)
 	}
 	if err == nil {
 		unix.Close(fd)

@@ -159,7 +159,7 @@ func (b *builder) checkPlace(p string, parent *Step) error {
 		return nil
 	}
 	if hidden(filepath.Base(p)) {
-		return fmt.Errorf("image header of %s names %s, a hidden file, which is never an image: %w", parent.Path, p, owner.ErrRefused)
+		return fmt.Errorf("image header of %s names %s, a hidden file, which is never an image; rename it if it really is one (`qemu-img rebase -u` the overlay to the new name): %w", parent.Path, p, owner.ErrRefused)
 	}
 	if dir := filepath.Dir(p); dir == filepath.Dir(parent.Path) && imageDirOK(dir) {
 		return nil
