@@ -239,8 +239,9 @@ func nameMatches(name, want string) bool {
 
 // charMajors reads the character section of /proc/devices: name → majors.
 func (p Policy) charMajors() map[string][]uint32 {
-	if p.host != nil {
-		return p.host.charMajors
+	if h := p.host; h != nil {
+		h.majorsOnce.Do(func() { h.charMajors = readCharMajors(p.procRoot()) })
+		return h.charMajors
 	}
 	return readCharMajors(p.procRoot())
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,12 +18,16 @@ import (
 // per Snapshot: mounts, swap, loop devices, protected roots and the
 // character majors of /proc/devices.
 type hostState struct {
-	mounts     []mountEntry
-	byID       map[uint64]int // mount id → index in mounts
-	use        blockUse
-	swapFiles  map[ID]string // active swap files by inode → name listed
-	loopFiles  map[ID]string // backing files of attached loop devices → loop name
-	roots      []protectedRoot
+	mounts    []mountEntry
+	byID      map[uint64]int // mount id → index in mounts
+	use       blockUse
+	swapFiles map[ID]string // active swap files by inode → name listed
+	loopFiles map[ID]string // backing files of attached loop devices → loop name
+	roots     []protectedRoot
+	// rootsPlaced: every root's place in its filesystem is known.
+	rootsPlaced bool
+	// charMajors is read on first use: most plans hold no device node.
+	majorsOnce sync.Once
 	charMajors map[string][]uint32
 }
 
@@ -85,10 +90,11 @@ func (p Policy) loadHost() (*hostState, error) {
 		h.swapFiles[id] = name
 	}
 	h.loopFiles = p.readLoopFiles()
-	h.charMajors = readCharMajors(p.procRoot())
+	h.rootsPlaced = true
 	for _, dir := range p.Protected {
 		if r, ok := h.protectedRoot(dir); ok {
 			h.roots = append(h.roots, r)
+			h.rootsPlaced = h.rootsPlaced && r.fsPath != ""
 		}
 	}
 	return h, nil
@@ -172,18 +178,20 @@ func (h *hostState) protectedInode(hd *Handle) (string, bool) {
 	}
 	m, ok := h.mountOf(hd.fd, hd.Path)
 	runtime.KeepAlive(hd)
-	if !ok {
-		return "", false
-	}
-	fp := fsPath(m, hd.Path)
-	for _, r := range h.roots {
-		if r.fsPath != "" && r.fsDev == m.dev && under(fp, r.fsPath) {
-			return r.path, true
+	if ok {
+		fp := fsPath(m, hd.Path)
+		for _, r := range h.roots {
+			if r.fsPath != "" && r.fsDev == m.dev && under(fp, r.fsPath) {
+				return r.path, true
+			}
+		}
+		if h.rootsPlaced {
+			return "", false
 		}
 	}
-	// The directories of the file's own path: one of them may be a
-	// protected directory reached through a mount the table does not
-	// describe the way we read it.
+	// Without a mount for the file or for every protected root, look at
+	// the directories of the file's own path: one of them may be a
+	// protected directory reached through a mount.
 	for d := filepath.Dir(hd.Path); ; d = filepath.Dir(d) {
 		var st unix.Stat_t
 		if unix.Stat(d, &st) == nil {

@@ -138,14 +138,15 @@ func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) (*OwnerCheck, 
 		c.AnyOwner = true
 		return c, nil
 	}
+	err := ownerRule(c.Path, c.NamerPath, c.FileUID, c.NamerUID, c.Target)
+	if err == nil {
+		return c, nil
+	}
 	if dir, ok := adminDir(h); ok {
 		c.AnyOwner, c.AdminDir = true, dir
 		return c, nil
 	}
-	if err := ownerRule(c.Path, c.NamerPath, c.FileUID, c.NamerUID, c.Target); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return nil, err
 }
 
 // checkPlace applies the place rule of checkHeaderNamed to the canonical
