@@ -21,8 +21,9 @@ type hostState struct {
 	mounts    []mountEntry
 	byID      map[uint64]int // mount id → index in mounts
 	use       blockUse
-	swapFiles map[ID]string // active swap files by inode → name listed
-	loopFiles map[ID]string // backing files of attached loop devices → loop name
+	swapFiles map[ID]string     // active swap files by inode → name listed
+	loopFiles map[ID]string     // backing files of attached loop devices → loop name
+	loopDevs  map[uint64]string // block devices loop devices are backed by → loop name
 	roots     []protectedRoot
 	// rootsPlaced: every root's place in its filesystem is known.
 	rootsPlaced bool
@@ -89,7 +90,7 @@ func (p Policy) loadHost() (*hostState, error) {
 	for name, id := range p.readSwapFiles() {
 		h.swapFiles[id] = name
 	}
-	h.loopFiles = p.readLoopFiles()
+	h.loopFiles, h.loopDevs = p.readLoopFiles()
 	h.rootsPlaced = true
 	for _, dir := range p.Protected {
 		if r, ok := h.protectedRoot(dir); ok {
@@ -267,12 +268,16 @@ func (p Policy) readSwapFiles() map[string]ID {
 // from the loop device itself (LOOP_GET_STATUS64 gives the backing file's
 // device and inode numbers) and, where the node is not there to ask, by
 // stat of /sys/block/loopN/loop/backing_file.
-func (p Policy) readLoopFiles() map[ID]string {
+//
+// A loop device backed by a block device is listed by that device's
+// number instead (devs).
+func (p Policy) readLoopFiles() (files map[ID]string, devs map[uint64]string) {
 	out := map[ID]string{}
+	devs = map[uint64]string{}
 	base := filepath.Join(p.sysRoot(), "block")
 	ents, err := os.ReadDir(base)
 	if err != nil {
-		return out
+		return out, devs
 	}
 	for _, e := range ents {
 		name := e.Name()
@@ -284,45 +289,61 @@ func (p Policy) readLoopFiles() map[ID]string {
 			continue // not attached
 		}
 		label := "/dev/" + name
-		if id, ok := loopStatus(filepath.Join(base, name, "dev"), label); ok {
+		if id, rdev, ok := loopStatus(filepath.Join(base, name, "dev"), label); ok {
 			out[id] = label
+			if rdev != 0 {
+				devs[rdev] = label
+			}
 		}
 		text := strings.TrimSuffix(strings.TrimSuffix(string(bf), "\n"), " (deleted)")
 		var st unix.Stat_t
-		if unix.Stat(text, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-			out[ID{Dev: uint64(st.Dev), Ino: st.Ino}] = label
+		if unix.Stat(text, &st) == nil {
+			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFREG:
+				out[ID{Dev: uint64(st.Dev), Ino: st.Ino}] = label
+			case unix.S_IFBLK:
+				devs[uint64(st.Rdev)] = label
+			}
 		}
 	}
-	return out
+	return out, devs
 }
 
 // loopStatus asks the loop device /dev/loopN (if that node is the device
-// sysfs names) for the inode it is backed by.
-func loopStatus(devFile, node string) (ID, bool) {
+// sysfs names) for the inode it is backed by, and that inode's device
+// number when it is a block device.
+func loopStatus(devFile, node string) (ID, uint64, bool) {
 	rdev, err := readDevFile(devFile)
 	if err != nil {
-		return ID{}, false
+		return ID{}, 0, false
 	}
 	fd, err := unix.Open(node, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return ID{}, false
+		return ID{}, 0, false
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK || uint64(st.Rdev) != rdev {
-		return ID{}, false
+		return ID{}, 0, false
 	}
 	info, err := unix.IoctlLoopGetStatus64(fd)
 	if err != nil {
-		return ID{}, false
+		return ID{}, 0, false
 	}
-	// The kernel encodes the device with new_encode_dev, which is
+	// The kernel encodes device numbers with new_encode_dev, which is
 	// glibc's makedev for every major below 4096.
-	return ID{Dev: info.Device, Ino: info.Inode}, true
+	return ID{Dev: info.Device, Ino: info.Inode}, info.Rdevice, true
 }
 
-// kernelFile refuses a regular file the kernel itself is using as storage.
+// kernelFile refuses a file the kernel itself is using as storage: a
+// loop device's backing file or block device, an active swap file.
 func (h *hostState) kernelFile(hd *Handle) error {
+	if hd.Stat.Mode&unix.S_IFMT == unix.S_IFBLK {
+		if loop, ok := h.loopDevs[uint64(hd.Stat.Rdev)]; ok {
+			return fmt.Errorf("block device %s is the backing device of loop device %s: QEMU would write under whatever the host has on it; detach it first (`losetup -d %s`): %w", hd.Path, loop, loop, ErrRefused)
+		}
+		return nil
+	}
 	id := hd.ID()
 	if loop, ok := h.loopFiles[id]; ok {
 		return fmt.Errorf("%s is the backing file of loop device %s: QEMU would write under whatever the host has on it; detach it first (`losetup -d %s`): %w", hd.Path, loop, loop, ErrRefused)

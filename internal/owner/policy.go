@@ -123,6 +123,9 @@ func (p Policy) Check(h *Handle, w Want) error {
 			}
 		}
 		if mode == unix.S_IFBLK {
+			if err := host.kernelFile(h); err != nil {
+				return err
+			}
 			if err := p.blockInUse(h.Path, rdev); err != nil {
 				return err
 			}

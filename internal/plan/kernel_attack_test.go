@@ -152,6 +152,13 @@ func TestAttackLoopBackingFile(t *testing.T) {
 		err := tr.guard(atkDisk("qcow2", "$ROOT/img/top.qcow2"), tr.env(), backing)
 		wantRefusal(t, err, "backing file of loop device "+dev)
 	})
+	t.Run("block device backing another loop device", func(t *testing.T) {
+		outer := losetup(t, dev)
+		xml := strings.Replace(atkDisk("raw", dev), "<disk type='file' device='disk'>", "<disk type='block' device='disk'>", 1)
+		xml = strings.Replace(xml, "<source file=", "<source dev=", 1)
+		err := tr.guard(xml, tr.env(), dev)
+		wantRefusal(t, err, "backing device of loop device "+outer)
+	})
 	t.Run("through a symlink", func(t *testing.T) {
 		tr.symlink("hostfs.img", filepath.Join(tr.img, "alias.raw"))
 		err := tr.guard(atkDisk("raw", "$ROOT/img/alias.raw"), tr.env(), backing)
