@@ -1,6 +1,6 @@
 package main
 
-// Issue 7's side-by-side comparison: one domain with every kind of host file
+// A side-by-side comparison with libvirt's own DAC driver: one domain with every kind of host file
 // that works on this machine is started twice, first with libvirt's own DAC
 // driver doing the chowning (dynamic_ownership = 1, the hook in dry_run) and
 // then with the hook doing it (dynamic_ownership = 0, the harness's normal

@@ -1,6 +1,6 @@
 package main
 
-// End-to-end scenarios for issues 6 and 7: images under a 0700 directory
+// End-to-end scenarios for directories and other host files: images under a 0700 directory
 // (the hook grants QEMU search permission with one ACL entry and takes
 // exactly that back), and the host files QEMU opens besides disks: a
 // direct-boot kernel and initrd, a unix socket a serial port connects to,
@@ -159,7 +159,7 @@ func (f *fixture) mustFailWithoutHook(spec moreSpec, wantErr string) {
 	f.check("control start without the hook (failed as it should)", false, spec.Name)
 }
 
-// --- directories and ACLs (issue 6) ---
+// --- directories and ACLs ---
 
 // dirState is everything about a directory the hook might touch: its mode
 // and owner, getfacl's view and the raw access ACL xattr (getfacl prints a
@@ -438,7 +438,7 @@ func TestParentDirMaskedACL(t *testing.T) {
 	dirs.same("after destroy", name)
 }
 
-// --- other files QEMU opens (issue 7) ---
+// --- other files QEMU opens ---
 
 // multibootKernel is the smallest kernel QEMU's -kernel accepts without a
 // Linux header: a multiboot v1 header using the a.out kludge (flags bit 16:

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
-
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
@@ -37,7 +34,7 @@ func holdACL(st *journal.State, s *plan.Step, p *plan.Plan, boot string) (*journ
 	}
 	h := journal.Holder{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: plan.KindParentDir}
 	if e == nil {
-		e = &journal.Entry{Path: s.Path, Dev: id.Dev, Ino: id.Ino, UID: s.Current.UID, GID: s.Current.GID, TargetUID: uid, ACL: raw, Holders: []journal.Holder{h}, Created: boot, Birth: birth(s.Handle)}
+		e = &journal.Entry{Path: s.Path, Dev: id.Dev, Ino: id.Ino, UID: s.Current.UID, GID: s.Current.GID, TargetUID: uid, ACL: raw, Holders: []journal.Holder{h}, Created: boot, Birth: owner.Birth(s.Handle)}
 		st.Add(e)
 		return e, nil
 	}
@@ -73,7 +70,7 @@ func addACL(s *plan.Step, e *journal.Entry, active []acl.Change) (bool, error) {
 	return true, nil
 }
 
-func undoACLStep(s *plan.Step, e *journal.Entry, active []acl.Change) error {
+func undoACLStep(s *plan.Step, active []acl.Change) error {
 	if err := s.Handle.Refresh(); err != nil {
 		return err
 	}
@@ -85,8 +82,8 @@ func undoACLStep(s *plan.Step, e *journal.Entry, active []acl.Change) error {
 // neither take away nor leave a mask behind for (see acl.Undo).
 func activeGrants(st *journal.State, dev, ino uint64, except uint32) []acl.Change {
 	var out []acl.Change
-	for _, e := range st.Entries {
-		if e.ACL == nil || e.Dev != dev || e.Ino != ino || e.TargetUID == except {
+	for _, e := range st.Grants(dev, ino) {
+		if e.TargetUID == except {
 			continue
 		}
 		var c acl.Change
@@ -95,30 +92,4 @@ func activeGrants(st *journal.State, dev, ino uint64, except uint32) []acl.Chang
 		}
 	}
 	return out
-}
-
-// undoACL takes back a recorded search grant, on the recorded inode only.
-func (r *Runner) undoACL(e *journal.Entry, active []acl.Change, log logrus.FieldLogger) (bool, error) {
-	var c acl.Change
-	if err := json.Unmarshal(e.ACL, &c); err != nil {
-		return false, fmt.Errorf("restore ACL of %s: record unreadable: %w", e.Path, err)
-	}
-	h, err := owner.Open(e.Path)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			log.Warn("directory is gone; nothing to restore")
-			return true, nil
-		}
-		return false, fmt.Errorf("restore ACL of %s: %w", e.Path, err)
-	}
-	defer h.Close()
-	if id := h.ID(); id.Dev != e.Dev || id.Ino != e.Ino || !sameBirth(e, h) {
-		log.Warn("path now names another directory; left alone")
-		return true, nil
-	}
-	if err := acl.Undo(h.Fd(), h.Stat.Mode, c, active...); err != nil {
-		return false, fmt.Errorf("restore ACL of %s: %w", e.Path, err)
-	}
-	log.WithField("acl", fmt.Sprintf("user:%d:--x", c.UID)).Info("acl removed")
-	return true, nil
 }

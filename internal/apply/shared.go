@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/renameio/v2"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
@@ -159,64 +158,31 @@ func (r *Runner) otherHosts(m mark) []string {
 	return out
 }
 
-// leaveToOtherHost decides, for a file on a shared filesystem, whether its
+// otherHostHolds decides, for a file on a shared filesystem, whether its
 // original owner must not be given back now: another host holds it (the
 // destination of a live migration), or libvirt said the domain migrated
-// (libvirt >= 10.5 passes the reason). Then this host's name comes off the
-// mark and the file keeps QEMU's owner; the last host to release gives it
-// back. done reports that the entry is finished with.
-func (r *Runner) leaveToOtherHost(e *journalEntry, h *owner.Handle, migrated bool, log logFields) (done bool, err error) {
+// (libvirt >= 10.5 passes the reason). Then the file keeps QEMU's owner,
+// m is its mark without this host, and the last host to release gives it
+// back. next is nil when the file carries no mark to update.
+func (r *Runner) otherHostHolds(h *owner.Handle, migrated bool) (next *mark, others []string, keep bool) {
 	m, _, ok := readMark(h)
-	others := r.otherHosts(m)
+	others = r.otherHosts(m)
 	if !migrated && (!ok || len(others) == 0) {
-		return false, nil
+		return nil, nil, false
 	}
-	if !migrated {
-		log.WithField("hosts", strings.Join(others, ",")).Info("still used by another host (migrated there): left with QEMU's owner for that host to give back")
-	} else {
-		log.Info("migrated: left with QEMU's owner on the shared filesystem")
-	}
-	m.Hosts = others
 	if ok {
-		if err := h.SetXattr(OwnerXattr, []byte(m.String())); err != nil {
-			log.WithError(err).Debug("could not update the owner mark")
-		}
+		m.Hosts = others
+		next = &m
 	}
-	return true, nil
+	return next, others, true
 }
 
 // removeMark takes the mark off a file whose owner has been given back.
-func removeMark(h *owner.Handle, log logFields) {
+func removeMark(h *owner.Handle, log logrus.FieldLogger) {
 	if err := h.RemoveXattr(OwnerXattr); err != nil {
 		log.WithError(err).Warn("could not remove the owner mark on the file")
 	}
 }
-
-// birth is the inode's creation time (statx btime) in nanoseconds, 0 when
-// the filesystem does not keep one. With the inode number it tells a file
-// from a later one that reuses the number.
-func birth(h *owner.Handle) int64 {
-	var stx unix.Statx_t
-	if err := unix.Statx(h.Fd(), "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME, &stx); err != nil || stx.Mask&unix.STATX_BTIME == 0 {
-		return 0
-	}
-	return stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
-}
-
-// sameBirth reports whether h is the inode e recorded, as far as creation
-// times tell (an entry or a filesystem without them matches).
-func sameBirth(e *journalEntry, h *owner.Handle) bool {
-	if e.Birth == 0 {
-		return true
-	}
-	b := birth(h)
-	return b == 0 || b == e.Birth
-}
-
-type (
-	journalEntry = journal.Entry
-	logFields    = logrus.FieldLogger
-)
 
 // nextMark works out the mark a prepare writes on a file of a shared
 // filesystem, and the original owner the entry must hold:
@@ -231,10 +197,10 @@ func (r *Runner) nextMark(s *plan.Step, e *journal.Entry, domain, boot string) (
 	m, raw, ok := readMark(s.Handle)
 	others := r.otherHosts(m)
 	if ok && len(others) > 0 {
-		switch {
-		case *s.Current == m.Owner:
+		switch *s.Current {
+		case m.Owner:
 			others = nil
-		case *s.Current == *s.Target:
+		case *s.Target:
 			if len(e.LiveHolders(boot)) <= 1 {
 				e.UID, e.GID = m.Owner.UID, m.Owner.GID
 			}

@@ -1,5 +1,5 @@
-// Package bench holds the performance harness of issue 9; it has no code of
-// its own that the hook runs.
+// Package bench holds the performance harness (`make bench`); it has no
+// code of its own that the hook runs.
 //
 // What lives here:
 //

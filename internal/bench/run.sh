@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-process benchmark of libvirt-dac-hook (issue 9).
+# Whole-process benchmark of libvirt-dac-hook.
 #
 # Runs the built hook binary exactly as libvirtd does (`qemu DOMAIN prepare
 # begin -` with the domain XML on stdin, then `qemu DOMAIN release end -`),

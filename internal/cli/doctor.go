@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
@@ -68,8 +67,9 @@ func (r *report) add(f finding) {
 // hookPath is where libvirt looks for the qemu hook.
 var hookPath = "/etc/libvirt/hooks/qemu"
 
-// stateDirs must be owned by the user QEMU runs as (drvqemu.rst).
-var stateDirs = []string{"/run/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu"}
+// stateDirs are the libvirt directories doctor checks: QEMU must be able
+// to search each one (drvqemu.rst).
+var stateDirs = libvirtStateDirs
 
 func cmdDoctor(e *env, args []string) error {
 	fs := newFlags(e, "doctor", "doctor [--json] [--fix] [DOMAIN-XML|-]\n\nChecks qemu.conf, the installed hook, libvirt's state directories and, given a domain XML,\nwhether QEMU will be able to open every resource. Exit status 1 when anything is wrong.")
@@ -297,7 +297,7 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 			v.Status, v.Detail = statusProblem, "on "+v.FSType+", which has no file owners: chown cannot work; move the image or mount it with uid=/gid= for QEMU's user"
 			return
 		}
-		if apply.IsSharedFS(int64(sf.Type)) && uid == 65534 {
+		if owner.FSShared(int64(sf.Type)) && uid == 65534 {
 			v.Detail = "on a network filesystem and owned by nobody: root squash likely stops the hook's chown; export with no_root_squash or give the file to QEMU's user on the server"
 			v.Status = statusProblem
 		}
@@ -306,9 +306,9 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 	switch {
 	case !v.Read:
 		v.Status, v.Detail = statusProblem, "QEMU cannot read it: the owner has no read permission in its mode"
-	case !v.Write && !st.ReadOnly && st.Kind != "backing" && st.Kind != "cdrom" && st.Kind != "kernel" && st.Kind != "initrd":
+	case !v.Write && !st.ReadOnly && !domain.Kind(st.Kind).ForcedReadOnly() && !domain.Kind(st.Kind).BootLoaded():
 		v.Status, v.Detail = statusProblem, "QEMU cannot write it, but it is not a read-only disk"
-	case v.RO && !st.ReadOnly && st.Kind != "backing":
+	case v.RO && !st.ReadOnly && !domain.Kind(st.Kind).ForcedReadOnly():
 		v.Status, v.Detail = statusProblem, "on a read-only mount, but QEMU opens it for writing"
 	}
 	if v.Status == statusOK && st.Action == plan.Chown && v.Detail == "" {

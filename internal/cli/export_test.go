@@ -7,3 +7,11 @@ func SetDoctorPaths(hook string, dirs []string) func() {
 	hookPath, stateDirs = hook, dirs
 	return func() { hookPath, stateDirs = oldHook, oldDirs }
 }
+
+// SetRunDir points grant at a test's libvirt run directory; the returned
+// func puts the real one back.
+func SetRunDir(dir string) func() {
+	old := libvirtRunDir
+	libvirtRunDir = dir
+	return func() { libvirtRunDir = old }
+}

@@ -5,25 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
-// MaxXML bounds the domain XML read from stdin.
-const MaxXML = 16 << 20
+// MaxXML bounds the domain XML read from stdin: what Parse accepts.
+const MaxXML = domain.MaxXMLSize
 
 // runHook handles a call from libvirtd: a = DOMAIN OP SUBOP EXTRA. Only
-// prepare and release do anything; everything else returns before reading
-// stdin or any file.
+// prepare, start begin (checked in cooperative mode) and release do
+// anything; everything else returns before reading stdin or any file.
 func runHook(e *env, a []string) int {
 	name, op, extra := a[0], a[1], a[3]
-	if op != "prepare" && op != "release" {
+	if op != "prepare" && op != "release" && (op != "start" || a[2] != "begin") {
 		return ExitOK
 	}
 	err := hook(e, name, op, extra)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, oneLine(err.Error()))
+		// Nowhere left to report a failed write of the report itself.
+		_, _ = fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }
@@ -38,25 +44,94 @@ func hook(e *env, name, op, extra string) error {
 	if err != nil {
 		return err
 	}
-	if op == "release" {
-		err := r.Release(name, extra)
-		if err != nil {
-			s.log.WithField("domain", name).WithError(err).Error("release incomplete")
-		}
+	switch op {
+	case "release":
+		return releaseHook(s, r, name, extra)
+	case "start":
+		return startHook(e, s, r, name)
+	}
+	return prepareHook(e, s, r, name)
+}
+
+// startHook runs after libvirt labelled everything and before QEMU
+// starts. In cooperative mode libvirt labelled what it found itself, so
+// the chains it found must be the ones prepare checked.
+func startHook(e *env, s *setup, r *apply.Runner, name string) error {
+	if s.qemu.Mode() != config.Cooperative || s.hook.DryRun {
+		return nil
+	}
+	d, err := readDomain(e, name)
+	if err != nil {
 		return err
 	}
+	err = r.VerifyStart(d, func(label string) bool {
+		if label == "" {
+			id, err := s.identity()
+			return err == nil && id.UID == 0
+		}
+		id, err := config.ParseLabel(label)
+		return err == nil && id.UID == 0
+	})
+	if err != nil {
+		s.log.WithField("domain", name).WithField("op", "start").WithError(err).Error("start refused")
+	}
+	return err
+}
+
+// readDomain reads and parses the domain XML libvirtd passes on stdin.
+func readDomain(e *env, name string) (*domain.Domain, error) {
 	xml, err := readXML(e.stdin)
 	if err != nil {
-		return withCode(ExitInput, err)
+		return nil, withCode(ExitInput, err)
 	}
 	d, err := domain.Parse(xml)
 	if err != nil {
-		return withCode(ExitInput, err)
+		return nil, withCode(ExitInput, err)
 	}
 	if d.Name != "" && d.Name != name {
-		return withCode(ExitInput, fmt.Errorf("XML on stdin is for domain %q", d.Name))
+		return nil, withCode(ExitInput, fmt.Errorf("XML on stdin is for domain %q", d.Name))
 	}
 	d.Name = name
+	return d, nil
+}
+
+// releaseHook gives back what the journal holds for the domain and, in
+// cooperative mode, what libvirt labelled during the run and left wrong.
+// It reads no stdin: the journal and the inventory are the records.
+func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
+	log := s.log.WithField("domain", name)
+	err := r.Release(name, extra)
+	if err != nil {
+		log.WithError(err).Error("release incomplete")
+	}
+	if s.hook.DryRun {
+		return err
+	}
+	rec, lerr := inventory.Load(s.hook.StateDir, name)
+	if lerr != nil {
+		log.WithError(lerr).Warn("inventory unreadable: files libvirt labelled during the run keep the owner libvirt left")
+	}
+	if rec != nil {
+		if ierr := r.ReleaseInventory(rec, "release"); ierr != nil {
+			log.WithError(ierr).Error("release of files labelled during the run incomplete")
+			err = errors.Join(err, ierr)
+		} else if rerr := inventory.Remove(s.hook.StateDir, name); rerr != nil {
+			log.WithError(rerr).Warn("inventory not removed")
+		}
+	}
+	return err
+}
+
+func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
+	d, err := readDomain(e, name)
+	if err != nil {
+		return err
+	}
+	mode := s.qemu.Mode()
+	if len(d.Transient) > 0 && mode == config.Strict {
+		return fmt.Errorf("disk %s is <transient/>: libvirt creates its overlay after this hook ran, and in strict mode (dynamic_ownership = 0 in %s) nothing gives it to QEMU; "+
+			"use cooperative mode (set dynamic_ownership = 1 and restart libvirtd) or remove <transient/> from the disk", strings.Join(d.Transient, ", "), s.qemu.Path)
+	}
 	if _, err := s.identity(); err != nil {
 		return err
 	}
@@ -66,11 +141,43 @@ func hook(e *env, name, op, extra string) error {
 		return err
 	}
 	defer p.Close()
+	var rec *inventory.Record
+	if mode == config.Cooperative && p.Target != nil && !s.hook.DryRun {
+		// Taken before libvirt labels anything: the owners a hot-plug,
+		// media change or block job will later overwrite.
+		rec = inventory.Take(name, r.Store.BootID, p.Target.UID, p.Target.GID, inventoryDirs(p))
+	}
 	if err := r.Prepare(p); err != nil {
 		s.log.WithField("domain", name).WithError(err).Error("prepare failed")
 		return err
 	}
+	if rec != nil {
+		if rec.Truncated {
+			s.log.WithField("domain", name).Warnf("more than %d files in the domain's image directories: owners of the rest are not recorded for files labelled during the run", inventory.MaxFiles)
+		}
+		if err := inventory.Save(s.hook.StateDir, rec); err != nil {
+			s.log.WithField("domain", name).WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
+		}
+	}
 	return nil
+}
+
+// liveDirs are recorded for every domain in cooperative mode besides the
+// directories of its own images: libvirt's default image directories, and
+// /dev for block devices and device nodes hot-plugged later.
+var liveDirs = []string{"/var/lib/libvirt/images", "/var/lib/libvirt/boot", "/dev"}
+
+// inventoryDirs are the directories whose files a domain's live operations
+// are likely to bring in: those of its files, plus liveDirs.
+func inventoryDirs(p *plan.Plan) []string {
+	dirs := append([]string(nil), liveDirs...)
+	for _, st := range p.Steps {
+		if st.Path == "" || domain.Kind(st.Kind).Types()&domain.TypeRegular == 0 {
+			continue
+		}
+		dirs = append(dirs, filepath.Dir(st.Path))
+	}
+	return dirs
 }
 
 func readXML(r io.Reader) ([]byte, error) {

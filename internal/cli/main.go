@@ -4,12 +4,16 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 )
 
 // commands an admin runs by hand; anything else with four arguments is
 // libvirtd calling the hook.
 var commands = map[string]func(*env, []string) error{
 	"plan":    cmdPlan,
+	"grant":   cmdGrant,
+	"revoke":  cmdRevoke,
 	"status":  cmdStatus,
 	"restore": cmdRestore,
 	"doctor":  cmdDoctor,
@@ -31,6 +35,8 @@ type env struct {
 const usage = `Usage:
   libvirt-dac-hook DOMAIN OPERATION SUB-OPERATION EXTRA   (as libvirtd runs /etc/libvirt/hooks/qemu; domain XML on stdin)
   libvirt-dac-hook plan [--json] [--op prepare|release] [--as USER:GROUP] [FILE|-]
+  libvirt-dac-hook grant [--format FMT] DOMAIN PATH...   (hand files to a running domain before hot-plugging them)
+  libvirt-dac-hook revoke DOMAIN PATH...                 (give them back early, after detaching)
   libvirt-dac-hook status [--json] [--state-file FILE]
   libvirt-dac-hook restore (--stale | --domain NAME | --all) [--state-file FILE]
   libvirt-dac-hook doctor [--json] [--fix] [DOMAIN-XML|-]
@@ -76,7 +82,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "libvirt-dac-hook %s: %s\n", name, oneLine(err.Error()))
+		fmt.Fprintf(stderr, "libvirt-dac-hook %s: %s\n", name, domain.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }
@@ -93,11 +99,4 @@ func isHookCall(a []string) bool {
 		return true
 	}
 	return libvirtOps[a[1]]
-}
-
-// oneLine keeps an error on one line, as libvirt appends it to its own
-// message.
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\r", " ")
-	return strings.ReplaceAll(s, "\n", "; ")
 }

@@ -122,10 +122,7 @@ func (h *writerHook) Fire(en *logrus.Entry) error {
 }
 
 // libvirtStateDirs hold the per-domain directories libvirt creates for QEMU.
-var libvirtStateDirs = []string{
-	"/var/lib/libvirt/qemu", "/var/lib/libvirt/qemu/channel/target",
-	"/var/cache/libvirt/qemu", "/run/libvirt/qemu",
-}
+var libvirtStateDirs = config.LibvirtStateDirs
 
 // planEnv is how plans are built under this configuration.
 func (s *setup) planEnv(tolerant bool) plan.Env {
@@ -152,7 +149,7 @@ func (s *setup) runner() (*apply.Runner, error) {
 	if err != nil {
 		return nil, withCode(ExitState, err)
 	}
-	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun}, nil
+	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun, Cooperative: s.qemu.Mode() == config.Cooperative}, nil
 }
 
 // canonical resolves configured directories the way handles' paths are

@@ -152,7 +152,7 @@ func LoadHook(path string) (Hook, error) {
 	l.bool("allow_hardlinks", &h.AllowHardlinks)
 	l.bool("parent_search_acl", &h.ParentACL)
 	l.paths("backing_paths", &h.BackingPaths)
-	var depth, timeout int64 = int64(h.MaxBackingDepth), int64(h.LockTimeout / time.Second)
+	depth, timeout := int64(h.MaxBackingDepth), int64(h.LockTimeout/time.Second)
 	l.int("max_backing_depth", &depth, 1, maxBackingDepthLimit)
 	l.int("lock_timeout", &timeout, 0, maxLockTimeout)
 	h.MaxBackingDepth, h.LockTimeout = int(depth), time.Duration(timeout)*time.Second

@@ -189,7 +189,9 @@ func TestLoadHookFromEnv(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, k := range []string{EnvConfig, EnvDryRun, EnvStateDir} {
 				t.Setenv(k, "")
-				os.Unsetenv(k)
+				if err := os.Unsetenv(k); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for k, v := range tt.env {
 				t.Setenv(k, v)

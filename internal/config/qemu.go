@@ -11,6 +11,17 @@ import (
 // DefaultQEMUConf is where libvirt's system instance reads qemu.conf.
 const DefaultQEMUConf = "/etc/libvirt/qemu.conf"
 
+// LibvirtStateDirs are the directories libvirt's system QEMU driver keeps
+// its per-domain state in (libDir, channelTargetDir, cacheDir, stateDir).
+// QEMU reaches its own domain-N-NAME directories through them, so qemu.conf's
+// user must be able to search each one; libvirt gives all but the run
+// directory to that user when it starts. The order is the order plans
+// list them in.
+var LibvirtStateDirs = []string{
+	"/var/lib/libvirt/qemu", "/var/lib/libvirt/qemu/channel/target",
+	"/var/cache/libvirt/qemu", "/run/libvirt/qemu",
+}
+
 // QEMU is what the hook reads from /etc/libvirt/qemu.conf. Values are as
 // written, first occurrence winning, like libvirt; nothing is resolved yet
 // (see RunAs).

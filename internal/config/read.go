@@ -21,7 +21,7 @@ func readConfRaw(path string) (*virconf.File, []byte, error) {
 	if err != nil {
 		return nil, nil, err // *PathError already names the path
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only: a close error loses nothing
 	// Read one byte past the limit so that an oversized file is refused
 	// rather than silently truncated into something that parses.
 	data, err := io.ReadAll(io.LimitReader(f, virconf.MaxSize+1))

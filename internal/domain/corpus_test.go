@@ -145,85 +145,9 @@ func namedPaths(data []byte) ([]wanted, error) {
 			if inMirror > 0 {
 				continue
 			}
-			add := func(kind, p string) {
-				if p != "" {
-					out = append(out, wanted{kind, p})
-				}
-			}
-			fileOrDev := func() string {
-				if f := attr(tk.Attr, "file"); f != "" {
-					return f
-				}
-				return attr(tk.Attr, "dev")
-			}
-			switch name {
-			case "source":
-				pt := attr(parent.attrs, "type")
-				switch parent.name {
-				case "disk":
-					if pt == "" || oneOf(pt, "file", "block") {
-						add("disk", fileOrDev())
-					}
-				case "backingStore":
-					if oneOf(pt, "file", "block") {
-						add("backing", fileOrDev())
-					}
-				case "dataStore":
-					if pt == "" || oneOf(pt, "file", "block") {
-						add("data-file", fileOrDev())
-					}
-				case "nvram":
-					if grand.name == "os" && oneOf(pt, "file", "block") {
-						add("nvram", fileOrDev())
-					}
-				case "serial", "parallel", "console", "channel":
-					if oneOf(pt, "file", "dev", "pipe", "unix") {
-						add("chardev", attr(tk.Attr, "path"))
-					}
-				case "smartcard":
-					if attr(parent.attrs, "mode") == "passthrough" && oneOf(pt, "file", "dev", "pipe", "unix") {
-						add("chardev", attr(tk.Attr, "path"))
-					}
-				case "backend":
-					if grand.name == "tpm" && pt == "external" {
-						add("tpm", attr(tk.Attr, "path"))
-					}
-				case "input":
-					add("evdev", attr(tk.Attr, "evdev"))
-					add("evdev", attr(tk.Attr, "dev"))
-				}
-			case "device":
-				if parent.name == "backend" && grand.name == "tpm" {
-					add("tpm", attr(tk.Attr, "path"))
-				}
-			case "entry":
-				if parent.name == "sysinfo" && attr(parent.attrs, "type") == "fwcfg" {
-					add("fwcfg", attr(tk.Attr, "file"))
-				}
-			case "gl":
-				if parent.name == "graphics" {
-					add("rendernode", attr(tk.Attr, "rendernode"))
-				}
-			case "kernel", "initrd", "dtb":
-				if parent.name == "os" {
-					collect = name
-				}
-			case "nvram":
-				if parent.name == "os" && attr(tk.Attr, "type") == "" {
-					collect = "nvram"
-				}
-			case "table":
-				if parent.name == "acpi" && grand.name == "os" {
-					collect = "acpi-table"
-				}
-			case "path":
-				if parent.name == "source" && grand.name == "memory" && oneOf(attr(grand.attrs, "model"), "nvdimm", "virtio-pmem") {
-					collect = "memory"
-				}
-			case "block", "char":
-				if parent.name == "source" && grand.name == "hostdev" && attr(grand.attrs, "mode") == "capabilities" {
-					collect = "hostdev-" + name
-				}
+			out = append(out, attrPaths(name, tk.Attr, parent, grand)...)
+			if kind := textPathKind(name, tk.Attr, parent, grand); kind != "" {
+				collect = kind
 			}
 			text = text[:0]
 		case xml.CharData:
@@ -286,4 +210,104 @@ func TestCorpusPathCoverage(t *testing.T) {
 	if len(totals) == 0 {
 		t.Error("the corpus names no paths at all: the walk is broken")
 	}
+}
+
+// attrPaths lists the paths that element name (with attributes attrs,
+// under parent and grand) names in its attributes.
+func attrPaths(name string, attrs []xml.Attr, parent, grand walkFrame) []wanted {
+	var out []wanted
+	add := func(kind, p string) {
+		if p != "" {
+			out = append(out, wanted{kind, p})
+		}
+	}
+	switch name {
+	case "source":
+		sourcePaths(attrs, parent, grand, add)
+	case "device":
+		if parent.name == "backend" && grand.name == "tpm" {
+			add("tpm", attr(attrs, "path"))
+		}
+	case "entry":
+		if parent.name == "sysinfo" && attr(parent.attrs, "type") == "fwcfg" {
+			add("fwcfg", attr(attrs, "file"))
+		}
+	case "gl":
+		if parent.name == "graphics" {
+			add("rendernode", attr(attrs, "rendernode"))
+		}
+	}
+	return out
+}
+
+// sourcePaths adds the paths a <source> element names in its attributes.
+func sourcePaths(attrs []xml.Attr, parent, grand walkFrame, add func(kind, p string)) {
+	fileOrDev := func() string {
+		if f := attr(attrs, "file"); f != "" {
+			return f
+		}
+		return attr(attrs, "dev")
+	}
+	pt := attr(parent.attrs, "type")
+	switch parent.name {
+	case "disk":
+		if pt == "" || oneOf(pt, "file", "block") {
+			add("disk", fileOrDev())
+		}
+	case "backingStore":
+		if oneOf(pt, "file", "block") {
+			add("backing", fileOrDev())
+		}
+	case "dataStore":
+		if pt == "" || oneOf(pt, "file", "block") {
+			add("data-file", fileOrDev())
+		}
+	case "nvram":
+		if grand.name == "os" && oneOf(pt, "file", "block") {
+			add("nvram", fileOrDev())
+		}
+	case "serial", "parallel", "console", "channel":
+		if oneOf(pt, "file", "dev", "pipe", "unix") {
+			add("chardev", attr(attrs, "path"))
+		}
+	case "smartcard":
+		if attr(parent.attrs, "mode") == "passthrough" && oneOf(pt, "file", "dev", "pipe", "unix") {
+			add("chardev", attr(attrs, "path"))
+		}
+	case "backend":
+		if grand.name == "tpm" && pt == "external" {
+			add("tpm", attr(attrs, "path"))
+		}
+	case "input":
+		add("evdev", attr(attrs, "evdev"))
+		add("evdev", attr(attrs, "dev"))
+	}
+}
+
+// textPathKind returns the kind of path element name holds as its text,
+// or "" when its text is no path.
+func textPathKind(name string, attrs []xml.Attr, parent, grand walkFrame) string {
+	switch name {
+	case "kernel", "initrd", "dtb":
+		if parent.name == "os" {
+			return name
+		}
+	case "nvram":
+		if parent.name == "os" && attr(attrs, "type") == "" {
+			return "nvram"
+		}
+	case "table":
+		if parent.name == "acpi" && grand.name == "os" {
+			return "acpi-table"
+		}
+	case "path":
+		if parent.name == "source" && grand.name == "memory" && oneOf(attr(grand.attrs, "model"), "nvdimm", "virtio-pmem") {
+			return "memory"
+		}
+	case "block", "char":
+		if parent.name == "source" && grand.name == "hostdev" && attr(grand.attrs, "mode") == "capabilities" {
+			return "hostdev-" + name
+		}
+	}
+	return ""
 }

@@ -57,6 +57,7 @@ func Parse(data []byte) (*Domain, error) {
 	if err := p.run(); err != nil {
 		return nil, err
 	}
+	p.d.Transient = transientDisks(&x)
 	return &p.d, nil
 }
 
@@ -68,11 +69,11 @@ func unmarshal(data []byte, x *libvirtxml.Domain) (err error) {
 	// one of its UnmarshalXML methods must fail the parse, not the hook.
 	defer func() {
 		if r := recover(); r != nil {
-			err = invalidf("domain XML: decoder panic: %s", oneLine(fmt.Sprint(r)))
+			err = invalidf("domain XML: decoder panic: %s", OneLine(fmt.Sprint(r)))
 		}
 	}()
 	if err := xml.Unmarshal(data, x); err != nil {
-		return invalidf("domain XML: %s", oneLine(err.Error()))
+		return invalidf("domain XML: %s", OneLine(err.Error()))
 	}
 	return nil
 }
@@ -168,8 +169,13 @@ func rootElement(data []byte) (string, error) {
 	}
 }
 
-func oneLine(s string) string {
-	return strings.NewReplacer("\n", " ", "\r", " ").Replace(s)
+// OneLine puts a message on one line: line breaks become "; " (errors.Join
+// separates its errors with them), carriage returns spaces. Parse's errors
+// go through it; so does everything the hook writes to stderr, because
+// libvirt appends a hook's stderr to its own one-line error.
+func OneLine(s string) string {
+	s = strings.ReplaceAll(s, "\r", " ")
+	return strings.ReplaceAll(s, "\n", "; ")
 }
 
 // cleanPath checks a path taken from the XML and returns it cleaned.

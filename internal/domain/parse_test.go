@@ -42,6 +42,12 @@ func checkInvariants(t testing.TB, name string, d *Domain) {
 		if r.Expect == 0 {
 			t.Errorf("%s: resource %d (%s) expects no file type", name, i, r.From)
 		}
+		if _, ok := kinds[r.Kind]; !ok {
+			t.Errorf("%s: resource %d (%s) has kind %q, which has no row in the kinds table", name, i, r.From, r.Kind)
+		}
+		if r.Expect&^r.Kind.Types() != 0 {
+			t.Errorf("%s: resource %d (%s) expects types %b, beyond those of kind %s (%b)", name, i, r.From, r.Expect, r.Kind, r.Kind.Types())
+		}
 	}
 }
 

@@ -1,44 +1,5 @@
 package domain
 
-// Kind says what a resource is to QEMU. It decides which file types the
-// resource may legitimately be (see Expect) and is shown by `plan`.
-type Kind string
-
-// Resource kinds. Keep the strings stable: they appear in `plan --json`,
-// in the journal and in golden files.
-const (
-	KindDisk    Kind = "disk"    // <disk device='disk'> source
-	KindCdrom   Kind = "cdrom"   // <disk device='cdrom'> source
-	KindFloppy  Kind = "floppy"  // <disk device='floppy'> source
-	KindLun     Kind = "lun"     // <disk device='lun'> source
-	KindBacking Kind = "backing" // an image in a disk's backing chain
-	KindUSB     Kind = "usb"     // <hostdev type='usb'> device node
-
-	// Kinds of issue 7.
-	KindDataFile      Kind = "data-file"       // <source><dataStore> of a qcow2 disk (external data file)
-	KindKernel        Kind = "kernel"          // <os><kernel>
-	KindInitrd        Kind = "initrd"          // <os><initrd>
-	KindDTB           Kind = "dtb"             // <os><dtb>
-	KindACPITable     Kind = "acpi-table"      // <os><acpi><table>
-	KindNVRAM         Kind = "nvram"           // <os><nvram> (UEFI variable store)
-	KindFWCfg         Kind = "fwcfg"           // <sysinfo type='fwcfg'><entry file=...>
-	KindChardevFile   Kind = "chardev-file"    // chardev <source> of type='file'
-	KindChardevDev    Kind = "chardev-dev"     // chardev <source> of type='dev' (a tty)
-	KindChardevPipe   Kind = "chardev-pipe"    // chardev <source> of type='pipe'; see Resource.Path
-	KindChardevSocket Kind = "chardev-socket"  // chardev <source> of type='unix'
-	KindTPM           Kind = "tpm"             // <tpm><backend type='passthrough'><device path=...>
-	KindEvdev         Kind = "evdev"           // <input type='evdev'|'passthrough'> event device
-	KindMemory        Kind = "memory"          // <memory model='nvdimm'|'virtio-pmem'> backing file
-	KindSCSI          Kind = "scsi"            // <hostdev type='scsi'> → /dev/sgN
-	KindSCSIHost      Kind = "scsi-host"       // <hostdev type='scsi_host'> → /dev/vhost-scsi
-	KindVFIO          Kind = "vfio"            // PCI or mdev hostdev, NVMe disk → /dev/vfio/<group>
-	KindHostdevBlock  Kind = "hostdev-storage" // <hostdev mode='capabilities' type='storage'>
-	KindHostdevChar   Kind = "hostdev-misc"    // <hostdev mode='capabilities' type='misc'>
-	KindSEV           Kind = "sev"             // <launchSecurity type='sev'> → /dev/sev
-	KindSGX           Kind = "sgx"             // <memory model='sgx-epc'> → /dev/sgx_vepc, /dev/sgx_provision
-	KindRenderNode    Kind = "rendernode"      // <graphics><gl rendernode=...>; always Skip (shared)
-)
-
 // FileType is the set of inode types a resource may be. The owner package
 // refuses to touch an inode of any other type.
 type FileType uint8
@@ -63,7 +24,7 @@ type USBSelector struct {
 // Resource is one host object QEMU will open, as named by the domain XML.
 // It is pure data: nothing here has touched the host.
 type Resource struct {
-	// Path is absolute and clean. It is empty for resources the probe
+	// Path is absolute and clean. It is empty for resources the plan
 	// package must find on the host first (USB by vendor/product).
 	// For KindChardevPipe it is the base path: like libvirt, the caller
 	// takes Path+".in" and Path+".out" when both exist, else Path.
@@ -99,8 +60,9 @@ type Resource struct {
 	// virtlogd opens the file and hands QEMU a descriptor, so the file
 	// keeps its owner. The caller decides from qemu.conf.
 	StdioFileOnly bool
-	// Host lookups the probe package resolves to a Path. At most one is set,
-	// and only when Path is empty.
+	// Host lookups the plan package resolves to a Path (through sysfs or
+	// the storage pool definitions). At most one is set, and only when
+	// Path is empty.
 	USB    *USBSelector // <hostdev type='usb'>
 	SCSI   *SCSIAddress // <hostdev type='scsi'> → /dev/sgN
 	PCI    string       // <hostdev type='pci'> "0000:06:12.5" → /dev/vfio/<group>
@@ -138,4 +100,6 @@ type Domain struct {
 	// Notes are things the hook cannot handle from this XML alone
 	// (e.g. firmware auto-selection), reported by plan and doctor.
 	Notes []string
+	// Transient lists the target names of <transient/> disks.
+	Transient []string `json:",omitempty"`
 }

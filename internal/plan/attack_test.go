@@ -1,6 +1,6 @@
 package plan_test
 
-// Attacks on plan building (issue 5): image headers, symlinks, hard links,
+// Attacks on plan building: image headers, symlinks, hard links,
 // device nodes and directory swaps that try to get a file the hook must
 // never touch handed to QEMU. Every case runs against a real tree under
 // t.TempDir(), with "<root>/etc" standing in for a protected directory,

@@ -27,7 +27,7 @@ func (b *builder) locate(r *domain.Resource) ([]string, owner.Want, error) {
 	var err error
 	switch {
 	case r.Path != "":
-		if r.Kind == "chardev-pipe" {
+		if r.Kind.PipePair() {
 			return pipePaths(r.Path), want, nil
 		}
 		return []string{r.Path}, want, nil
@@ -152,7 +152,7 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 		if err := b.checkHeaderName(st.Path, p); err != nil {
 			return b.fail(r, st.Path, err)
 		}
-		er := &domain.Resource{Kind: "extent", From: fmt.Sprintf("%s → extent[%d]", baseFrom(r.From), i+1),
+		er := &domain.Resource{Kind: domain.KindExtent, From: fmt.Sprintf("%s → extent[%d]", baseFrom(r.From), i+1),
 			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
 		if err := b.file(er, p, owner.Want{Types: er.Expect, Kind: er.Kind}, depth, visiting, st); err != nil {
 			return err

@@ -16,7 +16,7 @@ import (
 const SearchACL Action = "acl"
 
 // KindParentDir is the kind of a directory step.
-const KindParentDir = "parent-dir"
+const KindParentDir = string(domain.KindParentDir)
 
 // parents makes sure QEMU (uid with gids) can reach st: every ancestor
 // directory must grant it search permission. Where one does not, or does
@@ -50,7 +50,7 @@ func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error 
 	if st.Kind == "" {
 		from = st.From
 	}
-	r := &domain.Resource{Kind: KindParentDir, From: from}
+	r := &domain.Resource{Kind: domain.KindParentDir, From: from}
 	h, err := owner.Open(dir)
 	if err != nil {
 		return b.fail(r, dir, err)
@@ -78,7 +78,7 @@ func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error 
 		h.Close()
 		return b.fail(r, dir, err)
 	}
-	if err := b.env.Policy.Check(h, owner.Want{Types: domain.TypeDir, Kind: KindParentDir}); err != nil {
+	if err := b.env.Policy.Check(h, owner.Want{Types: domain.TypeDir, Kind: domain.KindParentDir}); err != nil {
 		h.Close()
 		return b.fail(r, dir, fmt.Errorf("QEMU (uid %d) needs search permission on it to reach %s: %w", uid, st.Path, err))
 	}

@@ -47,6 +47,11 @@ type Step struct {
 	// directory has now; prepare records it before making it).
 	ACL    *acl.Change `json:"acl,omitempty"`
 	Shared bool        `json:"shareable,omitempty"`
+	// By says who changes the file's owner in the mode in effect: "hook",
+	// or "hook+libvirt" in cooperative mode, where libvirt's own driver
+	// labels it too (and restores it, often wrongly, before the hook's
+	// release). Set by the caller, which knows the mode.
+	By string `json:"by,omitempty"`
 
 	// HeaderCheck is set on files an image header named: what the owner
 	// rule for them assumed. The plan is built without the journal lock,
@@ -57,6 +62,12 @@ type Step struct {
 	// QEMU holds already; prepare accepts them only if the journal says
 	// they owned the file before the hook gave it to QEMU.
 	LinkOwners []uint32 `json:"-"`
+
+	// Header is set when the plan read the file's header for the files it
+	// names (backing files, extents): what libvirt and QEMU follow later
+	// is only what the plan checked if nobody can rewrite it meanwhile,
+	// which prepare makes sure of.
+	Header bool `json:"-"`
 
 	// Handle is the open file (nil for skipped and failed steps). Prepare
 	// changes ownership through it; the plan owns it until Close.
@@ -70,6 +81,8 @@ type Plan struct {
 	Target *Owner   `json:"target,omitempty"`
 	Steps  []*Step  `json:"resources"`
 	Notes  []string `json:"notes,omitempty"`
+	// Mode is the hook's mode the plan was shown for (set by the caller).
+	Mode string `json:"mode,omitempty"`
 }
 
 // Env is what building a plan needs from the host and the configuration.
@@ -360,6 +373,7 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		return err
 	}
 	if r.ProbeBacking || r.Format == "vmdk" {
+		st.Header = true
 		if visiting == nil {
 			visiting = make(map[owner.ID]bool)
 		}

@@ -14,7 +14,8 @@ func (f *File) Entries() []Entry {
 	return append([]Entry(nil), f.entries...)
 }
 
-// Lookup returns the first entry named key, the one libvirt uses.
+// Lookup returns the first entry named key, the one libvirt uses: later
+// entries with the same name are ignored, as virConfGetValue ignores them.
 func (f *File) Lookup(key string) (Entry, bool) {
 	if f.first != nil {
 		i, ok := f.first[key]
@@ -30,27 +31,6 @@ func (f *File) Lookup(key string) (Entry, bool) {
 		}
 	}
 	return Entry{}, false
-}
-
-// Get returns the value of the first entry named key. Later entries with
-// the same name are ignored, as libvirt's virConfGetValue ignores them.
-func (f *File) Get(key string) (Value, bool) {
-	e, ok := f.Lookup(key)
-	return e.Value, ok
-}
-
-// Keys returns the distinct names set in the file, in order of first
-// appearance.
-func (f *File) Keys() []string {
-	seen := make(map[string]bool, len(f.entries))
-	var keys []string
-	for _, e := range f.entries {
-		if !seen[e.Key] {
-			seen[e.Key] = true
-			keys = append(keys, e.Key)
-		}
-	}
-	return keys
 }
 
 func typeError(e Entry, format string, args ...any) error {

@@ -32,18 +32,31 @@ func mustParse(t *testing.T, in string) *File {
 	return f
 }
 
-func TestGetFirstOccurrenceWins(t *testing.T) {
-	f := mustParse(t, getters)
-	v, ok := f.Get("s")
-	if !ok || v.Str != "text" {
-		t.Errorf(`Get("s") = %+v, %v; want "text", true`, v, ok)
+// keys returns the distinct names set in f, in order of first appearance.
+func keys(f *File) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range f.Entries() {
+		if !seen[e.Key] {
+			seen[e.Key] = true
+			out = append(out, e.Key)
+		}
 	}
-	if _, ok := f.Get("missing"); ok {
-		t.Errorf(`Get("missing") ok = true, want false`)
+	return out
+}
+
+func TestLookupFirstOccurrenceWins(t *testing.T) {
+	f := mustParse(t, getters)
+	e, ok := f.Lookup("s")
+	if !ok || e.Value.Str != "text" {
+		t.Errorf(`Lookup("s") = %+v, %v; want "text", true`, e, ok)
+	}
+	if _, ok := f.Lookup("missing"); ok {
+		t.Errorf(`Lookup("missing") ok = true, want false`)
 	}
 	want := []string{"s", "i", "neg", "zero", "one", "two", "minus_zero", "huge", "l", "mixed", "empty"}
-	if diff := cmp.Diff(want, f.Keys()); diff != "" {
-		t.Errorf("Keys() (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, keys(f)); diff != "" {
+		t.Errorf("keys (-want +got):\n%s", diff)
 	}
 }
 
@@ -114,12 +127,12 @@ func TestInt(t *testing.T) {
 			t.Errorf("Int(%q) = %v, %v, %v; want %v, %v, error containing %q", tt.key, got, ok, err, tt.want, tt.ok, tt.errSub)
 		}
 	}
-	v, _ := f.Get("huge")
-	if u, ok := v.Uint(); !ok || u != 1<<64-1 {
+	e, _ := f.Lookup("huge")
+	if u, ok := e.Value.Uint(); !ok || u != 1<<64-1 {
 		t.Errorf("huge.Uint() = %d, %v; want max uint64, true", u, ok)
 	}
-	v, _ = f.Get("neg")
-	if _, ok := v.Uint(); ok {
+	e, _ = f.Lookup("neg")
+	if _, ok := e.Value.Uint(); ok {
 		t.Errorf("neg.Uint() ok = true, want false")
 	}
 }
@@ -154,44 +167,4 @@ func errMatches(err error, sub string) bool {
 		return err == nil
 	}
 	return err != nil && errors.Is(err, ErrType) && strings.Contains(err.Error(), sub)
-}
-
-func TestRenderRoundTrip(t *testing.T) {
-	in := getters + "tq = \"\"\"multi\nline \"quoted\" 'both'\"\"\"\nboth = \"\"\"it's \"x\" y\"\"\"\nnested = [[1,[]],-0]\n"
-	f := mustParse(t, in)
-	out, err := f.Render()
-	if err != nil {
-		t.Fatalf("Render: %v", err)
-	}
-	g, err := Parse(out)
-	if err != nil {
-		t.Fatalf("Parse(Render()) error: %v\n%s", err, out)
-	}
-	if diff := cmp.Diff(stripLines(f.Entries()), stripLines(g.Entries())); diff != "" {
-		t.Errorf("Parse(Render(f)) (-want +got):\n%s\nrendered:\n%s", diff, out)
-	}
-}
-
-func TestRenderUnrepresentable(t *testing.T) {
-	tests := []struct {
-		name string
-		f    *File
-	}{
-		{"bad name", &File{entries: []Entry{{Key: "a-b", Value: num(1)}}}},
-		{"both quotes ending in double quote", &File{entries: []Entry{{Key: "a", Value: str(`'x"`)}}}},
-		{"triple quotes inside", &File{entries: []Entry{{Key: "a", Value: str("x\"\"\"\n")}}}},
-		{"no type", &File{entries: []Entry{{Key: "a"}}}},
-	}
-	for _, tt := range tests {
-		if out, err := tt.f.Render(); !errors.Is(err, ErrUnrepresentable) {
-			t.Errorf("%s: Render() = %q, %v; want ErrUnrepresentable", tt.name, out, err)
-		}
-	}
-}
-
-func stripLines(es []Entry) []Entry {
-	for i := range es {
-		es[i].Line = 0
-	}
-	return es
 }

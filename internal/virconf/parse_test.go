@@ -215,7 +215,7 @@ func TestLibvirtQEMUConf(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(libvirt qemu.conf) error: %v", err)
 	}
-	if keys := f.Keys(); len(keys) != 0 {
+	if keys := keys(f); len(keys) != 0 {
 		t.Errorf("Parse(libvirt qemu.conf) keys = %q, want none (every setting is commented out)", keys)
 	}
 
@@ -239,7 +239,7 @@ func TestLibvirtQEMUConf(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(edited qemu.conf) error: %v", err)
 	}
-	if diff := cmp.Diff([]string{"user", "group", "dynamic_ownership", "cgroup_device_acl"}, f.Keys()); diff != "" {
+	if diff := cmp.Diff([]string{"user", "group", "dynamic_ownership", "cgroup_device_acl"}, keys(f)); diff != "" {
 		t.Errorf("keys (-want +got):\n%s", diff)
 	}
 	if s, _, err := f.String("user"); err != nil || s != "+107" {

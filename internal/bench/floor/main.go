@@ -56,7 +56,7 @@ func openPath(p string) (int, unix.Stat_t, error) {
 		return -1, st, fmt.Errorf("open %s: %w", p, err)
 	}
 	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd) // O_PATH: closing loses nothing
 		return -1, st, fmt.Errorf("fstat %s: %w", p, err)
 	}
 	return fd, st, nil
@@ -77,7 +77,7 @@ func prepare(list, record, owner string) error {
 	fds := make([]int, 0, len(paths))
 	defer func() {
 		for _, fd := range fds {
-			unix.Close(fd)
+			_ = unix.Close(fd) // O_PATH: closing loses nothing
 		}
 	}()
 	var rec bytes.Buffer
@@ -94,11 +94,11 @@ func prepare(list, record, owner string) error {
 		return err
 	}
 	if _, err := f.Write(rec.Bytes()); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close() // the sync error is the one to report
 		return err
 	}
 	if err := f.Close(); err != nil {
@@ -134,11 +134,11 @@ func release(record string) error {
 			return err
 		}
 		if st.Dev != dev || st.Ino != ino {
-			unix.Close(fd)
+			_ = unix.Close(fd)
 			continue // replaced since prepare: not ours to give back
 		}
 		err = unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH)
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		if err != nil {
 			return fmt.Errorf("chown %s: %w", p, err)
 		}

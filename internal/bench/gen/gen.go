@@ -89,12 +89,12 @@ func Qcow2(path, backing string) error {
 		off int64
 	}{{h.Bytes(), 0}, {rt[:], refTableOff}, {rb[:], refBlockOff}} {
 		if _, err := f.WriteAt(w.b, w.off); err != nil {
-			f.Close()
+			_ = f.Close() // the write error is the one to report
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 	}
 	if err := f.Truncate(fileSize); err != nil {
-		f.Close()
+		_ = f.Close() // the truncate error is the one to report
 		return fmt.Errorf("size %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
@@ -196,7 +196,7 @@ type Shape struct {
 	Disks, Depth int
 }
 
-// Shapes are issue 9's domains: one disk; 16 disks each a 4-deep qcow2
+// Shapes are the benchmarked domains: one disk; 16 disks each a 4-deep qcow2
 // chain (64 images); 256 single-image disks.
 var Shapes = []Shape{
 	{"disks=1", 1, 1},

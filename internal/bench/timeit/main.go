@@ -66,32 +66,34 @@ func run(args []string, in io.Reader, out, errw io.Writer) int {
 	runs := fl.Int("n", 30, "timed rounds")
 	warm := fl.Int("w", 3, "untimed warm-up rounds")
 	if err := fl.Parse(args); err != nil || fl.NArg() != 0 || *runs < 1 {
-		fmt.Fprintln(errw, "usage: timeit [-n RUNS] [-w WARMUP] < JOBS")
+		warn(errw, "usage: timeit [-n RUNS] [-w WARMUP] < JOBS\n")
 		return 2
 	}
 	f, err := os.CreateTemp("", "timeit-stderr-")
 	if err != nil {
-		fmt.Fprintf(errw, "timeit: %s\n", err)
+		warn(errw, "timeit: %s\n", err)
 		return 1
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	// The file only collects the children's stderr: once the rounds are
+	// done nothing reads it, so errors removing or closing it lose nothing.
+	defer func() { _ = os.Remove(f.Name()) }()
+	defer func() { _ = f.Close() }()
 	if f, err = os.OpenFile(f.Name(), os.O_WRONLY|os.O_APPEND, 0); err != nil {
-		fmt.Fprintf(errw, "timeit: %s\n", err)
+		warn(errw, "timeit: %s\n", err)
 		return 1
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	errFile = f
 	jobs, err := parse(in)
 	if err != nil {
-		fmt.Fprintf(errw, "timeit: %s\n", err)
+		warn(errw, "timeit: %s\n", err)
 		return 2
 	}
 	for round := 0; round < *warm+*runs; round++ {
 		for _, j := range jobs {
 			d, cpu, err := j.once()
 			if err != nil {
-				fmt.Fprintf(errw, "timeit: %s: %s\n", j.name, err)
+				warn(errw, "timeit: %s: %s\n", j.name, err)
 				return 1
 			}
 			if round >= *warm {
@@ -110,10 +112,19 @@ func run(args []string, in io.Reader, out, errw io.Writer) int {
 		us := func(d time.Duration) int64 { return d.Microseconds() }
 		cpu := slices.Clone(j.cpu)
 		slices.Sort(cpu)
-		fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", j.name, us(median(t)), us(t[0]),
-			us(sum/time.Duration(len(t))), us(t[len(t)*9/10]), len(t), us(median(cpu)))
+		if _, err := fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", j.name, us(median(t)), us(t[0]),
+			us(sum/time.Duration(len(t))), us(t[len(t)*9/10]), len(t), us(median(cpu))); err != nil {
+			warn(errw, "timeit: %s\n", err)
+			return 1
+		}
 	}
 	return 0
+}
+
+// warn writes a diagnostic to errw. A failed write to stderr has nowhere
+// left to be reported, so its error is dropped on purpose.
+func warn(errw io.Writer, format string, a ...any) {
+	_, _ = fmt.Fprintf(errw, format, a...)
 }
 
 func median(t []time.Duration) time.Duration {
@@ -192,7 +203,7 @@ func (s step) exec() (wall, cpu time.Duration, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }() // opened read-only: a close error loses nothing
 	// stderr goes to a file, not a pipe: a pipe would add a copying
 	// goroutine to every run, diluting the ratios.
 	if err := errFile.Truncate(0); err != nil {

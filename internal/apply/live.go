@@ -1,0 +1,142 @@
+package apply
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/qemuproc"
+)
+
+// ProcRoot is where QEMU processes are looked for; tests may change it.
+var ProcRoot = "/proc"
+
+// KindLive marks, in decisions, a file of a domain's inventory: labelled
+// by libvirt during the run, not recorded by prepare.
+const KindLive = "live"
+
+// ReleaseInventory gives back, after libvirt's restore, the files of a
+// domain's directories that libvirt labelled during the run and left owned
+// by QEMU or "restored" to root:root: the inventory taken at prepare is
+// the record that vouches for their owner. See decideInventory for when a
+// file is given back; every other file is left as it is.
+func (r *Runner) ReleaseInventory(rec *inventory.Record, op string) error {
+	if rec == nil || len(rec.Files) == 0 {
+		return nil
+	}
+	if err := r.Store.Lock(); err != nil {
+		return err
+	}
+	defer r.Store.Unlock()
+	st, err := r.Store.Load()
+	if err != nil {
+		return err
+	}
+	ds, err := r.decideInventory(rec, st)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	sel := selection{domain: rec.Domain, op: op}
+	for _, d := range ds {
+		if d.Verdict == GiveBack {
+			if err := r.step(); err != nil {
+				closeAll(ds)
+				return err
+			}
+		}
+		if _, err := r.carryOutDecision(d, sel); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PlanInventory shows what ReleaseInventory would decide, changing nothing.
+func (r *Runner) PlanInventory(rec *inventory.Record, st *journal.State) ([]Decision, error) {
+	if rec == nil {
+		return nil, nil
+	}
+	ds, err := r.decideInventory(rec, st)
+	closeAll(ds)
+	return ds, err
+}
+
+func closeAll(ds []Decision) {
+	for _, d := range ds {
+		if d.handle != nil {
+			d.handle.Close()
+		}
+	}
+}
+
+// decideInventory decides for every file of rec that libvirt may have
+// labelled. A file gets its recorded owner back only when it is the inode
+// recorded, the journal has no record of it (the journal's rules decide
+// those), its owner is now the domain's QEMU owner or root:root, and no
+// running QEMU holds it open. Files with their recorded owner, or gone,
+// are not listed; GiveBack decisions carry an open handle.
+func (r *Runner) decideInventory(rec *inventory.Record, st *journal.State) ([]Decision, error) {
+	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}
+	var out []Decision
+	for _, f := range rec.Files {
+		orig := plan.Owner{UID: f.UID, GID: f.GID}
+		h, err := owner.Open(f.Path())
+		if err != nil {
+			continue
+		}
+		id := h.ID()
+		uid, gid := h.Owner()
+		cur := plan.Owner{UID: uid, GID: gid}
+		d := Decision{Path: h.Path, Kind: KindLive, Current: &cur, Original: orig, To: orig, handle: h}
+		switch {
+		case id.Dev != f.Dev || id.Ino != f.Ino || !owner.SameBirth(f.Birth, h),
+			st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()) != nil,
+			cur == orig:
+			h.Close()
+			continue
+		case cur == qemu:
+			d.Verdict, d.Reason = GiveBack, "libvirt labelled it during the run and left it to QEMU"
+		case cur == rootOwner && orig != rootOwner:
+			d.Verdict, d.Reason = GiveBack, "libvirt labelled it during the run and restored it to root:root"
+		default:
+			d.Verdict, d.To = Leave, cur
+			d.Reason = fmt.Sprintf("owner changed since prepare by someone else (recorded %s): left alone", orig)
+			h.Close()
+			d.handle = nil
+		}
+		out = append(out, d)
+	}
+	if !hasGiveBack(out) {
+		return out, nil
+	}
+	inUse, err := qemuproc.OpenFiles(ProcRoot)
+	if err != nil {
+		closeAll(out)
+		return nil, fmt.Errorf("list files open by QEMU: %w", err)
+	}
+	for i := range out {
+		d := &out[i]
+		if d.Verdict != GiveBack {
+			continue
+		}
+		id := d.handle.ID()
+		if pid, ok := inUse[qemuproc.ID{Dev: id.Dev, Ino: id.Ino}]; ok {
+			d.Verdict, d.To = Keep, *d.Current
+			d.Reason = fmt.Sprintf("still open by a running QEMU (pid %d): left with its owner", pid)
+		}
+	}
+	return out, nil
+}
+
+func hasGiveBack(ds []Decision) bool {
+	for _, d := range ds {
+		if d.Verdict == GiveBack {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,425 @@
+package apply
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+)
+
+// Verdict is what a release does with one recorded entry.
+type Verdict string
+
+// Verdicts.
+const (
+	GiveBack Verdict = "chown"      // the file gets its original owner back
+	Ungrant  Verdict = "acl-remove" // the search grant is taken off the directory
+	Keep     Verdict = "keep"       // another domain or host still uses it
+	Already  Verdict = "done"       // it has its original owner already
+	Leave    Verdict = "leave"      // someone else gave it an owner since: theirs stays
+	Gone     Verdict = "gone"       // the file is gone, or its path names another file
+)
+
+// Decision is what release decides for one entry, and why. The dry run
+// prints decisions; release carries them out. Both come from decide.
+type Decision struct {
+	Entry   *journal.Entry `json:"-"`
+	Path    string         `json:"path"`
+	Kind    string         `json:"kind,omitempty"`
+	Verdict Verdict        `json:"action"`
+	Reason  string         `json:"reason,omitempty"`
+	Current *plan.Owner    `json:"current,omitempty"`
+	// To is the owner the file ends with (its original for GiveBack).
+	To plan.Owner `json:"target"`
+	// Original is the owner recorded before QEMU got the file.
+	Original plan.Owner `json:"original"`
+
+	handle *owner.Handle
+	mark   *mark // for Keep on a shared filesystem: the mark to write
+	unmark bool  // remove this host's owner mark
+	grant  *acl.Change
+	active []acl.Change
+	finish bool // the entry is finished with and is removed
+}
+
+// Release gives back everything domain holds. reason is the 4th hook
+// argument ("-" or a shutoff reason such as "migrated"). Files on shared
+// filesystems are not given back after a migration: the destination's QEMU
+// uses them now. Release is idempotent and best-effort: it gives back every
+// entry it can and joins the errors of those it cannot, keeping their
+// records for a later restore.
+func (r *Runner) Release(domain, reason string) error {
+	if r.DryRun {
+		r.Log.WithFields(logrus.Fields{"domain": domain, "op": "release"}).Info("dry run: would restore what the journal holds for the domain")
+		return nil
+	}
+	return r.restore(selection{domain: domain, migrated: reason == "migrated", op: "release"})
+}
+
+// Selector chooses entries for Restore.
+type Selector struct {
+	All    bool
+	Stale  bool   // entries no domain of this boot holds
+	Domain string // entries held by this domain
+}
+
+// Restore gives back the entries the selector picks, dropping their holders.
+// `restore --stale` after a reboot, `--domain NAME` after a lost release.
+func (r *Runner) Restore(sel Selector) error {
+	return r.restore(selection{domain: sel.Domain, all: sel.All, stale: sel.Stale, op: "restore"})
+}
+
+// Revoke lets domain go of the given files early (after the admin
+// detached them): the domain's holds on those inodes are dropped and files
+// nobody else holds are given back, as at release.
+func (r *Runner) Revoke(domain string, ids []owner.ID) error {
+	keys := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		keys[(&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()] = true
+	}
+	return r.restore(selection{domain: domain, keys: keys, op: "revoke"})
+}
+
+// selection is which entries a release or restore lets go of.
+type selection struct {
+	domain   string
+	all      bool
+	stale    bool
+	migrated bool
+	// keys, when set, limits a domain's selection to these entries.
+	keys map[string]bool
+	op   string
+}
+
+// pick returns the entries the selection lets go of.
+func (sel selection) pick(st *journal.State, boot string) []*journal.Entry {
+	switch {
+	case sel.keys != nil:
+		var out []*journal.Entry
+		for _, e := range st.HeldBy(sel.domain) {
+			if sel.keys[e.Key()] {
+				out = append(out, e)
+			}
+		}
+		return out
+	case sel.all:
+		return st.All()
+	case sel.domain != "":
+		return st.HeldBy(sel.domain)
+	case sel.stale:
+		return st.Unheld(boot)
+	}
+	return nil
+}
+
+// letGo drops the selection's holders from e and reports whether any went.
+func (sel selection) letGo(e *journal.Entry) bool {
+	n := len(e.Holders)
+	if sel.domain == "" {
+		e.Holders = nil
+	} else {
+		e.Holders = dropHolder(e.Holders, sel.domain)
+	}
+	return len(e.Holders) != n
+}
+
+// restore is release and restore: under the lock it durably drops the
+// selection's holders, so a kill during the give-back leaves pending
+// entries any later run finishes; then it gives back every entry nobody on
+// this boot holds any more (including ones a killed release left pending)
+// and durably forgets those it is finished with.
+func (r *Runner) restore(sel selection) error {
+	if err := r.Store.Lock(); err != nil {
+		return err
+	}
+	defer r.Store.Unlock()
+	st, err := r.Store.Load()
+	if err != nil {
+		return err
+	}
+	give, changed := r.collect(st, sel)
+	if !changed && len(give) == 0 {
+		return nil
+	}
+	if err := r.step(); err != nil {
+		return err
+	}
+	if changed {
+		if err := r.Store.Save(st); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, e := range give {
+		if err := r.step(); err != nil {
+			return err
+		}
+		done, err := r.carryOutDecision(r.decide(e, st, sel.migrated), sel)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if done {
+			st.Remove(e.Key())
+		}
+	}
+	if err := r.step(); err != nil {
+		return err
+	}
+	if err := r.Store.Save(st); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// collect drops the selection's holders and returns the entries to give
+// back: those nobody on this boot holds any more.
+func (r *Runner) collect(st *journal.State, sel selection) (give []*journal.Entry, changed bool) {
+	boot := r.Store.BootID
+	seen := map[*journal.Entry]bool{}
+	for _, e := range sel.pick(st, boot) {
+		seen[e] = true
+		if sel.letGo(e) {
+			changed = true
+		}
+		if len(e.LiveHolders(boot)) == 0 {
+			give = append(give, e)
+		}
+	}
+	for _, e := range st.Unheld(boot) {
+		if !seen[e] && len(e.Holders) == 0 {
+			give = append(give, e)
+		}
+	}
+	return give, changed
+}
+
+// PlanRelease shows what Release(domain, reason) would decide for every
+// entry of st the domain holds, without changing anything: the same
+// selection and the same decide as the real release.
+func (r *Runner) PlanRelease(st *journal.State, domain, reason string) []Decision {
+	boot := r.Store.BootID
+	var out []Decision
+	for _, e := range st.HeldBy(domain) {
+		var others []string
+		for _, h := range e.LiveHolders(boot) {
+			if h.Domain != domain {
+				others = append(others, h.Domain)
+			}
+		}
+		if len(others) > 0 {
+			out = append(out, Decision{Path: e.Path, Kind: kindFor(e, domain), Verdict: Keep, Reason: "still held by " + strings.Join(others, ", "),
+				To: plan.Owner{UID: e.TargetUID, GID: e.TargetGID}, Original: plan.Owner{UID: e.UID, GID: e.GID}, Current: currentOwner(e.Path)})
+			continue
+		}
+		d := r.decide(e, st, reason == "migrated")
+		if d.handle != nil {
+			d.handle.Close()
+		}
+		d.Kind = kindFor(e, domain)
+		out = append(out, d)
+	}
+	return out
+}
+
+func kindFor(e *journal.Entry, domain string) string {
+	for _, h := range e.Holders {
+		if h.Domain == domain {
+			return h.Kind
+		}
+	}
+	return ""
+}
+
+func currentOwner(p string) *plan.Owner {
+	h, err := owner.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	uid, gid := h.Owner()
+	return &plan.Owner{UID: uid, GID: gid}
+}
+
+// decide works out what giving e back means now, only ever on the inode
+// that was recorded. It reads the host and changes nothing; the handle it
+// opens is carried in the decision for carryOutDecision.
+func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Decision {
+	orig := plan.Owner{UID: e.UID, GID: e.GID}
+	d := Decision{Entry: e, Path: e.Path, Original: orig, To: orig, finish: true}
+	if e.ACL != nil {
+		return r.decideGrant(d, e, st)
+	}
+	h, err := owner.Open(e.Path)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			d.Verdict, d.Reason = Gone, "file is gone; nothing to restore"
+			return d
+		}
+		d.Verdict, d.Reason, d.finish = Leave, "cannot open: "+err.Error(), false
+		return d
+	}
+	id := h.ID()
+	if id.Ino != e.Ino || id.Dev != e.Dev || !owner.SameBirth(e.Birth, h) {
+		h.Close()
+		d.Verdict, d.Reason = Gone, fmt.Sprintf("path now names another file (inode %d:%d, recorded %d:%d): replaced or moved; left alone", id.Dev, id.Ino, e.Dev, e.Ino)
+		return d
+	}
+	d.handle = h
+	uid, gid := h.Owner()
+	cur := plan.Owner{UID: uid, GID: gid}
+	d.Current = &cur
+	target := plan.Owner{UID: e.TargetUID, GID: e.TargetGID}
+	if e.Shared {
+		if m, others, keep := r.otherHostHolds(h, migrated); keep {
+			d.Verdict, d.To, d.mark = Keep, cur, m
+			if migrated {
+				d.Reason = "migrated: left with QEMU's owner on the shared filesystem"
+			} else {
+				d.Reason = "still used by host(s) " + strings.Join(others, ",") + " (migrated there): left with QEMU's owner for that host to give back"
+			}
+			return d
+		}
+		d.unmark = true
+	}
+	switch {
+	case cur == orig:
+		d.Verdict, d.Reason = Already, "already has its original owner"
+	case cur == target:
+		d.Verdict = GiveBack
+	case r.Cooperative && cur == rootOwner && orig != rootOwner:
+		d.Verdict, d.Reason = GiveBack, "libvirt restored it to root:root, not to its original owner"
+	default:
+		d.Verdict, d.To = Leave, cur
+		d.Reason = fmt.Sprintf("owner changed by someone else while held (found %s, QEMU had %s): left alone", cur, target)
+	}
+	return d
+}
+
+// rootOwner is what libvirt's DAC driver "restores" a file to when it
+// remembers no owner (remember_owner = 0, no xattrs on NFS, block devices,
+// xattrs lost in a crash).
+var rootOwner = plan.Owner{}
+
+func (r *Runner) decideGrant(d Decision, e *journal.Entry, st *journal.State) Decision {
+	var c acl.Change
+	if err := json.Unmarshal(e.ACL, &c); err != nil {
+		d.Verdict, d.Reason, d.finish = Leave, "ACL record unreadable: "+err.Error(), false
+		return d
+	}
+	h, err := owner.Open(e.Path)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			d.Verdict, d.Reason = Gone, "directory is gone; nothing to restore"
+			return d
+		}
+		d.Verdict, d.Reason, d.finish = Leave, "cannot open: "+err.Error(), false
+		return d
+	}
+	if id := h.ID(); id.Dev != e.Dev || id.Ino != e.Ino || !owner.SameBirth(e.Birth, h) {
+		h.Close()
+		d.Verdict, d.Reason = Gone, "path now names another directory; left alone"
+		return d
+	}
+	d.handle, d.grant, d.Verdict = h, &c, Ungrant
+	d.active = activeGrants(st, e.Dev, e.Ino, e.TargetUID)
+	d.Reason = fmt.Sprintf("user:%d:--x", c.UID)
+	return d
+}
+
+// carryOutDecision does what d says and logs it. It reports whether the
+// entry is finished with; an error keeps it for a later restore.
+func (r *Runner) carryOutDecision(d Decision, sel selection) (bool, error) {
+	log := r.Log.WithFields(logrus.Fields{"domain": sel.domain, "op": sel.op, "path": d.Path})
+	if d.handle != nil {
+		defer d.handle.Close()
+	}
+	var err error
+	switch d.Verdict {
+	case GiveBack:
+		err = d.handle.Chown(d.To.UID, d.To.GID)
+		if err == nil {
+			l := log.WithFields(logrus.Fields{"from": d.Current.String(), "to": d.To.String()})
+			if d.Reason != "" {
+				l = l.WithField("reason", d.Reason)
+			}
+			l.Info("chown")
+		}
+	case Ungrant:
+		err = acl.Undo(d.handle.Fd(), d.handle.Stat.Mode, *d.grant, d.active...)
+		if err == nil {
+			log.WithField("acl", d.Reason).Info("acl removed")
+		}
+	case Keep:
+		log.Info(d.Reason)
+		if d.mark != nil {
+			if merr := d.handle.SetXattr(OwnerXattr, []byte(d.mark.String())); merr != nil {
+				log.WithError(merr).Debug("could not update the owner mark")
+			}
+		}
+	case Leave:
+		l := log.WithField("found", d.To.String())
+		if d.Kind == KindLive {
+			// Files of the inventory change owner for reasons of their
+			// own (a tty at login): worth a trace, not a warning.
+			l.Debug(d.Reason)
+		} else {
+			l.Warn(d.Reason)
+		}
+	case Gone:
+		log.WithField("recorded_inode", fmt.Sprintf("%d:%d", d.Entry.Dev, d.Entry.Ino)).Warn(d.Reason)
+	}
+	if err != nil {
+		return false, fmt.Errorf("restore %s: %w", d.Path, err)
+	}
+	if d.unmark {
+		removeMark(d.handle, log)
+	}
+	return d.finish, nil
+}
+
+func dropHolder(hs []journal.Holder, domain string) []journal.Holder {
+	out := hs[:0]
+	for _, h := range hs {
+		if h.Domain != domain {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// RestoreFile gives back every entry of a state file kept aside (damaged,
+// but still readable, or from another state directory), then renames it
+// with journal.RestoredSuffix so prepares may go on.
+func (r *Runner) RestoreFile(path string) error {
+	if err := r.Store.Lock(); err != nil {
+		return err
+	}
+	defer r.Store.Unlock()
+	st, err := journal.LoadFile(path)
+	if err != nil {
+		return fmt.Errorf("%w; if it cannot be read at all, give back the owners it lists by hand and remove it", err)
+	}
+	var errs []error
+	sel := selection{op: "restore"}
+	for _, e := range st.All() {
+		if _, err := r.carryOutDecision(r.decide(e, st, false), sel); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := os.Rename(path, path+journal.RestoredSuffix); err != nil {
+		return fmt.Errorf("owners restored, but: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package apply
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+)
+
+// ErrWritable is wrapped when an image whose header the plan read could
+// still be rewritten by someone else than root and QEMU after the check.
+var ErrWritable = errors.New("its header could be rewritten after the check")
+
+// sealChange closes the window between the plan's reading of an image
+// header and libvirt and QEMU following it. It runs right after the
+// image was given to QEMU's user: from then on the former owner cannot
+// open it for writing any more, so what is left to rule out is a writer
+// that opened it before (checked with a read lease, which the kernel
+// refuses while any descriptor is open for writing) and write access the
+// mode or ACL grants others. Either fails the prepare, which is rolled
+// back before libvirt labels anything.
+type sealChange struct{ s *plan.Step }
+
+func (c *sealChange) step() *plan.Step           { return c.s }
+func (c *sealChange) undo() error                { return nil }
+func (c *sealChange) logDone(logrus.FieldLogger) {}
+
+func (c *sealChange) do() error {
+	h := c.s.Handle
+	if err := h.Refresh(); err != nil {
+		return err
+	}
+	if h.Stat.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	if err := writableByOthers(h, c.s.Target.UID); err != nil {
+		return err
+	}
+	return noWriters(h)
+}
+
+// writableByOthers refuses an image anyone but its owner (QEMU now), its
+// group (QEMU's) and root may write: they could forge the header later.
+func writableByOthers(h *owner.Handle, qemuUID uint32) error {
+	if h.Stat.Mode&0o002 != 0 {
+		return fmt.Errorf("%w: it is writable by everyone (mode %o); run `chmod o-w %s`", ErrWritable, h.Stat.Mode&0o7777, h.Path)
+	}
+	a, err := acl.Get(h.Fd(), h.Stat.Mode)
+	if err != nil {
+		if errors.Is(err, acl.ErrNotSupported) {
+			return nil
+		}
+		return err
+	}
+	mask := acl.Read | acl.Write | acl.Exec
+	for _, e := range a {
+		if e.Tag == acl.Mask {
+			mask = e.Perm
+		}
+	}
+	for _, e := range a {
+		if (e.Tag == acl.User && e.ID != qemuUID || e.Tag == acl.Group) && e.Perm&mask&acl.Write != 0 {
+			return fmt.Errorf("%w: its ACL lets %s write it; run `setfacl -x %s %s`", ErrWritable, e, aclSubject(e), h.Path)
+		}
+	}
+	return nil
+}
+
+func aclSubject(e acl.Entry) string {
+	if e.Tag == acl.Group {
+		return fmt.Sprintf("g:%d", e.ID)
+	}
+	return fmt.Sprintf("u:%d", e.ID)
+}
+
+// noWriters fails when some process holds the file open for writing. A
+// read lease is granted only while no descriptor of the inode is open for
+// writing; it is dropped at once, so nobody waits on it.
+func noWriters(h *owner.Handle) error {
+	fd, err := unix.Open(h.ProcPath(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("open %s to check for writers: %w", h.Path, err)
+	}
+	defer unix.Close(fd)
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
+	switch {
+	case err == nil:
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+		return err
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("%w: a process holds it open for writing (see `fuser -v %s`); stop it, then start the domain again", ErrWritable, h.Path)
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOLCK):
+		// NFS, FUSE and others take no leases: only the owner change
+		// protects the header there.
+		return nil
+	}
+	return fmt.Errorf("check %s for writers: %w", h.Path, err)
+}

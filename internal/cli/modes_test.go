@@ -1,0 +1,181 @@
+package cli_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+const transientDisk = `    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$ROOT/img/disk.raw'/><target dev='vda' bus='virtio'/><transient/></disk>`
+
+func TestTransientDiskByMode(t *testing.T) {
+	for _, tc := range []struct {
+		name, qemuConf string
+		code           int
+	}{
+		{"strict refuses", "dynamic_ownership = 0\n", 1},
+		{"cooperative accepts", "dynamic_ownership = 1\n", 0},
+		{"libvirt default is cooperative", "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\n%s", qemuID, qemuID, tc.qemuConf))
+			before := f.owners()
+			res := run(strings.NewReader(f.domainXML("vm1", transientDisk)), "vm1", "prepare", "begin", "-")
+			if res.code != tc.code || res.stdout != "" {
+				t.Fatalf("prepare = exit %d, stdout %q, stderr %q; want exit %d", res.code, res.stdout, res.stderr, tc.code)
+			}
+			if tc.code != 0 {
+				if !strings.Contains(res.stderr, "disk vda is <transient/>") || !strings.Contains(res.stderr, "dynamic_ownership = 1") || strings.Count(res.stderr, "\n") != 1 {
+					t.Errorf("prepare stderr = %q, want one line naming the disk and the fix", res.stderr)
+				}
+				f.checkOwners(before)
+				f.checkNoEntries()
+				return
+			}
+			f.checkOwners(map[string]string{f.path("img/disk.raw"): qemuOwner})
+			if res := run(strings.NewReader(f.domainXML("vm1", transientDisk)), "vm1", "release", "end", "-"); res.code != 0 {
+				t.Fatalf("release = %+v", res)
+			}
+			f.checkOwners(before)
+		})
+	}
+}
+
+// TestCooperativeLiveLabels plays libvirt's DAC driver during a run in
+// cooperative mode: it labels files the hook never saw at prepare (a
+// hot-plugged disk, an inserted ISO) and leaves them to QEMU or "restores"
+// them to root:root. Release must give each its owner from prepare time,
+// and leave alone what no record vouches for.
+func TestCooperativeLiveLabels(t *testing.T) {
+	f := newFixture(t)
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\ndynamic_ownership = 1\n", qemuID, qemuID))
+	f.write("img/hot.raw", "hot", imageUID)
+	f.write("img/inserted.iso", "iso", imageUID+1)
+	f.write("img/admin.raw", "admin", imageUID)
+	before := f.owners()
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	// During the run, libvirt labels what the live operations bring in.
+	chown := func(rel string, uid, gid int) {
+		t.Helper()
+		if err := os.Chown(f.path(rel), uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chown("img/hot.raw", qemuID, qemuID)       // attach-disk, left to QEMU
+	chown("img/inserted.iso", 0, 0)            // change-media, "restored" to root:root
+	chown("img/admin.raw", 4242, 4242)         // an administrator's own change
+	f.write("img/overlay.qcow2", "new", 0)     // created by libvirt during the run
+	chown("img/overlay.qcow2", qemuID, qemuID) // ... and labelled
+	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
+		t.Fatalf("release = %+v", res)
+	}
+	want := map[string]string{}
+	for p, o := range before {
+		want[p] = o
+	}
+	want[f.path("img/admin.raw")] = "4242:4242"
+	want[f.path("img/overlay.qcow2")] = qemuOwner // no record vouches for another owner
+	f.checkOwners(want)
+	f.checkNoEntries()
+}
+
+// TestStartVerifiesLibvirtsChain: at "start begin" libvirt has labelled
+// the chain it found itself; an image there that prepare never checked
+// stops the start.
+func TestStartVerifiesLibvirtsChain(t *testing.T) {
+	f := newFixture(t)
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\ndynamic_ownership = 1\n", qemuID, qemuID))
+	f.write("img/swapped.raw", "x", imageUID)
+	const top = `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$ROOT/img/top.qcow2'/><target dev='vda' bus='virtio'/></disk>`
+	chain := func(base string) string {
+		return `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$ROOT/img/top.qcow2'/>
+  <backingStore type='file'><format type='raw'/><source file='$ROOT/img/` + base + `'/><backingStore/></backingStore><target dev='vda' bus='virtio'/></disk>`
+	}
+	if res := run(strings.NewReader(f.domainXML("vm1", top)), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	if res := run(strings.NewReader(f.domainXML("vm1", chain("base.raw"))), "vm1", "start", "begin", "-"); res.code != 0 {
+		t.Errorf("start begin with the chain prepare checked = %+v, want exit 0", res)
+	}
+	res := run(strings.NewReader(f.domainXML("vm1", chain("swapped.raw"))), "vm1", "start", "begin", "-")
+	if res.code != 1 || !strings.Contains(res.stderr, "swapped.raw") || !strings.Contains(res.stderr, "prepare did not check it") || strings.Count(res.stderr, "\n") != 1 {
+		t.Errorf("start begin with an unchecked backing file = exit %d, stderr %q; want exit 1 naming it", res.code, res.stderr)
+	}
+	// Strict mode: libvirt labels nothing, so nothing to verify.
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\ndynamic_ownership = 0\n", qemuID, qemuID))
+	if res := run(strings.NewReader(f.domainXML("vm1", chain("swapped.raw"))), "vm1", "start", "begin", "-"); res.code != 0 {
+		t.Errorf("start begin in strict mode = %+v, want exit 0", res)
+	}
+}
+
+// TestRestoreStaleInventory: a domain whose release never came (libvirtd
+// killed, host crash) leaves its inventory; restore --stale gives back
+// what libvirt labelled during that run, and only once the domain is
+// not running.
+func TestRestoreStaleInventory(t *testing.T) {
+	f := newFixture(t)
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\n", qemuID, qemuID))
+	f.write("img/hot.raw", "hot", imageUID)
+	f.fakeRunning("vm1")
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	if err := os.Chown(f.path("img/hot.raw"), qemuID, qemuID); err != nil { // libvirt's attach-disk
+		t.Fatal(err)
+	}
+	if res := run(noRead{t}, "restore", "--stale"); res.code != 0 {
+		t.Fatalf("restore --stale = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): qemuOwner}) // vm1 still runs
+	if err := os.Remove(f.path("run/vm1.pid")); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(noRead{t}, "restore", "--stale"); res.code != 0 {
+		t.Fatalf("restore --stale = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+	if left, _ := os.ReadDir(f.path("state/inventory")); len(left) != 0 {
+		t.Errorf("inventory left after restore --stale: %s", left[0].Name())
+	}
+}
+
+// TestPlanReleaseShowsLiveFiles: the dry run of a release in cooperative
+// mode lists the files of the inventory release would give back, decided
+// by the same code.
+func TestPlanReleaseShowsLiveFiles(t *testing.T) {
+	f := newFixture(t)
+	f.write("img/hot.raw", "hot", imageUID)
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	if err := os.Chown(f.path("img/hot.raw"), qemuID, qemuID); err != nil {
+		t.Fatal(err)
+	}
+	res := run(strings.NewReader(xml), "plan", "--op", "release", "-")
+	if res.code != 0 {
+		t.Fatalf("plan --op release = %+v", res)
+	}
+	var line string
+	for _, l := range strings.Split(res.stdout, "\n") {
+		if strings.Contains(l, "hot.raw") {
+			line = l
+		}
+	}
+	if !strings.HasPrefix(line, "chown") || !strings.Contains(line, "live") || !strings.Contains(line, fmt.Sprintf("%d:%d", imageUID, imageUID)) {
+		t.Errorf("plan --op release line for hot.raw = %q, want chown (live) back to %d:%d\n%s", line, imageUID, imageUID, res.stdout)
+	}
+	if got := ownerOf(t, f.path("img/hot.raw")); got != qemuOwner {
+		t.Errorf("the dry run changed hot.raw to %s", got)
+	}
+	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
+		t.Fatalf("release = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+}
