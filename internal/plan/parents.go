@@ -94,6 +94,10 @@ func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error 
 	} else if len(c.Widened) > 0 {
 		step.Reason += fmt.Sprintf("; the mask gains x, which also gives %s search until release", acl.ACL(c.Widened).String())
 	}
+	if err := b.countStep(step); err != nil {
+		h.Close()
+		return b.fail(r, dir, err)
+	}
 	b.plan.Steps = append(b.plan.Steps, step)
 	return nil
 }
