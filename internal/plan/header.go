@@ -83,7 +83,7 @@ func ownerRule(path, namer string, fileUID, namerUID, target uint32) error {
 		return nil
 	}
 	return fmt.Errorf("image header of %s names %s, owned by uid %d: neither root, the QEMU user (uid %d) nor uid %d, the owner of the image naming it; "+
-		"keep shared base images in a directory only root can write (such as /var/lib/libvirt/images), `chown` the file, or set backing_any_owner = 1: %w",
+		"keep shared base images in a directory only root can write (such as /var/lib/libvirt/images), `chown` the file, or set backing_any_owner = 1 in the hook's config: %w",
 		namer, path, fileUID, target, namerUID, owner.ErrRefused)
 }
 
@@ -109,12 +109,15 @@ func (b *builder) originalUID(h *owner.Handle) (uint32, bool) {
 //     directories (DefaultBackingDirs and the targets of dir, fs and
 //     netfs pools), never under a hidden name;
 //   - be owned by root, the QEMU user or the (original) owner of the
-//     naming image, unless it is in a directory only root can write
-//     (the admin's own store) or backing_any_owner is set.
+//     naming image, unless it is a backing file (which QEMU opens
+//     read-only) in a directory only root can write (the admin's own
+//     store, where shared templates live) or backing_any_owner is set.
+//     Data files and VMDK extents, which QEMU writes, always need the
+//     owner rule.
 //
 // Without the place rule a rewritten header could name any root-owned
 // file (/root/.bashrc) and get it chowned to QEMU.
-func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) (*OwnerCheck, error) {
+func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step, backing bool) (*OwnerCheck, error) {
 	mode := h.Stat.Mode
 	if mode&unix.S_IFMT == unix.S_IFREG && mode&(0o111|unix.S_ISUID|unix.S_ISGID) != 0 {
 		return nil, fmt.Errorf("image header of %s names %s, mode %04o: an image QEMU opens is never executable, setuid or setgid; `chmod a-x,ug-s %s` if it really is an image: %w",
@@ -141,6 +144,9 @@ func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) (*OwnerCheck, 
 	err := ownerRule(c.Path, c.NamerPath, c.FileUID, c.NamerUID, c.Target)
 	if err == nil {
 		return c, nil
+	}
+	if !backing {
+		return nil, err
 	}
 	if dir, ok := adminDir(h); ok {
 		c.AnyOwner, c.AdminDir = true, dir

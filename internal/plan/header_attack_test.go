@@ -302,6 +302,18 @@ func TestAdminStore(t *testing.T) {
 	}
 }
 
+// TestAdminStoreWritableFiles: QEMU writes data files and VMDK extents, so
+// in the admin's store they still need the owner rule.
+func TestAdminStoreWritableFiles(t *testing.T) {
+	tr := newAtkTree(t)
+	store := filepath.Join(tr.root, "store")
+	ext := filepath.Join(store, "bob-flat.vmdk")
+	tr.write(ext, "", atkOther)
+	tr.vmdk(filepath.Join(store, "alice.vmdk"), []string{"bob-flat.vmdk"}, atkImage)
+	err := tr.guard(atkDisk("vmdk", "$ROOT/store/alice.vmdk"), tr.env(), ext)
+	wantRefusal(t, err, fmt.Sprintf("owned by uid %d", atkOther))
+}
+
 // TestLinkIntoRootOnlyDirectory: a user's symlink to their own file inside
 // a directory only root may search must not make the hook open that
 // directory to QEMU.

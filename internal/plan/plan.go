@@ -326,7 +326,7 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	}
 	var hc *OwnerCheck
 	if err == nil && headerOf != nil {
-		hc, err = b.checkHeaderNamed(h, headerOf)
+		hc, err = b.checkHeaderNamed(h, headerOf, r.Kind == domain.KindBacking)
 		if err != nil {
 			h.Close()
 			return b.fail(r, given, err)
