@@ -252,7 +252,7 @@ func readCharMajors(proc string) map[string][]uint32 {
 	if err != nil {
 		return out
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: nothing to lose
 	sc := bufio.NewScanner(f)
 	inChar := false
 	for sc.Scan() {

@@ -104,11 +104,11 @@ func (p Policy) loadHost() (*hostState, error) {
 // protectedRoot identifies dir. A protected directory that does not exist
 // protects nothing by inode (its path text still counts).
 func (h *hostState) protectedRoot(dir string) (protectedRoot, bool) {
-	real, err := filepath.EvalSymlinks(dir)
+	canon, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return protectedRoot{}, false
 	}
-	fd, err := unix.Open(real, unix.O_PATH|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(canon, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return protectedRoot{}, false
 	}
@@ -118,8 +118,8 @@ func (h *hostState) protectedRoot(dir string) (protectedRoot, bool) {
 		return protectedRoot{}, false
 	}
 	r := protectedRoot{path: dir, id: ID{Dev: uint64(st.Dev), Ino: st.Ino}}
-	if m, ok := h.mountOf(fd, real); ok {
-		r.fsDev, r.fsPath = m.dev, fsPath(m, real)
+	if m, ok := h.mountOf(fd, canon); ok {
+		r.fsDev, r.fsPath = m.dev, fsPath(m, canon)
 	}
 	return r, true
 }
@@ -220,12 +220,12 @@ func parseMountEntry(line string) (mountEntry, bool) {
 	if err != nil {
 		return mountEntry{}, false
 	}
-	maj, min, found := strings.Cut(fields[2], ":")
+	majStr, minStr, found := strings.Cut(fields[2], ":")
 	if !found {
 		return mountEntry{}, false
 	}
-	ma, err1 := strconv.ParseUint(maj, 10, 32)
-	mi, err2 := strconv.ParseUint(min, 10, 32)
+	ma, err1 := strconv.ParseUint(majStr, 10, 32)
+	mi, err2 := strconv.ParseUint(minStr, 10, 32)
 	if err1 != nil || err2 != nil {
 		return mountEntry{}, false
 	}

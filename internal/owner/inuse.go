@@ -127,7 +127,7 @@ func (p Policy) readBlockUse(mounts []mountEntry) (blockUse, error) {
 	if err != nil {
 		return use, fmt.Errorf("read swap table: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: nothing to lose
 	sc := bufio.NewScanner(f)
 	first := true
 	for sc.Scan() {
@@ -243,9 +243,9 @@ func readDevFile(p string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", p, err)
 	}
-	maj, min, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
-	ma, err1 := strconv.ParseUint(maj, 10, 32)
-	mi, err2 := strconv.ParseUint(min, 10, 32)
+	majStr, minStr, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
+	ma, err1 := strconv.ParseUint(majStr, 10, 32)
+	mi, err2 := strconv.ParseUint(minStr, 10, 32)
 	if !ok || err1 != nil || err2 != nil {
 		return 0, fmt.Errorf("read %s: not a device number: %q", p, b)
 	}

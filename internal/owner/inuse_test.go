@@ -73,9 +73,9 @@ func TestBlockDeviceInUse(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	// Device numbers from the local/experimental range no host uses.
-	mk := func(name string, min uint32) string {
+	mk := func(name string, minor uint32) string {
 		p := filepath.Join(dir, name)
-		if err := unix.Mknod(p, unix.S_IFBLK|0o600, int(unix.Mkdev(240, min))); err != nil {
+		if err := unix.Mknod(p, unix.S_IFBLK|0o600, int(unix.Mkdev(240, minor))); err != nil {
 			t.Fatal(err)
 		}
 		return p

@@ -20,6 +20,13 @@ func needRoot(t *testing.T) {
 	}
 }
 
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func owner(t *testing.T, p string) (uint32, uint32) {
 	t.Helper()
 	var st unix.Stat_t
@@ -173,12 +180,12 @@ func TestSymlinkSwapRace(t *testing.T) {
 		for i := 0; !stop.Load(); i++ {
 			os.Remove(evil)
 			os.Remove(benign)
-			os.Symlink(secret, evil)
-			os.Symlink(good, benign)
+			_ = os.Symlink(secret, evil)
+			_ = os.Symlink(good, benign)
 			if i%2 == 0 {
-				os.Rename(evil, name)
+				_ = os.Rename(evil, name)
 			} else {
-				os.Rename(benign, name)
+				_ = os.Rename(benign, name)
 			}
 		}
 	}()
@@ -186,8 +193,8 @@ func TestSymlinkSwapRace(t *testing.T) {
 	// the protected dir.
 	dirName := filepath.Join(root, "images")
 	realDir := filepath.Join(root, "real-images")
-	os.Mkdir(realDir, 0o755)
-	os.WriteFile(filepath.Join(realDir, "shadow"), nil, 0o600)
+	must(t, os.Mkdir(realDir, 0o755))
+	must(t, os.WriteFile(filepath.Join(realDir, "shadow"), nil, 0o600))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -195,11 +202,11 @@ func TestSymlinkSwapRace(t *testing.T) {
 			tmp := filepath.Join(root, "images.tmp")
 			os.Remove(tmp)
 			if i%2 == 0 {
-				os.Symlink(protected, tmp)
+				_ = os.Symlink(protected, tmp)
 			} else {
-				os.Symlink(realDir, tmp)
+				_ = os.Symlink(realDir, tmp)
 			}
-			os.Rename(tmp, dirName)
+			_ = os.Rename(tmp, dirName)
 		}
 	}()
 	chowned := 0
@@ -231,22 +238,24 @@ func TestSymlinkSwapRace(t *testing.T) {
 func TestOpenFileReopensSameInode(t *testing.T) {
 	root := t.TempDir()
 	p := filepath.Join(root, "img")
-	os.WriteFile(p, []byte("QFI\xfb"), 0o600)
+	must(t, os.WriteFile(p, []byte("QFI\xfb"), 0o600))
 	h, err := Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
 	// Replace the name: the handle still reads the original inode.
-	os.Rename(p, p+".old")
-	os.WriteFile(p, []byte("other"), 0o600)
+	must(t, os.Rename(p, p+".old"))
+	must(t, os.WriteFile(p, []byte("other"), 0o600))
 	f, err := h.OpenReader()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	b := make([]byte, 4)
-	f.ReadAt(b, 0)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
 	if string(b) != "QFI\xfb" {
 		t.Errorf("OpenFile read %q, want the inode opened first", b)
 	}

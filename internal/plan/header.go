@@ -242,11 +242,11 @@ func (b *builder) pools() []string {
 		default:
 			continue
 		}
-		real, err := filepath.EvalSymlinks(pool.Target.Path)
-		if err != nil || real == "/" || slices.Contains(b.poolDirs, real) {
+		canon, err := filepath.EvalSymlinks(pool.Target.Path)
+		if err != nil || canon == "/" || slices.Contains(b.poolDirs, canon) {
 			continue
 		}
-		b.poolDirs = append(b.poolDirs, real)
+		b.poolDirs = append(b.poolDirs, canon)
 	}
 	return b.poolDirs
 }
