@@ -65,8 +65,10 @@ type Hook struct {
 	// so files created after the start and then hot-plugged get their
 	// owner back too.
 	LiveWatch bool
-	// BackingPaths (backing_paths) restricts where backing files named in
-	// image headers may be; empty means anywhere not protected.
+	// BackingPaths (backing_paths) restricts where files named in image
+	// headers (backing files, VMDK extents, qcow2 data files) may be: at
+	// or below one of them. Empty means the naming image's own directory,
+	// or below /var/lib/libvirt/images or a dir/fs/netfs pool target.
 	BackingPaths []string
 	// MaxBackingDepth (max_backing_depth) bounds backing chains.
 	MaxBackingDepth int
@@ -83,10 +85,11 @@ type Hook struct {
 	// LogFile (log_file), when set, is a file every log line is appended
 	// to as well; "" means none.
 	LogFile string
-	// BackingAnyOwner (backing_any_owner) lets image headers name backing
-	// files owned by anyone. Off by default: a header QEMU could have
-	// rewritten may only name files owned by root, the QEMU user or the
-	// owner of the image naming them.
+	// BackingAnyOwner (backing_any_owner) lets image headers name files
+	// owned by anyone. Off by default: a header QEMU could have rewritten
+	// may only name files owned by root, the QEMU user or the (original)
+	// owner of the image naming them, or backing files in a directory only
+	// root can write.
 	BackingAnyOwner bool
 }
 
