@@ -71,6 +71,18 @@ func newFixture(t *testing.T, files ...string) *fixture {
 
 func (f *fixture) path(name string) string { return filepath.Join(f.root, name) }
 
+// searchable opens the fixture's directories (0700 from t.TempDir) to
+// everyone: a symlink's owner must be able to reach where it leads.
+func (f *fixture) searchable() {
+	f.t.Helper()
+	for _, d := range []string{f.root, filepath.Dir(f.root)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			f.t.Fatal(err)
+		}
+		f.dirModes[d] = 0o755
+	}
+}
+
 func (f *fixture) runner(fault func(int) error) *Runner {
 	f.t.Helper()
 	st, err := journal.Open(f.state, 2*time.Second)
@@ -625,6 +637,7 @@ func TestSearchGrantsForTwoUIDs(t *testing.T) {
 // image is refused.
 func TestSharedFileThroughOwnersSymlink(t *testing.T) {
 	f := newFixture(t, "base.img")
+	f.searchable()
 	alice := f.orig[f.path("base.img")][0]
 	link := func(name string, uid uint32) {
 		if err := os.Symlink("base.img", f.path(name)); err != nil {
@@ -660,6 +673,7 @@ func TestSharedFileThroughOwnersSymlink(t *testing.T) {
 // still accept the link (the mark says who owned the file).
 func TestMigrationThroughOwnersSymlink(t *testing.T) {
 	f := newFixture(t, "shared.img")
+	f.searchable()
 	alice := f.orig[f.path("shared.img")][0]
 	if err := os.Symlink("shared.img", f.path("link.img")); err != nil {
 		t.Fatal(err)

@@ -23,19 +23,27 @@ const KindLive = "live"
 // by QEMU or "restored" to root:root: the inventory taken at prepare is
 // the record that vouches for their owner. See decideInventory for when a
 // file is given back; every other file is left as it is.
-func (r *Runner) ReleaseInventory(rec *inventory.Record, op string) error {
-	if rec == nil || len(rec.Files) == 0 {
+//
+// forget, when set, is called under the journal's lock once every file is
+// dealt with (to remove the record).
+func (r *Runner) ReleaseInventory(rec *inventory.Record, op string, forget func() error) error {
+	if rec == nil {
 		return nil
 	}
 	if err := r.Store.Lock(); err != nil {
 		return err
 	}
 	defer r.Store.Unlock()
+	// Owners of files that appeared during the run, seen by the watcher.
+	obs, err := inventory.LoadObserved(r.Store.Dir)
+	if err != nil {
+		r.Log.WithError(err).Warn("owners seen during the run unreadable: only the record taken at prepare is used")
+	}
 	st, err := r.Store.Load()
 	if err != nil {
 		return err
 	}
-	ds, err := r.decideInventory(rec, st)
+	ds, err := r.decideInventory(rec, obs, st)
 	if err != nil {
 		return err
 	}
@@ -52,6 +60,9 @@ func (r *Runner) ReleaseInventory(rec *inventory.Record, op string) error {
 			errs = append(errs, err)
 		}
 	}
+	if len(errs) == 0 && forget != nil {
+		return forget()
+	}
 	return errors.Join(errs...)
 }
 
@@ -60,7 +71,11 @@ func (r *Runner) PlanInventory(rec *inventory.Record, st *journal.State) ([]Deci
 	if rec == nil {
 		return nil, nil
 	}
-	ds, err := r.decideInventory(rec, st)
+	obs, err := inventory.LoadObserved(r.Store.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := r.decideInventory(rec, obs, st)
 	closeAll(ds)
 	return ds, err
 }
@@ -79,10 +94,10 @@ func closeAll(ds []Decision) {
 // those), its owner is now the domain's QEMU owner or root:root, and no
 // running QEMU holds it open. Files with their recorded owner, or gone,
 // are not listed; GiveBack decisions carry an open handle.
-func (r *Runner) decideInventory(rec *inventory.Record, st *journal.State) ([]Decision, error) {
+func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Observed, st *journal.State) ([]Decision, error) {
 	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}
 	var out []Decision
-	for _, f := range rec.Files {
+	for _, f := range rec.With(obs) {
 		orig := plan.Owner{UID: f.UID, GID: f.GID}
 		h, err := owner.Open(f.Path())
 		if err != nil {

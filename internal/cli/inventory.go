@@ -26,11 +26,8 @@ func restoreInventories(s *setup, r *apply.Runner, domain string) error {
 				continue // still running, or cannot tell: its release will come
 			}
 		}
-		if err := r.ReleaseInventory(rec, "restore"); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := inventory.Remove(s.hook.StateDir, rec.Domain); err != nil {
+		forget := func() error { return inventory.Remove(s.hook.StateDir, rec.Domain) }
+		if err := r.ReleaseInventory(rec, "restore", forget); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -2,9 +2,15 @@ package cli_test
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
 )
 
 const transientDisk = `    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$ROOT/img/disk.raw'/><target dev='vda' bus='virtio'/><transient/></disk>`
@@ -178,4 +184,35 @@ func TestPlanReleaseShowsLiveFiles(t *testing.T) {
 		t.Fatalf("release = %+v", res)
 	}
 	f.checkOwners(map[string]string{f.path("img/hot.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+}
+
+// TestCooperativeFileCreatedAfterStart: a disk created after the domain
+// started, then hot-plugged (libvirt labels it), gets its owner back at
+// release because the watcher saw it appear.
+func TestCooperativeFileCreatedAfterStart(t *testing.T) {
+	f := newFixture(t)
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w := &watch.Watcher{StateDir: f.state, Log: log, Idle: time.Minute, Flush: 10 * time.Millisecond}
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- w.Run(stop) }()
+	defer func() { close(stop); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); !watch.Running(f.state); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("watcher did not start")
+		}
+	}
+	f.write("img/late.raw", "late", imageUID+2)
+	time.Sleep(200 * time.Millisecond) // the admin types virsh attach-disk
+	if err := os.Chown(f.path("img/late.raw"), qemuID, qemuID); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
+		t.Fatalf("release = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/late.raw"): fmt.Sprintf("%d:%d", imageUID+2, imageUID+2)})
 }
