@@ -20,9 +20,10 @@ const KindLive = "live"
 
 // ReleaseInventory gives back, after libvirt's restore, the files of a
 // domain's directories that libvirt labelled during the run and left owned
-// by QEMU or "restored" to root:root: the inventory taken at prepare is
-// the record that vouches for their owner. See decideInventory for when a
-// file is given back; every other file is left as it is.
+// by QEMU or "restored" to root:root: what the watcher saw them owned by
+// just before is the record that vouches for their owner. See
+// decideInventory for when a file is given back; every other file is left
+// as it is.
 //
 // forget, when set, is called under the journal's lock once every file is
 // dealt with (to remove the record).
@@ -34,10 +35,10 @@ func (r *Runner) ReleaseInventory(rec *inventory.Record, op string, forget func(
 		return err
 	}
 	defer r.Store.Unlock()
-	// Owners of files that appeared during the run, seen by the watcher.
-	obs, err := inventory.LoadObserved(r.Store.Dir)
+	// What libvirt labelled during the run, seen by the watcher.
+	obs, err := inventory.LoadLabelled(r.Store.Dir)
 	if err != nil {
-		r.Log.WithError(err).Warn("owners seen during the run unreadable: only the record taken at prepare is used")
+		r.Log.WithError(err).Warn("files labelled during the run unknown: they keep the owner libvirt left")
 	}
 	st, err := r.Store.Load()
 	if err != nil {
@@ -71,7 +72,7 @@ func (r *Runner) PlanInventory(rec *inventory.Record, st *journal.State) ([]Deci
 	if rec == nil {
 		return nil, nil
 	}
-	obs, err := inventory.LoadObserved(r.Store.Dir)
+	obs, err := inventory.LoadLabelled(r.Store.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -94,10 +95,10 @@ func closeAll(ds []Decision) {
 // those), its owner is now the domain's QEMU owner or root:root, and no
 // running QEMU holds it open. Files with their recorded owner, or gone,
 // are not listed; GiveBack decisions carry an open handle.
-func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Observed, st *journal.State) ([]Decision, error) {
+func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled, st *journal.State) ([]Decision, error) {
 	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}
 	var out []Decision
-	for _, f := range rec.With(obs) {
+	for _, f := range obs.In(rec) {
 		orig := plan.Owner{UID: f.UID, GID: f.GID}
 		h, err := owner.Open(f.Path())
 		if err != nil {

@@ -19,3 +19,6 @@ func SetRunDir(dir string) func() {
 // The test binary is not the hook: a prepare must not start it as the
 // watcher. Tests that need a watcher run one in-process (RunWatcher).
 func init() { watcherSpawn = func(*setup) error { return nil } }
+
+// JournalKnows is the watcher's question to the journal.
+var JournalKnows = journalKnows

@@ -140,20 +140,14 @@ func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 		return err
 	}
 	defer p.Close()
-	var rec *inventory.Record
-	if mode == config.Cooperative && p.Target != nil && !s.hook.DryRun {
-		// Taken before libvirt labels anything: the owners a hot-plug,
-		// media change or block job will later overwrite.
-		rec = inventory.Take(name, r.Store.BootID, p.Target.UID, p.Target.GID, inventoryDirs(p))
-	}
 	if err := r.Prepare(p); err != nil {
 		s.log.WithField("domain", name).WithError(err).Error("prepare failed")
 		return err
 	}
-	if rec != nil {
-		if rec.Truncated {
-			s.log.WithField("domain", name).Warnf("more than %d files in the domain's image directories: owners of the rest are not recorded for files labelled during the run", inventory.MaxFiles)
-		}
+	if mode == config.Cooperative && p.Target != nil && !s.hook.DryRun && s.hook.LiveWatch {
+		// Which directories the watcher follows for this domain, so that
+		// files libvirt labels during the run get their owners back.
+		rec := inventory.New(name, r.Store.BootID, p.Target.UID, p.Target.GID, inventoryDirs(p))
 		if err := inventory.Save(s.hook.StateDir, rec); err != nil {
 			s.log.WithField("domain", name).WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
 		} else {

@@ -10,10 +10,62 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
 )
 
 const transientDisk = `    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$ROOT/img/disk.raw'/><target dev='vda' bus='virtio'/><transient/></disk>`
+
+// startWatcher runs the watcher in this process (the test binary is not
+// the hook, so prepare starts none) once the domains' records exist, and
+// waits until it follows their directories.
+func (f *fixture) startWatcher() {
+	f.t.Helper()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	store, err := journal.Open(f.state, 5*time.Second)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	w := &watch.Watcher{StateDir: f.state, Log: log, Known: cli.JournalKnows(store), Idle: time.Minute, Flush: 5 * time.Millisecond}
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- w.Run(stop) }()
+	f.t.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			f.t.Errorf("watcher: %v", err)
+		}
+	})
+	for deadline := time.Now().Add(5 * time.Second); !watch.Running(f.state); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			f.t.Fatal("watcher did not start")
+		}
+	}
+}
+
+// labelled chowns rel as libvirt would when labelling it for QEMU (or
+// "restoring" it), and waits until the watcher has written down the
+// owner it had before.
+func (f *fixture) labelled(rel string, uid, gid int) {
+	f.t.Helper()
+	if err := os.Chown(f.path(rel), uid, gid); err != nil {
+		f.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		l, err := inventory.LoadLabelled(f.state)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if _, ok := l.Files[f.path(rel)]; ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("the watcher did not record %s being labelled", rel)
+		}
+	}
+}
 
 func TestTransientDiskByMode(t *testing.T) {
 	for _, tc := range []struct {
@@ -65,18 +117,18 @@ func TestCooperativeLiveLabels(t *testing.T) {
 	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
 		t.Fatalf("prepare = %+v", res)
 	}
+	f.startWatcher()
 	// During the run, libvirt labels what the live operations bring in.
-	chown := func(rel string, uid, gid int) {
-		t.Helper()
-		if err := os.Chown(f.path(rel), uid, gid); err != nil {
-			t.Fatal(err)
-		}
+	f.labelled("img/hot.raw", qemuID, qemuID)      // attach-disk, left to QEMU
+	f.labelled("img/inserted.iso", qemuID, qemuID) // change-media ...
+	f.labelled("img/inserted.iso", 0, 0)           // ... then "restored" to root:root
+	// An administrator's own change.
+	if err := os.Chown(f.path("img/admin.raw"), 4242, 4242); err != nil {
+		t.Fatal(err)
 	}
-	chown("img/hot.raw", qemuID, qemuID)       // attach-disk, left to QEMU
-	chown("img/inserted.iso", 0, 0)            // change-media, "restored" to root:root
-	chown("img/admin.raw", 4242, 4242)         // an administrator's own change
-	f.write("img/overlay.qcow2", "new", 0)     // created by libvirt during the run
-	chown("img/overlay.qcow2", qemuID, qemuID) // ... and labelled
+	f.write("img/overlay.qcow2", "new", 0) // created by libvirt during the run
+	time.Sleep(50 * time.Millisecond)
+	f.labelled("img/overlay.qcow2", qemuID, qemuID) // ... and labelled
 	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
 		t.Fatalf("release = %+v", res)
 	}
@@ -85,7 +137,7 @@ func TestCooperativeLiveLabels(t *testing.T) {
 		want[p] = o
 	}
 	want[f.path("img/admin.raw")] = "4242:4242"
-	want[f.path("img/overlay.qcow2")] = qemuOwner // no record vouches for another owner
+	want[f.path("img/overlay.qcow2")] = "0:0" // as libvirt created it
 	f.checkOwners(want)
 	f.checkNoEntries()
 }
@@ -132,9 +184,8 @@ func TestRestoreStaleInventory(t *testing.T) {
 	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
 		t.Fatalf("prepare = %+v", res)
 	}
-	if err := os.Chown(f.path("img/hot.raw"), qemuID, qemuID); err != nil { // libvirt's attach-disk
-		t.Fatal(err)
-	}
+	f.startWatcher()
+	f.labelled("img/hot.raw", qemuID, qemuID) // libvirt's attach-disk
 	if res := run(noRead{t}, "restore", "--stale"); res.code != 0 {
 		t.Fatalf("restore --stale = %+v", res)
 	}
@@ -146,8 +197,8 @@ func TestRestoreStaleInventory(t *testing.T) {
 		t.Fatalf("restore --stale = %+v", res)
 	}
 	f.checkOwners(map[string]string{f.path("img/hot.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
-	if left, _ := os.ReadDir(f.path("state/inventory")); len(left) != 0 {
-		t.Errorf("inventory left after restore --stale: %s", left[0].Name())
+	if r, err := inventory.Load(f.state, "vm1"); r != nil || err != nil {
+		t.Errorf("vm1's record after restore --stale: %+v, %v; want none", r, err)
 	}
 }
 
@@ -161,9 +212,8 @@ func TestPlanReleaseShowsLiveFiles(t *testing.T) {
 	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
 		t.Fatalf("prepare = %+v", res)
 	}
-	if err := os.Chown(f.path("img/hot.raw"), qemuID, qemuID); err != nil {
-		t.Fatal(err)
-	}
+	f.startWatcher()
+	f.labelled("img/hot.raw", qemuID, qemuID)
 	res := run(strings.NewReader(xml), "plan", "--op", "release", "-")
 	if res.code != 0 {
 		t.Fatalf("plan --op release = %+v", res)
@@ -195,22 +245,10 @@ func TestCooperativeFileCreatedAfterStart(t *testing.T) {
 	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
 		t.Fatalf("prepare = %+v", res)
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	w := &watch.Watcher{StateDir: f.state, Log: log, Idle: time.Minute, Flush: 10 * time.Millisecond}
-	stop, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- w.Run(stop) }()
-	defer func() { close(stop); <-done }()
-	for deadline := time.Now().Add(5 * time.Second); !watch.Running(f.state); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("watcher did not start")
-		}
-	}
+	f.startWatcher()
 	f.write("img/late.raw", "late", imageUID+2)
-	time.Sleep(200 * time.Millisecond) // the admin types virsh attach-disk
-	if err := os.Chown(f.path("img/late.raw"), qemuID, qemuID); err != nil {
-		t.Fatal(err)
-	}
+	time.Sleep(50 * time.Millisecond) // the admin types virsh attach-disk
+	f.labelled("img/late.raw", qemuID, qemuID)
 	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
 		t.Fatalf("release = %+v", res)
 	}

@@ -240,8 +240,8 @@ func stress(t *testing.T, bin string, searchACL bool) {
 				// Every release removed its domain's record.
 				left, _ := os.ReadDir(filepath.Join(f.state, e.Name()))
 				for _, l := range left {
-					// observed.json is the watcher's, gone when it leaves.
-					if l.Name() != "observed.json" {
+					// labelled.json is the watcher's, gone when it leaves.
+					if l.Name() != "labelled.json" {
 						t.Errorf("inventory record %s left after every release", l.Name())
 					}
 				}

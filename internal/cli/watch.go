@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
 )
 
@@ -28,6 +30,22 @@ var watcherSpawn = func(s *setup) error {
 		return err
 	}
 	return cmd.Process.Release()
+}
+
+// journalKnows answers the watcher from a read-only view of the journal:
+// the hook's own chowns (journal first, then chown) are not libvirt's.
+func journalKnows(st *journal.Store) func([]inventory.File) []bool {
+	return func(fs []inventory.File) []bool {
+		out := make([]bool, len(fs))
+		view, err := st.Load()
+		if err != nil {
+			return nil // unknown: release asks the journal again
+		}
+		for i, f := range fs {
+			out[i] = view.Lookup((&journal.Entry{Dev: f.Dev, Ino: f.Ino}).Key()) != nil
+		}
+		return out
+	}
 }
 
 // startWatcher makes sure a watcher keeps the inventories current.
@@ -57,9 +75,14 @@ func cmdWatch(e *env, args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() { <-sig; close(stop) }()
+	r, err := s.runner()
+	if err != nil {
+		return err
+	}
 	w := &watch.Watcher{
 		StateDir: s.hook.StateDir, Log: s.log.WithField("op", "watch"),
-		Idle: 30 * time.Second, Flush: 50 * time.Millisecond,
+		Known: journalKnows(r.Store),
+		Idle:  30 * time.Second, Flush: 50 * time.Millisecond,
 	}
 	return w.Run(stop)
 }

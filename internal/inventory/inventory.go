@@ -14,16 +14,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bounds on what one record may hold, so a directory with a million
-// files costs a bounded prepare and a bounded file.
+// Bounds on what the records may hold, so a directory with a million
+// files costs a bounded watcher and bounded files.
 const (
-	MaxDirs  = 64
+	MaxDirs = 64
+	// MaxFiles bounds the files the watcher follows in one directory and
+	// the labelled files it keeps.
 	MaxFiles = 10000
-	// maxSize bounds the record file read back.
+	// maxSize bounds a record file read back.
 	maxSize = 8 << 20
 )
 
-// File is one file found at prepare, with its owner then.
+// File is one file as the watcher saw it: its inode and an owner.
 type File struct {
 	Dir   string `json:"dir"`
 	Name  string `json:"name"` // hex: names are bytes, not always UTF-8
@@ -34,7 +36,7 @@ type File struct {
 	GID   uint32 `json:"gid"`
 }
 
-// Path is the file's path when the record was taken.
+// Path is the file's path when it was seen.
 func (f File) Path() string {
 	n, err := hex.DecodeString(f.Name)
 	if err != nil {
@@ -43,95 +45,50 @@ func (f File) Path() string {
 	return filepath.Join(f.Dir, string(n))
 }
 
-// Record is what one domain's prepare found.
-type Record struct {
-	Domain string `json:"domain"`
-	BootID string `json:"boot_id"`
-	// QEMU is the uid:gid the domain's QEMU ran as: files found owned by
-	// it tell nothing and are not recorded.
-	QEMUUID uint32 `json:"qemu_uid"`
-	QEMUGID uint32 `json:"qemu_gid"`
-	Files   []File `json:"files"`
-	// Dirs are the directories the record covers; the watcher keeps
-	// their files' owners current while the domain runs.
-	Dirs []string `json:"dirs,omitempty"`
-	// Truncated says MaxFiles was reached: later files are unknown.
-	Truncated bool `json:"truncated,omitempty"`
+// SameInode reports whether f and g are the same inode.
+func (f File) SameInode(g File) bool {
+	return f.Dev == g.Dev && f.Ino == g.Ino && (f.Birth == 0 || g.Birth == 0 || f.Birth == g.Birth)
 }
 
-// Take reads dirs (each once, not recursively) and records every regular
-// file and block or character device not owned by uid:gid, and not hidden.
-// A directory that cannot be read is skipped: the record only ever adds
-// knowledge.
-func Take(domain, boot string, uid, gid uint32, dirs []string) *Record {
+// Record says which directories a domain's live operations are likely
+// to bring files from, and who its QEMU runs as.
+type Record struct {
+	Domain  string   `json:"domain"`
+	BootID  string   `json:"boot_id"`
+	QEMUUID uint32   `json:"qemu_uid"`
+	QEMUGID uint32   `json:"qemu_gid"`
+	Dirs    []string `json:"dirs"`
+}
+
+// New makes the record of a domain: dirs deduplicated, absolute and clean
+// ones only, at most MaxDirs.
+func New(domain, boot string, uid, gid uint32, dirs []string) *Record {
 	r := &Record{Domain: domain, BootID: boot, QEMUUID: uid, QEMUGID: gid}
 	seen := map[string]bool{}
 	for _, d := range dirs {
-		if len(seen) >= MaxDirs || seen[d] || !filepath.IsAbs(d) {
+		if len(r.Dirs) >= MaxDirs || seen[d] || !filepath.IsAbs(d) || filepath.Clean(d) != d {
 			continue
 		}
 		seen[d] = true
 		r.Dirs = append(r.Dirs, d)
-		if !r.takeDir(d) {
-			return r
-		}
 	}
 	return r
 }
 
-// takeDir records one directory; false means the record is full.
-func (r *Record) takeDir(dir string) bool {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return true
+// Covers reports whether dir is one of the record's directories.
+func (r *Record) Covers(dir string) bool {
+	for _, d := range r.Dirs {
+		if d == dir {
+			return true
+		}
 	}
-	f := os.NewFile(uintptr(fd), dir)
-	defer func() { _ = f.Close() }() // a directory read from: nothing to lose
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return true
-	}
-	for _, n := range names {
-		if strings.HasPrefix(n, ".") {
-			continue
-		}
-		var st unix.Statx_t
-		if err := unix.Statx(fd, n, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil {
-			continue
-		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG, unix.S_IFBLK, unix.S_IFCHR:
-		default:
-			continue
-		}
-		if st.Uid == r.QEMUUID && st.Gid == r.QEMUGID {
-			continue
-		}
-		if len(r.Files) >= MaxFiles {
-			r.Truncated = true
-			return false
-		}
-		r.Files = append(r.Files, fileOf(dir, n, &st))
-	}
-	return true
+	return false
 }
 
-func fileOf(dir, name string, st *unix.Statx_t) File {
-	var birth int64
-	if st.Mask&unix.STATX_BTIME != 0 {
-		birth = st.Btime.Sec*1e9 + int64(st.Btime.Nsec)
-	}
-	return File{
-		Dir: dir, Name: hex.EncodeToString([]byte(name)),
-		Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino, Birth: birth,
-		UID: st.Uid, GID: st.Gid,
-	}
-}
-
-// Stat reads name in dir as Take would record it. ok is false for what
-// Take skips: hidden names, other file types, files owned by uid:gid.
-func Stat(dir, name string, uid, gid uint32) (f File, ok bool) {
-	if strings.HasPrefix(name, ".") || strings.Contains(name, "/") {
+// Stat reads name in dir: ok is false for what is never recorded (hidden
+// names, file types that are not images or device nodes, a vanished file).
+func Stat(dir, name string) (f File, ok bool) {
+	if name == "" || strings.HasPrefix(name, ".") || strings.Contains(name, "/") {
 		return File{}, false
 	}
 	var st unix.Statx_t
@@ -143,10 +100,30 @@ func Stat(dir, name string, uid, gid uint32) (f File, ok bool) {
 	default:
 		return File{}, false
 	}
-	if st.Uid == uid && st.Gid == gid {
-		return File{}, false
+	var birth int64
+	if st.Mask&unix.STATX_BTIME != 0 {
+		birth = st.Btime.Sec*1e9 + int64(st.Btime.Nsec)
 	}
-	return fileOf(dir, name, &st), true
+	return File{
+		Dir: dir, Name: hex.EncodeToString([]byte(name)),
+		Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino, Birth: birth,
+		UID: st.Uid, GID: st.Gid,
+	}, true
+}
+
+// Names lists dir's entries (nil when it cannot be read).
+func Names(dir string) []string {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	defer func() { _ = f.Close() }() // a directory read from: nothing to lose
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil
+	}
+	return names
 }
 
 func fileFor(stateDir, domain string) string {
@@ -207,8 +184,7 @@ func removeDebris(dir string) {
 
 // Load reads the record of domain; (nil, nil) when there is none.
 func Load(stateDir, domain string) (*Record, error) {
-	p := fileFor(stateDir, domain)
-	b, err := os.ReadFile(p)
+	b, err := os.ReadFile(fileFor(stateDir, domain))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -230,16 +206,12 @@ func Decode(b []byte, domain string) (*Record, error) {
 	if r.Domain != domain {
 		return nil, fmt.Errorf("inventory of %s names domain %q", domain, r.Domain)
 	}
-	if len(r.Files) > MaxFiles {
-		return nil, fmt.Errorf("inventory of %s: %d files is more than %d", domain, len(r.Files), MaxFiles)
+	if len(r.Dirs) > MaxDirs {
+		return nil, fmt.Errorf("inventory of %s: %d directories is more than %d", domain, len(r.Dirs), MaxDirs)
 	}
-	for _, f := range r.Files {
-		if !filepath.IsAbs(f.Dir) || filepath.Clean(f.Dir) != f.Dir {
-			return nil, fmt.Errorf("inventory of %s: directory %q is not absolute and clean", domain, f.Dir)
-		}
-		n, err := hex.DecodeString(f.Name)
-		if err != nil || len(n) == 0 || strings.ContainsAny(string(n), "/\x00") || string(n) == "." || string(n) == ".." {
-			return nil, fmt.Errorf("inventory of %s: bad file name %q", domain, f.Name)
+	for _, d := range r.Dirs {
+		if !filepath.IsAbs(d) || filepath.Clean(d) != d {
+			return nil, fmt.Errorf("inventory of %s: directory %q is not absolute and clean", domain, d)
 		}
 	}
 	return &r, nil
@@ -257,8 +229,7 @@ func Remove(stateDir, domain string) error {
 // List reads every record in the state directory. A record that cannot be
 // read is an error naming it; the others are still returned.
 func List(stateDir string) ([]*Record, error) {
-	dir := filepath.Join(stateDir, "inventory")
-	ents, err := os.ReadDir(dir)
+	ents, err := os.ReadDir(filepath.Join(stateDir, "inventory"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -268,15 +239,11 @@ func List(stateDir string) ([]*Record, error) {
 	var out []*Record
 	var errs []error
 	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || strings.HasPrefix(name, tmpPrefix) || e.Name() == observedName {
+		dom, ok := DomainOf(e.Name())
+		if !ok {
 			continue
 		}
-		dom, err := hex.DecodeString(name)
-		if err != nil {
-			continue
-		}
-		r, err := Load(stateDir, string(dom))
+		r, err := Load(stateDir, dom)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -288,73 +255,86 @@ func List(stateDir string) ([]*Record, error) {
 	return out, errors.Join(errs...)
 }
 
-// observedName is the file the watcher keeps: owners of files seen
-// appearing or changing in inventoried directories while domains ran.
-const observedName = "observed.json"
+// DomainOf names the domain whose record is in the inventory directory's
+// file name; ok is false for every other file there.
+func DomainOf(name string) (string, bool) {
+	h, ok := strings.CutSuffix(name, ".json")
+	if !ok || name == labelledName {
+		return "", false
+	}
+	dom, err := hex.DecodeString(h)
+	if err != nil || len(dom) == 0 {
+		return "", false
+	}
+	return string(dom), true
+}
 
-// Observed is what the watcher saw, by path.
-type Observed struct {
+// labelledName is the file the watcher keeps.
+const labelledName = "labelled.json"
+
+// Labelled is what the watcher saw while domains ran: files of their
+// directories that became QEMU's (or root:root) without the journal
+// knowing them, each with the owner it had just before, by path.
+type Labelled struct {
 	Files map[string]File `json:"files"`
 }
 
-// SaveObserved replaces the watcher's file atomically. Only the watcher
+// SaveLabelled replaces the watcher's file atomically. Only the watcher
 // writes it, so no lock is needed.
-func SaveObserved(stateDir string, o *Observed) error {
-	b, err := json.Marshal(o)
+func SaveLabelled(stateDir string, l *Labelled) error {
+	b, err := json.Marshal(l)
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	return writeAtomic(filepath.Join(stateDir, "inventory"), observedName, b)
+	return writeAtomic(filepath.Join(stateDir, "inventory"), labelledName, b)
 }
 
-// LoadObserved reads the watcher's file; empty when there is none.
-func LoadObserved(stateDir string) (*Observed, error) {
-	o := &Observed{Files: map[string]File{}}
-	b, err := os.ReadFile(filepath.Join(stateDir, "inventory", observedName))
+// RemoveLabelled deletes the watcher's file.
+func RemoveLabelled(stateDir string) error {
+	err := os.Remove(filepath.Join(stateDir, "inventory", labelledName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	return nil
+}
+
+// LoadLabelled reads the watcher's file; empty when there is none.
+// Entries that do not name a file directly inside an absolute clean
+// directory are dropped.
+func LoadLabelled(stateDir string) (*Labelled, error) {
+	l := &Labelled{Files: map[string]File{}}
+	b, err := os.ReadFile(filepath.Join(stateDir, "inventory", labelledName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return o, nil
+		return l, nil
 	}
 	if err != nil {
-		return o, fmt.Errorf("inventory: %w", err)
+		return l, fmt.Errorf("inventory: %w", err)
 	}
 	if len(b) > maxSize {
-		return o, fmt.Errorf("inventory: %s is %d bytes, more than %d", observedName, len(b), maxSize)
+		return l, fmt.Errorf("inventory: %s is %d bytes, more than %d", labelledName, len(b), maxSize)
 	}
-	if err := json.Unmarshal(b, o); err != nil {
-		return &Observed{Files: map[string]File{}}, fmt.Errorf("inventory: %s: %w", observedName, err)
+	if err := json.Unmarshal(b, l); err != nil || l.Files == nil {
+		return &Labelled{Files: map[string]File{}}, fmt.Errorf("inventory: %s unreadable: %w", labelledName, err)
 	}
-	for p, f := range o.Files {
-		if f.Path() != p || !filepath.IsAbs(f.Dir) || filepath.Clean(f.Dir) != f.Dir {
-			delete(o.Files, p)
+	for p, f := range l.Files {
+		n, err := hex.DecodeString(f.Name)
+		bad := err != nil || len(n) == 0 || strings.ContainsAny(string(n), "/\x00") || string(n) == "." || string(n) == ".."
+		if bad || !filepath.IsAbs(f.Dir) || filepath.Clean(f.Dir) != f.Dir || f.Path() != p {
+			delete(l.Files, p)
 		}
 	}
-	return o, nil
+	return l, nil
 }
 
-// With returns the record's files with what the watcher saw in the
-// record's directories: a newer owner of the same name replaces the one
-// taken at prepare.
-func (r *Record) With(o *Observed) []File {
-	if o == nil || len(o.Files) == 0 {
-		return r.Files
+// In returns the labelled files in the record's directories.
+func (l *Labelled) In(r *Record) []File {
+	if l == nil {
+		return nil
 	}
-	dirs := map[string]bool{}
-	for _, d := range r.Dirs {
-		dirs[d] = true
-	}
-	out := make([]File, 0, len(r.Files))
-	seen := map[string]bool{}
-	for _, f := range r.Files {
-		p := f.Path()
-		seen[p] = true
-		if g, ok := o.Files[p]; ok && (g.UID != r.QEMUUID || g.GID != r.QEMUGID) {
-			f = g
-		}
-		out = append(out, f)
-	}
-	for p, g := range o.Files {
-		if !seen[p] && dirs[g.Dir] && (g.UID != r.QEMUUID || g.GID != r.QEMUGID) {
-			out = append(out, g)
+	var out []File
+	for _, f := range l.Files {
+		if r.Covers(f.Dir) {
+			out = append(out, f)
 		}
 	}
 	return out

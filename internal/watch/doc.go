@@ -1,18 +1,22 @@
-// Package watch keeps the inventories of running domains current while
-// they run (cooperative mode). An inventory taken at prepare knows the
-// files that existed then; a disk created afterwards and hot-plugged, or an
-// ISO copied in and inserted, would have no record of its owner by the time
-// libvirt labels it for QEMU. The watcher sees each file of the inventoried
-// directories appear or change owner (inotify) and records its owner at
-// once, so release can give it back after libvirt left it to QEMU or
-// "restored" it to root:root.
+// Package watch follows, while domains run in cooperative mode, the
+// directories their live operations bring files from (their images'
+// directories, /var/lib/libvirt/images, /dev, ...). libvirt runs no hook
+// for a hot-plug, a media change or a block job: it labels the file for
+// QEMU, and by release the owner it had is gone from the inode. The
+// watcher knows each file's owner from the moment it watches the
+// directory (one scan, then inotify), and when a file the journal does not
+// know becomes QEMU's (or root:root) it keeps the owner the file had just
+// before, in the inventory directory's labelled.json. Release gives those
+// back.
 //
-// One watcher runs per host, started by a prepare when none runs (a lock
-// file in the state directory says whether one does), and exits when no
-// inventory is left. It only reads the inventoried directories and writes
-// the inventory files, under the journal's lock; it changes no owner.
+// One watcher runs per host, started by a prepare when none runs (an OFD
+// lock on a file in the state directory says whether one does), and
+// leaves when no domain's record is left. It only reads the watched
+// directories and writes labelled.json, which nothing else writes; it
+// changes no owner.
 //
-// Owners it cannot see stay unknown: one set in the instant between a
-// file's creation and libvirt's labelling faster than the watcher reads
-// the event, and files in directories no running domain's inventory covers.
+// Owners it cannot know stay unknown: files in directories no running
+// domain's record covers, an owner set in the instant before libvirt
+// labels the file faster than the watcher reads the event, and events the
+// kernel dropped (inotify queue overflow, logged).
 package watch

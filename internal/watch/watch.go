@@ -1,12 +1,10 @@
 package watch
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -19,13 +17,15 @@ import (
 // LockName is the lock file a running watcher holds in the state directory.
 const LockName = "watch.lock"
 
-// Watcher keeps, while domains run, the owners of files that appear or
-// change in their inventoried directories, in the inventory directory's
-// observed.json, which only it writes.
+// Watcher follows the directories of the domains' records in StateDir.
 type Watcher struct {
 	StateDir string
 	Log      logrus.FieldLogger
-	// Idle is how long the watcher stays without any inventory.
+	// Known reports whether the journal records an inode: those are the
+	// journal's to give back, not the watcher's. It is asked in batches,
+	// when the watcher writes what it saw.
+	Known func(ids []inventory.File) []bool
+	// Idle is how long the watcher stays without any record.
 	Idle time.Duration
 	// Flush is how long changes are gathered before they are written.
 	Flush time.Duration
@@ -34,10 +34,14 @@ type Watcher struct {
 	dirs     map[int]string // watch descriptor -> directory
 	wds      map[string]int
 	recs     map[string]*inventory.Record // by file name in the inventory directory
-	observed *inventory.Observed
+	files    map[string]map[string]inventory.File
+	labelled *inventory.Labelled
+	// candidates were labelled since the last flush; the journal has not
+	// been asked about them yet.
+	candidates map[string]inventory.File
 }
 
-const dirEvents = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
+const dirEvents = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
 
 // Running reports whether a watcher holds the lock of stateDir. It only
 // asks (F_OFD_GETLK): taking the lock to see, even for an instant, could
@@ -55,7 +59,7 @@ func Running(stateDir string) bool {
 	return lk.Type != unix.F_UNLCK
 }
 
-// Run watches until no inventory is left for Idle, or stop is closed. It
+// Run watches until no record is left for Idle, or stop is closed. It
 // returns nil at once when another watcher runs.
 func (w *Watcher) Run(stop <-chan struct{}) error {
 	for {
@@ -66,7 +70,7 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 	}
 }
 
-// run is one watch under the lock. It reports again when an inventory
+// run is one watch under the lock. It reports again when a record
 // appeared while it was leaving: the prepare that wrote it saw a watcher
 // running and started none.
 func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
@@ -81,29 +85,11 @@ func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
 		}
 	}
 	defer unlock()
-	invDir := filepath.Join(w.StateDir, "inventory")
-	if err := os.MkdirAll(invDir, 0o700); err != nil {
-		return false, fmt.Errorf("watch: %w", err)
-	}
-	w.ifd, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	invWD, err := w.setup()
 	if err != nil {
-		return false, fmt.Errorf("inotify: %w", err)
+		return false, err
 	}
 	defer unix.Close(w.ifd)
-	invWD, err := unix.InotifyAddWatch(w.ifd, invDir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_ONLYDIR)
-	if err != nil {
-		return false, fmt.Errorf("inotify %s: %w", invDir, err)
-	}
-	w.dirs, w.wds, w.recs = map[int]string{}, map[string]int{}, map[string]*inventory.Record{}
-	if w.observed, err = inventory.LoadObserved(w.StateDir); err != nil {
-		w.Log.WithError(err).Warn("observed owners unreadable: starting afresh")
-	}
-	if ents, err := os.ReadDir(invDir); err == nil {
-		for _, e := range ents {
-			w.record(e.Name())
-		}
-	}
-	w.rewatch()
 	// Locked once the directories are watched: a prepare that sees a
 	// watcher running may count on it seeing every later change.
 	lk := unix.Flock_t{Type: unix.F_WRLCK}
@@ -126,7 +112,9 @@ func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
 			idleSince = time.Now()
 		} else if time.Since(idleSince) > w.Idle {
 			// Nobody left to give anything back to.
-			_ = os.Remove(filepath.Join(invDir, "observed.json"))
+			if err := inventory.RemoveLabelled(w.StateDir); err != nil {
+				w.Log.WithError(err).Warn("labelled files record not removed")
+			}
 			unlock() // a new watcher may start from here on
 			recs, _ := inventory.List(w.StateDir)
 			return len(recs) > 0, nil
@@ -135,46 +123,83 @@ func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
 		if _, err := unix.Poll(fds, int(w.Flush/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
 			return false, fmt.Errorf("poll: %w", err)
 		}
-		reload := false
-		for {
-			n, err := unix.Read(w.ifd, buf)
-			if err != nil || n <= 0 {
-				break
-			}
-			for off := 0; off+unix.SizeofInotifyEvent <= n; {
-				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				name := ""
-				if ev.Len > 0 {
-					raw := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
-					name = string(raw[:clen(raw)])
-				}
-				off += unix.SizeofInotifyEvent + int(ev.Len)
-				switch {
-				case int(ev.Wd) == invWD:
-					if w.record(name) {
-						reload = true
-					}
-				case ev.Mask&unix.IN_Q_OVERFLOW != 0:
-					// Events were lost: what changed is unknown, and
-					// guessing could record QEMU's owner as a user's.
-					w.Log.Warn("inotify queue overflowed: owners set in that moment are not recorded")
-				default:
-					if w.seen(w.dirs[int(ev.Wd)], name) && dirtySince.IsZero() {
-						dirtySince = time.Now()
-					}
-				}
-			}
-		}
-		if reload {
-			w.rewatch()
+		if w.drain(buf, invWD) && dirtySince.IsZero() {
+			dirtySince = time.Now()
 		}
 		if !dirtySince.IsZero() && time.Since(dirtySince) >= w.Flush {
 			if err := w.flush(); err != nil {
-				w.Log.WithError(err).Warn("inventory update failed")
+				w.Log.WithError(err).Warn("labelled files not written")
 			}
 			dirtySince = time.Time{}
 		}
 	}
+}
+
+// setup starts inotify on the inventory directory and on every directory
+// the records name.
+func (w *Watcher) setup() (invWD int, err error) {
+	invDir := filepath.Join(w.StateDir, "inventory")
+	if err := os.MkdirAll(invDir, 0o700); err != nil {
+		return 0, fmt.Errorf("watch: %w", err)
+	}
+	w.ifd, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return 0, fmt.Errorf("inotify: %w", err)
+	}
+	invWD, err = unix.InotifyAddWatch(w.ifd, invDir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_ONLYDIR)
+	if err != nil {
+		_ = unix.Close(w.ifd)
+		return 0, fmt.Errorf("inotify %s: %w", invDir, err)
+	}
+	w.dirs, w.wds, w.recs = map[int]string{}, map[string]int{}, map[string]*inventory.Record{}
+	w.files, w.candidates = map[string]map[string]inventory.File{}, map[string]inventory.File{}
+	if w.labelled, err = inventory.LoadLabelled(w.StateDir); err != nil {
+		w.Log.WithError(err).Warn("labelled files unreadable: starting afresh")
+	}
+	for _, name := range inventory.Names(invDir) {
+		w.record(name)
+	}
+	w.rewatch()
+	return invWD, nil
+}
+
+// drain handles every queued event; it reports whether anything was
+// labelled or given back.
+func (w *Watcher) drain(buf []byte, invWD int) (changed bool) {
+	reload := false
+	for {
+		n, err := unix.Read(w.ifd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			name := ""
+			if ev.Len > 0 {
+				raw := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+				name = string(raw[:clen(raw)])
+			}
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			switch {
+			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+				// Events were lost: guessing could record QEMU's owner as
+				// a user's, so what changed then stays unknown.
+				w.Log.Warn("inotify queue overflowed: owners set in that moment are not recorded")
+			case int(ev.Wd) == invWD:
+				if w.record(name) {
+					reload = true
+				}
+			default:
+				if w.seen(w.dirs[int(ev.Wd)], name) {
+					changed = true
+				}
+			}
+		}
+	}
+	if reload {
+		w.rewatch()
+	}
+	return changed
 }
 
 func clen(b []byte) int {
@@ -186,20 +211,16 @@ func clen(b []byte) int {
 	return len(b)
 }
 
-// record reads (or forgets) the inventory file name after an event in the
-// inventory directory, and reports whether the set of domains changed.
+// record reads (or forgets) a domain's record after an event in the
+// inventory directory, and reports whether the set of records changed.
 func (w *Watcher) record(name string) bool {
-	hexDomain, ok := strings.CutSuffix(name, ".json")
-	if !ok || strings.HasPrefix(name, ".") || name == "observed.json" {
+	dom, ok := inventory.DomainOf(name)
+	if !ok {
 		return false
 	}
-	dom, err := hex.DecodeString(hexDomain)
+	r, err := inventory.Load(w.StateDir, dom)
 	if err != nil {
-		return false
-	}
-	r, err := inventory.Load(w.StateDir, string(dom))
-	if err != nil {
-		w.Log.WithError(err).Warn("inventory unreadable")
+		w.Log.WithError(err).Warn("record unreadable")
 	}
 	if r == nil {
 		_, had := w.recs[name]
@@ -210,8 +231,8 @@ func (w *Watcher) record(name string) bool {
 	return true
 }
 
-// rewatch watches exactly the directories of the inventories known, and
-// forgets observations in directories no inventory covers any more.
+// rewatch watches exactly the directories of the records, reading each
+// newly watched one once for the owners its files have now.
 func (w *Watcher) rewatch() {
 	want := map[string]bool{}
 	for _, r := range w.recs {
@@ -224,6 +245,7 @@ func (w *Watcher) rewatch() {
 			_, _ = unix.InotifyRmWatch(w.ifd, uint32(wd))
 			delete(w.wds, d)
 			delete(w.dirs, wd)
+			delete(w.files, d)
 		}
 	}
 	for d := range want {
@@ -235,42 +257,91 @@ func (w *Watcher) rewatch() {
 			continue
 		}
 		w.wds[d], w.dirs[wd] = wd, d
-	}
-	for p, f := range w.observed.Files {
-		if !want[f.Dir] {
-			delete(w.observed.Files, p)
+		w.files[d] = map[string]inventory.File{}
+		for _, n := range inventory.Names(d) {
+			if len(w.files[d]) >= inventory.MaxFiles {
+				w.Log.WithField("dir", d).Warnf("more than %d files: owners of the rest are not followed", inventory.MaxFiles)
+				break
+			}
+			if f, ok := inventory.Stat(d, n); ok && !w.qemuOwned(f) {
+				w.files[d][n] = f
+			}
 		}
 	}
 }
 
-// seen reads the owner of dir/name now and keeps it, unless it is the
-// QEMU owner of a domain using dir (then libvirt labelled it, and the owner
-// kept before is the one to give back). It reports whether it kept one.
-func (w *Watcher) seen(dir, name string) bool {
-	if dir == "" || name == "" {
-		return false
-	}
-	f, ok := inventory.Stat(dir, name, ^uint32(0), ^uint32(0))
-	if !ok {
-		return false
-	}
+// qemuOwned reports whether f is owned by the QEMU user of a domain.
+func (w *Watcher) qemuOwned(f inventory.File) bool {
 	for _, r := range w.recs {
 		if f.UID == r.QEMUUID && f.GID == r.QEMUGID {
-			return false
+			return true
 		}
 	}
-	p := f.Path()
-	if old, ok := w.observed.Files[p]; ok && old == f {
-		return false
-	}
-	if _, ok := w.observed.Files[p]; !ok && len(w.observed.Files) >= inventory.MaxFiles {
-		return false
-	}
-	w.observed.Files[p] = f
-	return true
+	return false
 }
 
-// flush writes what was observed.
+// seen reads dir/name now. A file that became QEMU's, or root:root (what
+// libvirt "restores" to), from an owner the watcher knew becomes a
+// candidate to give back; one that got that owner back is one no more.
+// Every other owner is remembered as the file's own. It reports whether
+// anything to write changed.
+func (w *Watcher) seen(dir, name string) bool {
+	known := w.files[dir]
+	if known == nil {
+		return false
+	}
+	f, ok := inventory.Stat(dir, name)
+	prev, had := known[name]
+	if !ok {
+		delete(known, name)
+		return false
+	}
+	p := f.Path()
+	if had && !prev.SameInode(f) {
+		had = false
+	}
+	labelledNow := w.qemuOwned(f) || (f.UID == 0 && f.GID == 0 && had && (prev.UID != 0 || prev.GID != 0))
+	if labelledNow {
+		if !had {
+			return false // its owner before is unknown
+		}
+		w.candidates[p] = prev
+		return true
+	}
+	if len(known) < inventory.MaxFiles || had {
+		known[name] = f
+	}
+	if l, ok := w.labelled.Files[p]; ok && l.SameInode(f) && l.UID == f.UID && l.GID == f.GID {
+		delete(w.labelled.Files, p) // given back
+		return true
+	}
+	delete(w.candidates, p)
+	return false
+}
+
+// flush asks the journal about the candidates and writes what it does not
+// know into labelled.json.
 func (w *Watcher) flush() error {
-	return inventory.SaveObserved(w.StateDir, w.observed)
+	if len(w.candidates) > 0 {
+		var fs []inventory.File
+		for _, f := range w.candidates {
+			fs = append(fs, f)
+		}
+		var known []bool
+		if w.Known != nil {
+			known = w.Known(fs)
+		}
+		for i, f := range fs {
+			if known != nil && known[i] {
+				continue
+			}
+			if _, ok := w.labelled.Files[f.Path()]; !ok && len(w.labelled.Files) >= inventory.MaxFiles {
+				w.Log.Warnf("more than %d labelled files: %s not recorded", inventory.MaxFiles, f.Path())
+				continue
+			}
+			w.labelled.Files[f.Path()] = f
+		}
+		w.candidates = map[string]inventory.File{}
+	}
+	return inventory.SaveLabelled(w.StateDir, w.labelled)
 }

@@ -8,17 +8,18 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 )
 
 const qemuUID, qemuGID = 64055, 994
 
-func newWatcher(t *testing.T, state string) (*Watcher, func()) {
+func newWatcher(t *testing.T, state string, known func([]inventory.File) []bool) (*Watcher, func()) {
 	t.Helper()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	w := &Watcher{StateDir: state, Log: log, Idle: 200 * time.Millisecond, Flush: 10 * time.Millisecond}
+	w := &Watcher{StateDir: state, Log: log, Known: known, Idle: 200 * time.Millisecond, Flush: 10 * time.Millisecond}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- w.Run(stop) }()
@@ -40,19 +41,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// recorded is what release would use for path: the record of domain
-// with what the watcher observed.
+// recorded is what the watcher wrote down for path: the owner it had
+// before it was labelled.
 func recorded(t *testing.T, state, domain, path string) (inventory.File, bool) {
 	t.Helper()
 	r, err := inventory.Load(state, domain)
 	if err != nil || r == nil {
 		return inventory.File{}, false
 	}
-	o, err := inventory.LoadObserved(state)
+	l, err := inventory.LoadLabelled(state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range r.With(o) {
+	for _, f := range l.In(r) {
 		if f.Path() == path {
 			return f, true
 		}
@@ -60,57 +61,99 @@ func recorded(t *testing.T, state, domain, path string) (inventory.File, bool) {
 	return inventory.File{}, false
 }
 
-// TestWatcherRecordsNewFiles: a disk created after prepare, chowned to a
-// user, then labelled for QEMU by libvirt, keeps the user as its recorded
-// owner; a second watcher does not start while one runs.
-func TestWatcherRecordsNewFiles(t *testing.T) {
+// TestWatcherRecordsLabelledFiles: a file that existed when the watcher
+// started and one created later are labelled for QEMU (as libvirt's
+// attach-disk does); the watcher writes down the owner each had before,
+// forgets it once the file has it back, and leaves alone files the
+// journal knows and hidden ones. A second watcher does not start.
+func TestWatcherRecordsLabelledFiles(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to give files other owners")
 	}
 	state, images := t.TempDir(), t.TempDir()
-	if err := inventory.Save(state, inventory.Take("vm1", "boot", qemuUID, qemuGID, []string{images})); err != nil {
+	mk := func(name string, uid, gid int) string {
+		t.Helper()
+		p := filepath.Join(images, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	chown := func(p string, uid, gid int) {
+		t.Helper()
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := mk("old.iso", 1002, 1003)
+	journalled := mk("journalled.img", 1004, 1005)
+	if err := inventory.Save(state, inventory.New("vm1", "boot", qemuUID, qemuGID, []string{images})); err != nil {
 		t.Fatal(err)
 	}
-	_, stop := newWatcher(t, state)
+	var st unix.Stat_t
+	if err := unix.Stat(journalled, &st); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := newWatcher(t, state, func(fs []inventory.File) []bool {
+		out := make([]bool, len(fs))
+		for i, f := range fs {
+			out[i] = f.Ino == st.Ino
+		}
+		return out
+	})
 	defer stop()
 	waitFor(t, "the watcher to hold its lock", func() bool { return Running(state) })
 	if err := (&Watcher{StateDir: state, Log: logrus.New()}).Run(nil); err != nil {
 		t.Errorf("a second watcher: %v, want nil (it leaves at once)", err)
 	}
 
-	hot := filepath.Join(images, "hot.raw")
-	if err := os.WriteFile(hot, nil, 0o600); err != nil {
-		t.Fatal(err)
+	hot := mk("hot.raw", 1000, 1001)
+	time.Sleep(50 * time.Millisecond) // the admin types virsh attach-disk
+	if _, ok := recorded(t, state, "vm1", hot); ok {
+		t.Error("hot.raw recorded as labelled before anything labelled it")
 	}
-	if err := os.Chown(hot, 1000, 1001); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "hot.raw recorded as 1000:1001", func() bool {
+	chown(hot, qemuUID, qemuGID)
+	chown(old, qemuUID, qemuGID)
+	chown(journalled, qemuUID, qemuGID)
+	waitFor(t, "hot.raw recorded as labelled from 1000:1001", func() bool {
 		f, ok := recorded(t, state, "vm1", hot)
 		return ok && f.UID == 1000 && f.GID == 1001
 	})
-	// libvirt's attach-disk labels it: the record keeps the user.
-	if err := os.Chown(hot, qemuUID, qemuGID); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
-	if f, ok := recorded(t, state, "vm1", hot); !ok || f.UID != 1000 || f.GID != 1001 {
-		t.Errorf("after QEMU got hot.raw the record says %+v (found %v), want 1000:1001", f, ok)
-	}
-	// Hidden files are not images.
+	waitFor(t, "old.iso recorded as labelled from 1002:1003", func() bool {
+		f, ok := recorded(t, state, "vm1", old)
+		return ok && f.UID == 1002 && f.GID == 1003
+	})
+	// libvirt "restores" hot.raw to root:root: still labelled, same owner before.
+	chown(hot, 0, 0)
 	if err := os.WriteFile(filepath.Join(images, ".hidden"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	chown(filepath.Join(images, ".hidden"), qemuUID, qemuGID)
 	time.Sleep(100 * time.Millisecond)
+	if f, ok := recorded(t, state, "vm1", hot); !ok || f.UID != 1000 {
+		t.Errorf("after root:root the record of hot.raw says %+v (found %v), want 1000:1001", f, ok)
+	}
+	if _, ok := recorded(t, state, "vm1", journalled); ok {
+		t.Error("a file the journal knows was recorded as labelled")
+	}
 	if _, ok := recorded(t, state, "vm1", filepath.Join(images, ".hidden")); ok {
 		t.Error("a hidden file was recorded")
 	}
+	// Given back: forgotten.
+	chown(old, 1002, 1003)
+	waitFor(t, "old.iso forgotten once given back", func() bool {
+		_, ok := recorded(t, state, "vm1", old)
+		return !ok
+	})
 }
 
 // TestWatcherLeavesWhenIdle: with no inventory left the watcher ends.
 func TestWatcherLeavesWhenIdle(t *testing.T) {
 	state, images := t.TempDir(), t.TempDir()
-	if err := inventory.Save(state, inventory.Take("vm1", "boot", qemuUID, qemuGID, []string{images})); err != nil {
+	if err := inventory.Save(state, inventory.New("vm1", "boot", qemuUID, qemuGID, []string{images})); err != nil {
 		t.Fatal(err)
 	}
 	w := &Watcher{StateDir: state, Log: logrus.New(), Idle: 100 * time.Millisecond, Flush: 10 * time.Millisecond}
