@@ -434,29 +434,21 @@ check "rpm -e with records: said so" grep -q "kept /var/lib/libvirt-dac-hook: it
 check "rpm -e with records: warned first" grep -q "WARNING" "$BK/rpm-e2.log"
 
 step "real libvirt against the installed hook"
-# internal/e2e holds the end-to-end tests (build tag e2e, what `make e2e`
-# runs); their harness restarts libvirtd so it finds the hook, and with
-# LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 tests the installed one instead of a
-# fresh build. TEST_PACKAGES_E2E_RUN narrows them (a go test -run pattern).
-# Until the suite has moved there, a tree with it still in ./hook/ (no
-# build tag) runs it from there.
-E2E=./internal/e2e/
-E2E_TAGS=(-tags e2e)
-if ! grep -qs '^func Test[A-Z]' internal/e2e/*_test.go && grep -qs '^func Test[A-Z]' hook/*_test.go; then
-	E2E=./hook/
-	E2E_TAGS=()
-fi
+# internal/e2e holds the end-to-end tests (build tag e2e); their harness restarts libvirtd so
+# it finds the hook, and with LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 tests the
+# installed one instead of a fresh build. TEST_PACKAGES_E2E_RUN narrows
+# them (a go test -run pattern).
 if [ "${TEST_PACKAGES_SKIP_E2E:-}" = 1 ]; then
 	echo "   skipped: TEST_PACKAGES_SKIP_E2E=1"
-elif ! grep -qs '^func Test[A-Z]' "$E2E"*_test.go; then
-	echo "   note: $E2E has no tests yet; nothing run"
+elif ! grep -qs '^func Test[A-Z]' internal/e2e/*_test.go; then
+	echo "   note: ./internal/e2e/ has no tests yet; nothing run"
 else
 	# The planted record is not the hook's journal: keep it out of the
 	# tests' way, put it back for the removal checks.
 	mv "$STATE/test-record" "$BK/test-record"
 	set +e
 	flock -u 9
-	LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 go test "${E2E_TAGS[@]}" -count=1 -timeout 40m -run "${TEST_PACKAGES_E2E_RUN:-.}" -v "$E2E" >"$BK/e2e.log" 2>&1 9>&-
+	LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 go test -tags e2e -count=1 -timeout 40m -run "${TEST_PACKAGES_E2E_RUN:-.}" -v ./internal/e2e/ >"$BK/e2e.log" 2>&1 9>&-
 	e2e_rc=$?
 	flock -w 1200 9 || fail "could not take $E2E_LOCK back after the e2e tests"
 	set -e

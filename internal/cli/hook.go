@@ -19,16 +19,17 @@ import (
 const MaxXML = domain.MaxXMLSize
 
 // runHook handles a call from libvirtd: a = DOMAIN OP SUBOP EXTRA. Only
-// prepare and release do anything; everything else returns before reading
-// stdin or any file.
+// prepare, start begin (checked in cooperative mode) and release do
+// anything; everything else returns before reading stdin or any file.
 func runHook(e *env, a []string) int {
 	name, op, extra := a[0], a[1], a[3]
-	if op != "prepare" && op != "release" {
+	if op != "prepare" && op != "release" && (op != "start" || a[2] != "begin") {
 		return ExitOK
 	}
 	err := hook(e, name, op, extra)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
+		// Nowhere left to report a failed write of the report itself.
+		_, _ = fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }
@@ -43,10 +44,55 @@ func hook(e *env, name, op, extra string) error {
 	if err != nil {
 		return err
 	}
-	if op == "release" {
+	switch op {
+	case "release":
 		return releaseHook(s, r, name, extra)
+	case "start":
+		return startHook(e, s, r, name)
 	}
 	return prepareHook(e, s, r, name)
+}
+
+// startHook runs after libvirt labelled everything and before QEMU
+// starts. In cooperative mode libvirt labelled what it found itself, so
+// the chains it found must be the ones prepare checked.
+func startHook(e *env, s *setup, r *apply.Runner, name string) error {
+	if s.qemu.Mode() != config.Cooperative || s.hook.DryRun {
+		return nil
+	}
+	d, err := readDomain(e, name)
+	if err != nil {
+		return err
+	}
+	err = r.VerifyStart(d, func(label string) bool {
+		if label == "" {
+			id, err := s.identity()
+			return err == nil && id.UID == 0
+		}
+		id, err := config.ParseLabel(label)
+		return err == nil && id.UID == 0
+	})
+	if err != nil {
+		s.log.WithField("domain", name).WithField("op", "start").WithError(err).Error("start refused")
+	}
+	return err
+}
+
+// readDomain reads and parses the domain XML libvirtd passes on stdin.
+func readDomain(e *env, name string) (*domain.Domain, error) {
+	xml, err := readXML(e.stdin)
+	if err != nil {
+		return nil, withCode(ExitInput, err)
+	}
+	d, err := domain.Parse(xml)
+	if err != nil {
+		return nil, withCode(ExitInput, err)
+	}
+	if d.Name != "" && d.Name != name {
+		return nil, withCode(ExitInput, fmt.Errorf("XML on stdin is for domain %q", d.Name))
+	}
+	d.Name = name
+	return d, nil
 }
 
 // releaseHook gives back what the journal holds for the domain and, in
@@ -66,29 +112,20 @@ func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
 		log.WithError(lerr).Warn("inventory unreadable: files libvirt labelled during the run keep the owner libvirt left")
 	}
 	if rec != nil {
-		if ierr := r.ReleaseInventory(rec, "release"); ierr != nil {
+		forget := func() error { return inventory.Remove(s.hook.StateDir, name) }
+		if ierr := r.ReleaseInventory(rec, "release", forget); ierr != nil {
 			log.WithError(ierr).Error("release of files labelled during the run incomplete")
 			err = errors.Join(err, ierr)
-		} else if rerr := inventory.Remove(s.hook.StateDir, name); rerr != nil {
-			log.WithError(rerr).Warn("inventory not removed")
 		}
 	}
 	return err
 }
 
 func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
-	xml, err := readXML(e.stdin)
+	d, err := readDomain(e, name)
 	if err != nil {
-		return withCode(ExitInput, err)
+		return err
 	}
-	d, err := domain.Parse(xml)
-	if err != nil {
-		return withCode(ExitInput, err)
-	}
-	if d.Name != "" && d.Name != name {
-		return withCode(ExitInput, fmt.Errorf("XML on stdin is for domain %q", d.Name))
-	}
-	d.Name = name
 	mode := s.qemu.Mode()
 	if len(d.Transient) > 0 && mode == config.Strict {
 		return fmt.Errorf("disk %s is <transient/>: libvirt creates its overlay after this hook ran, and in strict mode (dynamic_ownership = 0 in %s) nothing gives it to QEMU; "+
@@ -119,6 +156,8 @@ func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 		}
 		if err := inventory.Save(s.hook.StateDir, rec); err != nil {
 			s.log.WithField("domain", name).WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
+		} else {
+			startWatcher(s)
 		}
 	}
 	return nil

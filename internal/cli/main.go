@@ -14,6 +14,7 @@ var commands = map[string]func(*env, []string) error{
 	"plan":    cmdPlan,
 	"grant":   cmdGrant,
 	"revoke":  cmdRevoke,
+	"watch":   cmdWatch,
 	"status":  cmdStatus,
 	"restore": cmdRestore,
 	"doctor":  cmdDoctor,

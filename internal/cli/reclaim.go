@@ -126,10 +126,17 @@ func reclaimOptions(s *setup, id config.Identity, to *reclaim.Owner, st *journal
 	}
 	pol := s.planEnv(false).Policy
 	return reclaim.Options{
-		QEMU:           reclaim.Owner{UID: id.UID, GID: id.GID},
-		Force:          to,
-		InUse:          used,
-		Protected:      pol.Protects,
+		QEMU:  reclaim.Owner{UID: id.UID, GID: id.GID},
+		Force: to,
+		InUse: used,
+		Protected: func(p string) bool {
+			h, err := owner.Open(p)
+			if err != nil {
+				return true // what cannot be opened safely is not reclaimed
+			}
+			defer h.Close()
+			return pol.Protects(h)
+		},
 		AllowHardlinks: s.hook.AllowHardlinks,
 	}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/testenv"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/virconf"
 )
 
@@ -121,9 +122,9 @@ func TestLoadQEMUTooLarge(t *testing.T) {
 
 // TestLoadQEMULibvirt reads libvirt's own, fully commented qemu.conf.
 func TestLoadQEMULibvirt(t *testing.T) {
-	p := filepath.Join(repoRoot(t), "..", "shared", "reference", "libvirt-9.0.0", "qemu.conf")
+	p := filepath.Join(testenv.SharedDir(t), "reference", "libvirt-9.0.0", "qemu.conf")
 	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("libvirt's qemu.conf not found at %s (the shared reference tree is not checked out)", p)
+		t.Fatalf("libvirt's qemu.conf not found at %s: the shared directory lacks reference/libvirt-9.0.0", p)
 	}
 	got, err := LoadQEMU(p)
 	if err != nil {

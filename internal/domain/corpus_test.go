@@ -9,30 +9,17 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/testenv"
 )
 
-// corpusDir finds libvirt's qemuxml2argvdata next to the repository:
-// <repo root>/../shared/corpus/libvirt-9.0.0/qemuxml2argvdata, the repo
-// root being the nearest directory upwards holding go.mod.
+// corpusDir finds libvirt's qemuxml2argvdata in the shared directory
+// (testenv.SharedDir): <shared>/corpus/libvirt-9.0.0/qemuxml2argvdata.
 func corpusDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the package directory; cannot locate shared/corpus")
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus", "libvirt-9.0.0", "qemuxml2argvdata")
+	c := filepath.Join(testenv.SharedDir(t), "corpus", "libvirt-9.0.0", "qemuxml2argvdata")
 	if _, err := os.Stat(c); err != nil {
-		t.Skipf("libvirt XML corpus not present at %s: %v", c, err)
+		t.Fatalf("the shared directory has no libvirt XML corpus: %v", err)
 	}
 	return c
 }

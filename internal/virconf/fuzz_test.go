@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/testenv"
 )
 
 // FuzzParse checks that Parse never panics, that every key it reports
@@ -18,8 +20,12 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	if data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "reference", "libvirt-9.0.0", "qemu.conf")); err == nil {
-		f.Add(data)
+	// libvirt's own qemu.conf is a good seed when the shared directory is
+	// there; the fuzz target runs without it.
+	if dir, err := testenv.LookupShared(); err == nil {
+		if data, err := os.ReadFile(filepath.Join(dir, "reference", "libvirt-9.0.0", "qemu.conf")); err == nil {
+			f.Add(data)
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cf, err := Parse(data)

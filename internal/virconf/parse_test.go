@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/testenv"
 )
 
 func str(s string) Value                    { return Value{Type: String, Str: s} }
@@ -176,32 +177,12 @@ func TestLineNumbersLargeFile(t *testing.T) {
 	}
 }
 
-// repoRoot walks up from the package directory to the directory holding
-// go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-}
-
 func libvirtQEMUConf(t *testing.T) []byte {
 	t.Helper()
-	p := filepath.Join(repoRoot(t), "..", "shared", "reference", "libvirt-9.0.0", "qemu.conf")
+	p := filepath.Join(testenv.SharedDir(t), "reference", "libvirt-9.0.0", "qemu.conf")
 	data, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("libvirt's qemu.conf not found at %s (the shared reference tree is not checked out)", p)
+		t.Fatalf("libvirt's qemu.conf not found at %s: the shared directory lacks reference/libvirt-9.0.0", p)
 	}
 	if err != nil {
 		t.Fatal(err)
