@@ -50,7 +50,7 @@ check "man page installed" grep -q '^\.TH LIBVIRT-DAC-HOOK 8' "$D$MAN"
 check "state dir 0700" test "$(mode_of "$D$STATE")" = 700
 check "unit installed" test -f "$D$UNIT"
 check "unit runs the installed binary" grep -qx "ExecStart=$SBIN boot --lock-timeout 10s" "$D$UNIT"
-check "unit is conditioned on the state file" grep -qx "ConditionPathExists=$STATE/state.json" "$D$UNIT"
+check "unit is conditioned on the journal" grep -qx "ConditionPathExists=|$STATE/state.db" "$D$UNIT"
 check "unit has no placeholder left" bash -c "! grep -q @ '$D$UNIT'"
 check "unit ordered before libvirtd and virtqemud" grep -q '^Before=libvirtd.service virtqemud.service' "$D$UNIT"
 check "no systemctl for a DESTDIR" grep -q "enable the boot unit on the target" "$T/install.log"

@@ -71,12 +71,45 @@ has_records() {
 	for f in "$STATE"/* "$STATE"/.[!.]*; do
 		exists "$f" || continue
 		case "${f##*/}" in
-		lock | host-id | moved-hook | moved-hook.* | installed-files) ;;
+		lock | host-id | moved-hook | moved-hook.* | installed-files | watch.lock | state.json.migrated | .journal-empty) ;;
 		state.json) if grep -q '"path"' "$f"; then return 0; fi ;;
+		state.db) journal_empty "$f" || return 0 ;;
+		inventory) inventory_empty "$f" || return 0 ;;
 		*) return 0 ;;
 		esac
 	done
 	return 1
+}
+
+# journal_empty: the journal database holds no entry. The binary reads
+# it while it is installed; once it is gone (purge after remove), the
+# answer it gave at removal stands, if the journal did not change since.
+journal_empty() {
+	if [ -x "$LIBEXEC" ]; then
+		out=$("$LIBEXEC" status --json --state-file "$1" 2>/dev/null) || return 1
+		case "$out" in *'"path"'*) return 1 ;; esac
+		return 0
+	fi
+	[ -f "$STATE/.journal-empty" ] && [ ! "$1" -nt "$STATE/.journal-empty" ]
+}
+
+# inventory_empty: no domain's record of directories is left (labelled.json
+# and temporary files are the watcher's, meaningless without one).
+inventory_empty() {
+	for g in "$1"/*.json; do
+		exists "$g" || continue
+		case "${g##*/}" in labelled.json) ;; *) return 1 ;; esac
+	done
+	return 0
+}
+
+# note_journal_empty: remember, while the binary can still tell, that the
+# journal is empty, for a purge after the binary is gone.
+note_journal_empty() {
+	rm -f "$STATE/.journal-empty"
+	if [ -f "$STATE/state.db" ] && journal_empty "$STATE/state.db"; then
+		: >"$STATE/.journal-empty"
+	fi
 }
 
 # move_foreign_hook: someone else's hook at $HOOK goes to $HOOKD under a
@@ -205,10 +238,12 @@ purge_state() {
 	[ -d "$STATE" ] || return 0
 	if has_records; then
 		say "kept $STATE: it holds records of original file owners."
-		say "Inspect it (libvirt-dac-hook status --state-file $STATE/state.json with the package installed), then delete it by hand."
+		say "Inspect it (libvirt-dac-hook status, with the package installed), then delete it by hand."
 		return 0
 	fi
-	rm -f "$STATE/lock" "$STATE/state.json" "$RECORD" "$RECORD.link" "$RECORD.created-qemu.d"
+	rm -f "$STATE/lock" "$STATE/state.json" "$STATE/state.db" "$STATE/state.json.migrated" "$STATE/watch.lock" \
+		"$STATE/host-id" "$STATE/.journal-empty" "$RECORD" "$RECORD.link" "$RECORD.created-qemu.d"
+	rm -rf "$STATE/inventory"
 	rmdir "$STATE" 2>/dev/null || say "kept $STATE: it is not empty."
 }
 
@@ -307,6 +342,7 @@ postinstall:install | postinstall:upgrade)
 	;;
 preremove:remove)
 	warn_records
+	note_journal_empty
 	disable_unit
 	restore_hook
 	;;
