@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
 
@@ -55,8 +56,11 @@ func cmdBoot(e *env, args []string) error {
 	if err != nil {
 		return withCode(ExitState, err)
 	}
-	r := &apply.Runner{Store: st, Log: s.log}
+	r := &apply.Runner{Store: st, Log: s.log, Cooperative: s.qemu.Mode() == config.Cooperative}
 	rerr := r.Restore(apply.Selector{Stale: true})
+	// What libvirt labelled during the runs the crash ended, as far as
+	// the watcher saw it.
+	rerr = errors.Join(rerr, restoreInventories(s, r, ""))
 	left, err := staleRecords(s.hook.StateDir)
 	if err != nil {
 		return withCode(ExitState, errors.Join(rerr, err))
