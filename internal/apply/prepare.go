@@ -145,6 +145,9 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 	if e == nil {
 		e = r.adoptStale(st, s, boot)
 	}
+	// A file the domain holds already (grant of a new overlay whose chain
+	// leads into the running disk) is QEMU's own to write: nothing to seal.
+	held := e != nil && holdsLive(e, p.Domain, boot)
 	if e == nil {
 		e = &journal.Entry{
 			Path: s.Path, Dev: id.Dev, Ino: id.Ino,
@@ -185,7 +188,7 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 	if needsChown(s) {
 		todo = append(todo, &chownChange{s: s, from: *s.Current, to: *s.Target})
 	}
-	if s.Header {
+	if s.Header && !held {
 		todo = append(todo, &sealChange{s: s})
 	}
 	return todo, nil
@@ -279,6 +282,16 @@ func recordedOwner(st *journal.State) func(dev, ino uint64) (uid, gid uint32, ok
 		}
 		return e.UID, e.GID, true
 	}
+}
+
+// holdsLive reports whether domain holds e on boot.
+func holdsLive(e *journal.Entry, domain, boot string) bool {
+	for _, h := range e.LiveHolders(boot) {
+		if h.Domain == domain {
+			return true
+		}
+	}
+	return false
 }
 
 func addHolder(hs []journal.Holder, h journal.Holder) []journal.Holder {

@@ -77,3 +77,36 @@ func TestNoWritersSeesOpenWriter(t *testing.T) {
 		t.Errorf("noWriters after the writer closed = %v", err)
 	}
 }
+
+// TestSealSkipsFilesTheDomainHolds: a grant whose chain leads into the
+// image the running domain's QEMU writes must not be refused for that
+// writer; a file another process writes still is.
+func TestSealSkipsFilesTheDomainHolds(t *testing.T) {
+	f := newFixture(t, "top.img", "other.img")
+	if err := f.prepare("vm1", "top.img"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(f.path("top.img"), os.O_WRONLY, 0) // QEMU writing its disk
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	o, err := os.OpenFile(f.path("other.img"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	for _, tc := range []struct {
+		file    string
+		refused bool
+	}{{"top.img", false}, {"other.img", true}} {
+		p := f.plan("vm1", qemuUID, qemuGID, tc.file)
+		for _, s := range p.Steps {
+			s.Header = s.Handle != nil && s.Action != "acl"
+		}
+		err := f.runner(nil).Prepare(p)
+		if got := errors.Is(err, ErrWritable); got != tc.refused {
+			t.Errorf("grant of %s to vm1 = %v, want refused=%v", tc.file, err, tc.refused)
+		}
+	}
+}
