@@ -17,7 +17,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 FUZZTIME  ?= 5s
 MARKER    := libvirt-dac-hook-binary-marker-v1
 
-.PHONY: all build test unit e2e vet lint fuzz fuzz-long bench install uninstall packages clean
+.PHONY: all build test unit e2e vet lint fuzz fuzz-long bench install uninstall test-install packages clean
 
 all: build
 
@@ -82,25 +82,96 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/domain/ ./internal/plan/ ./internal/apply/
 	HOOK=$(CURDIR)/$(BIN) RUNS=$(BENCH_RUNS) bash internal/bench/run.sh
 
+# `make install` puts in place everything the README uses:
+#   $(SBINDIR)/libvirt-dac-hook          the binary (the command admins run)
+#   $(HOOKDIR)/qemu                      a symlink to it (what libvirtd runs)
+#   $(MANDIR)/man8/libvirt-dac-hook.8    the man page
+#   $(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf   only if absent
+#   $(SYSTEMDUNITDIR)/libvirt-dac-hook-boot.service, enabled when systemd runs
+#   $(STATEDIR)                          0700
+# and records in $(STATEDIR)/installed-files what it added, for uninstall.
+# A hook at $(HOOKDIR)/qemu that is not libvirt-dac-hook is never replaced.
+SBINDIR   ?= $(PREFIX)/sbin
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+UNIT      := libvirt-dac-hook-boot.service
+# systemctl runs only for a real install on a host booted with systemd:
+# never for a DESTDIR (a package root, a test tree), in a chroot or in a
+# container without it.
+SYSTEMCTL ?= $(if $(DESTDIR),,$(if $(wildcard /run/systemd/system),systemctl))
+
 install: build
-	@dst="$(DESTDIR)$(HOOKDIR)/qemu"; \
-	if [ -e "$$dst" ] && ! grep -q "$(MARKER)" "$$dst" 2>/dev/null; then \
-	  echo "refusing to overwrite $$dst: it is not libvirt-dac-hook."; \
+	@set -e; d="$(DESTDIR)"; hook="$$d$(HOOKDIR)/qemu"; bin="$(SBINDIR)/libvirt-dac-hook"; \
+	if { [ -e "$$hook" ] || [ -L "$$hook" ]; } && ! [ "$$(readlink "$$hook" 2>/dev/null)" = "$$bin" ] && ! grep -q "$(MARKER)" "$$hook" 2>/dev/null; then \
+	  echo "refusing to overwrite $$hook: it is not libvirt-dac-hook."; \
 	  echo "move it to $(HOOKDIR)/qemu.d/ (libvirt >= 6.5 runs every executable there) and run make install again."; \
 	  exit 1; \
 	fi; \
-	install -d -m 0755 "$(DESTDIR)$(HOOKDIR)" "$(DESTDIR)$(MANDIR)/man8"; \
-	install -d -m 0700 "$(DESTDIR)$(STATEDIR)"; \
-	install -m 0755 $(BIN) "$$dst.tmp" && mv -f "$$dst.tmp" "$$dst"; \
-	if [ ! -e "$(DESTDIR)$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" ]; then \
-	  install -m 0644 install/libvirt-dac-hook.conf "$(DESTDIR)$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf"; fi; \
-	if [ -f install/libvirt-dac-hook.8 ]; then install -m 0644 install/libvirt-dac-hook.8 "$(DESTDIR)$(MANDIR)/man8/"; fi; \
-	echo "installed $$dst"; \
-	echo "next: set 'dynamic_ownership = 0' in /etc/libvirt/qemu.conf, then restart libvirtd (running VMs survive): libvirtd only finds hooks when it starts."
+	install -d -m 0755 "$$d$(SBINDIR)" "$$d$(HOOKDIR)" "$$d$(MANDIR)/man8" "$$d$(SYSCONFDIR)/libvirt" "$$d$(SYSTEMDUNITDIR)"; \
+	install -d -m 0700 "$$d$(STATEDIR)"; \
+	install -m 0755 $(BIN) "$$d$$bin.tmp" && mv -f "$$d$$bin.tmp" "$$d$$bin"; \
+	ln -sfn "$$bin" "$$hook.tmp" && mv -fT "$$hook.tmp" "$$hook"; \
+	install -m 0644 install/libvirt-dac-hook.8 "$$d$(MANDIR)/man8/libvirt-dac-hook.8"; \
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@STATEDIR@|$(STATEDIR)|g' install/$(UNIT).in > "$$d$(SYSTEMDUNITDIR)/$(UNIT)"; \
+	chmod 0644 "$$d$(SYSTEMDUNITDIR)/$(UNIT)"; \
+	list="$$d$(STATEDIR)/installed-files"; \
+	printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" > "$$list.tmp"; \
+	if [ -f "$$list" ] && grep -qx "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" "$$list"; then echo "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" >> "$$list.tmp"; fi; \
+	if [ ! -e "$$d$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" ]; then \
+	  install -m 0644 install/libvirt-dac-hook.conf "$$d$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf"; \
+	  echo "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" >> "$$list.tmp"; \
+	fi; \
+	mv -f "$$list.tmp" "$$list"; \
+	echo "installed $$d$$bin, $$hook -> $$bin, the man page, $$d$(SYSTEMDUNITDIR)/$(UNIT)"; \
+	if [ -n "$(SYSTEMCTL)" ]; then \
+	  $(SYSTEMCTL) daemon-reload && $(SYSTEMCTL) enable $(UNIT) && echo "enabled $(UNIT): it gives back stale records at boot, before libvirtd"; \
+	else \
+	  echo "systemd is not running here (or DESTDIR is set): enable the boot unit on the target with 'systemctl enable $(UNIT)'"; \
+	fi; \
+	echo "next:"; \
+	echo "  1. cooperative mode is recommended: 'dynamic_ownership = 1' in $(SYSCONFDIR)/libvirt/qemu.conf (libvirt's default;"; \
+	echo "     remember_owner may be 1 or 0). libvirt labels files during the run, so hot-plug, media change,"; \
+	echo "     snapshots and block jobs work; the hook records the real owners and puts them back at release."; \
+	echo "     Strict mode (dynamic_ownership = 0) leaves owners to the hook alone; hot-plug then needs 'libvirt-dac-hook grant'."; \
+	echo "  2. restart libvirtd (or virtqemud): it finds hooks, and reads qemu.conf, only when it starts. Running VMs survive."; \
+	echo "  3. check the setup: libvirt-dac-hook doctor"
 
+# `make uninstall` removes what install recorded in installed-files: the
+# hook only while it is still ours, the config only while it is unchanged
+# (an edited one is kept, and said so), the state directory only when it
+# holds no record of a file given to QEMU.
 uninstall:
-	@dst="$(DESTDIR)$(HOOKDIR)/qemu"; \
-	if [ -e "$$dst" ] && grep -q "$(MARKER)" "$$dst"; then rm -f "$$dst"; echo "removed $$dst; restart libvirtd"; fi
+	@set -e; d="$(DESTDIR)"; bin="$(SBINDIR)/libvirt-dac-hook"; list="$$d$(STATEDIR)/installed-files"; \
+	if [ ! -f "$$list" ]; then \
+	  echo "$$list is missing (an install by an older Makefile?): removing the files make install puts in place, not the config"; \
+	  install -d -m 0700 "$$d$(STATEDIR)"; \
+	  printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" > "$$list"; \
+	fi; \
+	if [ -n "$(SYSTEMCTL)" ] && grep -qx "$(SYSTEMDUNITDIR)/$(UNIT)" "$$list"; then $(SYSTEMCTL) disable $(UNIT) || true; fi; \
+	while IFS= read -r f; do \
+	  p="$$d$$f"; \
+	  case "$$f" in \
+	  "$(HOOKDIR)/qemu") \
+	    if [ "$$(readlink "$$p" 2>/dev/null)" = "$$bin" ] || grep -q "$(MARKER)" "$$p" 2>/dev/null; then rm -f "$$p"; echo "removed $$p; restart libvirtd"; \
+	    elif [ -e "$$p" ] || [ -L "$$p" ]; then echo "left $$p: it is not libvirt-dac-hook any more"; fi ;; \
+	  "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf") \
+	    if cmp -s "$$p" install/libvirt-dac-hook.conf; then rm -f "$$p"; echo "removed $$p"; \
+	    elif [ -e "$$p" ]; then echo "kept $$p: it was changed since install"; fi ;; \
+	  *) if [ -e "$$p" ] || [ -L "$$p" ]; then rm -f "$$p"; echo "removed $$p"; fi ;; \
+	  esac; \
+	done < "$$list"; \
+	rm -f "$$list"; \
+	if [ -n "$(SYSTEMCTL)" ]; then $(SYSTEMCTL) daemon-reload || true; fi; \
+	s="$$d$(STATEDIR)"; \
+	if [ -f "$$s/state.json" ] && grep -q '"path"' "$$s/state.json"; then \
+	  echo "kept $$s: it holds records of original file owners ('libvirt-dac-hook status --state-file $$s/state.json' lists them)"; \
+	else \
+	  rm -f "$$s/lock" "$$s/state.json" "$$s/host-id"; \
+	  rmdir "$$s" 2>/dev/null && echo "removed $$s" || echo "kept $$s: it is not empty"; \
+	fi
+
+# Installs into a scratch DESTDIR and uninstalls again (no root needed).
+test-install: build
+	bash install/test-install.sh
 
 clean:
 	rm -rf bin dist
@@ -130,6 +201,7 @@ packages: build
 	cp $(BIN) dist/stage/libvirt-dac-hook
 	cp $(README) dist/stage/README.md
 	cp $(CONF) dist/stage/libvirt-dac-hook.conf
+	sed -e 's|@SBINDIR@|/usr/sbin|g' -e 's|@STATEDIR@|/var/lib/libvirt-dac-hook|g' install/$(UNIT).in > dist/stage/$(UNIT)
 	@for s in preinstall postinstall postremove preremove; do \
 	  { printf '#!/bin/sh\nPHASE=%s\n' $$s; cat install/scripts/maintainer.sh; } > dist/stage/scripts/$$s; \
 	done
@@ -138,7 +210,8 @@ packages: build
 	PKG_VERSION='$(PKG_VERSION)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' $(NFPM) pkg -f install/nfpm.yaml -p rpm -t $(RPM)
 	@ls -l $(DEB) $(RPM)
 
-# Installs, upgrades and removes the .deb on this machine (root), checks the
-# .rpm's metadata and scripts, and puts /etc/libvirt/hooks back as it was.
+# Installs, upgrades and removes the .deb on this machine (root), installs,
+# upgrades and erases the .rpm in a scratch root with its own database, and
+# puts /etc/libvirt/hooks back as it was.
 test-packages:
 	bash install/test-packages.sh

@@ -2,9 +2,12 @@
 # test-packages.sh: build the .deb and .rpm and check them for real on this
 # machine (Debian, root): install, reinstall, upgrade, remove and purge the
 # .deb around a pre-existing hook; check the .rpm's metadata, file list and
-# scripts against the .deb, and run the rpm scriptlets with rpm's arguments
-# in a scratch tree. Everything it changes under /etc/libvirt/hooks,
-# /etc/libvirt/libvirt-dac-hook.conf and /var/lib/libvirt-dac-hook is put
+# scripts against the .deb, run the rpm scriptlets with rpm's arguments in
+# a scratch tree, and install, upgrade and erase the .rpm for real with
+# `rpm --root` in a scratch root with its own database (busybox and
+# coreutils' install copied in, so the scriptlets run). Everything it
+# changes under /etc/libvirt/hooks, /etc/libvirt/libvirt-dac-hook.conf,
+# /var/lib/libvirt-dac-hook and the boot unit's enablement links is put
 # back as it was when it exits, pass or fail.
 #
 # Usage (from anywhere in the repo, as root; CI runs it after `make test`):
@@ -33,6 +36,8 @@ MAN=/usr/share/man/man8/libvirt-dac-hook.8.gz
 DOC=/usr/share/doc/libvirt-dac-hook
 MARKER=libvirt-dac-hook-binary-marker-v1
 MOVED=00-original-qemu-hook
+UNITFILE=/usr/lib/systemd/system/libvirt-dac-hook-boot.service
+UNITLINK=/etc/systemd/system/multi-user.target.wants/libvirt-dac-hook-boot.service
 
 passed=0
 current=""
@@ -94,6 +99,17 @@ if ! command -v rpm >/dev/null; then
 		fail "could not install rpm"
 fi
 
+# --- one host-changing run at a time ---------------------------------------------
+# The e2e suites take this lock before they touch libvirtd and the hook;
+# so does this script, which replaces the hook, except while its own e2e
+# step runs (that step takes the lock itself).
+E2E_LOCK=/var/tmp/dachook-e2e.lock
+exec 9>>"$E2E_LOCK"
+if ! flock -n 9; then
+	echo "== waiting for another e2e or package run to release $E2E_LOCK (up to 20 min)"
+	flock -w 1200 9 || fail "another run still holds $E2E_LOCK"
+fi
+
 # --- save what we touch, restore it on exit -----------------------------------
 BK=$(mktemp -d /tmp/test-packages.XXXXXX)
 mkdir -p "$BK/saved"
@@ -122,6 +138,8 @@ restore() {
 	[ -d "$BK/saved/state" ] && cp -a "$BK/saved/state" "$STATE"
 	rm -f "$CONF"
 	exists "$BK/saved/conf" && cp -a "$BK/saved/conf" "$CONF"
+	# The postinst enables the boot unit (links under /etc/systemd/system).
+	rm -f /etc/systemd/system/*.wants/libvirt-dac-hook-boot.service
 	rm -rf "$BK"
 	exit "$rc"
 }
@@ -147,7 +165,7 @@ step "deb contents"
 check "deb Package" test "$(dpkg-deb -f "$DEB" Package)" = "$PKG"
 check "deb Version = $VER" test "$(dpkg-deb -f "$DEB" Version)" = "$VER"
 check "deb Architecture" test "$(dpkg-deb -f "$DEB" Architecture)" = amd64
-check "deb Depends on libvirt-daemon >= 6.5" test "$(dpkg-deb -f "$DEB" Depends)" = "libvirt-daemon (>= 6.5)"
+check "deb Depends on libvirt-daemon-system | libvirt-daemon, >= 6.5" test "$(dpkg-deb -f "$DEB" Depends)" = "libvirt-daemon-system (>= 6.5) | libvirt-daemon (>= 6.5)"
 # "mode path" per entry, paths normalised to /a/b (no ./, no trailing /).
 dpkg-deb -c "$DEB" | awk '{p=$6; sub(/^\./, "", p); sub(/\/$/, "", p); print $1, p}' | sort >"$BK/deb.list"
 # (nfpm writes symlinks with mode 0; neither dpkg nor rpm uses it.)
@@ -157,6 +175,7 @@ for want in \
 	"-rw-r--r-- $CONF" \
 	"drwx------ $STATE" \
 	"-rw-r--r-- $MAN" \
+	"-rw-r--r-- $UNITFILE" \
 	"-rw-r--r-- $DOC/README.md" \
 	"-rw-r--r-- $DOC/LICENSE"; do
 	check "deb has '$want'" grep -qxF -- "$want" "$BK/deb.list"
@@ -170,11 +189,21 @@ dpkg-deb --fsys-tarfile "$DEB" | tar -xO ".$LIBEXEC" >"$BK/bin-from-deb"
 check "deb binary carries the marker" has_marker "$BK/bin-from-deb"
 dpkg-deb --fsys-tarfile "$DEB" | tar -xO ".$MAN" | gzip -dc >"$BK/man"
 check "deb man page is roff" grep -q '^\.TH LIBVIRT-DAC-HOOK 8' "$BK/man"
+dpkg-deb --fsys-tarfile "$DEB" | tar -xO ".$UNITFILE" >"$BK/unit"
+check "deb unit runs /usr/sbin/libvirt-dac-hook boot" grep -qx "ExecStart=$SBIN boot --lock-timeout 10s" "$BK/unit"
+check "deb unit has no placeholder" bash -c "! grep -q @ '$BK/unit'"
+if command -v systemd-analyze >/dev/null; then
+	# verify wants ExecStart executable: point it at the package's binary.
+	mkdir -p "$BK/verify"
+	sed "s|^ExecStart=$SBIN|ExecStart=$BK/bin-from-deb|" "$BK/unit" >"$BK/verify/libvirt-dac-hook-boot.service"
+	chmod 0755 "$BK/bin-from-deb"
+	check "systemd-analyze verify passes the unit" bash -c "systemd-analyze verify --man=no '$BK/verify/libvirt-dac-hook-boot.service' >'$BK/verify.log' 2>&1 && ! [ -s '$BK/verify.log' ] || { cat '$BK/verify.log' >&2; false; }"
+fi
 
 # --- the .rpm, against the .deb -------------------------------------------------
 step "rpm metadata and files"
 check "rpm name version arch license" test "$(rpm -qp --qf '%{NAME} %{VERSION} %{ARCH} %{LICENSE}' "$RPMF" 2>/dev/null)" = "$PKG $VER x86_64 Apache-2.0"
-check "rpm requires libvirt-daemon >= 6.5" bash -c "rpm -qp --requires '$RPMF' 2>/dev/null | grep -qxF 'libvirt-daemon >= 6.5'"
+check "rpm requires libvirt-daemon-driver-qemu or libvirt-daemon, >= 6.5" bash -c "rpm -qp --requires '$RPMF' 2>/dev/null | grep -qxF '(libvirt-daemon-driver-qemu >= 6.5 or libvirt-daemon >= 6.5)'"
 check "rpm config files: $CONF, noreplace" test "$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPMF" 2>/dev/null | grep -v '^ ')" = "cn $CONF"
 rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$RPMF" 2>/dev/null | sort >"$BK/rpm.list"
 # Every rpm entry is in the deb with the same mode; the deb has in addition
@@ -312,7 +341,12 @@ check "man page installed" bash -c "gzip -dc '$MAN' | grep -q '^\.TH'"
 check "README and LICENSE installed" test -f "$DOC/README.md" -a -f "$DOC/LICENSE"
 check "$SBIN version runs" bash -c "'$SBIN' version >/dev/null"
 check "postinst says to restart libvirtd" grep -q "restart libvirtd" "$BK/install.log"
-check "postinst speaks of dynamic_ownership" grep -q "dynamic_ownership" "$BK/install.log"
+check "postinst recommends cooperative mode" grep -q "cooperative mode" "$BK/install.log"
+check "$UNITFILE installed" test -f "$UNITFILE"
+if command -v systemctl >/dev/null; then
+	check "postinst enabled the boot unit" test -L "$UNITLINK"
+	check "postinst said so" grep -q "enabled libvirt-dac-hook-boot.service" "$BK/install.log"
+fi
 check "preinst said where the old hook went" grep -qF "$HOOKD/$moved" "$BK/install.log"
 
 step "dpkg -i again (reinstall) keeps state, config and the moved hook"
@@ -342,6 +376,63 @@ check "config change kept" cmp -s "$CONF" "$BK/conf-changed"
 check "state kept" test -f "$STATE/test-record"
 check "upgrade said no restart is needed" grep -q "no restart needed" "$BK/upgrade.log"
 
+# --- the .rpm, for real, in a scratch root ----------------------------------------
+# rpm --root chroots into the root to run scriptlets with /bin/sh: the root
+# gets a static busybox (sh, grep, sed, mv, ln, readlink, ...) and
+# coreutils' install with its libraries (busybox has none), nothing else.
+# There is no systemctl in it, so enabling the boot unit is checked with
+# the .deb above; here the scriptlet must say it could not, and go on.
+step "rpm -i, -U, -e in a scratch root"
+if ! command -v busybox >/dev/null; then
+	apt-get install -y busybox-static >/dev/null 2>&1 || fail "could not install busybox-static for the rpm root"
+fi
+RR=$BK/rpmroot
+mkdir -p "$RR/bin" "$RR/usr/bin" "$RR/dev" "$RR/tmp" "$RR/var/tmp" "$RR/etc/libvirt/hooks"
+cp "$(command -v busybox)" "$RR/bin/busybox"
+chroot "$RR" /bin/busybox --install -s /bin
+cp /usr/bin/install "$RR/usr/bin/install"
+for lib in $(ldd /usr/bin/install | grep -o '/[^ ]*'); do
+	mkdir -p "$RR$(dirname "$lib")"
+	cp -L "$lib" "$RR$lib"
+done
+mknod -m 0666 "$RR/dev/null" c 1 3
+printf '#!/bin/sh\necho foreign "$@"\n' >"$RR$HOOK"
+chmod 0750 "$RR$HOOK"
+cp -a "$RR$HOOK" "$BK/rpm-foreign"
+rpmr() { rpm --root "$RR" --nodeps "$@"; }
+run "$BK/rpm-initdb.log" rpm --root "$RR" --initdb
+run "$BK/rpm-i.log" rpmr -i "$RPMF"
+check "rpm -i: no scriptlet failed" bash -c "! grep -q 'scriptlet failed' '$BK/rpm-i.log'"
+check "rpm -i: the root's database knows the package" test "$(rpm --root "$RR" -q --qf '%{VERSION}' $PKG)" = "$VER"
+check "rpm -i: $HOOK is our symlink" is_our_link "$RR$HOOK"
+check "rpm -i: the foreign hook moved to qemu.d" cmp -s "$RR$HOOKD/$MOVED" "$BK/rpm-foreign"
+check "rpm -i: binary, man page, unit, config" test -x "$RR$LIBEXEC" -a -f "$RR$MAN" -a -f "$RR$UNITFILE" -a -f "$RR$CONF"
+check "rpm -i: $SBIN runs in the root" chroot "$RR" "$SBIN" version
+check "rpm -i: state dir 0700" test "$(mode_of "$RR$STATE")" = 700
+check "rpm -i: said it could not enable the unit, without failing" grep -q "could not enable libvirt-dac-hook-boot.service" "$BK/rpm-i.log"
+check "rpm -i: recommends cooperative mode" grep -q "cooperative mode" "$BK/rpm-i.log"
+run "$BK/rpm-U.log" rpmr -U "$BK/newer/$PKG-$NEWVER.x86_64.rpm"
+check "rpm -U: no scriptlet failed" bash -c "! grep -q 'scriptlet failed' '$BK/rpm-U.log'"
+check "rpm -U: version $NEWVER" test "$(rpm --root "$RR" -q --qf '%{VERSION}' $PKG)" = "$NEWVER"
+check "rpm -U: hook still ours" is_our_link "$RR$HOOK"
+check "rpm -U: binary still there (old %postun ran after the new files)" test -x "$RR$LIBEXEC"
+check "rpm -U: foreign hook still in qemu.d, once" test "$(count_entries "$RR$HOOKD")" = 1
+check "rpm -U: said no restart is needed" grep -q "no restart needed" "$BK/rpm-U.log"
+run "$BK/rpm-e.log" rpmr -e "$PKG"
+check "rpm -e: no scriptlet failed" bash -c "! grep -q 'scriptlet failed' '$BK/rpm-e.log'"
+check "rpm -e: the database forgot it" bash -c "! rpm --root '$RR' -q $PKG >/dev/null 2>&1"
+check "rpm -e: foreign hook back" cmp -s "$RR$HOOK" "$BK/rpm-foreign"
+check "rpm -e: qemu.d it created is gone" absent "$RR$HOOKD"
+for p in "$LIBEXEC" /usr/libexec/libvirt-dac-hook "$SBIN" "$MAN" "$UNITFILE" "$CONF" "$DOC" "$STATE"; do
+	check "rpm -e: $p gone" absent "$RR$p"
+done
+run "$BK/rpm-i2.log" rpmr -i "$RPMF"
+printf '{"version":1,"entries":[{"path":"/var/lib/libvirt/images/a.qcow2"}]}\n' >"$RR$STATE/state.json"
+run "$BK/rpm-e2.log" rpmr -e "$PKG"
+check "rpm -e with records: state kept" test -f "$RR$STATE/state.json"
+check "rpm -e with records: said so" grep -q "kept /var/lib/libvirt-dac-hook: it holds records" "$BK/rpm-e2.log"
+check "rpm -e with records: warned first" grep -q "WARNING" "$BK/rpm-e2.log"
+
 step "real libvirt against the installed hook"
 # internal/e2e holds the end-to-end tests (build tag e2e); their harness restarts libvirtd so
 # it finds the hook, and with LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 tests the
@@ -356,8 +447,10 @@ else
 	# tests' way, put it back for the removal checks.
 	mv "$STATE/test-record" "$BK/test-record"
 	set +e
-	LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 go test -tags e2e -count=1 -timeout 40m -run "${TEST_PACKAGES_E2E_RUN:-.}" -v ./internal/e2e/ >"$BK/e2e.log" 2>&1
+	flock -u 9
+	LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 go test -tags e2e -count=1 -timeout 40m -run "${TEST_PACKAGES_E2E_RUN:-.}" -v ./internal/e2e/ >"$BK/e2e.log" 2>&1 9>&-
 	e2e_rc=$?
+	flock -w 1200 9 || fail "could not take $E2E_LOCK back after the e2e tests"
 	set -e
 	grep -E '^(--- |ok|FAIL|PASS)' "$BK/e2e.log" | sed 's/^/   /'
 	cp "$BK/e2e.log" /tmp/test-packages-e2e.log
@@ -389,6 +482,8 @@ check "$CONF kept until purge" cmp -s "$CONF" "$BK/conf-changed"
 check "moved-hook record gone" absent "$STATE/moved-hook"
 check "state with records kept" test -f "$STATE/test-record"
 check "prerm warned about records" grep -q "WARNING" "$BK/remove.log"
+check "$UNITFILE gone" absent "$UNITFILE"
+check "prerm disabled the boot unit" absent "$UNITLINK"
 
 step "dpkg -P keeps records, removes the rest"
 run "$BK/purge.log" dpkg -P "$PKG"
@@ -409,7 +504,7 @@ check "hook installed" is_our_link "$HOOK"
 check "nothing moved, nothing recorded" absent "$STATE/moved-hook"
 check "qemu.d untouched" test "$(count_entries "$HOOKD")" = "$hookd_before"
 run "$BK/purge2.log" dpkg -P "$PKG"
-for p in "$HOOK" "$STATE" "$CONF" "$LIBEXEC" /usr/libexec/libvirt-dac-hook "$SBIN" "$MAN" "$DOC" \
+for p in "$HOOK" "$STATE" "$CONF" "$LIBEXEC" /usr/libexec/libvirt-dac-hook "$SBIN" "$MAN" "$DOC" "$UNITFILE" "$UNITLINK" \
 	"$HOOKS/.qemu.libvirt-dac-hook.tmp"; do
 	check "$p gone" absent "$p"
 done

@@ -23,9 +23,11 @@
 #     executable there after the main hook) and record its name in
 #     /var/lib/libvirt-dac-hook/moved-hook;
 #   - after: make /etc/libvirt/hooks/qemu a symlink to our binary, create the
-#     state dir, and say what the admin still has to do (we never edit
-#     qemu.conf and never restart libvirtd);
-#   - on final removal: remove our hook and put the moved one back;
+#     state dir, enable libvirt-dac-hook-boot.service on first install, and
+#     say what the admin still has to do (we never edit qemu.conf and never
+#     restart libvirtd);
+#   - on final removal: disable the boot unit, remove our hook and put the
+#     moved one back;
 #   - on purge (dpkg) or final erase (rpm): delete the state dir only if it
 #     holds no record of a file the hook changed.
 #
@@ -44,6 +46,7 @@ RECORD=$STATE/moved-hook
 QEMUCONF=$R/etc/libvirt/qemu.conf
 MARKER=libvirt-dac-hook-binary-marker-v1
 MOVED_NAME=00-original-qemu-hook
+UNIT=libvirt-dac-hook-boot.service
 
 say() { echo "libvirt-dac-hook: $*"; }
 
@@ -68,7 +71,7 @@ has_records() {
 	for f in "$STATE"/* "$STATE"/.[!.]*; do
 		exists "$f" || continue
 		case "${f##*/}" in
-		lock | host-id | moved-hook | moved-hook.*) ;;
+		lock | host-id | moved-hook | moved-hook.* | installed-files) ;;
 		state.json) if grep -q '"path"' "$f"; then return 0; fi ;;
 		*) return 0 ;;
 		esac
@@ -213,16 +216,54 @@ advise() {
 	say "installed $HOOK -> $LIBEXEC."
 	say "still to do by hand:"
 	if grep -Eq '^[[:space:]]*dynamic_ownership[[:space:]]*=[[:space:]]*0' "$QEMUCONF" 2>/dev/null; then
-		say "  1. nothing in $QEMUCONF: it already has dynamic_ownership = 0."
+		say "  1. $QEMUCONF has dynamic_ownership = 0: strict mode, only the hook changes owners;"
+		say "     hot-plugged disks then need 'libvirt-dac-hook grant DOMAIN PATH...' first."
+		say "     Cooperative mode is recommended: set 'dynamic_ownership = 1' (remember_owner 1 or 0)."
 	else
-		say "  1. set 'dynamic_ownership = 0' in $QEMUCONF. Without it libvirt's own DAC driver"
-		say "     also chowns (and restores) the same files, and the two undo each other's work."
+		say "  1. nothing in $QEMUCONF: dynamic_ownership = 1 (libvirt's default) is cooperative mode,"
+		say "     the recommended one: libvirt labels files during the run (hot-plug, media change,"
+		say "     snapshots, block jobs), the hook records the real owners and puts them back at release."
 		say "     This package never edits qemu.conf."
 	fi
 	say "  2. restart libvirtd (or virtqemud): it reads qemu.conf, and notices a new hook, only when"
 	say "     it starts. Running VMs survive the restart; they started without the hook, so it has no"
 	say "     record of their files and leaves them alone when they stop."
 	say "config: /etc/libvirt/libvirt-dac-hook.conf; check the setup with 'libvirt-dac-hook doctor'."
+}
+
+# systemd_running: this is a host booted with systemd, not a chroot, a
+# container without it, or a package root being built.
+systemd_running() { [ -z "$R" ] && [ -d /run/systemd/system ]; }
+
+# systemctl_root ARGS...: systemctl acting on the unit files of our root
+# only (--root works without a running systemd: in a chroot, a container,
+# a test tree); nothing when there is no systemctl at all.
+systemctl_root() {
+	command -v systemctl >/dev/null 2>&1 || return 1
+	systemctl --root="${R:-/}" "$@" >/dev/null 2>&1
+}
+
+# enable_unit: on first install only, so an admin's `systemctl disable`
+# survives upgrades.
+enable_unit() {
+	if systemd_running; then
+		systemctl daemon-reload >/dev/null 2>&1 || true
+	fi
+	if systemctl_root enable "$UNIT"; then
+		say "enabled $UNIT: at boot, before libvirtd, it gives back owners a crash left recorded."
+	else
+		say "could not enable $UNIT (no systemctl here?); where systemd runs: systemctl enable $UNIT"
+	fi
+}
+
+disable_unit() {
+	systemctl_root disable "$UNIT" || true
+}
+
+reload_systemd() {
+	if systemd_running; then
+		systemctl daemon-reload >/dev/null 2>&1 || true
+	fi
 }
 
 # The action, in dpkg's words, whichever tool runs us.
@@ -253,6 +294,11 @@ postinstall:install | postinstall:upgrade)
 		fresh=
 	fi
 	install_hook
+	if [ "$action" = install ]; then
+		enable_unit
+	else
+		reload_systemd
+	fi
 	if [ -n "$fresh" ] || [ "$action" = install ]; then
 		advise
 	else
@@ -261,9 +307,11 @@ postinstall:install | postinstall:upgrade)
 	;;
 preremove:remove)
 	warn_records
+	disable_unit
 	restore_hook
 	;;
 postremove:remove)
+	reload_systemd
 	# rpm has no purge: its final erase is the last chance to clean up.
 	# dpkg keeps the state until purge, like it keeps conffiles.
 	case "$arg" in

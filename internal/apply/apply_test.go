@@ -50,7 +50,9 @@ func newFixture(t *testing.T, files ...string) *fixture {
 	f.dirModes = map[string]uint32{}
 	for _, d := range []string{f.root, filepath.Dir(f.root)} {
 		var st unix.Stat_t
-		unix.Stat(d, &st)
+		if err := unix.Stat(d, &st); err != nil {
+			t.Fatal(err)
+		}
 		f.dirModes[d] = st.Mode & 0o777
 	}
 	for i, name := range files {
@@ -68,6 +70,18 @@ func newFixture(t *testing.T, files ...string) *fixture {
 }
 
 func (f *fixture) path(name string) string { return filepath.Join(f.root, name) }
+
+// searchable opens the fixture's directories (0700 from t.TempDir) to
+// everyone: a symlink's owner must be able to reach where it leads.
+func (f *fixture) searchable() {
+	f.t.Helper()
+	for _, d := range []string{f.root, filepath.Dir(f.root)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			f.t.Fatal(err)
+		}
+		f.dirModes[d] = 0o755
+	}
+}
 
 func (f *fixture) runner(fault func(int) error) *Runner {
 	f.t.Helper()
@@ -134,7 +148,9 @@ func (f *fixture) wantAllOriginal() {
 			f.t.Errorf("%s still has an access ACL (getxattr: %v)", d, err)
 		}
 		var st unix.Stat_t
-		unix.Stat(d, &st)
+		if err := unix.Stat(d, &st); err != nil {
+			f.t.Fatal(err)
+		}
 		if st.Mode&0o777 != 0o700 && st.Mode&0o777 != f.dirModes[d] {
 			f.t.Errorf("mode of %s = %o after restore", d, st.Mode&0o777)
 		}
@@ -215,7 +231,9 @@ func TestConflictingOwnerNamesBothDomains(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.wantOwner("base.img", qemu)
-	f.runner(nil).Release("vm1", "-")
+	if err := f.runner(nil).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
 	f.wantAllOriginal()
 }
 
@@ -225,7 +243,7 @@ func TestPrepareFailureRollsBack(t *testing.T) {
 	if out, err := exec.Command("chattr", "+i", f.path("c.img")).CombinedOutput(); err != nil {
 		t.Skipf("chattr +i not possible here: %s", out)
 	}
-	defer exec.Command("chattr", "-i", f.path("c.img")).Run()
+	defer func() { _ = exec.Command("chattr", "-i", f.path("c.img")).Run() }()
 	err := f.prepare("vm1", "a.img", "b.img", "c.img")
 	if err == nil || !strings.Contains(err.Error(), f.path("c.img")) {
 		t.Fatalf("Prepare = %v, want an error naming c.img", err)
@@ -318,9 +336,15 @@ func TestReleaseLeavesReplacedFileAlone(t *testing.T) {
 	}
 	// The image is replaced by a new file (new inode) with the QEMU owner.
 	p := f.path("a.img")
-	os.Rename(p, p+".old")
-	os.WriteFile(p, nil, 0o600)
-	os.Chown(p, qemuUID, qemuGID)
+	if err := os.Rename(p, p+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, qemuUID, qemuGID); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.runner(nil).Release("vm1", "-"); err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +360,9 @@ func TestDamagedStateKeptAside(t *testing.T) {
 	}
 	sp := filepath.Join(f.state, "state.json")
 	b, _ := os.ReadFile(sp)
-	os.WriteFile(sp, b[:len(b)/2], 0o600)
+	if err := os.WriteFile(sp, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
 	err := f.runner(nil).Release("vm1", "-")
 	if !errors.Is(err, journal.ErrDamaged) {
 		t.Fatalf("Release with truncated state = %v, want ErrDamaged", err)
@@ -379,7 +405,9 @@ func TestMigratedSharedFSNotRestored(t *testing.T) {
 		}
 	}
 	r := f.runner(nil)
-	r.Store.Save(st)
+	if err := r.Store.Save(st); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Release("vm1", "migrated"); err != nil {
 		t.Fatal(err)
 	}
@@ -609,6 +637,7 @@ func TestSearchGrantsForTwoUIDs(t *testing.T) {
 // image is refused.
 func TestSharedFileThroughOwnersSymlink(t *testing.T) {
 	f := newFixture(t, "base.img")
+	f.searchable()
 	alice := f.orig[f.path("base.img")][0]
 	link := func(name string, uid uint32) {
 		if err := os.Symlink("base.img", f.path(name)); err != nil {
@@ -644,6 +673,7 @@ func TestSharedFileThroughOwnersSymlink(t *testing.T) {
 // still accept the link (the mark says who owned the file).
 func TestMigrationThroughOwnersSymlink(t *testing.T) {
 	f := newFixture(t, "shared.img")
+	f.searchable()
 	alice := f.orig[f.path("shared.img")][0]
 	if err := os.Symlink("shared.img", f.path("link.img")); err != nil {
 		t.Fatal(err)
@@ -657,8 +687,12 @@ func TestMigrationThroughOwnersSymlink(t *testing.T) {
 	if err := f.host("dst").Prepare(f.plan("vm1", qemuUID, qemuGID, "link.img")); err != nil {
 		t.Fatalf("destination through the owner's symlink: %v", err)
 	}
-	f.host("src").Release("vm1", "-")
+	if err := f.host("src").Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
 	f.wantOwner("shared.img", qemu)
-	f.host("dst").Release("vm1", "-")
+	if err := f.host("dst").Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
 	f.wantAllOriginal()
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
@@ -16,72 +14,90 @@ import (
 // ProcRoot is where QEMU processes are looked for; tests may change it.
 var ProcRoot = "/proc"
 
-// liveCandidate is a file of an inventory that libvirt left with the
-// wrong owner.
-type liveCandidate struct {
-	f      inventory.File
-	h      *owner.Handle
-	cur    plan.Owner
-	reason string
-}
+// KindLive marks, in decisions, a file of a domain's inventory: labelled
+// by libvirt during the run, not recorded by prepare.
+const KindLive = "live"
 
 // ReleaseInventory gives back, after libvirt's restore, the files of a
-// domain's image directories that libvirt labelled during the run and
-// left owned by QEMU or "restored" to root:root: the inventory taken at
-// prepare is the record that vouches for their owner. A file is given
-// back only when it is the inode recorded, the journal holds no record of
-// it (the journal's rules decide those), its owner is now the domain's
-// QEMU owner or root:root, and no running QEMU holds it open. Every other
-// file is left as it is.
-func (r *Runner) ReleaseInventory(rec *inventory.Record, op string) error {
-	if rec == nil || len(rec.Files) == 0 {
+// domain's directories that libvirt labelled during the run and left owned
+// by QEMU or "restored" to root:root: the inventory taken at prepare is
+// the record that vouches for their owner. See decideInventory for when a
+// file is given back; every other file is left as it is.
+//
+// forget, when set, is called under the journal's lock once every file is
+// dealt with (to remove the record).
+func (r *Runner) ReleaseInventory(rec *inventory.Record, op string, forget func() error) error {
+	if rec == nil {
 		return nil
 	}
 	if err := r.Store.Lock(); err != nil {
 		return err
 	}
 	defer r.Store.Unlock()
+	// Owners of files that appeared during the run, seen by the watcher.
+	obs, err := inventory.LoadObserved(r.Store.Dir)
+	if err != nil {
+		r.Log.WithError(err).Warn("owners seen during the run unreadable: only the record taken at prepare is used")
+	}
 	st, err := r.Store.Load()
 	if err != nil {
 		return err
 	}
-	log := r.Log.WithFields(logrus.Fields{"domain": rec.Domain, "op": op})
-	cands := r.liveCandidates(rec, st, log)
-	if len(cands) == 0 {
-		return nil
-	}
-	defer func() {
-		for _, c := range cands {
-			c.h.Close()
-		}
-	}()
-	inUse, err := qemuproc.OpenFiles(ProcRoot)
+	ds, err := r.decideInventory(rec, obs, st)
 	if err != nil {
-		return fmt.Errorf("list files open by QEMU: %w", err)
+		return err
 	}
 	var errs []error
-	for _, c := range cands {
-		id := c.h.ID()
-		if pid, ok := inUse[qemuproc.ID{Dev: id.Dev, Ino: id.Ino}]; ok {
-			log.WithFields(logrus.Fields{"path": c.h.Path, "pid": pid}).Info("still open by a running QEMU: left with its owner")
-			continue
+	sel := selection{domain: rec.Domain, op: op}
+	for _, d := range ds {
+		if d.Verdict == GiveBack {
+			if err := r.step(); err != nil {
+				closeAll(ds)
+				return err
+			}
 		}
-		if err := r.step(); err != nil {
-			return err
+		if _, err := r.carryOutDecision(d, sel); err != nil {
+			errs = append(errs, err)
 		}
-		if err := c.h.Chown(c.f.UID, c.f.GID); err != nil {
-			errs = append(errs, fmt.Errorf("restore %s: %w", c.h.Path, err))
-			continue
-		}
-		log.WithFields(logrus.Fields{"path": c.h.Path, "from": c.cur.String(), "to": plan.Owner{UID: c.f.UID, GID: c.f.GID}.String(), "reason": c.reason}).Info("chown")
+	}
+	if len(errs) == 0 && forget != nil {
+		return forget()
 	}
 	return errors.Join(errs...)
 }
 
-func (r *Runner) liveCandidates(rec *inventory.Record, st *journal.State, log logrus.FieldLogger) []liveCandidate {
+// PlanInventory shows what ReleaseInventory would decide, changing nothing.
+func (r *Runner) PlanInventory(rec *inventory.Record, st *journal.State) ([]Decision, error) {
+	if rec == nil {
+		return nil, nil
+	}
+	obs, err := inventory.LoadObserved(r.Store.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := r.decideInventory(rec, obs, st)
+	closeAll(ds)
+	return ds, err
+}
+
+func closeAll(ds []Decision) {
+	for _, d := range ds {
+		if d.handle != nil {
+			d.handle.Close()
+		}
+	}
+}
+
+// decideInventory decides for every file of rec that libvirt may have
+// labelled. A file gets its recorded owner back only when it is the inode
+// recorded, the journal has no record of it (the journal's rules decide
+// those), its owner is now the domain's QEMU owner or root:root, and no
+// running QEMU holds it open. Files with their recorded owner, or gone,
+// are not listed; GiveBack decisions carry an open handle.
+func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Observed, st *journal.State) ([]Decision, error) {
 	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}
-	var out []liveCandidate
-	for _, f := range rec.Files {
+	var out []Decision
+	for _, f := range rec.With(obs) {
 		orig := plan.Owner{UID: f.UID, GID: f.GID}
 		h, err := owner.Open(f.Path())
 		if err != nil {
@@ -90,23 +106,52 @@ func (r *Runner) liveCandidates(rec *inventory.Record, st *journal.State, log lo
 		id := h.ID()
 		uid, gid := h.Owner()
 		cur := plan.Owner{UID: uid, GID: gid}
-		var reason string
+		d := Decision{Path: h.Path, Kind: KindLive, Current: &cur, Original: orig, To: orig, handle: h}
 		switch {
-		case id.Dev != f.Dev || id.Ino != f.Ino || !owner.SameBirth(f.Birth, h):
-		case st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()) != nil:
-		case cur == orig:
-		case cur == qemu:
-			reason = "libvirt labelled it during the run and left it to QEMU"
-		case cur == rootOwner && orig != rootOwner:
-			reason = "libvirt labelled it during the run and restored it to root:root"
-		default:
-			log.WithFields(logrus.Fields{"path": h.Path, "found": cur.String(), "recorded": orig.String()}).Debug("owner changed since prepare by someone else: left alone")
-		}
-		if reason == "" {
+		case id.Dev != f.Dev || id.Ino != f.Ino || !owner.SameBirth(f.Birth, h),
+			st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()) != nil,
+			cur == orig:
 			h.Close()
 			continue
+		case cur == qemu:
+			d.Verdict, d.Reason = GiveBack, "libvirt labelled it during the run and left it to QEMU"
+		case cur == rootOwner && orig != rootOwner:
+			d.Verdict, d.Reason = GiveBack, "libvirt labelled it during the run and restored it to root:root"
+		default:
+			d.Verdict, d.To = Leave, cur
+			d.Reason = fmt.Sprintf("owner changed since prepare by someone else (recorded %s): left alone", orig)
+			h.Close()
+			d.handle = nil
 		}
-		out = append(out, liveCandidate{f: f, h: h, cur: cur, reason: reason})
+		out = append(out, d)
 	}
-	return out
+	if !hasGiveBack(out) {
+		return out, nil
+	}
+	inUse, err := qemuproc.OpenFiles(ProcRoot)
+	if err != nil {
+		closeAll(out)
+		return nil, fmt.Errorf("list files open by QEMU: %w", err)
+	}
+	for i := range out {
+		d := &out[i]
+		if d.Verdict != GiveBack {
+			continue
+		}
+		id := d.handle.ID()
+		if pid, ok := inUse[qemuproc.ID{Dev: id.Dev, Ino: id.Ino}]; ok {
+			d.Verdict, d.To = Keep, *d.Current
+			d.Reason = fmt.Sprintf("still open by a running QEMU (pid %d): left with its owner", pid)
+		}
+	}
+	return out, nil
+}
+
+func hasGiveBack(ds []Decision) bool {
+	for _, d := range ds {
+		if d.Verdict == GiveBack {
+			return true
+		}
+	}
+	return false
 }

@@ -366,7 +366,14 @@ func (r *Runner) carryOutDecision(d Decision, sel selection) (bool, error) {
 			}
 		}
 	case Leave:
-		log.WithField("found", d.To.String()).Warn(d.Reason)
+		l := log.WithField("found", d.To.String())
+		if d.Kind == KindLive {
+			// Files of the inventory change owner for reasons of their
+			// own (a tty at login): worth a trace, not a warning.
+			l.Debug(d.Reason)
+		} else {
+			l.Warn(d.Reason)
+		}
 	case Gone:
 		log.WithField("recorded_inode", fmt.Sprintf("%d:%d", d.Entry.Dev, d.Entry.Ino)).Warn(d.Reason)
 	}

@@ -197,10 +197,10 @@ func (r *Runner) nextMark(s *plan.Step, e *journal.Entry, domain, boot string) (
 	m, raw, ok := readMark(s.Handle)
 	others := r.otherHosts(m)
 	if ok && len(others) > 0 {
-		switch {
-		case *s.Current == m.Owner:
+		switch *s.Current {
+		case m.Owner:
 			others = nil
-		case *s.Current == *s.Target:
+		case *s.Target:
 			if len(e.LiveHolders(boot)) <= 1 {
 				e.UID, e.GID = m.Owner.UID, m.Owner.GID
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/version"
@@ -32,10 +33,11 @@ func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 		if errOut.written {
 			w = e.stderr
 		}
-		fmt.Fprintf(w, "Usage: libvirt-dac-hook %s\n\n", synopsis)
+		out := &printer{w: w}
+		out.printf("Usage: libvirt-dac-hook %s\n\n", synopsis)
 		fs.SetOutput(w)
 		fs.PrintDefaults()
-		fmt.Fprint(w, "\n"+exitHelp)
+		out.printf("\n%s", exitHelp)
 		fs.SetOutput(errOut)
 	}
 	return fs
@@ -75,7 +77,7 @@ func readInput(e *env, args []string) ([]byte, error) {
 	if err != nil {
 		return nil, withCode(ExitInput, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	b, err := readXML(f)
 	if err != nil {
 		return nil, withCode(ExitInput, fmt.Errorf("%s: %w", args[0], err))
@@ -129,8 +131,7 @@ func cmdPlan(e *env, args []string) error {
 	if *asJSON {
 		return writeJSON(e.stdout, p)
 	}
-	printPlan(e.stdout, p, s)
-	return nil
+	return printPlan(e.stdout, p, s)
 }
 
 // markWho fills in who changes each file's owner in mode.
@@ -155,25 +156,22 @@ var modeNotes = map[config.Mode]string{
 	config.Strict:      "strict (dynamic_ownership = 0): only the hook changes owners; hot-plugged files need `libvirt-dac-hook grant DOMAIN PATH` first",
 }
 
-func printPlan(w io.Writer, p *plan.Plan, s *setup) {
-	fmt.Fprintf(w, "domain %s", p.Domain)
+func printPlan(w io.Writer, p *plan.Plan, s *setup) error {
+	out := &printer{w: w}
+	out.printf("domain %s", p.Domain)
 	if p.Target != nil {
-		fmt.Fprintf(w, ": QEMU runs as %s", p.Target)
+		out.printf(": QEMU runs as %s", p.Target)
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "mode: %s\n", modeNotes[s.qemu.Mode()])
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTION\tBY\tKIND\tCURRENT\tTARGET\tPATH\tFROM\tNOTE")
+	out.printf("\nmode: %s\n", modeNotes[s.qemu.Mode()])
+	tw := &printer{w: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
+	tw.println("ACTION\tBY\tKIND\tCURRENT\tTARGET\tPATH\tFROM\tNOTE")
 	for _, st := range p.Steps {
 		cur, tgt := "-", "-"
 		if st.Current != nil {
 			cur = st.Current.String()
 		}
-		if st.Target != nil {
+		if st.Target != nil && st.Action != plan.SearchACL {
 			tgt = st.Target.String()
-		}
-		if st.Action == plan.SearchACL {
-			tgt = "-"
 		}
 		path := st.Path
 		if path == "" {
@@ -187,15 +185,18 @@ func printPlan(w io.Writer, p *plan.Plan, s *setup) {
 		if by == "" {
 			by = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, by, st.Kind, cur, tgt, path, st.From, note)
+		tw.printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Action, by, st.Kind, cur, tgt, path, st.From, note)
 	}
-	tw.Flush()
+	if err := tw.flush(); err != nil {
+		return err
+	}
 	for _, n := range p.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		out.printf("note: %s\n", n)
 	}
 	if s.hook.DryRun {
-		fmt.Fprintln(w, "note: dry_run is on: hook mode only logs what it would do")
+		out.println("note: dry_run is on: hook mode only logs what it would do")
 	}
+	return out.flush()
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -219,6 +220,17 @@ func planRelease(e *env, s *setup, name string, asJSON bool) error {
 	if ds == nil {
 		ds = []apply.Decision{}
 	}
+	if s.qemu.Mode() == config.Cooperative {
+		rec, err := inventory.Load(s.hook.StateDir, name)
+		if err != nil {
+			return withCode(ExitState, err)
+		}
+		live, err := r.PlanInventory(rec, st)
+		if err != nil {
+			return err
+		}
+		ds = append(ds, live...)
+	}
 	if asJSON {
 		return writeJSON(e.stdout, struct {
 			Domain    string           `json:"domain"`
@@ -228,16 +240,16 @@ func planRelease(e *env, s *setup, name string, asJSON bool) error {
 	if _, err := fmt.Fprintf(e.stdout, "domain %s: release gives back\n", name); err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTION\tKIND\tCURRENT\tTARGET\tPATH\tREASON")
+	tw := &printer{w: tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)}
+	tw.println("ACTION\tKIND\tCURRENT\tTARGET\tPATH\tREASON")
 	for _, d := range ds {
 		cur := "-"
 		if d.Current != nil {
 			cur = d.Current.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Verdict, d.Kind, cur, d.To, d.Path, d.Reason)
+		tw.printf("%s\t%s\t%s\t%s\t%s\t%s\n", d.Verdict, d.Kind, cur, d.To, d.Path, d.Reason)
 	}
-	return tw.Flush()
+	return tw.flush()
 }
 
 func loadState(s *setup, file string) (*journal.State, error) {
@@ -298,12 +310,13 @@ func cmdStatus(e *env, args []string) error {
 			Entries  []statusEntry `json:"entries"`
 		}{s.hook.StateDir, boot, entries})
 	}
+	out := &printer{w: e.stdout}
 	if len(entries) == 0 {
-		fmt.Fprintf(e.stdout, "nothing held (state in %s)\n", s.hook.StateDir)
-		return nil
+		out.printf("nothing held (state in %s)\n", s.hook.StateDir)
+		return out.flush()
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tORIGINAL\tHELD AS\tHOLDERS")
+	tw := &printer{w: tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)}
+	tw.println("PATH\tORIGINAL\tHELD AS\tHOLDERS")
 	for _, se := range entries {
 		var hs []string
 		for _, h := range se.Holders {
@@ -321,13 +334,15 @@ func cmdStatus(e *env, args []string) error {
 		if se.ACL != nil {
 			what = fmt.Sprintf("acl user:%d:--x", se.TargetUID)
 		}
-		fmt.Fprintf(tw, "%s\t%d:%d\t%s\t%s\n", se.Path, se.UID, se.GID, what, holders)
+		tw.printf("%s\t%d:%d\t%s\t%s\n", se.Path, se.UID, se.GID, what, holders)
 	}
-	tw.Flush()
+	if err := tw.flush(); err != nil {
+		return err
+	}
 	if stale > 0 {
-		fmt.Fprintf(e.stdout, "%d stale record(s): no domain of this boot holds them; `libvirt-dac-hook restore --stale` gives them back\n", stale)
+		out.printf("%d stale record(s): no domain of this boot holds them; `libvirt-dac-hook restore --stale` gives them back\n", stale)
 	}
-	return nil
+	return out.flush()
 }
 
 func cmdRestore(e *env, args []string) error {
@@ -361,7 +376,11 @@ func cmdRestore(e *env, args []string) error {
 	if *file != "" {
 		return r.RestoreFile(*file)
 	}
-	return r.Restore(apply.Selector{All: *all, Stale: *stale, Domain: *dom})
+	err = r.Restore(apply.Selector{All: *all, Stale: *stale, Domain: *dom})
+	if *stale || *dom != "" {
+		err = errors.Join(err, restoreInventories(s, r, *dom))
+	}
+	return err
 }
 
 func cmdVersion(e *env, args []string) error {
@@ -371,14 +390,14 @@ func cmdVersion(e *env, args []string) error {
 		return err
 	}
 	if *marker {
-		fmt.Fprintln(e.stdout, version.Marker)
-		return nil
+		_, err := fmt.Fprintln(e.stdout, version.Marker)
+		return err
 	}
-	fmt.Fprintf(e.stdout, "libvirt-dac-hook %s\n", version.Version)
-	return nil
+	_, err := fmt.Fprintf(e.stdout, "libvirt-dac-hook %s\n", version.Version)
+	return err
 }
 
-func cmdHelp(e *env, args []string) error {
-	fmt.Fprint(e.stdout, usage+exitHelp)
-	return nil
+func cmdHelp(e *env, _ []string) error {
+	_, err := fmt.Fprint(e.stdout, usage+exitHelp)
+	return err
 }

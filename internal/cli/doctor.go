@@ -9,9 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
@@ -54,14 +56,26 @@ type report struct {
 	Findings  []finding `json:"findings"`
 	Domain    string    `json:"domain,omitempty"`
 	Resources []verdict `json:"resources,omitempty"`
-	Problems  int       `json:"problems"`
+	// Mode is "cooperative" (libvirt's DAC driver labels too) or
+	// "strict" (only the hook changes owners), from dynamic_ownership.
+	Mode          string `json:"mode"`
+	RememberOwner bool   `json:"remember_owner"`
+	Problems      int    `json:"problems"`
+	Warnings      int    `json:"warnings"`
 }
 
 func (r *report) add(f finding) {
-	if f.Status == statusProblem {
-		r.Problems++
-	}
+	r.count(f.Status)
 	r.Findings = append(r.Findings, f)
+}
+
+func (r *report) count(status string) {
+	switch status {
+	case statusProblem:
+		r.Problems++
+	case statusWarn:
+		r.Warnings++
+	}
 }
 
 // hookPath is where libvirt looks for the qemu hook.
@@ -72,7 +86,7 @@ var hookPath = "/etc/libvirt/hooks/qemu"
 var stateDirs = libvirtStateDirs
 
 func cmdDoctor(e *env, args []string) error {
-	fs := newFlags(e, "doctor", "doctor [--json] [--fix] [DOMAIN-XML|-]\n\nChecks qemu.conf, the installed hook, libvirt's state directories and, given a domain XML,\nwhether QEMU will be able to open every resource. Exit status 1 when anything is wrong.")
+	fs := newFlags(e, "doctor", "doctor [--json] [--fix] [DOMAIN-XML|-]\n\nChecks qemu.conf, the installed hook, libvirt's state directories and, given a domain XML,\nwhether QEMU will be able to open every resource. Exit status 1 when it finds a problem (warnings alone exit 0).")
 	asJSON := fs.Bool("json", false, "print JSON")
 	fix := fs.Bool("fix", false, "give libvirt's QEMU state directories to the user/group from qemu.conf")
 	if err := parseFlags(fs, args); err != nil {
@@ -92,6 +106,7 @@ func cmdDoctor(e *env, args []string) error {
 	}
 	checkQEMUConf(rep, s)
 	checkHookInstalled(rep)
+	checkBootUnit(rep)
 	if idErr == nil {
 		checkStateDirs(rep, s, *fix)
 	}
@@ -111,26 +126,36 @@ func cmdDoctor(e *env, args []string) error {
 			return err
 		}
 	} else {
-		printReport(e, rep)
+		if err := printReport(e, rep); err != nil {
+			return err
+		}
 	}
 	if rep.Problems > 0 {
-		return withCode(ExitFailed, fmt.Errorf("%d problem(s) found", rep.Problems))
+		return withCode(ExitFailed, errors.New(verdictLine(rep)))
 	}
 	return nil
 }
 
+// checkQEMUConf reports the mode qemu.conf puts the hook in. Both are
+// valid; cooperative is recommended because libvirt's own labelling
+// covers what happens during the run (hot-plug, media change, snapshots,
+// block jobs, transient disks), while the hook's journal keeps the true
+// original owners that libvirt loses or never knew.
 func checkQEMUConf(rep *report, s *setup) {
 	q := s.qemu
-	switch {
-	case q.DynamicOwnershipEnabled():
-		rep.add(finding{"dynamic_ownership", statusWarn,
-			"dynamic_ownership is on: libvirt's own DAC driver chowns and restores the same files, so the hook mostly finds them already owned by QEMU and libvirt's restore (to root, or to a remembered owner) wins over the hook's",
-			"set `dynamic_ownership = 0` in " + q.Path + " and restart libvirtd"})
-	default:
-		rep.add(finding{"dynamic_ownership", statusOK, "0: libvirt leaves ownership to the hook", ""})
+	rep.RememberOwner = q.RememberOwnerEnabled()
+	remember := "0"
+	if rep.RememberOwner {
+		remember = "1"
 	}
-	if q.DynamicOwnershipEnabled() && q.RememberOwnerEnabled() {
-		rep.add(finding{"remember_owner", statusWarn, "remember_owner is on too: libvirt records owners in trusted.libvirt.security xattrs as well; two recorders of one file disagree after a crash", ""})
+	rep.Mode = string(q.Mode())
+	if q.Mode() == config.Cooperative {
+		rep.add(finding{"mode", statusOK,
+			"cooperative (recommended; dynamic_ownership = 1, remember_owner = " + remember + "): libvirt's DAC driver labels files during the run, so hot-plug, media change, snapshots, block jobs and transient disks work; the hook records the true original owners at prepare and puts back what libvirt restores wrongly at release", ""})
+	} else {
+		rep.add(finding{"mode", statusOK,
+			"strict (dynamic_ownership = 0): only the hook changes owners; a disk hot-plugged or a medium changed while the domain runs needs `libvirt-dac-hook grant DOMAIN PATH...` first, and transient disks are refused; cooperative mode is recommended: `dynamic_ownership = 1` in " + q.Path + ", then restart libvirtd",
+			"for cooperative mode (recommended) set `dynamic_ownership = 1` in " + q.Path + " and restart libvirtd"})
 	}
 	if s.runAs.UID == 0 {
 		rep.add(finding{"qemu user", statusWarn, "QEMU runs as root: the hook has nothing to do", "set user/group in " + q.Path})
@@ -225,8 +250,8 @@ func checkStateDirs(rep *report, s *setup, fix bool) {
 		case uid != want.UID && uid != 0:
 			status, detail = statusWarn, fmt.Sprintf("owned by uid %d, not QEMU's %s: was `user` changed in qemu.conf?", uid, want)
 		}
-		if status != statusOK && fix && h.Stat.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if err := h.Chown(want.UID, want.GID); err != nil {
+		if status != statusOK && fix {
+			if err := fixStateDir(s, h, want); err != nil {
 				detail += "; fix failed: " + err.Error()
 			} else {
 				status, detail = statusOK, fmt.Sprintf("fixed: was %d:%d, now %d:%d", uid, gid, want.UID, want.GID)
@@ -237,8 +262,24 @@ func checkStateDirs(rep *report, s *setup, fix bool) {
 			fixText = fmt.Sprintf("libvirt-dac-hook doctor --fix (chown %d:%d %s)", want.UID, want.GID, d)
 		}
 		rep.add(finding{"state dir " + d, status, detail, fixText})
-		h.Close()
+		_ = h.Close() // O_PATH: nothing written through it
 	}
+}
+
+// fixStateDir gives a libvirt state directory to QEMU's user through the
+// handle doctor judged, after the same policy checks as every chown the
+// hook makes (protected paths, type), and logs the change like one.
+func fixStateDir(s *setup, h *owner.Handle, want config.Identity) error {
+	if err := s.planEnv(false).Policy.Check(h, owner.Want{Types: domain.TypeDir}); err != nil {
+		return err
+	}
+	uid, gid := h.Owner()
+	if err := h.Chown(want.UID, want.GID); err != nil {
+		return err
+	}
+	s.log.WithFields(logrus.Fields{"domain": "", "op": "doctor-fix", "path": h.Path,
+		"from": fmt.Sprintf("%d:%d", uid, gid), "to": fmt.Sprintf("%d:%d", want.UID, want.GID)}).Info("chown")
+	return nil
 }
 
 func checkDomain(rep *report, s *setup, d *domain.Domain) {
@@ -266,9 +307,7 @@ func checkDomain(rep *report, s *setup, d *domain.Domain) {
 		default:
 			v.Detail = st.Reason
 		}
-		if v.Status == statusProblem {
-			rep.Problems++
-		}
+		rep.count(v.Status)
 		rep.Resources = append(rep.Resources, v)
 	}
 }
@@ -359,17 +398,24 @@ func fsName(t int64) string {
 	return fmt.Sprintf("0x%x", t)
 }
 
-func printReport(e *env, rep *report) {
-	w := e.stdout
-	fmt.Fprintf(w, "libvirt-dac-hook %s doctor (qemu.conf: %s, QEMU runs as %s)\n", rep.Version, rep.QEMUConf, rep.User)
+// printReport writes the report as text; it returns the first write
+// error (stdout closed, a full disk), after which it writes nothing more.
+func printReport(e *env, rep *report) error {
+	var err error
+	p := func(format string, a ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(e.stdout, format, a...)
+		}
+	}
+	p("libvirt-dac-hook %s doctor (qemu.conf: %s, QEMU runs as %s, %s mode)\n", rep.Version, rep.QEMUConf, rep.User, rep.Mode)
 	for _, f := range rep.Findings {
-		fmt.Fprintf(w, "[%s] %s: %s\n", strings.ToUpper(f.Status), f.Check, f.Detail)
+		p("[%s] %s: %s\n", strings.ToUpper(f.Status), f.Check, f.Detail)
 		if f.Fix != "" && f.Status != statusOK {
-			fmt.Fprintf(w, "       fix: %s\n", f.Fix)
+			p("       fix: %s\n", f.Fix)
 		}
 	}
 	if rep.Domain != "" {
-		fmt.Fprintf(w, "domain %s:\n", rep.Domain)
+		p("domain %s:\n", rep.Domain)
 		for _, v := range rep.Resources {
 			rw := "-"
 			if v.Read {
@@ -378,16 +424,25 @@ func printReport(e *env, rep *report) {
 			if v.Write {
 				rw += "w"
 			}
-			fmt.Fprintf(w, "[%s] %-10s %-4s %s  (%s)", strings.ToUpper(v.Status), v.Kind, rw, v.Path, v.From)
+			p("[%s] %-10s %-4s %s  (%s)", strings.ToUpper(v.Status), v.Kind, rw, v.Path, v.From)
 			if v.Detail != "" {
-				fmt.Fprintf(w, ": %s", v.Detail)
+				p(": %s", v.Detail)
 			}
-			fmt.Fprintln(w)
+			p("\n")
 		}
 	}
-	if rep.Problems == 0 {
-		fmt.Fprintln(w, "no problems found")
-	} else {
-		fmt.Fprintf(w, "%d problem(s) found\n", rep.Problems)
+	p("%s\n", verdictLine(rep))
+	return err
+}
+
+// verdictLine is doctor's last line: it counts what the lines above say.
+func verdictLine(rep *report) string {
+	return plural(rep.Problems, "problem") + ", " + plural(rep.Warnings, "warning")
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
 	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

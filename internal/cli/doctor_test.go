@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,9 @@ type doctorReport struct {
 		Write  bool   `json:"qemu_can_write"`
 		Detail string `json:"detail"`
 	} `json:"resources"`
-	Problems int `json:"problems"`
+	Problems int    `json:"problems"`
+	Warnings int    `json:"warnings"`
+	Mode     string `json:"mode"`
 }
 
 func (r doctorReport) finding(check string) string {
@@ -46,17 +49,24 @@ func (r doctorReport) resource(path string) (string, string) {
 func TestDoctor(t *testing.T) {
 	f := newFixture(t)
 	hook := filepath.Join(f.root, "hooks", "qemu")
-	os.MkdirAll(filepath.Dir(hook), 0o755)
 	// A state dir QEMU cannot search, and one it can.
 	closed := filepath.Join(f.root, "lib-qemu")
 	open := filepath.Join(f.root, "run-qemu")
-	os.Mkdir(closed, 0o700)
-	os.Mkdir(open, 0o755)
+	for _, d := range []struct {
+		p    string
+		mode os.FileMode
+	}{{filepath.Dir(hook), 0o755}, {closed, 0o700}, {open, 0o755}} {
+		if err := os.MkdirAll(d.p, d.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
 	defer cli.SetDoctorPaths(hook, []string{closed, open})()
 	f.writeQEMUConf("user = \"+64055\"\ngroup = \"+64055\"\ndynamic_ownership = 0\n")
 	// An image its owner cannot read: after the chown QEMU cannot either.
 	f.write("img/noread.raw", "", imageUID)
-	os.Chmod(filepath.Join(f.root, "img/noread.raw"), 0o200)
+	if err := os.Chmod(filepath.Join(f.root, "img/noread.raw"), 0o200); err != nil {
+		t.Fatal(err)
+	}
 	xml := f.domainXML("vm1", `<disk type='file' device='disk'><driver type='raw'/><source file='$ROOT/img/disk.raw'/><target dev='vda'/></disk>
 <disk type='file' device='disk'><driver type='raw'/><source file='$ROOT/img/noread.raw'/><target dev='vdb'/></disk>`)
 
@@ -77,8 +87,8 @@ func TestDoctor(t *testing.T) {
 	if got := rep.finding("hook installed"); got != "problem" {
 		t.Errorf("hook installed = %s with no hook at %s, want problem", got, hook)
 	}
-	if got := rep.finding("dynamic_ownership"); got != "ok" {
-		t.Errorf("dynamic_ownership = %s with it set to 0, want ok", got)
+	if got := rep.finding("mode"); got != "ok" || rep.Mode != "strict" {
+		t.Errorf("mode = %s (%s) with dynamic_ownership = 0, want ok (strict)", got, rep.Mode)
 	}
 	if got := rep.finding("state dir " + closed); got != "problem" {
 		t.Errorf("state dir %s (0700 root) = %s, want problem", closed, got)
@@ -107,8 +117,77 @@ func TestDoctor(t *testing.T) {
 	if got := ownerOf(t, closed); got != qemuOwner {
 		t.Errorf("after --fix %s is owned by %s, want %s", closed, got, qemuOwner)
 	}
+	log, _ := os.ReadFile(f.logFile)
+	if want := "msg=chown domain= from=\"0:0\" op=doctor-fix path=" + closed + " to=\"" + qemuOwner + "\""; !strings.Contains(string(log), want) {
+		t.Errorf("--fix logged no change line %q:\n%s", want, log)
+	}
 	// Doctor changes nothing else: the images keep their owners.
 	if got := ownerOf(t, filepath.Join(f.root, "img/disk.raw")); got != "1000:1000" {
 		t.Errorf("doctor changed img/disk.raw to %s", got)
+	}
+}
+
+// TestDoctorVerdict: the last line counts what the lines above say, and
+// the exit status follows the problems, not the warnings.
+func TestDoctorVerdict(t *testing.T) {
+	f := newFixture(t)
+	hook := filepath.Join(f.root, "hooks", "qemu")
+	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hook, []byte("#!/bin/true\n"+version.Marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Owned by another non-root user: a warning. Absent: nothing.
+	other := filepath.Join(f.root, "other-qemu")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(other, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	defer cli.SetDoctorPaths(hook, []string{other, filepath.Join(f.root, "absent")})()
+	for _, tc := range []struct {
+		name, conf, mode string
+	}{
+		{"cooperative", "dynamic_ownership = 1\nremember_owner = 1\n", "cooperative"},
+		{"cooperative by default", "", "cooperative"},
+		{"strict", "dynamic_ownership = 0\n", "strict"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.writeQEMUConf("user = \"+64055\"\ngroup = \"+64055\"\n" + tc.conf)
+			res := run(noRead{t}, "doctor", "--json")
+			var rep doctorReport
+			if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Mode != tc.mode || rep.finding("mode") != "ok" {
+				t.Errorf("mode %q (%s), want %q, ok", rep.Mode, rep.finding("mode"), tc.mode)
+			}
+			text := run(noRead{t}, "doctor")
+			lines := strings.Split(strings.TrimSpace(text.stdout), "\n")
+			last := lines[len(lines)-1]
+			warns, problems := strings.Count(text.stdout, "[WARN]"), strings.Count(text.stdout, "[PROBLEM]")
+			if warns != rep.Warnings || problems != rep.Problems {
+				t.Errorf("printed %d warnings, %d problems; JSON says %d, %d", warns, problems, rep.Warnings, rep.Problems)
+			}
+			if warns == 0 {
+				t.Errorf("no warning printed for %s owned by 1234:\n%s", other, text.stdout)
+			}
+			wantLast := fmt.Sprintf("%d problem", problems)
+			if !strings.HasPrefix(last, wantLast) || !strings.Contains(last, fmt.Sprintf("%d warning", warns)) {
+				t.Errorf("last line %q does not count %d problems and %d warnings", last, problems, warns)
+			}
+			wantCode := cli.ExitOK
+			if problems > 0 {
+				wantCode = cli.ExitFailed
+			}
+			if text.code != wantCode {
+				t.Errorf("exit %d with %d problems, want %d", text.code, problems, wantCode)
+			}
+			if strings.Contains(text.stdout, "no problems found") {
+				t.Errorf("still says no problems found:\n%s", text.stdout)
+			}
+		})
 	}
 }

@@ -15,3 +15,7 @@ func SetRunDir(dir string) func() {
 	libvirtRunDir = dir
 	return func() { libvirtRunDir = old }
 }
+
+// The test binary is not the hook: a prepare must not start it as the
+// watcher. Tests that need a watcher run one in-process (RunWatcher).
+func init() { watcherSpawn = func(*setup) error { return nil } }

@@ -28,7 +28,8 @@ func runHook(e *env, a []string) int {
 	}
 	err := hook(e, name, op, extra)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
+		// Nowhere left to report a failed write of the report itself.
+		_, _ = fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }
@@ -111,11 +112,10 @@ func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
 		log.WithError(lerr).Warn("inventory unreadable: files libvirt labelled during the run keep the owner libvirt left")
 	}
 	if rec != nil {
-		if ierr := r.ReleaseInventory(rec, "release"); ierr != nil {
+		forget := func() error { return inventory.Remove(s.hook.StateDir, name) }
+		if ierr := r.ReleaseInventory(rec, "release", forget); ierr != nil {
 			log.WithError(ierr).Error("release of files labelled during the run incomplete")
 			err = errors.Join(err, ierr)
-		} else if rerr := inventory.Remove(s.hook.StateDir, name); rerr != nil {
-			log.WithError(rerr).Warn("inventory not removed")
 		}
 	}
 	return err
@@ -156,6 +156,8 @@ func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 		}
 		if err := inventory.Save(s.hook.StateDir, rec); err != nil {
 			s.log.WithField("domain", name).WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
+		} else {
+			startWatcher(s)
 		}
 	}
 	return nil

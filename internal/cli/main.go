@@ -14,9 +14,12 @@ var commands = map[string]func(*env, []string) error{
 	"plan":    cmdPlan,
 	"grant":   cmdGrant,
 	"revoke":  cmdRevoke,
+	"watch":   cmdWatch,
 	"status":  cmdStatus,
 	"restore": cmdRestore,
 	"doctor":  cmdDoctor,
+	"boot":    cmdBoot,
+	"reclaim": cmdReclaim,
 	"version": cmdVersion,
 	"help":    cmdHelp,
 }
@@ -40,6 +43,8 @@ const usage = `Usage:
   libvirt-dac-hook status [--json] [--state-file FILE]
   libvirt-dac-hook restore (--stale | --domain NAME | --all) [--state-file FILE]
   libvirt-dac-hook doctor [--json] [--fix] [DOMAIN-XML|-]
+  libvirt-dac-hook reclaim [--dry-run] [--json] [--owner USER:GROUP] [PATH...]
+  libvirt-dac-hook boot [--lock-timeout DURATION]          (run by libvirt-dac-hook-boot.service)
   libvirt-dac-hook version
 
 Hook mode: "prepare" gives every host file the domain needs to the user QEMU runs

@@ -2,9 +2,15 @@ package cli_test
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
 )
 
 const transientDisk = `    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$ROOT/img/disk.raw'/><target dev='vda' bus='virtio'/><transient/></disk>`
@@ -111,4 +117,102 @@ func TestStartVerifiesLibvirtsChain(t *testing.T) {
 	if res := run(strings.NewReader(f.domainXML("vm1", chain("swapped.raw"))), "vm1", "start", "begin", "-"); res.code != 0 {
 		t.Errorf("start begin in strict mode = %+v, want exit 0", res)
 	}
+}
+
+// TestRestoreStaleInventory: a domain whose release never came (libvirtd
+// killed, host crash) leaves its inventory; restore --stale gives back
+// what libvirt labelled during that run, and only once the domain is
+// not running.
+func TestRestoreStaleInventory(t *testing.T) {
+	f := newFixture(t)
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\n", qemuID, qemuID))
+	f.write("img/hot.raw", "hot", imageUID)
+	f.fakeRunning("vm1")
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	if err := os.Chown(f.path("img/hot.raw"), qemuID, qemuID); err != nil { // libvirt's attach-disk
+		t.Fatal(err)
+	}
+	if res := run(noRead{t}, "restore", "--stale"); res.code != 0 {
+		t.Fatalf("restore --stale = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): qemuOwner}) // vm1 still runs
+	if err := os.Remove(f.path("run/vm1.pid")); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(noRead{t}, "restore", "--stale"); res.code != 0 {
+		t.Fatalf("restore --stale = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+	if left, _ := os.ReadDir(f.path("state/inventory")); len(left) != 0 {
+		t.Errorf("inventory left after restore --stale: %s", left[0].Name())
+	}
+}
+
+// TestPlanReleaseShowsLiveFiles: the dry run of a release in cooperative
+// mode lists the files of the inventory release would give back, decided
+// by the same code.
+func TestPlanReleaseShowsLiveFiles(t *testing.T) {
+	f := newFixture(t)
+	f.write("img/hot.raw", "hot", imageUID)
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	if err := os.Chown(f.path("img/hot.raw"), qemuID, qemuID); err != nil {
+		t.Fatal(err)
+	}
+	res := run(strings.NewReader(xml), "plan", "--op", "release", "-")
+	if res.code != 0 {
+		t.Fatalf("plan --op release = %+v", res)
+	}
+	var line string
+	for _, l := range strings.Split(res.stdout, "\n") {
+		if strings.Contains(l, "hot.raw") {
+			line = l
+		}
+	}
+	if !strings.HasPrefix(line, "chown") || !strings.Contains(line, "live") || !strings.Contains(line, fmt.Sprintf("%d:%d", imageUID, imageUID)) {
+		t.Errorf("plan --op release line for hot.raw = %q, want chown (live) back to %d:%d\n%s", line, imageUID, imageUID, res.stdout)
+	}
+	if got := ownerOf(t, f.path("img/hot.raw")); got != qemuOwner {
+		t.Errorf("the dry run changed hot.raw to %s", got)
+	}
+	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
+		t.Fatalf("release = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/hot.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+}
+
+// TestCooperativeFileCreatedAfterStart: a disk created after the domain
+// started, then hot-plugged (libvirt labels it), gets its owner back at
+// release because the watcher saw it appear.
+func TestCooperativeFileCreatedAfterStart(t *testing.T) {
+	f := newFixture(t)
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w := &watch.Watcher{StateDir: f.state, Log: log, Idle: time.Minute, Flush: 10 * time.Millisecond}
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- w.Run(stop) }()
+	defer func() { close(stop); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); !watch.Running(f.state); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("watcher did not start")
+		}
+	}
+	f.write("img/late.raw", "late", imageUID+2)
+	time.Sleep(200 * time.Millisecond) // the admin types virsh attach-disk
+	if err := os.Chown(f.path("img/late.raw"), qemuID, qemuID); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
+		t.Fatalf("release = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/late.raw"): fmt.Sprintf("%d:%d", imageUID+2, imageUID+2)})
 }

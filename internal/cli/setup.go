@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
@@ -55,70 +52,6 @@ func (s *setup) identity() (config.Identity, error) {
 	}
 	s.runAs = id
 	return id, nil
-}
-
-// newLogger configures logging once: in hook mode stderr gets only errors
-// (libvirt appends hook stderr to its own error message, so it must stay
-// one line), while every change goes to syslog/journal and the optional
-// log file. By hand, stderr gets everything at the configured level.
-func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	level, err := logrus.ParseLevel(h.LogLevel)
-	if err != nil {
-		level = logrus.InfoLevel
-	}
-	log.SetLevel(level)
-	if !hookMode {
-		log.AddHook(&writerHook{w: e.stderr, levels: levelsUpTo(level), f: &logrus.TextFormatter{DisableTimestamp: true}})
-	}
-	if h.Syslog {
-		if hk, err := newSyslogHook("libvirt-dac-hook"); err == nil {
-			log.AddHook(hk)
-		}
-	}
-	if h.LogFile != "" {
-		// O_NONBLOCK|O_NOFOLLOW: a FIFO or symlink planted at log_file must
-		// not hang the hook (and libvirtd with it) or redirect its writes.
-		if fd, err := unix.Open(h.LogFile, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600); err == nil {
-			var st unix.Stat_t
-			if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-				f := os.NewFile(uintptr(fd), h.LogFile)
-				log.AddHook(&writerHook{w: f, levels: levelsUpTo(level), f: &logrus.TextFormatter{FullTimestamp: true, DisableColors: true}})
-				s.close = append(s.close, func() { f.Close() })
-			} else {
-				unix.Close(fd)
-			}
-		}
-	}
-	return log
-}
-
-func levelsUpTo(max logrus.Level) []logrus.Level {
-	var out []logrus.Level
-	for _, l := range logrus.AllLevels {
-		if l <= max {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// writerHook sends entries to a writer with its own formatter.
-type writerHook struct {
-	w      io.Writer
-	levels []logrus.Level
-	f      logrus.Formatter
-}
-
-func (h *writerHook) Levels() []logrus.Level { return h.levels }
-func (h *writerHook) Fire(en *logrus.Entry) error {
-	b, err := h.f.Format(en)
-	if err != nil {
-		return err
-	}
-	_, err = h.w.Write(b)
-	return err
 }
 
 // libvirtStateDirs hold the per-domain directories libvirt creates for QEMU.

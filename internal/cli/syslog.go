@@ -19,10 +19,6 @@ type syslogHook struct {
 	f   logrus.Formatter
 }
 
-func newSyslogHook(tag string) (*syslogHook, error) {
-	return newSyslogHookAt("/dev/log", tag)
-}
-
 // newSyslogHookAt connects to the syslog socket at path. The socket is
 // non-blocking: when the log daemon is stuck and its queue full, a line is
 // dropped rather than hanging the hook (and libvirtd, which waits for it).
@@ -32,7 +28,7 @@ func newSyslogHookAt(path, tag string) (*syslogHook, error) {
 		return nil, err
 	}
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd) // never connected: nothing to flush
 		return nil, err
 	}
 	return &syslogHook{fd: fd, tag: tag, f: &logrus.TextFormatter{DisableTimestamp: true, DisableColors: true}}, nil
@@ -58,5 +54,5 @@ func (h *syslogHook) Fire(e *logrus.Entry) error {
 	}
 	msg := fmt.Sprintf("<%d>%s %s[%d]: %s", 3<<3|sev, time.Now().Format(time.Stamp), h.tag, os.Getpid(), b)
 	_, err = unix.Write(h.fd, []byte(msg))
-	return err
+	return dropped(err)
 }

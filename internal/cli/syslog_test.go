@@ -28,7 +28,9 @@ func TestSyslogHook(t *testing.T) {
 	log.SetOutput(discard{})
 	log.WithField("path", "/x").Warn("chown")
 	buf := make([]byte, 4096)
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	n, err := conn.Read(buf)
 	if err != nil {
 		t.Fatal(err)

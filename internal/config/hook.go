@@ -60,8 +60,15 @@ type Hook struct {
 	// ParentACL (parent_search_acl): grant QEMU search permission on
 	// parent directories it cannot traverse, with an ACL entry.
 	ParentACL bool
-	// BackingPaths (backing_paths) restricts where backing files named in
-	// image headers may be; empty means anywhere not protected.
+	// LiveWatch (live_watch): in cooperative mode, run the watcher that
+	// records owners of files appearing in a running domain's directories,
+	// so files created after the start and then hot-plugged get their
+	// owner back too.
+	LiveWatch bool
+	// BackingPaths (backing_paths) restricts where files named in image
+	// headers (backing files, VMDK extents, qcow2 data files) may be: at
+	// or below one of them. Empty means the naming image's own directory,
+	// or below /var/lib/libvirt/images or a dir/fs/netfs pool target.
 	BackingPaths []string
 	// MaxBackingDepth (max_backing_depth) bounds backing chains.
 	MaxBackingDepth int
@@ -78,10 +85,11 @@ type Hook struct {
 	// LogFile (log_file), when set, is a file every log line is appended
 	// to as well; "" means none.
 	LogFile string
-	// BackingAnyOwner (backing_any_owner) lets image headers name backing
-	// files owned by anyone. Off by default: a header QEMU could have
-	// rewritten may only name files owned by root, the QEMU user or the
-	// owner of the image naming them.
+	// BackingAnyOwner (backing_any_owner) lets image headers name files
+	// owned by anyone. Off by default: a header QEMU could have rewritten
+	// may only name files owned by root, the QEMU user or the (original)
+	// owner of the image naming them, or backing files in a directory only
+	// root can write.
 	BackingAnyOwner bool
 }
 
@@ -101,6 +109,7 @@ func DefaultHook() Hook {
 		StateDir:        DefaultStateDir,
 		ProtectedPaths:  slices.Clone(defaultProtected),
 		ParentACL:       true,
+		LiveWatch:       true,
 		MaxBackingDepth: 64,
 		LockTimeout:     30 * time.Second,
 		SysfsRoot:       "/sys",
@@ -151,6 +160,7 @@ func LoadHook(path string) (Hook, error) {
 	l.paths("protected_paths", &h.ProtectedPaths)
 	l.bool("allow_hardlinks", &h.AllowHardlinks)
 	l.bool("parent_search_acl", &h.ParentACL)
+	l.bool("live_watch", &h.LiveWatch)
 	l.paths("backing_paths", &h.BackingPaths)
 	depth, timeout := int64(h.MaxBackingDepth), int64(h.LockTimeout/time.Second)
 	l.int("max_backing_depth", &depth, 1, maxBackingDepthLimit)
@@ -216,7 +226,7 @@ var hookKeys = []string{
 	"qemu_conf", "state_dir", "dry_run", "protected_paths", "allow_hardlinks",
 	"parent_search_acl", "backing_paths", "max_backing_depth", "lock_timeout",
 	"sysfs_root", "dev_root", "storage_pool_dir", "log_level", "syslog",
-	"log_file", "backing_any_owner",
+	"log_file", "backing_any_owner", "live_watch",
 }
 
 func absClean(p string) bool { return filepath.IsAbs(p) && filepath.Clean(p) == p }

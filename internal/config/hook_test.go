@@ -65,6 +65,7 @@ func TestLoadHook(t *testing.T) {
 			`protected_paths = [ "/etc" ]`,
 			`allow_hardlinks = 1`,
 			`parent_search_acl = 0`,
+			`live_watch = 0`,
 			`backing_paths = [ "/var/lib/libvirt/images", "/srv/vm" ]`,
 			`max_backing_depth = 8`,
 			`lock_timeout = 0`,

@@ -24,8 +24,8 @@
 // claims, names are capped (1023 bytes for qcow/qcow2 backing names, 4095 for
 // QED and VMDK), and names are cut at the first NUL as QEMU's C strings are.
 //
-// Read probes the format from the bytes, as `qemu-img info` does without -f.
-// Probing a file that is meant to be raw is unsafe (a guest can write a qcow2
-// header into its raw disk and name any host file as backing), so when the
-// domain XML names the format use ReadFormat instead.
+// The only entry point is ReadFormat, which parses an image as the format
+// the domain XML names. There is deliberately no exported probe: probing a
+// file that is meant to be raw is unsafe (a guest can write a qcow2 header
+// into its raw disk and name any host file as backing).
 package image

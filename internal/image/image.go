@@ -30,7 +30,7 @@ type Info struct {
 	DataFile string
 }
 
-// Sentinel errors, matchable with errors.Is. Errors from Read and ReadFormat
+// Sentinel errors, matchable with errors.Is. Errors from ReadFormat
 // wrap one of these with detail, or wrap the ReaderAt's own error.
 var (
 	// ErrMalformed means the header is inconsistent, truncated or claims
@@ -70,14 +70,18 @@ const (
 	maxName = 4095
 )
 
-// Read inspects the image through r (size = file size in bytes), probing
-// its format from the content as `qemu-img info` does without -f. It reads
+// probeRead inspects the image through r (size = file size in bytes),
+// probing its format from the content as `qemu-img info` does without -f.
+// The hook never probes (libvirt does not either: a guest that writes a
+// qcow2 header into a raw disk would otherwise choose its backing file);
+// only this package's tests and fuzz targets use it, to exercise every
+// parser from any bytes. It reads
 // only header structures, at most about 1 MiB in total, and never panics or
 // allocates in proportion to header claims. On error the returned Info may
 // still carry the Format that was recognised.
 //
-// Read does not open backing or extent files and does not check names.
-func Read(r io.ReaderAt, size int64) (Info, error) {
+// probeRead does not open backing or extent files and does not check names.
+func probeRead(r io.ReaderAt, size int64) (Info, error) {
 	s, err := newSource(r, size)
 	if err != nil {
 		return Info{}, err
@@ -85,8 +89,11 @@ func Read(r io.ReaderAt, size int64) (Info, error) {
 	return s.parse(probe(s.head))
 }
 
-// ReadFormat is Read for an image whose format is known (from the domain
-// XML's <driver type=...>): it never probes. For "raw" and other formats
+// ReadFormat inspects the image through r (size = file size in bytes) as
+// the format the domain XML gives (<driver type=...>): it never probes. It
+// reads only header structures, at most about 1 MiB in total, and never
+// panics or allocates in proportion to header claims; it does not open
+// backing or extent files and does not check names. For "raw" and other formats
 // QEMU gives no backing file it returns Info{Format: format} without
 // reading. For qcow2, qcow and qed the magic must match (ErrWrongFormat
 // otherwise). For vmdk a file without sparse magic is parsed as a text

@@ -73,7 +73,7 @@ func readFile(t *testing.T, path string) (Info, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Read(f, st.Size())
+	return probeRead(f, st.Size())
 }
 
 // hideBackingFormat overwrites the magic of the qcow2 backing format
@@ -236,21 +236,21 @@ func TestReadMatchesQemuImg(t *testing.T) {
 
 			got, err := readFile(t, path)
 			if err != nil {
-				t.Fatalf("Read(%s) = %v", path, err)
+				t.Fatalf("probeRead(%s) = %v", path, err)
 			}
 			want := infoFromQemu(t, qemu, path)
 
 			if got.Format != want.Format {
-				t.Errorf("Read(%s).Format = %q, qemu-img says %q", path, got.Format, want.Format)
+				t.Errorf("probeRead(%s).Format = %q, qemu-img says %q", path, got.Format, want.Format)
 			}
 			if got.BackingName != want.BackingFilename {
-				t.Errorf("Read(%s).BackingName = %q, qemu-img says %q", path, got.BackingName, want.BackingFilename)
+				t.Errorf("probeRead(%s).BackingName = %q, qemu-img says %q", path, got.BackingName, want.BackingFilename)
 			}
 			if got.BackingFormat != want.BackingFilenameFormat {
-				t.Errorf("Read(%s).BackingFormat = %q, qemu-img says %q", path, got.BackingFormat, want.BackingFilenameFormat)
+				t.Errorf("probeRead(%s).BackingFormat = %q, qemu-img says %q", path, got.BackingFormat, want.BackingFilenameFormat)
 			}
 			if got.DataFile != want.FormatSpecific.Data.DataFile {
-				t.Errorf("Read(%s).DataFile = %q, qemu-img says %q", path, got.DataFile, want.FormatSpecific.Data.DataFile)
+				t.Errorf("probeRead(%s).DataFile = %q, qemu-img says %q", path, got.DataFile, want.FormatSpecific.Data.DataFile)
 			}
 			// qemu-img lists a monolithic sparse file as its own extent and
 			// resolves descriptor extents against the descriptor's directory.
@@ -268,17 +268,17 @@ func TestReadMatchesQemuImg(t *testing.T) {
 				wantExtents = append(wantExtents, e.Filename)
 			}
 			if diff := cmp.Diff(wantExtents, gotExtents); diff != "" {
-				t.Errorf("Read(%s) extents differ from qemu-img (-qemu-img +Read):\n%s", path, diff)
+				t.Errorf("probeRead(%s) extents differ from qemu-img (-qemu-img +Read):\n%s", path, diff)
 			}
 
 			if strings.HasPrefix(tc.wantBacking, "/") {
 				tc.wantBacking = filepath.Join(dir, tc.wantBacking)
 			}
 			if got.BackingName != tc.wantBacking {
-				t.Errorf("Read(%s).BackingName = %q, want %q", path, got.BackingName, tc.wantBacking)
+				t.Errorf("probeRead(%s).BackingName = %q, want %q", path, got.BackingName, tc.wantBacking)
 			}
 			if len(got.Extents) != tc.wantExtents {
-				t.Errorf("Read(%s).Extents = %q, want %d extents", path, got.Extents, tc.wantExtents)
+				t.Errorf("probeRead(%s).Extents = %q, want %d extents", path, got.Extents, tc.wantExtents)
 			}
 		})
 	}
@@ -294,7 +294,7 @@ func TestReadVMDKExtentFile(t *testing.T) {
 	path := filepath.Join(dir, "img-s001.vmdk")
 	got, err := readFile(t, path)
 	if err != nil || !cmp.Equal(got, Info{Format: "vmdk"}) {
-		t.Errorf("Read(%s) = %+v, %v; want Info{Format: vmdk}, nil", path, got, err)
+		t.Errorf("probeRead(%s) = %+v, %v; want Info{Format: vmdk}, nil", path, got, err)
 	}
 }
 
@@ -316,9 +316,9 @@ func TestReadFormatNeverProbesRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	probed, err := Read(f, st.Size())
+	probed, err := probeRead(f, st.Size())
 	if err != nil || probed.BackingName != "/etc/shadow" {
-		t.Fatalf("Read(%s) = %+v, %v; want the forged backing /etc/shadow", path, probed, err)
+		t.Fatalf("probeRead(%s) = %+v, %v; want the forged backing /etc/shadow", path, probed, err)
 	}
 	asRaw, err := ReadFormat(f, st.Size(), "raw")
 	if err != nil || !cmp.Equal(asRaw, Info{Format: "raw"}) {

@@ -79,7 +79,6 @@ func TestTakeBounded(t *testing.T) {
 	}
 }
 
-
 func TestDecodeRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, in string }{
 		{"not json", "{"},

@@ -6,9 +6,13 @@
 // openat2 refusing any symlink (so a component swapped for a symlink after
 // resolution makes the open fail instead of landing elsewhere); the inode
 // behind the descriptor and the links that led to it are checked against
-// the Policy (type, device number, hard links, protected directories,
-// symlinks owned by someone other than root or the file's owner, block
-// devices the host has mounted or swaps on); and ownership is changed with
+// the Policy (type; for character devices an allowlist per resource kind of
+// device numbers and sysfs subsystems; hard links; protected directories,
+// recognised by inode and by their place in their filesystem so bind mounts
+// do not hide them; symlinks owned by someone other than root or the
+// file's owner; block devices, and SCSI generic nodes of disks, the host
+// has mounted or swaps on; loop backing and swap files); and ownership is
+// changed with
 // fchownat(fd, "", AT_EMPTY_PATH) on that same descriptor. Nothing here
 // checks a path by name and then changes it by name.
 package owner

@@ -63,7 +63,7 @@ func Open(path string) (*Handle, error) {
 	}
 	var lastErr error
 	for range maxOpenRetries {
-		real, links, err := resolve(path)
+		canon, links, err := resolve(path)
 		if errors.Is(err, errTreeChanged) {
 			lastErr = err
 			continue
@@ -75,7 +75,7 @@ func Open(path string) (*Handle, error) {
 			}
 			return nil, fmt.Errorf("resolve %s: %w", path, err)
 		}
-		h, err := openResolved(real)
+		h, err := openResolved(canon)
 		if err == nil {
 			h.Links = links
 			return h, nil
@@ -88,34 +88,19 @@ func Open(path string) (*Handle, error) {
 	return nil, fmt.Errorf("open %s: path keeps changing while it is resolved: %w", path, lastErr)
 }
 
-func openResolved(real string) (*Handle, error) {
+func openResolved(canon string) (*Handle, error) {
 	how := unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	}
-	fd, err := unix.Openat2(unix.AT_FDCWD, real, &how)
+	fd, err := unix.Openat2(unix.AT_FDCWD, canon, &how)
 	if errors.Is(err, unix.ENOSYS) {
-		fd, err = walkOpen(real, false)
+		fd, err = walkOpen(canon, false)
 	}
 	if err != nil {
 		return nil, err
 	}
-	h := &Handle{fd: fd, Path: real}
-	if err := h.Refresh(); err != nil {
-		h.Close()
-		return nil, err
-	}
-	return h, nil
-}
-
-// openResolvedWalk opens real the way openResolved does on kernels without
-// openat2.
-func openResolvedWalk(real string) (*Handle, error) {
-	fd, err := walkOpen(real, false)
-	if err != nil {
-		return nil, err
-	}
-	h := &Handle{fd: fd, Path: real}
+	h := &Handle{fd: fd, Path: canon}
 	if err := h.Refresh(); err != nil {
 		h.Close()
 		return nil, err

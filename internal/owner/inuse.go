@@ -33,10 +33,11 @@ type blockUse struct {
 // hands the guest the host's own filesystem. Missing sysfs entries mean
 // the device has no partitions or holders.
 func (p Policy) blockInUse(path string, rdev uint64) error {
-	use, err := p.readBlockUse()
+	h, err := p.state()
 	if err != nil {
 		return fmt.Errorf("cannot tell whether block device %s (%s) is in use: %w", path, devString(rdev), err)
 	}
+	use := h.use
 	type node struct {
 		dev   uint64
 		depth int
@@ -54,15 +55,15 @@ func (p Policy) blockInUse(path string, rdev uint64) error {
 		}
 		if mnt, ok := use.mounts[n.dev]; ok {
 			if what == "" {
-				return fmt.Errorf("block device %s (%s) is mounted at %s: giving it to QEMU would hand it the host's filesystem: %w", path, devString(rdev), mnt, ErrRefused)
+				return fmt.Errorf("block device %s (%s) is mounted at %s: giving it to QEMU would hand it the host's filesystem; unmount it first, or give the domain another device: %w", path, devString(rdev), mnt, ErrRefused)
 			}
-			return fmt.Errorf("block device %s (%s) holds mounted %s at %s: giving it to QEMU would hand it the host's filesystem: %w", path, devString(rdev), what, mnt, ErrRefused)
+			return fmt.Errorf("block device %s (%s) holds mounted %s at %s: giving it to QEMU would hand it the host's filesystem; unmount it first, or give the domain another device: %w", path, devString(rdev), what, mnt, ErrRefused)
 		}
 		if sw, ok := use.swaps[n.dev]; ok {
 			if what == "" {
-				return fmt.Errorf("block device %s (%s) is active swap (%s): giving it to QEMU would hand it the host's memory: %w", path, devString(rdev), sw, ErrRefused)
+				return fmt.Errorf("block device %s (%s) is active swap (%s): giving it to QEMU would hand it the host's memory; `swapoff` it first: %w", path, devString(rdev), sw, ErrRefused)
 			}
-			return fmt.Errorf("block device %s (%s) holds %s, active swap (%s): giving it to QEMU would hand it the host's memory: %w", path, devString(rdev), what, sw, ErrRefused)
+			return fmt.Errorf("block device %s (%s) holds %s, active swap (%s): giving it to QEMU would hand it the host's memory; `swapoff` it first: %w", path, devString(rdev), what, sw, ErrRefused)
 		}
 		if n.depth >= maxHolderDepth {
 			continue
@@ -103,27 +104,18 @@ func (p Policy) sysRoot() string {
 	return p.SysRoot
 }
 
-func (p Policy) readBlockUse() (blockUse, error) {
+func (p Policy) readBlockUse(mounts []mountEntry) (blockUse, error) {
 	use := blockUse{mounts: map[uint64]string{}, swaps: map[uint64]string{}}
-	mi := filepath.Join(p.procRoot(), "self", "mountinfo")
-	data, err := os.ReadFile(mi)
-	if err != nil {
-		return use, fmt.Errorf("read mount table: %w", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		dev, mnt, source, ok := parseMountinfo(line)
-		if !ok {
-			continue
-		}
-		if _, dup := use.mounts[dev]; !dup {
-			use.mounts[dev] = mnt
+	for _, m := range mounts {
+		if _, dup := use.mounts[m.dev]; !dup {
+			use.mounts[m.dev] = m.point
 		}
 		// btrfs (and some other filesystems) report an anonymous
 		// device number in field 3; the mount source names the real
 		// block device.
-		if src, ok := blockDevOf(source); ok {
+		if src, ok := blockDevOf(m.source); ok {
 			if _, dup := use.mounts[src]; !dup {
-				use.mounts[src] = mnt
+				use.mounts[src] = m.point
 			}
 		}
 	}
@@ -135,7 +127,7 @@ func (p Policy) readBlockUse() (blockUse, error) {
 	if err != nil {
 		return use, fmt.Errorf("read swap table: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: nothing to lose
 	sc := bufio.NewScanner(f)
 	first := true
 	for sc.Scan() {
@@ -158,30 +150,10 @@ func (p Policy) readBlockUse() (blockUse, error) {
 	return use, nil
 }
 
-// parseMountinfo reads one line of /proc/PID/mountinfo: "36 35 98:0
-// /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
+// parseMountinfo reads the fields of one mountinfo line blockInUse uses.
 func parseMountinfo(line string) (dev uint64, mnt, source string, ok bool) {
-	fields := strings.Fields(line)
-	if len(fields) < 5 {
-		return 0, "", "", false
-	}
-	maj, min, found := strings.Cut(fields[2], ":")
-	if !found {
-		return 0, "", "", false
-	}
-	ma, err1 := strconv.ParseUint(maj, 10, 32)
-	mi, err2 := strconv.ParseUint(min, 10, 32)
-	if err1 != nil || err2 != nil {
-		return 0, "", "", false
-	}
-	mnt = unescapeOctal(fields[4])
-	for i := 6; i+2 < len(fields); i++ {
-		if fields[i] == "-" {
-			source = unescapeOctal(fields[i+2])
-			break
-		}
-	}
-	return unix.Mkdev(uint32(ma), uint32(mi)), mnt, source, true
+	e, ok := parseMountEntry(line)
+	return e.dev, e.point, e.source, ok
 }
 
 // unescapeOctal undoes the kernel's \ooo escaping of spaces, tabs, newlines
@@ -271,11 +243,37 @@ func readDevFile(p string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", p, err)
 	}
-	maj, min, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
-	ma, err1 := strconv.ParseUint(maj, 10, 32)
-	mi, err2 := strconv.ParseUint(min, 10, 32)
+	majStr, minStr, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
+	ma, err1 := strconv.ParseUint(majStr, 10, 32)
+	mi, err2 := strconv.ParseUint(minStr, 10, 32)
 	if !ok || err1 != nil || err2 != nil {
 		return 0, fmt.Errorf("read %s: not a device number: %q", p, b)
 	}
 	return unix.Mkdev(uint32(ma), uint32(mi)), nil
+}
+
+// sgInUse refuses a SCSI generic node whose SCSI device also has a block
+// disk the host uses: through /dev/sgN QEMU reads and writes the same
+// disk the host has mounted (or swaps on, or holds with LVM, md...).
+// sysfs: /sys/dev/char/21:N/device is the SCSI device, its block/ the
+// disks it has.
+func (p Policy) sgInUse(path string, rdev uint64) error {
+	dir := filepath.Join(p.sysRoot(), "dev", "char", devString(rdev), "device", "block")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a SCSI device without a disk (tape, changer, ...)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot tell whether SCSI generic node %s is in use: %w", path, err)
+	}
+	for _, e := range ents {
+		disk, err := readDevFile(filepath.Join(dir, e.Name(), "dev"))
+		if err != nil {
+			return fmt.Errorf("cannot tell whether SCSI generic node %s is in use: %w", path, err)
+		}
+		if err := p.blockInUse("/dev/"+e.Name(), disk); err != nil {
+			return fmt.Errorf("SCSI generic node %s is the same device as disk %s: %w", path, e.Name(), err)
+		}
+	}
+	return nil
 }

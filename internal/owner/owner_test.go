@@ -20,6 +20,13 @@ func needRoot(t *testing.T) {
 	}
 }
 
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func owner(t *testing.T, p string) (uint32, uint32) {
 	t.Helper()
 	var st unix.Stat_t
@@ -121,11 +128,13 @@ func TestPolicyCheck(t *testing.T) {
 		{"file through symlinked dir", filepath.Join(dirLink, "shadow"), disk, pol, true},
 		{"protected dir itself", protected, Want{Types: domain.TypeDir}, pol, true},
 		{"dev null as disk", null, disk, pol, true},
-		{"dev null as chardev", null, Want{Types: domain.TypeChar}, pol, true},
-		{"virtual console as chardev", tty, Want{Types: domain.TypeChar}, pol, true},
-		{"serial port as chardev", ttyS, Want{Types: domain.TypeChar}, pol, false},
-		{"usb node right number", usb, Want{Types: domain.TypeChar, Rdev: unix.Mkdev(189, 5)}, pol, false},
-		{"usb node wrong number", usb, Want{Types: domain.TypeChar, Rdev: unix.Mkdev(189, 6)}, pol, true},
+		{"dev null as chardev", null, Want{Types: domain.TypeChar, Kind: domain.KindChardevDev}, pol, true},
+		{"virtual console as chardev", tty, Want{Types: domain.TypeChar, Kind: domain.KindChardevDev}, pol, true},
+		{"serial port as chardev", ttyS, Want{Types: domain.TypeChar, Kind: domain.KindChardevDev}, pol, false},
+		{"serial port as usb", ttyS, Want{Types: domain.TypeChar, Kind: domain.KindUSB}, pol, true},
+		{"usb node right number", usb, Want{Types: domain.TypeChar, Kind: domain.KindUSB, Rdev: unix.Mkdev(189, 5)}, pol, false},
+		{"usb node wrong number", usb, Want{Types: domain.TypeChar, Kind: domain.KindUSB, Rdev: unix.Mkdev(189, 6)}, pol, true},
+		{"usb node as a kind without char devices", usb, Want{Types: domain.TypeChar, Kind: domain.KindDisk}, pol, true},
 		{"usb node as disk", usb, disk, pol, true},
 		{"block device as disk", blk, disk, pol, false},
 		{"block device as usb", blk, Want{Types: domain.TypeChar}, pol, true},
@@ -171,12 +180,12 @@ func TestSymlinkSwapRace(t *testing.T) {
 		for i := 0; !stop.Load(); i++ {
 			os.Remove(evil)
 			os.Remove(benign)
-			os.Symlink(secret, evil)
-			os.Symlink(good, benign)
+			_ = os.Symlink(secret, evil)
+			_ = os.Symlink(good, benign)
 			if i%2 == 0 {
-				os.Rename(evil, name)
+				_ = os.Rename(evil, name)
 			} else {
-				os.Rename(benign, name)
+				_ = os.Rename(benign, name)
 			}
 		}
 	}()
@@ -184,8 +193,8 @@ func TestSymlinkSwapRace(t *testing.T) {
 	// the protected dir.
 	dirName := filepath.Join(root, "images")
 	realDir := filepath.Join(root, "real-images")
-	os.Mkdir(realDir, 0o755)
-	os.WriteFile(filepath.Join(realDir, "shadow"), nil, 0o600)
+	must(t, os.Mkdir(realDir, 0o755))
+	must(t, os.WriteFile(filepath.Join(realDir, "shadow"), nil, 0o600))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -193,11 +202,11 @@ func TestSymlinkSwapRace(t *testing.T) {
 			tmp := filepath.Join(root, "images.tmp")
 			os.Remove(tmp)
 			if i%2 == 0 {
-				os.Symlink(protected, tmp)
+				_ = os.Symlink(protected, tmp)
 			} else {
-				os.Symlink(realDir, tmp)
+				_ = os.Symlink(realDir, tmp)
 			}
-			os.Rename(tmp, dirName)
+			_ = os.Rename(tmp, dirName)
 		}
 	}()
 	chowned := 0
@@ -229,22 +238,24 @@ func TestSymlinkSwapRace(t *testing.T) {
 func TestOpenFileReopensSameInode(t *testing.T) {
 	root := t.TempDir()
 	p := filepath.Join(root, "img")
-	os.WriteFile(p, []byte("QFI\xfb"), 0o600)
+	must(t, os.WriteFile(p, []byte("QFI\xfb"), 0o600))
 	h, err := Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
 	// Replace the name: the handle still reads the original inode.
-	os.Rename(p, p+".old")
-	os.WriteFile(p, []byte("other"), 0o600)
+	must(t, os.Rename(p, p+".old"))
+	must(t, os.WriteFile(p, []byte("other"), 0o600))
 	f, err := h.OpenReader()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	b := make([]byte, 4)
-	f.ReadAt(b, 0)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
 	if string(b) != "QFI\xfb" {
 		t.Errorf("OpenFile read %q, want the inode opened first", b)
 	}
@@ -253,15 +264,19 @@ func TestOpenFileReopensSameInode(t *testing.T) {
 func TestOpenWalkFallback(t *testing.T) {
 	root := t.TempDir()
 	p := filepath.Join(root, "a")
-	os.WriteFile(p, nil, 0o600)
-	h, err := openResolvedWalk(p)
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := walkOpen(p, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.Close()
+	unix.Close(fd)
 	l := filepath.Join(root, "l")
-	os.Symlink(p, l)
-	if _, err := openResolvedWalk(l); !errors.Is(err, unix.ELOOP) {
-		t.Errorf("openResolvedWalk(symlink) = %v, want ELOOP", err)
+	if err := os.Symlink(p, l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := walkOpen(l, false); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("walkOpen(symlink) = %v, want ELOOP", err)
 	}
 }

@@ -3,7 +3,6 @@ package owner
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -37,6 +36,10 @@ type Policy struct {
 	// Check reads ProcRoot/self/mountinfo, ProcRoot/swaps and
 	// SysRoot/dev/block/MAJ:MIN/ for block devices.
 	ProcRoot, SysRoot string
+
+	// host holds the tables Snapshot read; nil makes Check read them
+	// for every call.
+	host *hostState
 }
 
 // Want describes the inode a resource must be.
@@ -45,9 +48,10 @@ type Want struct {
 	// Rdev, when non-zero, is the exact device number a device node must
 	// have (e.g. a USB node must be the device sysfs named).
 	Rdev uint64
-	// Misc permits character devices of the misc major (10), which hold
-	// /dev/vhost-scsi and friends; other resources never need them.
-	Misc bool
+	// Kind is the resource the inode is for. It picks the character
+	// devices it may be (the allowlist in chardev.go); a kind with no
+	// entry there may be no character device.
+	Kind domain.Kind
 	// LinkOwners are further uids whose symlinks may lead to the inode,
 	// besides root and the inode's current owner. A caller that knows
 	// the owner the inode had before the hook changed it (from its
@@ -80,26 +84,48 @@ func (p Policy) Check(h *Handle, w Want) error {
 	if dir, ok := p.protectedBy(h.Path); ok {
 		return fmt.Errorf("%s is under protected directory %s (protected_paths in %s): %w", h.Path, dir, p.configName(), ErrRefused)
 	}
+	host, err := p.state()
+	if err != nil {
+		return fmt.Errorf("cannot tell whether %s is protected: %w", h.Path, err)
+	}
+	if dir, ok := host.protectedInode(h); ok {
+		return fmt.Errorf("%s is inside protected directory %s (reached through a mount of it): point the XML at a copy outside it, or remove the directory from protected_paths in %s: %w", h.Path, dir, p.configName(), ErrRefused)
+	}
 	if err := checkLinks(h, w); err != nil {
 		return err
 	}
 	mode := h.Stat.Mode & unix.S_IFMT
 	t := typeOf(mode)
 	if t == 0 || w.Types&t == 0 {
-		return fmt.Errorf("%s is a %s, expected %s: %w", h.Path, TypeName(t), typesString(w.Types), ErrRefused)
+		return fmt.Errorf("%s is a %s, expected %s: point the XML at the right file, or give the element the type of this one (<disk type='block'> for a block device): %w", h.Path, TypeName(t), typesString(w.Types), ErrRefused)
 	}
 	if mode == unix.S_IFREG && h.Stat.Nlink > 1 && !p.AllowHardlinks {
-		return fmt.Errorf("%s has %d hard links; another name may be a file QEMU must not get (allow_hardlinks in %s): %w", h.Path, h.Stat.Nlink, p.configName(), ErrRefused)
+		return fmt.Errorf("%s has %d hard links; another name may be a file QEMU must not get: copy the file, remove its other names, or set allow_hardlinks = 1 in %s: %w", h.Path, h.Stat.Nlink, p.configName(), ErrRefused)
+	}
+	if mode == unix.S_IFREG {
+		if err := host.kernelFile(h); err != nil {
+			return err
+		}
 	}
 	if mode == unix.S_IFCHR || mode == unix.S_IFBLK {
 		rdev := uint64(h.Stat.Rdev)
 		if w.Rdev != 0 && rdev != w.Rdev {
-			return fmt.Errorf("%s is device %d:%d, expected %d:%d: %w", h.Path, unix.Major(rdev), unix.Minor(rdev), unix.Major(w.Rdev), unix.Minor(w.Rdev), ErrRefused)
+			return fmt.Errorf("%s is device %d:%d, expected %d:%d as sysfs says: the node is stale or planted; recreate it (`udevadm trigger`) and check who can write its directory: %w", h.Path, unix.Major(rdev), unix.Minor(rdev), unix.Major(w.Rdev), unix.Minor(w.Rdev), ErrRefused)
 		}
-		if mode == unix.S_IFCHR && forbiddenChar(unix.Major(rdev), unix.Minor(rdev), w.Misc) {
-			return fmt.Errorf("%s is character device %d:%d, which no domain resource may be: %w", h.Path, unix.Major(rdev), unix.Minor(rdev), ErrRefused)
+		if mode == unix.S_IFCHR {
+			if err := p.checkChar(h.Path, w.Kind, rdev, w.Rdev != 0); err != nil {
+				return err
+			}
+			if unix.Major(rdev) == sgMajor {
+				if err := p.sgInUse(h.Path, rdev); err != nil {
+					return err
+				}
+			}
 		}
 		if mode == unix.S_IFBLK {
+			if err := host.kernelFile(h); err != nil {
+				return err
+			}
 			if err := p.blockInUse(h.Path, rdev); err != nil {
 				return err
 			}
@@ -133,32 +159,15 @@ func checkLinks(h *Handle, w Want) error {
 		if l.Path == "/proc" || strings.HasPrefix(l.Path, "/proc/") {
 			// /proc's links are magic (self, fd/N, PID/root): resolved as
 			// text they name another file than the kernel would open.
-			return fmt.Errorf("symlink %s is under /proc: its target is not a path the hook can follow safely: %w", l.Path, ErrRefused)
+			return fmt.Errorf("symlink %s is under /proc: its target is not a path the hook can follow safely; name the real path in the XML: %w", l.Path, ErrRefused)
 		}
 		if l.UID == 0 || l.UID == uid || slices.Contains(w.LinkOwners, l.UID) {
 			continue
 		}
-		return fmt.Errorf("symlink %s (-> %s) is owned by uid %d, but leads to %s, owned by uid %d: a user's symlink may only lead to that user's own files: %w",
+		return fmt.Errorf("symlink %s (-> %s) is owned by uid %d, but leads to %s, owned by uid %d: a user's symlink may only lead to that user's own files; make the link as root, or name the real path in the XML: %w",
 			l.Path, l.Target, l.UID, h.Path, uid, ErrLinkOwner)
 	}
 	return nil
-}
-
-// forbiddenChar lists character devices that give whoever owns them the
-// host: memory and entropy devices (major 1: mem, kmem, null, port, zero,
-// full, random, kmsg...), virtual consoles (major 4, minors < 64), the
-// controlling tty, console and ptmx (major 5), and misc devices (major 10,
-// /dev/kvm, /dev/fuse, ...) unless the resource is one.
-func forbiddenChar(major, minor uint32, misc bool) bool {
-	switch major {
-	case 1, 5:
-		return true
-	case 4:
-		return minor < 64
-	case 10:
-		return !misc
-	}
-	return false
 }
 
 func (p Policy) protectedBy(path string) (string, bool) {
@@ -168,13 +177,6 @@ func (p Policy) protectedBy(path string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// Protects reports whether a path falls under a protected directory; the
-// path should be canonical.
-func (p Policy) Protects(path string) bool {
-	_, ok := p.protectedBy(filepath.Clean(path))
-	return ok
 }
 
 func (p Policy) configName() string {
@@ -245,7 +247,7 @@ func claimed(h *Handle) error {
 	fd, err := unix.Open(h.fdPath(), unix.O_RDONLY|unix.O_EXCL|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	runtime.KeepAlive(h)
 	if errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("block device %s is in use by the kernel (mounted, swap, or claimed by device-mapper, md, btrfs...): giving it to QEMU would hand it the host's data: %w", h.Path, ErrRefused)
+		return fmt.Errorf("block device %s is in use by the kernel (mounted, swap, or claimed by device-mapper, md, btrfs...): giving it to QEMU would hand it the host's data; stop what holds it first, or give the domain another device: %w", h.Path, ErrRefused)
 	}
 	if err == nil {
 		unix.Close(fd)

@@ -67,6 +67,13 @@ func newAtkTree(t *testing.T) *atkTree {
 		state: filepath.Join(root, "state"),
 		sys:   sysfs.Root{Sys: filepath.Join(root, "sys"), Dev: filepath.Join(root, "dev")},
 	}
+	// The images' directory belongs to their owner, as a user's own
+	// image directory does; one only root can write is the admin's
+	// store, where other rules apply (TestAdminStore).
+	tr.mkdir(tr.img)
+	if err := os.Chown(tr.img, atkImage, atkImage); err != nil {
+		t.Fatal(err)
+	}
 	tr.secret = filepath.Join(tr.etc, "secret")
 	tr.write(tr.secret, "root:secret\n", 0)
 	tr.write(filepath.Join(tr.etc, "sub", "x"), "", 0)
@@ -308,7 +315,7 @@ func TestAttackRefused(t *testing.T) {
 				tr.qcow2(filepath.Join(tr.img, "top.qcow2"), filepath.Join(tr.root, "home", "bashrc"), "raw", atkImage)
 				return atkDisk("qcow2", "$ROOT/img/top.qcow2")
 			},
-			wantPath: "$ROOT/home/bashrc", wantMsg: "neither beside an image the domain XML names", refused: true,
+			wantPath: "$ROOT/home/bashrc", wantMsg: "neither in the directory of the image naming it", refused: true,
 		},
 		{
 			// A missing optional cdrom named in / must not make / a place
@@ -320,7 +327,7 @@ func TestAttackRefused(t *testing.T) {
 				return strings.Replace(atkDisk("qcow2", "$ROOT/img/top.qcow2"), "</devices>",
 					"<disk type='file' device='cdrom'><source file='/missing-dachook.iso' startupPolicy='optional'/><target dev='hdc'/><readonly/></disk></devices>", 1)
 			},
-			wantPath: "$ROOT/srv/rootfile", wantMsg: "neither beside an image", refused: true,
+			wantPath: "$ROOT/srv/rootfile", wantMsg: "neither in the directory of the image naming it", refused: true,
 		},
 		{
 			// An image directory that is a home: its dotfiles are not
@@ -347,7 +354,7 @@ func TestAttackRefused(t *testing.T) {
 				tr.qcow2(filepath.Join(tmp, "top.qcow2"), "planted", "raw", atkImage)
 				return atkDisk("qcow2", "$ROOT/tmp/top.qcow2")
 			},
-			wantPath: "$ROOT/tmp/planted", wantMsg: "neither beside an image", refused: true,
+			wantPath: "$ROOT/tmp/planted", wantMsg: "neither in the directory of the image naming it", refused: true,
 		},
 		{
 			name: "header names block device",

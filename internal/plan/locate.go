@@ -19,7 +19,7 @@ import (
 
 // locate finds the host path(s) of r and what the inode there must be.
 func (b *builder) locate(r *domain.Resource) ([]string, owner.Want, error) {
-	want := owner.Want{Types: r.Expect, Misc: r.Kind.MiscDevice()}
+	want := owner.Want{Types: r.Expect, Kind: r.Kind}
 	if want.Types == 0 {
 		want.Types = domain.TypeRegular
 	}
@@ -133,18 +133,28 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 	case err != nil:
 		return b.fail(r, st.Path, err)
 	}
+	if n := len(info.Extents); n > MaxFilesPerImage {
+		return b.fail(r, st.Path, fmt.Errorf("domain %s: the %s header of %s lists %d extent files, more than the %d the hook follows for one image; a forged descriptor can do this: check the image, or convert it to fewer extents (`qemu-img convert -O vmdk -o subformat=monolithicSparse`): %w",
+			b.plan.Domain, format, st.Path, n, MaxFilesPerImage, owner.ErrRefused))
+	}
 	if info.DataFile != "" {
+		if err := b.checkHeaderName(st.Path, joinHeaderName(given, info.DataFile)); err != nil {
+			return b.fail(r, st.Path, err)
+		}
 		dr := &domain.Resource{Kind: domain.KindDataFile, From: baseFrom(r.From) + " → data-file",
 			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
-		if err := b.file(dr, joinHeaderName(given, info.DataFile), owner.Want{Types: dr.Expect}, depth, visiting, st); err != nil {
+		if err := b.file(dr, joinHeaderName(given, info.DataFile), owner.Want{Types: dr.Expect, Kind: dr.Kind}, depth, visiting, st); err != nil {
 			return err
 		}
 	}
 	for i, ext := range info.Extents {
 		p := joinHeaderName(given, ext)
+		if err := b.checkHeaderName(st.Path, p); err != nil {
+			return b.fail(r, st.Path, err)
+		}
 		er := &domain.Resource{Kind: domain.KindExtent, From: fmt.Sprintf("%s → extent[%d]", baseFrom(r.From), i+1),
 			Expect: domain.TypeRegular, ReadOnly: r.ReadOnly, Label: r.Label, Skip: r.Skip}
-		if err := b.file(er, p, owner.Want{Types: er.Expect}, depth, visiting, st); err != nil {
+		if err := b.file(er, p, owner.Want{Types: er.Expect, Kind: er.Kind}, depth, visiting, st); err != nil {
 			return err
 		}
 	}
@@ -160,12 +170,15 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 		return b.fail(r, st.Path, fmt.Errorf("the format of backing file %q is not recorded in the image, and libvirt does not probe it: run `qemu-img rebase -u -F <format> -b %s %s`", name, name, st.Path))
 	}
 	p := joinHeaderName(given, name)
+	if err := b.checkHeaderName(st.Path, p); err != nil {
+		return b.fail(r, st.Path, err)
+	}
 	br := &domain.Resource{
 		Kind: domain.KindBacking, From: fmt.Sprintf("%s → backing[%d]", baseFrom(r.From), depth+1),
 		Expect: domain.TypeRegular, ReadOnly: true, Format: info.BackingFormat, ProbeBacking: true,
 		Label: r.Label, Skip: r.Skip,
 	}
-	return b.file(br, p, owner.Want{Types: br.Expect}, depth+1, visiting, st)
+	return b.file(br, p, owner.Want{Types: br.Expect, Kind: br.Kind}, depth+1, visiting, st)
 }
 
 // joinHeaderName resolves a name from the header of the image opened as
@@ -179,59 +192,6 @@ func joinHeaderName(given, name string) string {
 		return name
 	}
 	return given[:strings.LastIndexByte(given, '/')+1] + name
-}
-
-// checkHeaderNamed applies the rules for files named by an image header
-// rather than by the XML. Headers are writable by QEMU, so the file must be
-// in backing_paths when that is set, and otherwise next to (in or below the
-// directory of) an image the XML names or in DefaultBackingDirs; and it
-// must be owned by root, the target, or the owner of the image naming it.
-// Without the place rule a rewritten header could name any root-owned file
-// (/root/.bashrc) and get it chowned to QEMU.
-func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step) error {
-	if len(b.env.BackingPaths) > 0 {
-		if !under(h.Path, b.env.BackingPaths) {
-			return fmt.Errorf("image header of %s names %s, outside backing_paths: %w", parent.Path, h.Path, owner.ErrRefused)
-		}
-	} else if !under(h.Path, DefaultBackingDirs) && !besideImage(h.Path, b.imageDirs) {
-		return fmt.Errorf("image header of %s names %s, which is neither beside an image the domain XML names (hidden files excluded) nor in %s; list its directory in backing_paths if it is a real backing file: %w",
-			parent.Path, h.Path, strings.Join(DefaultBackingDirs, ", "), owner.ErrRefused)
-	}
-	if b.env.AnyBackingOwner {
-		return nil
-	}
-	uid, _ := h.Owner()
-	if uid == 0 || (parent.Target != nil && uid == parent.Target.UID) || (parent.Current != nil && uid == parent.Current.UID) {
-		return nil
-	}
-	return fmt.Errorf("image header of %s names %s, owned by uid %d: neither root, the QEMU user nor the owner of the image naming it (backing_any_owner): %w", parent.Path, h.Path, uid, owner.ErrRefused)
-}
-
-// DefaultBackingDirs are where header-named backing files may always live
-// when backing_paths is not set: libvirt's default image pool.
-var DefaultBackingDirs = []string{"/var/lib/libvirt/images"}
-
-// besideImage reports whether p is in or below one of dirs without passing
-// through a hidden name: an image directory that is also someone's home
-// holds .bashrc and .ssh/authorized_keys, which no header may name.
-func besideImage(p string, dirs []string) bool {
-	for _, d := range dirs {
-		rel, err := filepath.Rel(d, p)
-		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
-			continue
-		}
-		hidden := false
-		for _, part := range strings.Split(rel, "/") {
-			if strings.HasPrefix(part, ".") {
-				hidden = true
-				break
-			}
-		}
-		if !hidden {
-			return true
-		}
-	}
-	return false
 }
 
 func under(p string, dirs []string) bool {

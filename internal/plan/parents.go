@@ -2,7 +2,9 @@ package plan
 
 import (
 	"fmt"
+	"os/user"
 	"path/filepath"
+	"strconv"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
@@ -72,7 +74,11 @@ func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error 
 		h.Close()
 		return b.fail(r, dir, fmt.Errorf("directory is not searchable by uid %d, so QEMU cannot reach %s: run `setfacl -m u:%d:x %s` (or set parent_search_acl = 1)", uid, st.Path, uid, dir))
 	}
-	if err := b.env.Policy.Check(h, owner.Want{Types: domain.TypeDir}); err != nil {
+	if err := linkOwnersCanSearch(st, dir, a, duid, dgid, uid); err != nil {
+		h.Close()
+		return b.fail(r, dir, err)
+	}
+	if err := b.env.Policy.Check(h, owner.Want{Types: domain.TypeDir, Kind: domain.KindParentDir}); err != nil {
 		h.Close()
 		return b.fail(r, dir, fmt.Errorf("QEMU (uid %d) needs search permission on it to reach %s: %w", uid, st.Path, err))
 	}
@@ -88,6 +94,10 @@ func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error 
 	} else if len(c.Widened) > 0 {
 		step.Reason += fmt.Sprintf("; the mask gains x, which also gives %s search until release", acl.ACL(c.Widened).String())
 	}
+	if err := b.countStep(step); err != nil {
+		h.Close()
+		return b.fail(r, dir, err)
+	}
 	b.plan.Steps = append(b.plan.Steps, step)
 	return nil
 }
@@ -100,6 +110,53 @@ func withoutUser(a acl.ACL, uid uint32) acl.ACL {
 			continue
 		}
 		out = append(out, e)
+	}
+	return out
+}
+
+// linkOwnersCanSearch refuses to open dir for QEMU when a user's symlink
+// led to st and that user could not search dir: the link would turn the
+// hook into a way past a directory (root's 0700 home, say) its owner was
+// kept out of. The decision is the kernel's (acl.Allowed) for the link
+// owner's uid and groups.
+func linkOwnersCanSearch(st *Step, dir string, a acl.ACL, duid, dgid, qemu uint32) error {
+	if st.Handle == nil {
+		return nil
+	}
+	for _, uid := range owner.LinkUIDs(st.Handle) {
+		if a.Allowed(duid, dgid, uid, userGroups(uid), acl.Exec) {
+			continue
+		}
+		link := ""
+		for _, l := range st.Handle.Links {
+			if l.UID == uid {
+				link = l.Path
+				break
+			}
+		}
+		return fmt.Errorf("QEMU would need search permission on it to reach %s, but uid %d, who owns the symlink %s leading there, cannot search it; the hook grants no access a link's owner lacks: point the XML at a path that owner can reach, or grant it by hand (`setfacl -m u:%d:x %s`): %w",
+			st.Path, uid, link, qemu, dir, owner.ErrRefused)
+	}
+	return nil
+}
+
+// userGroups is the primary and supplementary groups of uid from the
+// password and group databases; nil when uid has no entry, which can only
+// make the link owner less able to search.
+func userGroups(uid uint32) []uint32 {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return nil
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		ids = []string{u.Gid}
+	}
+	var out []uint32
+	for _, s := range ids {
+		if g, err := strconv.ParseUint(s, 10, 32); err == nil {
+			out = append(out, uint32(g))
+		}
 	}
 	return out
 }

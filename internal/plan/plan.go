@@ -6,9 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
@@ -55,6 +52,11 @@ type Step struct {
 	// labels it too (and restores it, often wrongly, before the hook's
 	// release). Set by the caller, which knows the mode.
 	By string `json:"by,omitempty"`
+
+	// HeaderCheck is set on files an image header named: what the owner
+	// rule for them assumed. The plan is built without the journal lock,
+	// so prepare re-checks it under the lock (OwnerCheck.Recheck).
+	HeaderCheck *OwnerCheck `json:"-"`
 
 	// LinkOwners, when set, are owners of symlinks on the way to a file
 	// QEMU holds already; prepare accepts them only if the journal says
@@ -111,6 +113,12 @@ type Env struct {
 	// StdioFile is true when qemu.conf says stdio_handler = "file": QEMU,
 	// not virtlogd, opens chardev output files.
 	StdioFile bool
+	// RecordedOwner looks an inode up in the journal: the owner it had
+	// before the hook first gave it to QEMU, if the journal holds it.
+	// The owner rule for header-named files judges by that owner, so a
+	// file another domain holds (owned by QEMU now) is not taken for
+	// QEMU's own. nil means no journal: the current owner counts.
+	RecordedOwner func(dev, ino uint64) (uid, gid uint32, ok bool)
 	// Tolerant makes problems steps with Action Error instead of failing
 	// the whole plan (the dry run and doctor use it).
 	Tolerant bool
@@ -147,6 +155,13 @@ func (p *Plan) Close() {
 // the build (all handles closed) with a *StepError.
 func Build(d *domain.Domain, env Env) (*Plan, error) {
 	p := &Plan{Domain: d.Name, UUID: d.UUID, Notes: append([]string(nil), d.Notes...)}
+	// One look at the host's mounts, swap and loop devices for the
+	// whole plan, not one per file.
+	pol, err := env.Policy.Snapshot()
+	if err != nil {
+		return nil, &StepError{From: "host mount table", Err: err}
+	}
+	env.Policy = pol
 	b := &builder{env: env, plan: p, seen: make(map[owner.ID]*Step), dirsDone: make(map[string]bool)}
 	if err := b.build(d); err != nil {
 		p.Close()
@@ -161,10 +176,12 @@ type builder struct {
 	seen map[owner.ID]*Step
 	// dirsDone holds "uid:dir" pairs whose search permission is settled.
 	dirsDone map[string]bool
-	// imageDirs are the canonical directories of the images the XML
-	// names; files named by image headers must be in or below one of
-	// them (unless backing_paths says otherwise).
-	imageDirs []string
+	// poolDirs are the target directories of libvirt's dir, fs and
+	// netfs pools, read once when a header first needs them.
+	poolDirs  []string
+	poolsRead bool
+	// pathBytes counts the path and element text of every step so far.
+	pathBytes int
 	// domainTarget is the owner for resources without their own label;
 	// nil when the domain needs nothing changed.
 	domainTarget *Owner
@@ -307,8 +324,9 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 			linkOwners = w.LinkOwners
 		}
 	}
+	var hc *OwnerCheck
 	if err == nil && headerOf != nil {
-		err = b.checkHeaderNamed(h, headerOf)
+		hc, err = b.checkHeaderNamed(h, headerOf, r.Kind == domain.KindBacking)
 		if err != nil {
 			h.Close()
 			return b.fail(r, given, err)
@@ -344,11 +362,13 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	} else {
 		st.Action = Chown
 	}
+	st.HeaderCheck = hc
+	if err := b.countStep(st); err != nil {
+		h.Close()
+		return b.fail(r, given, err)
+	}
 	b.seen[id] = st
 	b.plan.Steps = append(b.plan.Steps, st)
-	if headerOf == nil && r.Kind.HeaderNamesFiles() {
-		b.addImageDir(st)
-	}
 	if err := b.parents(st, target.UID, gids); err != nil {
 		return err
 	}
@@ -361,21 +381,4 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		return b.chain(r, st, given, depth, visiting)
 	}
 	return nil
-}
-
-// addImageDir allows header-named files beside an image the XML names and
-// the hook has opened and accepted (st.Path is canonical). Directories that
-// hold other things than images are never allowed: "/", root's home, and
-// sticky world-writable ones (/tmp, /var/tmp, /dev/shm), where anyone
-// could have put what a forged header names.
-func (b *builder) addImageDir(st *Step) {
-	dir := filepath.Dir(st.Path)
-	if dir == "/" || dir == "/root" || slices.Contains(b.imageDirs, dir) {
-		return
-	}
-	var fi unix.Stat_t
-	if err := unix.Stat(dir, &fi); err != nil || (fi.Mode&unix.S_ISVTX != 0 && fi.Mode&0o002 != 0) {
-		return
-	}
-	b.imageDirs = append(b.imageDirs, dir)
 }

@@ -25,6 +25,13 @@ func needRoot(t *testing.T) {
 	}
 }
 
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func write(t *testing.T, p string, data string, uid int) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -82,22 +89,22 @@ const head = `<domain type='qemu'><name>vm</name><memory>65536</memory><os><type
 func TestBuild(t *testing.T) {
 	needRoot(t)
 	root := t.TempDir()
-	os.Chmod(root, 0o755)
-	os.Chmod(filepath.Dir(root), 0o755)
-	defer os.Chmod(filepath.Dir(root), 0o700)
+	must(t, os.Chmod(root, 0o755))
+	must(t, os.Chmod(filepath.Dir(root), 0o755))
+	t.Cleanup(func() { must(t, os.Chmod(filepath.Dir(root), 0o700)) })
 	img := filepath.Join(root, "img")
 	write(t, filepath.Join(img, "a.raw"), "", 1000)
 	write(t, filepath.Join(img, "b.raw"), "", 1000)
 	write(t, filepath.Join(img, "mine.raw"), "", qemuUID)
-	os.Chown(filepath.Join(img, "mine.raw"), qemuUID, qemuGID)
-	os.Symlink("a.raw", filepath.Join(img, "link-to-a.raw"))
-	os.MkdirAll(filepath.Join(root, "pipes"), 0o755)
+	must(t, os.Chown(filepath.Join(img, "mine.raw"), qemuUID, qemuGID))
+	must(t, os.Symlink("a.raw", filepath.Join(img, "link-to-a.raw")))
+	must(t, os.MkdirAll(filepath.Join(root, "pipes"), 0o755))
 	for _, name := range []string{"p.in", "p.out", "single"} {
 		p := filepath.Join(root, "pipes", name)
 		if err := unix.Mkfifo(p, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		os.Chown(p, 1000, 1000)
+		must(t, os.Chown(p, 1000, 1000))
 	}
 	write(t, filepath.Join(root, "pool", "vol1.raw"), "", 1000)
 	write(t, filepath.Join(root, "pools", "p1.xml"), "<pool type='dir'><name>p1</name><target><path>"+filepath.Join(root, "pool")+"</path></target></pool>", 0)
@@ -109,7 +116,7 @@ func TestBuild(t *testing.T) {
 		write(t, filepath.Join(usb, name), val+"\n", 0)
 	}
 	node := filepath.Join(root, "dev", "bus", "usb", "001", "004")
-	os.MkdirAll(filepath.Dir(node), 0o755)
+	must(t, os.MkdirAll(filepath.Dir(node), 0o755))
 	if err := unix.Mknod(node, unix.S_IFCHR|0o600, int(unix.Mkdev(189, 3))); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +218,10 @@ func TestBackingChainMatchesQemuImg(t *testing.T) {
 	needRoot(t)
 	root := t.TempDir()
 	dir := filepath.Join(root, "img")
-	os.MkdirAll(filepath.Join(dir, "base"), 0o755)
+	must(t, os.MkdirAll(filepath.Join(dir, "base"), 0o755))
+	// img is a dir pool's target, so header-named images may be in its
+	// subdirectories, as libvirt's own pools have them.
+	write(t, filepath.Join(root, "pools", "images.xml"), "<pool type='dir'><name>images</name><target><path>"+dir+"</path></target></pool>", 0)
 	// raw ← qed (backing format raw, the only one QED records) ← qcow2 v3
 	// with an absolute name ← qcow2 v2 with a relative one.
 	qemuImg(t, "create", "-q", "-f", "raw", filepath.Join(dir, "base", "b0.raw"), "1M")
@@ -247,18 +257,18 @@ func TestBackingChainMatchesQemuImg(t *testing.T) {
 func TestParentDirectories(t *testing.T) {
 	needRoot(t)
 	root := t.TempDir()
-	os.Chmod(filepath.Dir(root), 0o755)
-	defer os.Chmod(filepath.Dir(root), 0o700)
-	os.Chmod(root, 0o755)
+	must(t, os.Chmod(filepath.Dir(root), 0o755))
+	t.Cleanup(func() { must(t, os.Chmod(filepath.Dir(root), 0o700)) })
+	must(t, os.Chmod(root, 0o755))
 	// home/alice is 0700 two levels above the image; group/ is searchable
 	// through a supplementary group; acl/ has a mask that hides x.
 	home := filepath.Join(root, "home", "alice")
 	write(t, filepath.Join(home, "vms", "a.raw"), "", 1000)
-	os.Chmod(home, 0o700)
+	must(t, os.Chmod(home, 0o700))
 	grp := filepath.Join(root, "group")
 	write(t, filepath.Join(grp, "b.raw"), "", 1000)
-	os.Chown(grp, 0, 4242)
-	os.Chmod(grp, 0o710)
+	must(t, os.Chown(grp, 0, 4242))
+	must(t, os.Chmod(grp, 0o710))
 	xml := head + `<devices>
 		<disk type='file' device='disk'><source file='$ROOT/home/alice/vms/a.raw'/><target dev='vda'/></disk>
 		<disk type='file' device='disk'><source file='$ROOT/group/b.raw'/><target dev='vdb'/></disk></devices></domain>`
@@ -295,13 +305,13 @@ func TestParentDirectories(t *testing.T) {
 func TestStateDirsForLabelledDomain(t *testing.T) {
 	needRoot(t)
 	root := t.TempDir()
-	os.Chmod(root, 0o755)
-	os.Chmod(filepath.Dir(root), 0o755)
-	defer os.Chmod(filepath.Dir(root), 0o700)
+	must(t, os.Chmod(root, 0o755))
+	must(t, os.Chmod(filepath.Dir(root), 0o755))
+	t.Cleanup(func() { must(t, os.Chmod(filepath.Dir(root), 0o700)) })
 	state := filepath.Join(root, "lib", "qemu")
-	os.MkdirAll(state, 0o755)
-	os.Chmod(state, 0o750)
-	os.Chown(state, qemuUID, qemuGID)
+	must(t, os.MkdirAll(state, 0o755))
+	must(t, os.Chmod(state, 0o750))
+	must(t, os.Chown(state, qemuUID, qemuGID))
 	e := env(root)
 	e.StateDirs = []string{state, filepath.Join(root, "absent")}
 	plain := `<domain type='qemu'><name>vm</name><memory>65536</memory><os><type>hvm</type></os>`
@@ -327,7 +337,7 @@ func TestExternalDataFile(t *testing.T) {
 	needRoot(t)
 	root := t.TempDir()
 	dir := filepath.Join(root, "img")
-	os.MkdirAll(dir, 0o755)
+	must(t, os.MkdirAll(dir, 0o755))
 	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "data.bin"), filepath.Join(dir, "top.qcow2"), "1M")
 	p, err := build(t, root, head+`<devices><disk type='file' device='disk'><driver type='qcow2'/><source file='$ROOT/img/top.qcow2'/><target dev='vda'/></disk></devices></domain>`, env(root))
 	if err != nil {

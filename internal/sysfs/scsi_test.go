@@ -12,9 +12,9 @@ func scsiHost(t *testing.T) *tree {
 	tr := newTree(t)
 	// As on a real host, bus/scsi/devices holds links to the device
 	// directories; scsi_generic/sgN/dev is the kernel's number.
-	real := "devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0"
-	tr.file(real+"/scsi_generic/sg0/dev", "21:0")
-	tr.link("bus/scsi/devices/0:0:0:0", "../../../"+real)
+	devDir := "devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0"
+	tr.file(devDir+"/scsi_generic/sg0/dev", "21:0")
+	tr.link("bus/scsi/devices/0:0:0:0", "../../../"+devDir)
 	tr.node("sg0", 21, 0)
 
 	tr.dir("bus/scsi/devices/2:0:1:3/scsi_generic/sg5") // no dev attribute: 21:5 assumed

@@ -100,7 +100,9 @@ func readValue(p string) (string, error) {
 		return "", &os.PathError{Op: "open", Path: p, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), p)
-	defer f.Close()
+	// A close error on a read-only descriptor says nothing about what
+	// was read.
+	defer func() { _ = f.Close() }()
 	buf, err := io.ReadAll(io.LimitReader(f, maxValueSize+1))
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", p, err)

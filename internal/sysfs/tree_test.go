@@ -85,20 +85,20 @@ func (tr *tree) node(rel string, major, minor uint32) {
 // attribute; "auto" writes the number the kernel would.
 func (tr *tree) usb(name string, bus, dev uint32, vendor, product, devAttr string) {
 	tr.t.Helper()
-	real := filepath.Join("devices/pci0000:00/0000:00:14.0", name)
-	tr.file(real+"/idVendor", vendor)
-	tr.file(real+"/idProduct", product)
-	tr.file(real+"/busnum", itoa(bus))
-	tr.file(real+"/devnum", itoa(dev))
+	devDir := filepath.Join("devices/pci0000:00/0000:00:14.0", name)
+	tr.file(devDir+"/idVendor", vendor)
+	tr.file(devDir+"/idProduct", product)
+	tr.file(devDir+"/busnum", itoa(bus))
+	tr.file(devDir+"/devnum", itoa(dev))
 	minor := (bus-1)*128 + dev - 1
 	switch devAttr {
 	case "":
 	case "auto":
-		tr.file(real+"/dev", "189:"+itoa(minor))
+		tr.file(devDir+"/dev", "189:"+itoa(minor))
 	default:
-		tr.file(real+"/dev", devAttr)
+		tr.file(devDir+"/dev", devAttr)
 	}
-	tr.link("bus/usb/devices/"+name, "../../../"+real)
+	tr.link("bus/usb/devices/"+name, "../../../"+devDir)
 	tr.node(filepath.Join("bus/usb", pad3(bus), pad3(dev)), 189, minor)
 }
 

@@ -13,12 +13,12 @@ const mdevUUID = "c2177883-f1bb-47f0-914d-32a22e3a8804"
 func vfioHost(t *testing.T) *tree {
 	tr := newTree(t)
 	pci := func(addr, group string) {
-		real := "devices/pci0000:00/" + addr
-		tr.file(real+"/vendor", "0x8086")
+		devDir := "devices/pci0000:00/" + addr
+		tr.file(devDir+"/vendor", "0x8086")
 		if group != "" {
-			tr.link(real+"/iommu_group", "../../../kernel/iommu_groups/"+group)
+			tr.link(devDir+"/iommu_group", "../../../kernel/iommu_groups/"+group)
 		}
-		tr.link("bus/pci/devices/"+addr, "../../../"+real)
+		tr.link("bus/pci/devices/"+addr, "../../../"+devDir)
 	}
 	vfio := func(group string, minor uint32) {
 		tr.file("class/vfio/"+group+"/dev", "243:"+itoa(minor))

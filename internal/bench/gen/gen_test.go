@@ -141,7 +141,7 @@ func readInfo(t *testing.T, p string) image.Info {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := image.Read(f, st.Size())
+	info, err := image.ReadFormat(f, st.Size(), image.FormatQcow2)
 	if err != nil {
 		t.Fatalf("image.Read(%s): %v", p, err)
 	}

@@ -1,0 +1,294 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+)
+
+// fakeJournal is a datagram socket standing in for journald's.
+type fakeJournal struct {
+	t    *testing.T
+	path string
+	conn *net.UnixConn
+}
+
+func newFakeJournal(t *testing.T) *fakeJournal {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "socket")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &fakeJournal{t: t, path: p, conn: conn}
+}
+
+// next receives one entry, reading a passed memfd the way journald does,
+// and parses it.
+func (j *fakeJournal) next() map[string]string {
+	j.t.Helper()
+	buf := make([]byte, 1<<20)
+	oob := make([]byte, unix.CmsgSpace(4))
+	if err := j.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		j.t.Fatal(err)
+	}
+	n, oobn, _, _, err := j.conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		j.t.Fatalf("no journal entry received: %v", err)
+	}
+	data := buf[:n]
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			j.t.Fatalf("control message: %v (%d)", err, len(msgs))
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			j.t.Fatalf("passed fds: %v %v", fds, err)
+		}
+		f := os.NewFile(uintptr(fds[0]), "memfd")
+		defer f.Close()
+		// The descriptor shares the sender's offset, at the end: read
+		// from the start, as journald does.
+		if _, err := f.Seek(0, 0); err != nil {
+			j.t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if _, err := b.ReadFrom(f); err != nil {
+			j.t.Fatal(err)
+		}
+		data = b.Bytes()
+	}
+	fields, err := parseNative(data)
+	if err != nil {
+		j.t.Fatalf("entry %q: %v", data, err)
+	}
+	return fields
+}
+
+// parseNative parses journald's native protocol, both framings.
+func parseNative(b []byte) (map[string]string, error) {
+	m := make(map[string]string)
+	for len(b) > 0 {
+		nl := bytes.IndexByte(b, '\n')
+		if nl < 0 {
+			return nil, errTest("no newline")
+		}
+		line := b[:nl]
+		if k, v, ok := bytes.Cut(line, []byte("=")); ok {
+			m[string(k)] = string(v)
+			b = b[nl+1:]
+			continue
+		}
+		rest := b[nl+1:]
+		if len(rest) < 8 {
+			return nil, errTest("short length")
+		}
+		n := binary.LittleEndian.Uint64(rest)
+		if uint64(len(rest)) < 8+n+1 || rest[8+n] != '\n' {
+			return nil, errTest("bad binary value")
+		}
+		m[string(line)] = string(rest[8 : 8+n])
+		b = rest[8+n+1:]
+	}
+	return m, nil
+}
+
+type errTest string
+
+func (e errTest) Error() string { return string(e) }
+
+func TestJournalHook(t *testing.T) {
+	j := newFakeJournal(t)
+	h, err := newJournalHookAt(j.path, logTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	log := logrus.New()
+	log.SetOutput(discard{})
+	log.AddHook(h)
+
+	for _, tc := range []struct {
+		name string
+		log  func()
+		want map[string]string
+	}{
+		{
+			name: "chown",
+			log: func() {
+				log.WithFields(logrus.Fields{"domain": "vm1", "op": "release", "path": "/img/a.raw", "from": "64055:64055", "to": "1000:100"}).Info("chown")
+			},
+			want: map[string]string{
+				"MESSAGE_ID": MsgChown, "PRIORITY": "6", "SYSLOG_IDENTIFIER": "libvirt-dac-hook",
+				"DOMAIN": "vm1", "OP": "release", "PATH": "/img/a.raw",
+				"FROM": "64055:64055", "FROM_UID": "64055", "FROM_GID": "64055",
+				"TO": "1000:100", "TO_UID": "1000", "TO_GID": "100",
+				"MESSAGE": "level=info msg=chown domain=vm1 from=64055:64055 op=release path=/img/a.raw to=1000:100",
+			},
+		},
+		{
+			name: "refused, with an error of two lines",
+			log: func() {
+				log.WithField("domain", "vm2").WithError(errTest("line one\nline two")).Error("prepare refused")
+			},
+			want: map[string]string{"MESSAGE_ID": MsgPrepareRefused, "PRIORITY": "3", "DOMAIN": "vm2", "ERROR": "line one\nline two"},
+		},
+		{
+			name: "acl removed",
+			log:  func() { log.WithField("acl", "user:64055:--x").Warn("acl removed") },
+			want: map[string]string{"MESSAGE_ID": MsgACLRemoved, "PRIORITY": "4", "ACL": "user:64055:--x"},
+		},
+		{
+			name: "dry run",
+			log:  func() { log.Info("dry run: would chown") },
+			want: map[string]string{"MESSAGE_ID": MsgDryRun},
+		},
+		{
+			name: "no kind, a field that would forge MESSAGE_ID",
+			log:  func() { log.WithField("message_id", "x").Info("something else") },
+			want: map[string]string{"MESSAGE_ID": "", "LOG_MESSAGE_ID": "x"},
+		},
+		{
+			name: "too big for one datagram: passed as a memfd",
+			log:  func() { log.WithField("path", strings.Repeat("p", 600<<10)).Info("chown") },
+			want: map[string]string{"MESSAGE_ID": MsgChown, "PATH": strings.Repeat("p", 600<<10)},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.log()
+			got := j.next()
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %.80q, want %.80q", k, got[k], v)
+				}
+			}
+			if got["SYSLOG_PID"] == "" {
+				t.Errorf("no SYSLOG_PID in %v", got)
+			}
+		})
+	}
+}
+
+// TestNewLoggerPrefersJournal: with journald's socket present, entries go
+// there in the native protocol; without it, to the syslog socket.
+func TestNewLoggerPrefersJournal(t *testing.T) {
+	j := newFakeJournal(t)
+	sl := newFakeJournal(t) // a datagram socket serves as /dev/log too
+	oldJ, oldS := journalSocket, syslogSocket
+	defer func() { journalSocket, syslogSocket = oldJ, oldS }()
+	h := config.DefaultHook()
+	h.Syslog = true
+
+	journalSocket, syslogSocket = j.path, sl.path
+	s := &setup{}
+	log := newLogger(&env{stderr: discard{}}, h, true, s)
+	log.WithField("domain", "vm1").Info("chown")
+	if got := j.next(); got["DOMAIN"] != "vm1" || got["MESSAGE_ID"] != MsgChown {
+		t.Errorf("journal got %v", got)
+	}
+	s.Close()
+
+	journalSocket = filepath.Join(t.TempDir(), "absent")
+	s = &setup{}
+	log = newLogger(&env{stderr: discard{}}, h, true, s)
+	log.Info("chown")
+	buf := make([]byte, 4096)
+	if err := sl.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := sl.conn.Read(buf)
+	if err != nil {
+		t.Fatalf("nothing on the syslog socket: %v", err)
+	}
+	if got := string(buf[:n]); !strings.HasPrefix(got, "<30>") || !strings.Contains(got, "libvirt-dac-hook[") {
+		t.Errorf("syslog got %q", got)
+	}
+	s.Close()
+}
+
+func TestJournalField(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"domain", "DOMAIN"},
+		{"given_back", "GIVEN_BACK"},
+		{"from-uid", "FROM_UID"},
+		{"_boot_id", "BOOT_ID"},
+		{"9lives", "LIVES"},
+		{"priority", "LOG_PRIORITY"},
+		{"", ""},
+		{"__", ""},
+	} {
+		if got := journalField(tc.in); got != tc.want {
+			t.Errorf("journalField(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestStderrIsJournal(t *testing.T) {
+	var st unix.Stat_t
+	if err := unix.Fstat(2, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  string
+		want bool
+	}{
+		{"", false},
+		{fmt.Sprintf("%d:%d", st.Dev, st.Ino), true},
+		{fmt.Sprintf("%d:%d", st.Dev, st.Ino+1), false},
+		{"garbage", false},
+	} {
+		t.Setenv("JOURNAL_STREAM", tc.env)
+		if got := stderrIsJournal(); got != tc.want {
+			t.Errorf("JOURNAL_STREAM=%q: stderrIsJournal() = %v, want %v", tc.env, got, tc.want)
+		}
+	}
+}
+
+func TestMessageID(t *testing.T) {
+	for _, tc := range []struct{ msg, want string }{
+		{"chown", MsgChown},
+		{"acl added", MsgACLAdded},
+		{"acl removed", MsgACLRemoved},
+		{"prepare refused", MsgPrepareRefused},
+		{"prepare failed", MsgPrepareFailed},
+		{"release incomplete", MsgReleaseIncomplete},
+		{"file is gone; nothing to restore", MsgGone},
+		{"directory is gone; nothing to restore", MsgGone},
+		{"path now names another file (inode 1:2, recorded 1:3): replaced or moved; left alone", MsgLeftAlone},
+		{"owner changed by someone else while held (found 0:0, QEMU had 64055:64055): left alone", MsgLeftAlone},
+		{"migrated: left with QEMU's owner on the shared filesystem", MsgMigrated},
+		{"dry run: would chown", MsgDryRun},
+		{bootSummary, MsgBootRestore},
+		{reclaimSummary, MsgReclaim},
+		{"reclaim failed", MsgReclaimFailed},
+		{"something else", ""},
+	} {
+		if got := messageID(tc.msg); got != tc.want {
+			t.Errorf("messageID(%q) = %q, want %q", tc.msg, got, tc.want)
+		}
+	}
+	// Every id is 128 bits of hex, and no two kinds share one.
+	seen := map[string]string{}
+	for _, id := range []string{MsgChown, MsgACLAdded, MsgACLRemoved, MsgPrepareRefused, MsgPrepareFailed, MsgReleaseIncomplete, MsgGone, MsgLeftAlone, MsgDryRun, MsgMigrated, MsgBootRestore, MsgACLMaskWidened, MsgReclaim, MsgReclaimFailed} {
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Errorf("message id %q is not 32 hex digits", id)
+		}
+		if seen[id] != "" {
+			t.Errorf("message id %s used twice", id)
+		}
+		seen[id] = id
+	}
+}

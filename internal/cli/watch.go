@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
+)
+
+// watcherSpawn starts the watcher process; tests replace it, because
+// there the executable is the test binary.
+var watcherSpawn = func(s *setup) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "watch")
+	// No descriptor of libvirtd's may stay open in the watcher: libvirtd
+	// reads the hook's stdout and stderr until they close. nil means
+	// /dev/null, and every other descriptor is close-on-exec.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// startWatcher makes sure a watcher keeps the inventories current.
+func startWatcher(s *setup) {
+	if !s.hook.LiveWatch || watch.Running(s.hook.StateDir) {
+		return
+	}
+	if err := watcherSpawn(s); err != nil {
+		s.log.WithError(err).Warn("watcher not started: files created after a domain started keep the owner libvirt leaves them")
+	}
+}
+
+func cmdWatch(e *env, args []string) error {
+	fs := newFlags(e, "watch", "watch\n\nKeeps the inventories of running domains current (cooperative mode); prepare starts it, it exits when no domain is left.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return withCode(ExitUsage, errors.New("watch takes no arguments"))
+	}
+	s, err := loadSetup(e, true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; close(stop) }()
+	w := &watch.Watcher{
+		StateDir: s.hook.StateDir, Log: s.log.WithField("op", "watch"),
+		Idle: 30 * time.Second, Flush: 50 * time.Millisecond,
+	}
+	return w.Run(stop)
+}

@@ -1,0 +1,196 @@
+package reclaim
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// libvirt's remember_owner xattrs (src/security/security_util.c): the
+// owner libvirt found before its first chown ("+UID:+GID"), how many
+// labellings are outstanding, and the host boot they were made on.
+const (
+	XattrDAC       = "trusted.libvirt.security.dac"
+	XattrRefDAC    = "trusted.libvirt.security.ref_dac"
+	XattrTimestamp = "trusted.libvirt.security.timestamp_dac"
+)
+
+// ErrBadLabel is wrapped when libvirt's remembered owner cannot be parsed.
+var ErrBadLabel = errors.New("not a +UID:+GID label")
+
+// Owner is a uid and gid.
+type Owner struct {
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+}
+
+func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
+
+// ParseLabel parses libvirt's remembered DAC label, "+UID:+GID" (libvirt
+// writes the plus signs; a bare number is accepted too).
+func ParseLabel(s string) (Owner, error) {
+	u, g, ok := strings.Cut(strings.TrimRight(s, "\x00"), ":")
+	if !ok {
+		return Owner{}, fmt.Errorf("%q: %w", s, ErrBadLabel)
+	}
+	uid, err1 := strconv.ParseUint(strings.TrimPrefix(u, "+"), 10, 32)
+	gid, err2 := strconv.ParseUint(strings.TrimPrefix(g, "+"), 10, 32)
+	if err1 != nil || err2 != nil || u == "" || g == "" || u == "+" || g == "+" {
+		return Owner{}, fmt.Errorf("%q: %w", s, ErrBadLabel)
+	}
+	return Owner{UID: uint32(uid), GID: uint32(gid)}, nil
+}
+
+// Kind is what a file is.
+type Kind string
+
+// Kinds Scan reports.
+const (
+	Regular Kind = "file"
+	Block   Kind = "block"
+)
+
+// File is what Scan found out about one inode owned by QEMU's user.
+type File struct {
+	Path  string `json:"path"`
+	Kind  Kind   `json:"kind"`
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Owner Owner  `json:"owner"`
+	Nlink uint64 `json:"nlink"`
+	// Dir is the owner of the directory the file is in.
+	Dir Owner `json:"dir_owner"`
+	// Label and Refs are libvirt's remember_owner xattrs as read, ""
+	// when absent.
+	Label string `json:"libvirt_label,omitempty"`
+	Refs  string `json:"libvirt_refs,omitempty"`
+}
+
+// Options are the facts Decide judges files against.
+type Options struct {
+	// QEMU is the user and group QEMU runs as (qemu.conf).
+	QEMU Owner
+	// Force, when set, is the owner every file gets (--owner).
+	Force *Owner
+	// InUse names the files a running domain uses, with why; nil is none.
+	InUse *InUse
+	// Protected reports paths the hook never changes (protected_paths).
+	Protected func(path string) bool
+	// AllowHardlinks permits regular files with more than one link.
+	AllowHardlinks bool
+}
+
+// Verdict is what to do with one file, and why.
+type Verdict struct {
+	File
+	// Action is "give back" or "skip".
+	Action string `json:"action"`
+	// To is the owner it gets back (when Action is "give back").
+	To *Owner `json:"to,omitempty"`
+	// Reason says where To comes from, or why the file is skipped.
+	Reason string `json:"reason"`
+	// ClearLabel: libvirt's xattrs are removed with the give-back, so
+	// a later labelling by libvirt records the real owner afresh instead
+	// of counting on a stale reference.
+	ClearLabel bool `json:"clear_libvirt_xattrs,omitempty"`
+}
+
+// Actions.
+const (
+	GiveBack = "give back"
+	Skip     = "skip"
+)
+
+// Decide judges one file. It never reads the host.
+func Decide(f File, o Options) Verdict {
+	v := Verdict{File: f, Action: Skip}
+	skip := func(why string) Verdict { v.Reason = why; return v }
+	switch {
+	case f.Owner.UID != o.QEMU.UID:
+		return skip(fmt.Sprintf("owned by %s, not QEMU's user", f.Owner))
+	case o.Protected != nil && o.Protected(f.Path):
+		return skip("under a protected path (protected_paths)")
+	case f.Kind == Regular && f.Nlink > 1 && !o.AllowHardlinks:
+		return skip(fmt.Sprintf("has %d hard links; another name may be a file that must keep QEMU's owner (allow_hardlinks)", f.Nlink))
+	}
+	if why, used := o.InUse.OfFile(f); used {
+		return skip("in use: " + why)
+	}
+	var to Owner
+	switch {
+	case o.Force != nil:
+		to, v.Reason = *o.Force, "--owner"
+	case f.Label != "":
+		l, err := ParseLabel(f.Label)
+		if err != nil {
+			return skip(fmt.Sprintf("libvirt's %s is unreadable (%s); give --owner", XattrDAC, err))
+		}
+		to = l
+		v.Reason = "libvirt remembered " + strings.TrimRight(f.Label, "\x00") + " in " + XattrDAC
+		if f.Refs != "" {
+			v.Reason += fmt.Sprintf(" (%s = %s, stale: no running QEMU uses the file)", XattrRefDAC, strings.TrimRight(f.Refs, "\x00"))
+		}
+	case f.Kind == Block:
+		return skip("block device without libvirt's remembered owner; give --owner")
+	case f.Dir.UID == o.QEMU.UID:
+		return skip("its directory is QEMU's user's too, so it says nothing about the real owner; give --owner")
+	default:
+		to = f.Dir
+		v.Reason = "owner of its directory"
+	}
+	if to == f.Owner {
+		return skip("already has the owner it would get back")
+	}
+	v.Action, v.To = GiveBack, &to
+	v.ClearLabel = f.Label != "" || f.Refs != ""
+	return v
+}
+
+// InUse names the files a running domain uses, with why: by inode, and
+// by path for records whose device number may be another boot's.
+type InUse struct {
+	inodes map[[2]uint64]string
+	paths  map[string]string
+}
+
+// NewInUse returns an empty InUse.
+func NewInUse() *InUse {
+	return &InUse{inodes: make(map[[2]uint64]string), paths: make(map[string]string)}
+}
+
+// Add records dev:ino as used, keeping the first reason.
+func (u *InUse) Add(dev, ino uint64, why string) {
+	k := [2]uint64{dev, ino}
+	if _, ok := u.inodes[k]; !ok {
+		u.inodes[k] = why
+	}
+}
+
+// AddPath records a path as used, keeping the first reason.
+func (u *InUse) AddPath(p, why string) {
+	if _, ok := u.paths[p]; !ok {
+		u.paths[p] = why
+	}
+}
+
+// Of reports whether dev:ino is used, and why.
+func (u *InUse) Of(dev, ino uint64) (string, bool) {
+	if u == nil {
+		return "", false
+	}
+	why, ok := u.inodes[[2]uint64{dev, ino}]
+	return why, ok
+}
+
+// OfFile reports whether f is used, by inode or by path, and why.
+func (u *InUse) OfFile(f File) (string, bool) {
+	if why, ok := u.Of(f.Dev, f.Ino); ok {
+		return why, ok
+	}
+	if u == nil {
+		return "", false
+	}
+	why, ok := u.paths[f.Path]
+	return why, ok
+}

@@ -1,0 +1,92 @@
+package reclaim
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseLabel(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Owner
+		err  bool
+	}{
+		{"+1000:+100", Owner{1000, 100}, false},
+		{"+0:+0", Owner{0, 0}, false},
+		{"0:0", Owner{0, 0}, false},
+		{"+1000:+100\x00", Owner{1000, 100}, false},
+		{"1000", Owner{}, true},
+		{"+:+1", Owner{}, true},
+		{"alice:users", Owner{}, true},
+		{"+4294967296:+0", Owner{}, true},
+		{"", Owner{}, true},
+	} {
+		got, err := ParseLabel(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseLabel(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+		if err != nil && !errors.Is(err, ErrBadLabel) {
+			t.Errorf("ParseLabel(%q) error %v does not wrap ErrBadLabel", tc.in, err)
+		}
+	}
+}
+
+func FuzzParseLabel(f *testing.F) {
+	f.Add("+1000:+100")
+	f.Add("+0:+0\x00")
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseLabel(s)
+		if err != nil {
+			return
+		}
+		// Whatever parsed prints back as the same ids.
+		if back, err := ParseLabel(o.String()); err != nil || back != o {
+			t.Errorf("ParseLabel(%q) = %v, which does not round-trip (%v, %v)", s, o, back, err)
+		}
+	})
+}
+
+func TestDecide(t *testing.T) {
+	qemu := Owner{64055, 64055}
+	base := File{Path: "/img/a.raw", Kind: Regular, Dev: 1, Ino: 10, Owner: qemu, Nlink: 1, Dir: Owner{0, 0}}
+	with := func(mod func(*File)) File { f := base; mod(&f); return f }
+	used := NewInUse()
+	used.Add(1, 11, "open by QEMU pid 7")
+	used.AddPath("/img/recorded.raw", "recorded in the hook's journal")
+	alice := Owner{1000, 1000}
+	for _, tc := range []struct {
+		name   string
+		f      File
+		force  *Owner
+		action string
+		to     *Owner
+		reason string
+		clear  bool
+	}{
+		{name: "directory owner", f: base, action: GiveBack, to: &Owner{0, 0}, reason: "owner of its directory"},
+		{name: "libvirt's label wins over the directory", f: with(func(f *File) { f.Label = "+1000:+100"; f.Refs = "1" }), action: GiveBack, to: &Owner{1000, 100}, reason: "ref_dac = 1, stale", clear: true},
+		{name: "--owner wins over the label", f: with(func(f *File) { f.Label = "+1000:+100" }), force: &alice, action: GiveBack, to: &alice, reason: "--owner", clear: true},
+		{name: "unreadable label", f: with(func(f *File) { f.Label = "garbage" }), action: Skip, reason: "unreadable"},
+		{name: "not QEMU's", f: with(func(f *File) { f.Owner = alice }), action: Skip, reason: "not QEMU's user"},
+		{name: "in use", f: with(func(f *File) { f.Ino = 11 }), action: Skip, reason: "in use: open by QEMU pid 7"},
+		{name: "in use, even with --owner", f: with(func(f *File) { f.Ino = 11 }), force: &alice, action: Skip, reason: "in use"},
+		{name: "recorded by path (another boot's device number)", f: with(func(f *File) { f.Path = "/img/recorded.raw"; f.Dev = 99 }), action: Skip, reason: "in use: recorded"},
+		{name: "hard links", f: with(func(f *File) { f.Nlink = 2 }), action: Skip, reason: "hard links"},
+		{name: "protected", f: with(func(f *File) { f.Path = "/etc/x" }), action: Skip, reason: "protected"},
+		{name: "directory is QEMU's too", f: with(func(f *File) { f.Dir = qemu }), action: Skip, reason: "give --owner"},
+		{name: "block device without a label", f: with(func(f *File) { f.Kind = Block }), action: Skip, reason: "block device"},
+		{name: "block device with a label", f: with(func(f *File) { f.Kind = Block; f.Label = "+0:+6" }), action: GiveBack, to: &Owner{0, 6}, clear: true},
+		{name: "label naming QEMU itself", f: with(func(f *File) { f.Label = "+64055:+64055" }), action: Skip, reason: "already has"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Decide(tc.f, Options{QEMU: qemu, Force: tc.force, InUse: used, Protected: func(p string) bool { return strings.HasPrefix(p, "/etc/") }})
+			if v.Action != tc.action || !strings.Contains(v.Reason, tc.reason) || v.ClearLabel != tc.clear {
+				t.Errorf("Decide = %s (%q, clear %v), want %s (reason with %q, clear %v)", v.Action, v.Reason, v.ClearLabel, tc.action, tc.reason, tc.clear)
+			}
+			if (v.To == nil) != (tc.to == nil) || (v.To != nil && *v.To != *tc.to) {
+				t.Errorf("Decide gives to %v, want %v", v.To, tc.to)
+			}
+		})
+	}
+}
