@@ -169,6 +169,11 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 			todo = append(todo, &markChange{s: s, next: next, old: raw, log: r.Log})
 		}
 	}
+	// The owner rule for header-named files judges by original owners,
+	// which only the journal knows: the plan saw current ones.
+	if err := s.HeaderCheck.Recheck(recordedOwner(st)); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.From, err)
+	}
 	for _, uid := range s.LinkOwners {
 		if uid != e.UID {
 			// Only the file's real owner may link to it: the one before
@@ -263,6 +268,17 @@ func (r *Runner) adoptStale(st *journal.State, s *plan.Step, boot string) *journ
 		}
 	}
 	return nil
+}
+
+// recordedOwner answers, from st, who owned an inode before QEMU got it.
+func recordedOwner(st *journal.State) func(dev, ino uint64) (uid, gid uint32, ok bool) {
+	return func(dev, ino uint64) (uint32, uint32, bool) {
+		e := st.Lookup((&journal.Entry{Dev: dev, Ino: ino}).Key())
+		if e == nil {
+			return 0, 0, false
+		}
+		return e.UID, e.GID, true
+	}
 }
 
 func addHolder(hs []journal.Holder, h journal.Holder) []journal.Holder {

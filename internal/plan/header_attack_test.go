@@ -376,3 +376,40 @@ func aclOf(t *testing.T, p string) string {
 	}
 	return a.String()
 }
+
+// TestHeaderOwnerRuleUnderLock: bob's domain really runs (its prepare
+// recorded bob.raw and gave it to QEMU); alice's header names bob.raw.
+// The plan sees a QEMU-owned file and lets it pass, so it is prepare, under
+// the journal's lock, that must refuse by bob's recorded ownership.
+func TestHeaderOwnerRuleUnderLock(t *testing.T) {
+	const bob = atkOther
+	tr := newAtkTree(t)
+	bobImg := filepath.Join(tr.img, "bob.raw")
+	tr.write(bobImg, "bob's data", bob)
+	tr.qcow2(filepath.Join(tr.img, "top.qcow2"), "bob.raw", "raw", atkImage)
+	bobs := strings.ReplaceAll(atkDisk("raw", "$ROOT/img/bob.raw"), "<name>vm</name>", "<name>bob</name>")
+	pb, err := plan.Build(tr.parse(bobs), tr.env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close()
+	if err := tr.runner().Prepare(pb); err != nil {
+		t.Fatal(err)
+	}
+	before := tr.owners()
+	p, err := plan.Build(tr.parse(atkDisk("qcow2", "$ROOT/img/top.qcow2")), tr.env())
+	if err != nil {
+		t.Fatalf("plan of alice's domain = %v; the plan cannot know bob.raw's owner, prepare must", err)
+	}
+	defer p.Close()
+	err = tr.runner().Prepare(p)
+	wantRefusal(t, err, fmt.Sprintf("owned by uid %d", bob))
+	tr.checkUnchanged(before)
+	if err := tr.runner().Release("bob", "-"); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(bobImg, &st); err != nil || st.Uid != bob {
+		t.Errorf("bob.raw after bob's release: uid %d (%v), want %d", st.Uid, err, bob)
+	}
+}
