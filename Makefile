@@ -73,14 +73,18 @@ fuzz-long:
 
 # Benchmarks, as root: Go benchmarks of parsing, planning, prepare
 # and release on generated domains (1 disk; 16 disks x 4-deep qcow2 chains;
-# 256 disks), then the whole-process run of the built hook against the floor
-# program. Prints numbers and PASS/MISS; never fails on a slow result.
+# 256 disks) and of the journal's entry codec, then the whole-process run of
+# the built hook against the floor program, then host scale: the storm of
+# 500 concurrent prepares and releases, and one domain on a host already
+# holding 0, 1,000 and 10,000 files. Prints numbers and PASS/MISS; never
+# fails on a slow result.
 BENCHTIME ?= 1s
 BENCH_RUNS ?= 30
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/domain/ ./internal/plan/ ./internal/apply/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/domain/ ./internal/plan/ ./internal/apply/ ./internal/journal/
 	HOOK=$(CURDIR)/$(BIN) RUNS=$(BENCH_RUNS) bash internal/bench/run.sh
+	HOOK=$(CURDIR)/$(BIN) RUNS=$(BENCH_RUNS) bash internal/bench/scale.sh
 
 # `make install` puts in place everything the README uses:
 #   $(SBINDIR)/libvirt-dac-hook          the binary (the command admins run)

@@ -9,3 +9,5 @@ require (
 	golang.org/x/sys v0.50.0
 	libvirt.org/go/libvirtxml v1.12008.0
 )
+
+require go.etcd.io/bbolt v1.4.3

@@ -60,6 +60,8 @@ func fsDirs(t *testing.T) map[string]string {
 		t.Logf("cannot mount tmpfs, testing the temp dir only: %v", err)
 		return dirs
 	}
+	// Registered after t.TempDir, so it runs first; a mount left behind
+	// makes the TempDir removal fail (EBUSY), which the test then reports.
 	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
 	dirs["tmpfs"] = mnt
 	return dirs
@@ -378,6 +380,8 @@ func TestNotSupported(t *testing.T) {
 	if err := unix.Mount("ramfs", mnt, "ramfs", 0, ""); err != nil {
 		t.Skipf("cannot mount ramfs to get a filesystem without ACLs: %v", err)
 	}
+	// Registered after t.TempDir, so it runs first; a mount left behind
+	// makes the TempDir removal fail (EBUSY), which the test then reports.
 	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
 	if err := os.Chmod(mnt, 0o700); err != nil {
 		t.Fatal(err)

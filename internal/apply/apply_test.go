@@ -168,8 +168,8 @@ func (f *fixture) wantEmptyState() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if len(st.Entries) != 0 {
-		f.t.Errorf("state still holds %d entries after everything was released, first %s", len(st.Entries), st.Entries[0].Path)
+	if all := st.All(); len(all) != 0 {
+		f.t.Errorf("state still holds %d entries after everything was released, first %s", len(all), all[0].Path)
 	}
 }
 
@@ -399,7 +399,7 @@ func TestMigratedSharedFSNotRestored(t *testing.T) {
 	}
 	// Mark the entry as on a shared filesystem, as an NFS mount would be.
 	st, _ := journal.LoadFile(filepath.Join(f.state, "state.json"))
-	for _, e := range st.Entries {
+	for _, e := range st.All() {
 		if e.Path == f.path("a.img") {
 			e.Shared = true
 		}
@@ -431,7 +431,7 @@ func TestLiveMigrationOnSharedStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := journal.LoadFile(filepath.Join(dstState, "state.json"))
-	for _, e := range st.Entries {
+	for _, e := range st.All() {
 		if e.Path == f.path("shared.img") && (e.UID != f.orig[e.Path][0] || e.GID != f.orig[e.Path][1]) {
 			t.Errorf("destination recorded %d:%d as original, want %v", e.UID, e.GID, f.orig[e.Path])
 		}

@@ -11,6 +11,12 @@
 //     system calls no implementation can avoid (open O_PATH, fstat and
 //     fchown per file, one fsynced record; then open, fstat and fchown per
 //     file to give them back).
+//   - empty: an empty Go program, whose run time run.sh subtracts from the
+//     floor's.
+//   - storm, hostfill, scale.sh: host scale. storm starts hundreds of hook
+//     processes at once on overlays of one base image; hostfill records
+//     thousands of held files through the journal API so scale.sh can time
+//     one domain on a crowded host.
 //   - run.sh: the whole-process benchmark. It runs the built hook binary as
 //     libvirtd does (domain XML on stdin, real files, as root) next to the
 //     floor program and /bin/true, and prints the medians, the ratios and

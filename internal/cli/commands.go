@@ -294,9 +294,10 @@ func cmdStatus(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	entries := make([]statusEntry, 0, len(st.Entries))
+	all := st.All()
+	entries := make([]statusEntry, 0, len(all))
 	stale := 0
-	for _, en := range st.Entries {
+	for _, en := range all {
 		se := statusEntry{Entry: en, Stale: len(en.LiveHolders(boot)) == 0}
 		if se.Stale {
 			stale++

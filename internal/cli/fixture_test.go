@@ -237,7 +237,7 @@ func (f *fixture) stateEntries() []*journal.Entry {
 	if err != nil {
 		f.t.Fatalf("state file: %v", err)
 	}
-	return st.Entries
+	return st.All()
 }
 
 func (f *fixture) checkNoEntries() {

@@ -246,8 +246,8 @@ func TestRestoreFromStateFile(t *testing.T) {
 		t.Fatalf("prepare = %+v", res)
 	}
 	// The state is moved aside as if damaged (it still parses).
-	aside := filepath.Join(f.state, "state.json.damaged-test")
-	if err := os.Rename(filepath.Join(f.state, "state.json"), aside); err != nil {
+	aside := filepath.Join(f.state, "state.db.damaged-test")
+	if err := os.Rename(filepath.Join(f.state, "state.db"), aside); err != nil {
 		t.Fatal(err)
 	}
 	res = run(strings.NewReader(""), "restore", "--state-file", aside)

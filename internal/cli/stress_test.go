@@ -235,7 +235,7 @@ func stress(t *testing.T, bin string, searchACL bool) {
 	if ents, err := os.ReadDir(f.state); err == nil {
 		for _, e := range ents {
 			switch e.Name() {
-			case "state.json", "lock", "watch.lock":
+			case "state.db", "lock", "watch.lock":
 			case "inventory":
 				// Every release removed its domain's record.
 				left, _ := os.ReadDir(filepath.Join(f.state, e.Name()))

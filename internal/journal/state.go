@@ -53,6 +53,13 @@ type Entry struct {
 	Birth int64 `json:"birth,omitempty"`
 	// Created is the boot the entry was first recorded on.
 	Created string `json:"created_boot_id"`
+	// Generation, HandleType, Handle and MountID complete the inode's
+	// identity (owner.Identity): the inode generation, and the file
+	// handle that finds it after a rename. Zero when unknown.
+	Generation uint32 `json:"generation,omitempty"`
+	HandleType int32  `json:"handle_type,omitempty"`
+	Handle     []byte `json:"handle,omitempty"`
+	MountID    int    `json:"mount_id,omitempty"`
 }
 
 // Key identifies an entry: a chown entry by inode, an ACL entry by inode
@@ -85,22 +92,64 @@ func (e *Entry) HeldBy(domain string) bool {
 	return false
 }
 
-// State is the whole journal.
+// State is the journal as one call sees it.
+//
+// A State from Store.Load is a lazy view of the store: it loads an entry
+// only when a query or Lookup returns it, and Store.Save writes only the
+// entries that were added, removed or changed since, so a call costs what
+// it touches, not what the host holds. Entries are returned by pointer and
+// may be changed in place; Save notices. An entry's key fields (Dev, Ino,
+// and for ACL entries TargetUID) must not change in place: Remove it and
+// Add it again. A State is not safe for concurrent use, and a lazy State is
+// valid only while its Store holds the lock it was loaded under.
+//
+// A State from Decode or LoadFile (a state file set aside, or another
+// state directory's journal) holds every entry in memory.
 type State struct {
-	Version int      `json:"version"`
-	Entries []*Entry `json:"entries"`
-	index   map[string]*Entry
+	Version int
+	// mem is the list of a State from Decode or LoadFile.
+	mem   []*Entry
+	index map[string]*Entry
+
+	// Lazy states only.
+	store *Store
+	fam   *family
+	// slots holds what this state has loaded, added (non-nil) or removed
+	// (nil), by key.
+	slots map[string]*Entry
+	// damage is the first entry that could not be decoded: Save refuses
+	// to write over a store it could not fully read, and sets it aside.
+	damage error
+	// fault is the first failure to read the store for another reason.
+	fault error
+	// readOnly is a State loaded without the lock.
+	readOnly bool
 }
 
+// family is shared by a lazy State and its clones: the stored encoding of
+// every key any of them touched, as it was when first touched (nil when
+// absent). A clone saves its own view of those keys, which is how Save of
+// a Clone taken before changes rolls all of them back.
+type family struct {
+	base map[string][]byte
+}
+
+func (s *State) lazy() bool { return s.store != nil }
+
 func (s *State) reindex() {
-	s.index = make(map[string]*Entry, len(s.Entries))
-	for _, e := range s.Entries {
+	s.index = make(map[string]*Entry, len(s.mem))
+	for _, e := range s.mem {
 		s.index[e.Key()] = e
 	}
 }
 
-// Lookup finds the entry for key.
+// Lookup finds the entry for key, nil if there is none.
 func (s *State) Lookup(key string) *Entry {
+	if s.lazy() {
+		var e *Entry
+		s.view(func(r *reader) { e = s.get(r, key) })
+		return e
+	}
 	if s.index == nil {
 		s.reindex()
 	}
@@ -109,15 +158,26 @@ func (s *State) Lookup(key string) *Entry {
 
 // Add inserts a new entry; the caller makes sure its key is not taken.
 func (s *State) Add(e *Entry) {
+	key := e.Key()
+	if s.lazy() {
+		s.view(func(r *reader) { s.touch(r, key) })
+		s.slots[key] = e
+		return
+	}
 	if s.index == nil {
 		s.reindex()
 	}
-	s.Entries = append(s.Entries, e)
-	s.index[e.Key()] = e
+	s.mem = append(s.mem, e)
+	s.index[key] = e
 }
 
 // Remove deletes the entry with key.
 func (s *State) Remove(key string) {
+	if s.lazy() {
+		s.view(func(r *reader) { s.touch(r, key) })
+		s.slots[key] = nil
+		return
+	}
 	if s.index == nil {
 		s.reindex()
 	}
@@ -126,27 +186,158 @@ func (s *State) Remove(key string) {
 		return
 	}
 	delete(s.index, key)
-	out := s.Entries[:0]
-	for _, e := range s.Entries {
+	out := s.mem[:0]
+	for _, e := range s.mem {
 		// Identity, not Key(): Key formats a string, and release removes
 		// every entry, which made this quadratic in Sprintf calls.
 		if e != target {
 			out = append(out, e)
 		}
 	}
-	s.Entries = out
+	s.mem = out
 }
 
-// Clone returns a deep copy, used to roll back a failed prepare.
+func cloneEntry(e *Entry) *Entry {
+	ne := *e
+	ne.Holders = append([]Holder(nil), e.Holders...)
+	if e.ACL != nil {
+		ne.ACL = append(json.RawMessage{}, e.ACL...)
+	}
+	if e.Handle != nil {
+		ne.Handle = append([]byte{}, e.Handle...)
+	}
+	return &ne
+}
+
+// Clone returns a deep copy, used to roll back a failed prepare: saving
+// the clone puts back every entry the original (or the clone) touched as
+// it was when the clone was taken.
 func (s *State) Clone() *State {
-	c := &State{Version: s.Version, Entries: make([]*Entry, 0, len(s.Entries))}
-	for _, e := range s.Entries {
-		ne := *e
-		ne.Holders = append([]Holder(nil), e.Holders...)
-		c.Entries = append(c.Entries, &ne)
+	if s.lazy() {
+		c := &State{Version: s.Version, store: s.store, fam: s.fam, slots: make(map[string]*Entry, len(s.slots)), damage: s.damage, fault: s.fault, readOnly: s.readOnly}
+		for k, e := range s.slots {
+			if e != nil {
+				e = cloneEntry(e)
+			}
+			c.slots[k] = e
+		}
+		return c
+	}
+	c := &State{Version: s.Version, mem: make([]*Entry, 0, len(s.mem))}
+	for _, e := range s.mem {
+		c.mem = append(c.mem, cloneEntry(e))
 	}
 	c.reindex()
 	return c
+}
+
+// touch records the stored encoding of key in the family the first time
+// any member touches it.
+func (s *State) touch(r *reader, key string) {
+	if _, ok := s.fam.base[key]; ok {
+		return
+	}
+	if b := r.raw(key); b != nil {
+		s.fam.base[key] = append([]byte{}, b...)
+	} else {
+		s.fam.base[key] = nil
+	}
+}
+
+// get returns this state's entry for key, loading it on first use.
+func (s *State) get(r *reader, key string) *Entry {
+	if e, ok := s.slots[key]; ok {
+		return e
+	}
+	s.touch(r, key)
+	b := s.fam.base[key]
+	if b == nil {
+		return nil
+	}
+	e, err := decodeEntry(b)
+	if err == nil && e.Key() != key {
+		err = fmt.Errorf("%w: entry %s is stored under key %q, its own is %q", ErrDamaged, e.Path, key, e.Key())
+	}
+	if err != nil {
+		if s.damage == nil {
+			s.damage = fmt.Errorf("entry %q: %w", key, err)
+		}
+		return nil
+	}
+	s.slots[key] = e
+	return e
+}
+
+// view runs f with a reader of the store. A store that cannot be read
+// marks the state damaged, so Save refuses and sets the store aside; any
+// other failure makes Save refuse only.
+func (s *State) view(f func(*reader)) {
+	var err error
+	if s.readOnly {
+		err = s.store.viewRO(f)
+	} else {
+		err = s.store.view(f)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrDamaged) && !s.readOnly:
+		if s.damage == nil {
+			s.damage = err
+		}
+	case s.fault == nil:
+		// Not the journal's fault (used without Load, after Unlock):
+		// Save refuses, but sets nothing aside.
+		s.fault = err
+	}
+}
+
+// query returns the entries of this state's view that pred accepts, among
+// the keys the index prefix lists and those this state's family touched
+// (which the stored index may not reflect yet). Sorted by path, then key.
+func (s *State) query(bucket []byte, prefixes [][]byte, skip []byte, pred func(*Entry) bool) []*Entry {
+	var out []*Entry
+	s.view(func(r *reader) {
+		seen := make(map[string]bool)
+		consider := func(key string) {
+			if seen[key] {
+				return
+			}
+			seen[key] = true
+			if e := s.get(r, key); e != nil && pred(e) {
+				out = append(out, e)
+			}
+		}
+		for _, p := range prefixes {
+			r.scan(bucket, p, skip, consider)
+		}
+		for k := range s.fam.base {
+			consider(k)
+		}
+		for k := range s.slots {
+			consider(k)
+		}
+	})
+	sortEntries(out)
+	return out
+}
+
+func sortEntries(es []*Entry) {
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].Path != es[j].Path {
+			return es[i].Path < es[j].Path
+		}
+		return es[i].Key() < es[j].Key()
+	})
+}
+
+func (s *State) filter(pred func(*Entry) bool) []*Entry {
+	var out []*Entry
+	for _, e := range s.mem {
+		if pred(e) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Decode parses a state file. Every entry must have an absolute clean path
@@ -156,7 +347,7 @@ func Decode(b []byte) (*State, error) {
 	if len(b) > MaxStateSize {
 		return nil, fmt.Errorf("%w: %d bytes is more than %d", ErrDamaged, len(b), MaxStateSize)
 	}
-	var s State
+	var s stateFile
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
@@ -175,31 +366,48 @@ func Decode(b []byte) (*State, error) {
 		if e == nil {
 			return nil, fmt.Errorf("%w: entry %d is null", ErrDamaged, i)
 		}
-		if !filepath.IsAbs(e.Path) || filepath.Clean(e.Path) != e.Path {
-			return nil, fmt.Errorf("%w: entry %d has path %q, not absolute and clean", ErrDamaged, i, e.Path)
+		if err := checkEntry(e); err != nil {
+			return nil, fmt.Errorf("%w: entry %d %w", ErrDamaged, i, err)
 		}
 		if seen[e.Key()] {
 			return nil, fmt.Errorf("%w: entry %d (%s) appears twice", ErrDamaged, i, e.Path)
 		}
 		seen[e.Key()] = true
 	}
-	s.reindex()
-	return &s, nil
+	st := &State{Version: s.Version, mem: s.Entries}
+	st.reindex()
+	return st, nil
 }
 
-// Encode renders the state deterministically (entries sorted by path).
-func (s *State) Encode() ([]byte, error) {
-	sort.SliceStable(s.Entries, func(i, j int) bool {
-		if s.Entries[i].Path != s.Entries[j].Path {
-			return s.Entries[i].Path < s.Entries[j].Path
-		}
-		return s.Entries[i].Key() < s.Entries[j].Key()
-	})
-	s.Version = FormatVersion
-	if s.Entries == nil {
-		s.Entries = []*Entry{}
+// checkEntry is what every decoded entry must satisfy.
+func checkEntry(e *Entry) error {
+	if !filepath.IsAbs(e.Path) || filepath.Clean(e.Path) != e.Path {
+		return fmt.Errorf("has path %q, not absolute and clean", e.Path)
 	}
-	b, err := json.MarshalIndent(s, "", " ")
+	return nil
+}
+
+// stateFile is the layout of a whole-state JSON file: the journal of
+// earlier versions (imported once), and what Encode writes for a state
+// set aside or exported.
+type stateFile struct {
+	Version int      `json:"version"`
+	Entries []*Entry `json:"entries"`
+}
+
+// Encode renders the state deterministically (entries sorted by path) as a
+// whole-state file Decode reads back.
+func (s *State) Encode() ([]byte, error) {
+	es := s.All()
+	sortEntries(es)
+	if !s.lazy() {
+		s.mem = es
+	}
+	if es == nil {
+		es = []*Entry{}
+	}
+	s.Version = FormatVersion
+	b, err := json.MarshalIndent(stateFile{Version: FormatVersion, Entries: es}, "", " ")
 	if err != nil {
 		return nil, err
 	}
@@ -207,56 +415,68 @@ func (s *State) Encode() ([]byte, error) {
 }
 
 // The queries below are the whole read interface callers use besides
-// Lookup: each names the entries one decision needs, so a store can answer
-// it from an index instead of a scan of everything the host holds.
+// Lookup: each names the entries one decision needs, so a store answers it
+// from an index instead of a scan of everything the host holds. Each
+// returns entries sorted by path.
 
 // HeldBy returns the entries domain holds (on any boot).
 func (s *State) HeldBy(domain string) []*Entry {
-	var out []*Entry
-	for _, e := range s.Entries {
-		if e.HeldBy(domain) {
-			out = append(out, e)
-		}
+	pred := func(e *Entry) bool { return e.HeldBy(domain) }
+	if !s.lazy() {
+		return s.filter(pred)
 	}
-	return out
+	return s.query(bucketDomain, [][]byte{lenPrefix(domain)}, nil, pred)
 }
 
 // Unheld returns the entries no domain holds on boot: left by an earlier
 // boot, or by a release that died between forgetting its holders and
 // giving the files back.
 func (s *State) Unheld(boot string) []*Entry {
+	pred := func(e *Entry) bool { return len(e.LiveHolders(boot)) == 0 }
+	if !s.lazy() {
+		return s.filter(pred)
+	}
+	// Entries without holders, and entries held on any other boot (the
+	// current boot's range of the index is skipped, not read).
 	var out []*Entry
-	for _, e := range s.Entries {
-		if len(e.LiveHolders(boot)) == 0 {
+	seen := make(map[*Entry]bool)
+	for _, e := range s.query(bucketUnheld, [][]byte{nil}, nil, pred) {
+		seen[e] = true
+		out = append(out, e)
+	}
+	for _, e := range s.query(bucketBoot, [][]byte{nil}, lenPrefix(boot), pred) {
+		if !seen[e] {
 			out = append(out, e)
 		}
 	}
+	sortEntries(out)
 	return out
 }
 
 // ByInode returns the ownership entries (not ACL grants) recorded for inode
 // number ino on any device: device numbers may change across boots.
 func (s *State) ByInode(ino uint64) []*Entry {
-	var out []*Entry
-	for _, e := range s.Entries {
-		if e.ACL == nil && e.Ino == ino {
-			out = append(out, e)
-		}
+	pred := func(e *Entry) bool { return e.ACL == nil && e.Ino == ino }
+	if !s.lazy() {
+		return s.filter(pred)
 	}
-	return out
+	return s.query(bucketInode, [][]byte{be64(ino)}, nil, pred)
 }
 
 // Grants returns the search-ACL entries recorded on directory dev:ino.
 func (s *State) Grants(dev, ino uint64) []*Entry {
-	var out []*Entry
-	for _, e := range s.Entries {
-		if e.ACL != nil && e.Dev == dev && e.Ino == ino {
-			out = append(out, e)
-		}
+	pred := func(e *Entry) bool { return e.ACL != nil && e.Dev == dev && e.Ino == ino }
+	if !s.lazy() {
+		return s.filter(pred)
 	}
-	return out
+	return s.query(bucketGrants, [][]byte{append(be64(dev), be64(ino)...)}, nil, pred)
 }
 
 // All returns every entry. Its cost grows with the host's state: only
 // commands an administrator runs (status, restore --all) use it.
-func (s *State) All() []*Entry { return s.Entries }
+func (s *State) All() []*Entry {
+	if !s.lazy() {
+		return append([]*Entry(nil), s.mem...)
+	}
+	return s.query(bucketEntries, [][]byte{nil}, nil, func(*Entry) bool { return true })
+}

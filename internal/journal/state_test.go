@@ -19,7 +19,7 @@ import (
 func sample() *State {
 	return &State{
 		Version: FormatVersion,
-		Entries: []*Entry{
+		mem: []*Entry{
 			{
 				Path: "/var/lib/images", Dev: 2049, Ino: 11, UID: 0, GID: 0, TargetUID: 64055,
 				ACL:     json.RawMessage(`{"added":true}`),
@@ -54,7 +54,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 	// Encode indents the raw ACL along with everything else; compare it
 	// as JSON, not as bytes.
-	for _, e := range got.Entries {
+	for _, e := range got.mem {
 		if e.ACL != nil {
 			var buf bytes.Buffer
 			if err := json.Compact(&buf, e.ACL); err != nil {
@@ -66,7 +66,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(want, got, stateOpts); diff != "" {
 		t.Errorf("Decode(Encode(sample)) differs (-want +got):\n%s", diff)
 	}
-	for _, e := range want.Entries {
+	for _, e := range want.mem {
 		if got.Lookup(e.Key()) == nil {
 			t.Errorf("Lookup(%q) = nil after Decode", e.Key())
 		}
@@ -76,7 +76,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 func TestEncodeSortsAndIsDeterministic(t *testing.T) {
 	a := sample()
 	b := sample()
-	b.Entries[0], b.Entries[1] = b.Entries[1], b.Entries[0]
+	b.mem[0], b.mem[1] = b.mem[1], b.mem[0]
 	ea, err := a.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -172,8 +172,8 @@ func TestDecodeAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode = %v, want success", err)
 			}
-			if len(st.Entries) != tt.entries {
-				t.Errorf("Decode gave %d entries, want %d", len(st.Entries), tt.entries)
+			if len(st.mem) != tt.entries {
+				t.Errorf("Decode gave %d entries, want %d", len(st.mem), tt.entries)
 			}
 		})
 	}
@@ -182,18 +182,18 @@ func TestDecodeAccepts(t *testing.T) {
 func TestStateAddLookupRemoveClone(t *testing.T) {
 	st := sample()
 	c := st.Clone()
-	key := st.Entries[1].Key()
-	st.Entries[1].Holders[0].Domain = "changed"
+	key := st.mem[1].Key()
+	st.mem[1].Holders[0].Domain = "changed"
 	if got := c.Lookup(key).Holders[0].Domain; got != "vm1" {
 		t.Errorf("Clone shares holders with the original: holder is %q after changing the original", got)
 	}
 	st.Remove(key)
-	if st.Lookup(key) != nil || len(st.Entries) != 1 {
-		t.Errorf("after Remove(%q): Lookup = %v, %d entries, want nil and 1", key, st.Lookup(key), len(st.Entries))
+	if st.Lookup(key) != nil || len(st.mem) != 1 {
+		t.Errorf("after Remove(%q): Lookup = %v, %d entries, want nil and 1", key, st.Lookup(key), len(st.mem))
 	}
 	st.Remove("no-such-key") // must not panic or remove anything
-	if len(st.Entries) != 1 {
-		t.Errorf("Remove of a missing key changed the state: %d entries", len(st.Entries))
+	if len(st.mem) != 1 {
+		t.Errorf("Remove of a missing key changed the state: %d entries", len(st.mem))
 	}
 	e := &Entry{Path: "/x", Dev: 9, Ino: 9}
 	st.Add(e)
@@ -230,57 +230,71 @@ func TestOpenCreatesPrivateDir(t *testing.T) {
 
 func TestSaveLoad(t *testing.T) {
 	s := newStore(t, time.Second)
-	st, err := s.Load()
-	if err != nil {
-		t.Fatalf("Load of a missing state: %v", err)
+	lockLoad := func() *State {
+		t.Helper()
+		if err := s.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.Load()
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		return st
 	}
-	if st.Version != FormatVersion || len(st.Entries) != 0 {
-		t.Fatalf("Load of a missing state = %+v, want empty version %d", st, FormatVersion)
+	st := lockLoad()
+	if st.Version != FormatVersion || len(st.All()) != 0 {
+		t.Fatalf("Load of a missing state = %d entries, version %d; want empty version %d", len(st.All()), st.Version, FormatVersion)
 	}
 	want := sample()
 	if err := s.Save(want); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
-	fi, err := os.Stat(filepath.Join(s.Dir, stateName))
+	s.Unlock()
+	fi, err := os.Stat(StatePath(s.Dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if perm := fi.Mode().Perm(); perm != 0o600 {
-		t.Errorf("state file mode = %o, want 600", perm)
+		t.Errorf("journal mode = %o, want 600", perm)
 	}
-	got, err := s.Load()
-	if err != nil {
-		t.Fatalf("Load after Save: %v", err)
-	}
+	got := lockLoad()
+	defer s.Unlock()
 	again, err := got.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	saved, err := os.ReadFile(filepath.Join(s.Dir, stateName))
+	wantEnc, err := sample().Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(again, saved) {
-		t.Errorf("Encode(Load()) differs from the saved file:\n%s\n---\n%s", again, saved)
+	if !bytes.Equal(again, wantEnc) {
+		t.Errorf("Encode(Load()) differs from Encode of what was saved:\n%s\n---\n%s", again, wantEnc)
 	}
-	if len(got.Entries) != 2 || got.Lookup(want.Entries[1].Key()) == nil {
-		t.Errorf("Load after Save = %d entries, want the 2 saved", len(got.Entries))
+	if len(got.All()) != 2 || got.Lookup(want.mem[1].Key()) == nil {
+		t.Errorf("Load after Save = %d entries, want the 2 saved", len(got.All()))
 	}
-	lf, err := LoadFile(filepath.Join(s.Dir, stateName))
-	if err != nil {
-		t.Fatalf("LoadFile: %v", err)
+	s.Unlock()
+	// LoadFile reads the journal, also when named by the state.json of
+	// earlier versions.
+	for _, p := range []string{StatePath(s.Dir), filepath.Join(s.Dir, stateName)} {
+		lf, err := LoadFile(p)
+		if err != nil {
+			t.Fatalf("LoadFile(%s): %v", p, err)
+		}
+		enc, err := lf.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(enc, wantEnc) {
+			t.Errorf("LoadFile(%s) differs from what was saved:\n%s\n---\n%s", p, enc, wantEnc)
+		}
 	}
-	if diff := cmp.Diff(got, lf, stateOpts); diff != "" {
-		t.Errorf("LoadFile differs from Load (-Load +LoadFile):\n%s", diff)
-	}
-	// Nothing but the state file may be left behind (renameio's temp
-	// files must be gone).
 	ents, err := os.ReadDir(s.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if e.Name() != stateName {
+		if e.Name() != dbName && e.Name() != lockName {
 			t.Errorf("unexpected file %s in the state dir after Save", e.Name())
 		}
 	}
@@ -293,6 +307,16 @@ func TestLoadMovesDamagedAside(t *testing.T) {
 	if err := os.WriteFile(p, damaged, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.Load(); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Load without the lock of a damaged file = %v, want ErrDamaged", err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("Load without the lock moved the damaged file: %v", err)
+	}
+	if err := s.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Unlock()
 	_, err := s.Load()
 	if !errors.Is(err, ErrDamaged) {
 		t.Fatalf("Load of a damaged file = %v, want ErrDamaged", err)
@@ -319,7 +343,7 @@ func TestLoadMovesDamagedAside(t *testing.T) {
 	}
 	// The next Load starts afresh, without losing the file kept aside.
 	st, err := s.Load()
-	if err != nil || len(st.Entries) != 0 {
+	if err != nil || len(st.All()) != 0 {
 		t.Errorf("Load after moving aside = %v, %v; want an empty state", st, err)
 	}
 	if _, err := os.Stat(aside[0]); err != nil {

@@ -276,33 +276,17 @@ func (b *builder) resource(r *domain.Resource) error {
 // relative backing names against it); headerOf is the image whose header
 // named this file, nil when the XML did; visiting holds the chain so far.
 func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth int, visiting map[owner.ID]bool, headerOf *Step) error {
-	if b.skipAll != "" {
-		b.skip(r, given, b.skipAll)
+	if reason := b.skipReason(r); reason != "" {
+		b.skip(r, given, reason)
 		return nil
 	}
-	if r.Skip != "" {
-		b.skip(r, given, r.Skip)
-		return nil
+	target, gids, rootLabel, err := b.runAs(r)
+	if err != nil {
+		return b.fail(r, given, err)
 	}
-	if r.StdioFileOnly && !b.env.StdioFile {
-		b.skip(r, given, "virtlogd opens it (qemu.conf stdio_handler is not \"file\")")
+	if rootLabel {
+		b.skip(r, given, "its DAC label runs QEMU as root")
 		return nil
-	}
-	target := b.domainTarget
-	gids := append([]uint32{b.env.RunAs.GID}, b.env.RunAs.Groups...)
-	if r.Label != "" {
-		id, err := b.env.ResolveLabel(r.Label)
-		if err != nil {
-			return b.fail(r, given, err)
-		}
-		if id.UID == 0 {
-			b.skip(r, given, "its DAC label runs QEMU as root")
-			return nil
-		}
-		target = &Owner{id.UID, id.GID}
-		gids = append([]uint32{id.GID}, id.Groups...)
-	} else if b.domainGroups != nil {
-		gids = b.domainGroups
 	}
 	h, err := owner.Open(given)
 	if err != nil {
@@ -312,26 +296,8 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		}
 		return b.fail(r, given, err)
 	}
-	var linkOwners []uint32
-	err = b.env.Policy.Check(h, want)
-	if errors.Is(err, owner.ErrLinkOwner) && h.Stat.Uid == target.UID {
-		// The file is QEMU's already (another domain holds it): whether
-		// the link's owner owned it before is in the journal, which
-		// prepare checks under its lock. Every other rule applies now.
-		w := want
-		w.LinkOwners = owner.LinkUIDs(h)
-		if err = b.env.Policy.Check(h, w); err == nil {
-			linkOwners = w.LinkOwners
-		}
-	}
-	var hc *OwnerCheck
-	if err == nil && headerOf != nil {
-		hc, err = b.checkHeaderNamed(h, headerOf, r.Kind == domain.KindBacking)
-		if err != nil {
-			h.Close()
-			return b.fail(r, given, err)
-		}
-	} else if err != nil {
+	linkOwners, hc, err := b.check(h, r, want, target, headerOf)
+	if err != nil {
 		h.Close()
 		return b.fail(r, given, err)
 	}
@@ -381,4 +347,68 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 		return b.chain(r, st, given, depth, visiting)
 	}
 	return nil
+}
+
+// skipReason says why every path of r is left alone, "" when none is.
+func (b *builder) skipReason(r *domain.Resource) string {
+	switch {
+	case b.skipAll != "":
+		return b.skipAll
+	case r.Skip != "":
+		return r.Skip
+	case r.StdioFileOnly && !b.env.StdioFile:
+		return "virtlogd opens it (qemu.conf stdio_handler is not \"file\")"
+	}
+	return ""
+}
+
+// runAs returns the owner r's files get and the groups QEMU holds while
+// it opens them: those of r's own DAC label when it has one, else the
+// domain's. rootLabel reports a label that runs QEMU as root, for which
+// nothing needs changing.
+func (b *builder) runAs(r *domain.Resource) (target *Owner, gids []uint32, rootLabel bool, err error) {
+	if r.Label == "" {
+		if b.domainGroups != nil {
+			return b.domainTarget, b.domainGroups, false, nil
+		}
+		return b.domainTarget, append([]uint32{b.env.RunAs.GID}, b.env.RunAs.Groups...), false, nil
+	}
+	id, err := b.env.ResolveLabel(r.Label)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if id.UID == 0 {
+		return nil, nil, true, nil
+	}
+	return &Owner{id.UID, id.GID}, append([]uint32{id.GID}, id.Groups...), false, nil
+}
+
+// check applies the owner policy to the file h holds, and the rules for
+// header-named files when headerOf is set. It returns the link owners
+// admitted pending the journal's word and, for a header-named file, what
+// its owner rule assumed: prepare checks both again under its lock.
+func (b *builder) check(h *owner.Handle, r *domain.Resource, want owner.Want, target *Owner, headerOf *Step) ([]uint32, *OwnerCheck, error) {
+	var linkOwners []uint32
+	err := b.env.Policy.Check(h, want)
+	if errors.Is(err, owner.ErrLinkOwner) && h.Stat.Uid == target.UID {
+		// The file is QEMU's already (another domain holds it): whether
+		// the link's owner owned it before is in the journal, which
+		// prepare checks under its lock. Every other rule applies now.
+		w := want
+		w.LinkOwners = owner.LinkUIDs(h)
+		if err = b.env.Policy.Check(h, w); err == nil {
+			linkOwners = w.LinkOwners
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if headerOf == nil {
+		return linkOwners, nil, nil
+	}
+	hc, err := b.checkHeaderNamed(h, headerOf, r.Kind == domain.KindBacking)
+	if err != nil {
+		return nil, nil, err
+	}
+	return linkOwners, hc, nil
 }

@@ -150,7 +150,7 @@ func Domain(dir string, disks, depth int) (*Spec, error) {
 		}
 		s.Images = append(s.Images, chain...)
 	}
-	s.XML = domainXML(s.Name, s.Images, depth)
+	s.XML = domainXML(s.Name, uint64(len(s.Images)), s.Images, depth)
 	s.XMLPath = filepath.Join(dir, "domain.xml")
 	if err := os.WriteFile(s.XMLPath, s.XML, 0o644); err != nil {
 		return nil, fmt.Errorf("generate domain: %w", err)
@@ -164,9 +164,9 @@ func Domain(dir string, disks, depth int) (*Spec, error) {
 
 // domainXML is a domain as `virsh dumpxml --inactive` shows a plain q35
 // guest, with one virtio disk per chain.
-func domainXML(name string, images []string, depth int) []byte {
+func domainXML(name string, id uint64, images []string, depth int) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "<domain type='kvm'>\n  <name>%s</name>\n  <uuid>6f1f3c36-9d39-4a34-8f4e-%012x</uuid>\n", name, len(images))
+	fmt.Fprintf(&b, "<domain type='kvm'>\n  <name>%s</name>\n  <uuid>6f1f3c36-9d39-4a34-8f4e-%012x</uuid>\n", name, id)
 	b.WriteString("  <memory unit='KiB'>2097152</memory>\n  <currentMemory unit='KiB'>2097152</currentMemory>\n  <vcpu placement='static'>2</vcpu>\n")
 	b.WriteString("  <os>\n    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>\n    <boot dev='hd'/>\n  </os>\n")
 	b.WriteString("  <features><acpi/><apic/></features>\n  <cpu mode='host-passthrough' check='none' migratable='on'/>\n")
@@ -179,6 +179,36 @@ func domainXML(name string, images []string, depth int) []byte {
 	b.WriteString("    <serial type='pty'><target port='0'/></serial>\n    <console type='pty'><target type='serial' port='0'/></console>\n")
 	b.WriteString("    <memballoon model='virtio'/>\n  </devices>\n</domain>\n")
 	return b.Bytes()
+}
+
+// Overlays creates one base image in dir (which must exist) and n domains,
+// each with one disk: its own qcow2 overlay on that shared base, as when
+// many guests are cloned from one template. Domain i's XML is written to
+// dir/storm-NNNN.xml.
+func Overlays(dir string, n int) ([]*Spec, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("generate overlays: %q is not absolute", dir)
+	}
+	base := filepath.Join(dir, "base.qcow2")
+	if err := Qcow2(base, ""); err != nil {
+		return nil, fmt.Errorf("generate overlays: %w", err)
+	}
+	specs := make([]*Spec, 0, n)
+	for i := range n {
+		s := &Spec{Name: fmt.Sprintf("storm-%04d", i), Disks: 1, Depth: 2}
+		top := filepath.Join(dir, s.Name+".qcow2")
+		if err := Qcow2(top, base); err != nil {
+			return nil, fmt.Errorf("generate overlays: %w", err)
+		}
+		s.Images = []string{top, base}
+		s.XML = domainXML(s.Name, 1<<32+uint64(i), s.Images, 2)
+		s.XMLPath = filepath.Join(dir, s.Name+".xml")
+		if err := os.WriteFile(s.XMLPath, s.XML, 0o644); err != nil {
+			return nil, fmt.Errorf("generate overlays: %w", err)
+		}
+		specs = append(specs, s)
+	}
+	return specs, nil
 }
 
 // DiskSuffix names disks like the kernel does: a..z, aa..zz, ...

@@ -1,0 +1,602 @@
+package journal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+)
+
+// locked locks s and loads it, unlocking at the end of the test.
+func locked(t *testing.T, s *Store) *State {
+	t.Helper()
+	if err := s.Lock(); err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	t.Cleanup(s.Unlock)
+	st, err := s.Load()
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return st
+}
+
+// reload unlocks s, then locks and loads it again: what the next hook sees.
+func reload(t *testing.T, s *Store) *State {
+	t.Helper()
+	s.Unlock()
+	return locked(t, s)
+}
+
+func keysOf(es []*Entry) []string {
+	out := []string{}
+	for _, e := range es {
+		out = append(out, e.Key()+" "+e.Path)
+	}
+	return out
+}
+
+// txID is the id of the journal's last committed write transaction.
+func txID(t *testing.T, s *Store) int {
+	t.Helper()
+	var id int
+	if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestLazySaveWritesOnlyChanges(t *testing.T) {
+	s := newStore(t, time.Second)
+	st := locked(t, s)
+	if err := s.Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+	st = reload(t, s)
+	before := txID(t, s)
+	// Reading alone writes nothing.
+	_ = st.HeldBy("vm1")
+	_ = st.All()
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if after := txID(t, s); after != before {
+		t.Errorf("Save of an unchanged state committed a transaction (%d -> %d)", before, after)
+	}
+	// A change in place through a returned pointer is saved.
+	e := st.Lookup("2049:12")
+	e.Holders = e.Holders[:1]
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	st = reload(t, s)
+	if got := st.HeldBy("vm2"); len(got) != 0 {
+		t.Errorf("HeldBy(vm2) after dropping its holder = %v, want none", keysOf(got))
+	}
+	if got := st.HeldBy("vm1"); len(got) != 2 {
+		t.Errorf("HeldBy(vm1) = %v, want both entries", keysOf(got))
+	}
+}
+
+func TestCloneRollsBack(t *testing.T) {
+	s := newStore(t, time.Second)
+	locked(t, s)
+	if err := s.Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := sample().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := reload(t, s)
+	// Touch one entry before the clone, as prepare does.
+	st.Lookup("2049:12").Holders = append(st.Lookup("2049:12").Holders, Holder{Domain: "vm3", BootID: "b1"})
+	before := st.Clone()
+	before.Lookup("2049:12").Holders = before.Lookup("2049:12").Holders[:2]
+	// After the clone: a new entry, a change and a removal of entries the
+	// clone never looked at.
+	st.Add(&Entry{Path: "/new", Dev: 7, Ino: 7, Holders: []Holder{{Domain: "vm3", BootID: "b1"}}})
+	st.Lookup("acl:2049:11:64055").Holders = nil
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	st.Remove("acl:2049:11:64055")
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(before); err != nil {
+		t.Fatalf("Save(clone): %v", err)
+	}
+	got, err := reload(t, s).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("after Save(clone) the journal is\n%s\nwant\n%s", got, want)
+	}
+	if e := reload(t, s).ByInode(7); len(e) != 0 {
+		t.Errorf("rolled-back entry still in the inode index: %v", keysOf(e))
+	}
+}
+
+// TestQueriesMatchScan checks every query of a lazy State against the same
+// query over the entries in memory, on a random journal with unsaved
+// changes on top.
+func TestQueriesMatchScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	boots := []string{"b0", "b1", "b10", "b"}
+	domains := []string{"vm1", "vm2", "vm10", "v", ""}
+	randomEntry := func(i int) *Entry {
+		e := &Entry{Path: fmt.Sprintf("/img/%d", i), Dev: uint64(r.IntN(3)), Ino: uint64(r.IntN(20)), TargetUID: uint32(r.IntN(2)), Created: "b0"}
+		if r.IntN(4) == 0 {
+			e.ACL = json.RawMessage(`{"added":true}`)
+		}
+		for range r.IntN(4) {
+			e.Holders = append(e.Holders, Holder{Domain: domains[r.IntN(len(domains))], BootID: boots[r.IntN(len(boots))]})
+		}
+		return e
+	}
+	mem := &State{Version: FormatVersion}
+	for i := range 200 {
+		if e := randomEntry(i); mem.Lookup(e.Key()) == nil {
+			mem.Add(e)
+		}
+	}
+	s := newStore(t, time.Second)
+	locked(t, s)
+	if err := s.Save(mem); err != nil {
+		t.Fatal(err)
+	}
+	st := reload(t, s)
+	// Unsaved changes, in both views alike.
+	for i := range 40 {
+		switch r.IntN(3) {
+		case 0:
+			if e := randomEntry(1000 + i); mem.Lookup(e.Key()) == nil && st.Lookup(e.Key()) == nil {
+				mem.Add(e)
+				st.Add(cloneEntry(e))
+			}
+		case 1:
+			all := mem.All()
+			k := all[r.IntN(len(all))].Key()
+			mem.Remove(k)
+			st.Remove(k)
+		case 2:
+			all := mem.All()
+			k := all[r.IntN(len(all))].Key()
+			h := Holder{Domain: domains[r.IntN(len(domains))], BootID: boots[r.IntN(len(boots))]}
+			mem.Lookup(k).Holders = append(mem.Lookup(k).Holders, h)
+			st.Lookup(k).Holders = append(st.Lookup(k).Holders, h)
+		}
+	}
+	check := func(name string, a, b []*Entry) {
+		t.Helper()
+		sortEntries(a)
+		if diff := cmp.Diff(keysOf(a), keysOf(b)); diff != "" {
+			t.Errorf("%s differs (-scan +lazy):\n%s", name, diff)
+		}
+	}
+	for round := range 2 {
+		check("All", mem.All(), st.All())
+		for _, d := range domains {
+			check("HeldBy("+d+")", mem.HeldBy(d), st.HeldBy(d))
+		}
+		for _, b := range append(boots, "none") {
+			check("Unheld("+b+")", mem.Unheld(b), st.Unheld(b))
+		}
+		for ino := range uint64(21) {
+			check(fmt.Sprint("ByInode(", ino, ")"), mem.ByInode(ino), st.ByInode(ino))
+			for dev := range uint64(3) {
+				check(fmt.Sprint("Grants(", dev, ino, ")"), mem.Grants(dev, ino), st.Grants(dev, ino))
+			}
+		}
+		if round == 0 {
+			// The same answers from the indexes after a save.
+			if err := s.Save(st); err != nil {
+				t.Fatal(err)
+			}
+			st = reload(t, s)
+		}
+	}
+}
+
+func TestMigratesStateJSON(t *testing.T) {
+	s := newStore(t, time.Second)
+	old, err := sample().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(s.Dir, stateName)
+	if err := os.WriteFile(p, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := locked(t, s)
+	got, err := st.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, old) {
+		t.Errorf("journal after import =\n%s\nwant the old state.json\n%s", got, old)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state.json still in place after import (stat: %v)", err)
+	}
+	if kept, err := os.ReadFile(p + MigratedSuffix); err != nil || !bytes.Equal(kept, old) {
+		t.Errorf("state.json%s = %q, %v; want the old content", MigratedSuffix, kept, err)
+	}
+	if got := st.HeldBy("vm2"); len(got) != 1 || got[0].Path != "/var/lib/images/base.qcow2" {
+		t.Errorf("HeldBy(vm2) after import = %v", keysOf(got))
+	}
+	// A crash after the import but before the rename imports again: the
+	// same entries, no duplicates.
+	s.Unlock()
+	if err := os.Rename(p+MigratedSuffix, p); err != nil {
+		t.Fatal(err)
+	}
+	st = locked(t, s)
+	if n := len(st.All()); n != 2 {
+		t.Errorf("after a second import: %d entries, want 2", n)
+	}
+}
+
+func TestDamagedJournalIsSetAside(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, s *Store)
+		// atLoad: Load itself reports the damage; otherwise the query
+		// that reads the bad entry marks the state and Save reports it.
+		atLoad bool
+	}{
+		{"garbage file", func(t *testing.T, s *Store) {
+			if err := os.WriteFile(StatePath(s.Dir), bytes.Repeat([]byte("x"), 8192), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"undecodable entry", func(t *testing.T, s *Store) {
+			rawPut(t, s, "2049:12", []byte{entryFormat, 8, 'r', 'e', 'l', 'a', 't', 'i', 'v', 'e'})
+		}, false},
+		{"entry under a wrong key", func(t *testing.T, s *Store) {
+			b, err := encodeEntry(&Entry{Path: "/x", Dev: 1, Ino: 1, Holders: []Holder{{Domain: "vm1", BootID: "b1"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawPut(t, s, "2049:12", b)
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t, time.Second)
+			locked(t, s)
+			if err := s.Save(sample()); err != nil {
+				t.Fatal(err)
+			}
+			s.Unlock()
+			tt.damage(t, s)
+			if err := s.Lock(); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Unlock()
+			st, err := s.Load()
+			if !tt.atLoad {
+				if err != nil {
+					t.Fatalf("Load = %v, want the damage found by the query", err)
+				}
+				_ = st.HeldBy("vm1")
+				err = s.Save(st)
+			}
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("got %v, want ErrDamaged", err)
+			}
+			d := s.Damaged()
+			if len(d) != 1 || !strings.Contains(err.Error(), d[0]) {
+				t.Fatalf("Damaged() = %v, error %q: want one file kept aside, named in the error", d, err)
+			}
+			if _, err := LoadFile(d[0]); !errors.Is(err, ErrDamaged) {
+				t.Errorf("LoadFile(%s) = %v, want ErrDamaged", d[0], err)
+			}
+			st, err = s.Load()
+			if err != nil || len(st.All()) != 0 {
+				t.Errorf("Load after setting aside = %v; want an empty journal", err)
+			}
+		})
+	}
+}
+
+// rawPut writes b under key in the entries bucket, bypassing every check.
+func rawPut(t *testing.T, s *Store, key string, b []byte) {
+	t.Helper()
+	db, err := bolt.Open(StatePath(s.Dir), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Put([]byte(key), b) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDebrisRemoved(t *testing.T) {
+	s := newStore(t, time.Second)
+	// What a writer of an earlier version killed between creating its
+	// temporary file and renaming it leaves.
+	debris := filepath.Join(s.Dir, ".state.json1234567890")
+	if err := os.WriteFile(debris, []byte(`{"version":1,"entr`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(s.Dir, ".state.json-notes")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	locked(t, s)
+	if _, err := os.Stat(debris); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary file of a killed writer still there after Load (stat: %v)", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("Load removed %s, which no writer makes: %v", other, err)
+	}
+}
+
+func TestBounds(t *testing.T) {
+	s := newStore(t, time.Second)
+	st := locked(t, s)
+	e := &Entry{Path: "/var/lib/images/base.qcow2", Dev: 1, Ino: 1}
+	for i := range 20000 {
+		e.Holders = append(e.Holders, Holder{Domain: fmt.Sprintf("domain-%05d", i), UUID: "c7a5fdbd-edaf-9455-926a-d65c16db1809", BootID: "c7a5fdbd-edaf-9455-926a-d65c16db1809", Kind: "backing"})
+	}
+	st.Add(e)
+	err := s.Save(st)
+	if err == nil || !strings.Contains(err.Error(), "too many domains share this file") || !strings.Contains(err.Error(), e.Path) {
+		t.Errorf("Save of an oversized entry = %v, want an error naming the file and the cause", err)
+	}
+	st = reload(t, s)
+	if n := len(st.All()); n != 0 {
+		t.Errorf("a refused Save left %d entries", n)
+	}
+	for i := range MaxTxEntries + 1 {
+		st.Add(&Entry{Path: "/f", Dev: 1, Ino: uint64(i)})
+	}
+	if err := s.Save(st); err == nil || !strings.Contains(err.Error(), fmt.Sprint(MaxTxEntries)) {
+		t.Errorf("Save of %d entries at once = %v, want the limit of %d", MaxTxEntries+1, err, MaxTxEntries)
+	}
+}
+
+func TestRawPathRoundTrip(t *testing.T) {
+	s := newStore(t, time.Second)
+	st := locked(t, s)
+	p := "/var/lib/images/\xff\xfe.qcow2"
+	st.Add(&Entry{Path: p, Dev: 1, Ino: 2, Holders: []Holder{{Domain: "vm1", BootID: "b"}}})
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if got := reload(t, s).Lookup("1:2"); got == nil || got.Path != p {
+		t.Errorf("Lookup after Save of a non-UTF-8 path = %+v, want path %q", got, p)
+	}
+}
+
+// TestTimedOutWaiterReleases checks that a Lock that gave up never holds
+// the lock: when the holder lets go, the abandoned flock is granted and
+// dropped, and the next Lock gets it.
+func TestTimedOutWaiterReleases(t *testing.T) {
+	a := newStore(t, time.Second)
+	if err := a.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	b := &Store{Dir: a.Dir, LockTimeout: 50 * time.Millisecond, lockFd: -1}
+	if err := b.Lock(); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("Lock while held = %v, want ErrLockTimeout", err)
+	}
+	a.Unlock()
+	c := &Store{Dir: a.Dir, LockTimeout: 30 * time.Second, lockFd: -1}
+	if err := c.Lock(); err != nil {
+		t.Fatalf("Lock after the holder let go, with a waiter that gave up: %v", err)
+	}
+	c.Unlock()
+}
+
+// TestLockExcludes runs writers in goroutines, each with its own Store (its
+// own open file description, like a hook process), incrementing a counter
+// entry: a lost update means two held the lock at once.
+func TestLockExcludes(t *testing.T) {
+	dir := newStore(t, time.Second).Dir
+	const n = 20
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			s := &Store{Dir: dir, BootID: "b", LockTimeout: 30 * time.Second, lockFd: -1}
+			errs <- func() error {
+				if err := s.Lock(); err != nil {
+					return err
+				}
+				defer s.Unlock()
+				st, err := s.Load()
+				if err != nil {
+					return err
+				}
+				e := st.Lookup("1:1")
+				if e == nil {
+					e = &Entry{Path: "/counter", Dev: 1, Ino: 1}
+					st.Add(e)
+				}
+				e.Holders = append(e.Holders, Holder{Domain: "d", BootID: "b"})
+				return s.Save(st)
+			}()
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &Store{Dir: dir, LockTimeout: time.Second, lockFd: -1}
+	if got := len(locked(t, s).Lookup("1:1").Holders); got != n {
+		t.Errorf("counter = %d after %d locked increments", got, n)
+	}
+}
+
+// TestStateAfterUnlock: a State used after its lock was released is a
+// caller's mistake, not damage: Save refuses, and the journal stays.
+func TestStateAfterUnlock(t *testing.T) {
+	s := newStore(t, time.Second)
+	locked(t, s)
+	if err := s.Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+	st := reload(t, s)
+	s.Unlock()
+	_ = st.HeldBy("vm1")
+	err := s.Save(st)
+	if err == nil || errors.Is(err, ErrDamaged) {
+		t.Fatalf("Save of a state after Unlock = %v, want a plain error", err)
+	}
+	if d := s.Damaged(); len(d) != 0 {
+		t.Errorf("a misused state set the journal aside: %v", d)
+	}
+	if n := len(reload(t, s).All()); n != 2 {
+		t.Errorf("journal holds %d entries, want the 2 saved", n)
+	}
+}
+
+// TestLoadWithoutLock: a read-only view sees the journal, refuses Save,
+// and keeps nothing open that would block the next hook in this process.
+func TestLoadWithoutLock(t *testing.T) {
+	s := newStore(t, time.Second)
+	if st, err := s.Load(); err != nil || len(st.All()) != 0 {
+		t.Fatalf("read-only Load with no journal yet = %v; want an empty view", err)
+	}
+	locked(t, s)
+	if err := s.Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+	s.Unlock()
+	st, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.HeldBy("vm2"); len(got) != 1 {
+		t.Errorf("read-only HeldBy(vm2) = %v, want the base image", keysOf(got))
+	}
+	st.Lookup("2049:12").Holders = nil
+	if err := s.Save(st); err == nil {
+		t.Errorf("Save of a state loaded without the lock succeeded")
+	}
+	other := &Store{Dir: s.Dir, LockTimeout: 200 * time.Millisecond, lockFd: -1}
+	if n := len(locked(t, other).Lookup("2049:12").Holders); n != 2 {
+		t.Errorf("after a refused read-only Save: %d holders, want 2", n)
+	}
+}
+
+func TestSalvage(t *testing.T) {
+	s := newStore(t, time.Second)
+	locked(t, s)
+	if err := s.Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+	s.Unlock()
+	if st, err := Salvage(StatePath(s.Dir)); err != nil || len(st.All()) != 2 {
+		t.Fatalf("Salvage of a sound journal = %v; want its 2 entries", err)
+	}
+	rawPut(t, s, "2049:12", []byte{entryFormat, 1})
+	if _, err := LoadFile(StatePath(s.Dir)); !errors.Is(err, ErrDamaged) {
+		t.Errorf("LoadFile with one bad entry = %v, want ErrDamaged", err)
+	}
+	st, err := Salvage(StatePath(s.Dir))
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "2049:12") {
+		t.Errorf("Salvage error = %v, want ErrDamaged naming the bad entry", err)
+	}
+	if st == nil || len(st.All()) != 1 || st.All()[0].Key() != "acl:2049:11:64055" {
+		t.Errorf("Salvage = %v, want the one entry that still decodes", st)
+	}
+}
+
+// TestHelperKilledWriter is the writer TestKilledWriter kills: it saves
+// rounds in which every entry gets the same holder, forever.
+func TestHelperKilledWriter(t *testing.T) {
+	dir := os.Getenv("JOURNAL_KILLED_WRITER_DIR")
+	if dir == "" {
+		t.Skip("run by TestKilledWriter")
+	}
+	s := &Store{Dir: dir, BootID: "b", LockTimeout: time.Minute, lockFd: -1}
+	for round := 0; ; round++ {
+		if err := s.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 200 {
+			key := fmt.Sprintf("1:%d", i)
+			e := st.Lookup(key)
+			if e == nil {
+				e = &Entry{Path: fmt.Sprintf("/f/%d", i), Dev: 1, Ino: uint64(i)}
+				st.Add(e)
+			}
+			e.Holders = []Holder{{Domain: fmt.Sprintf("round-%d", round), BootID: "b"}}
+		}
+		if err := s.Save(st); err != nil {
+			t.Fatal(err)
+		}
+		s.Unlock()
+	}
+}
+
+// TestKilledWriter kills a writer at random instants, mid-transaction
+// included, and checks the journal after each kill: it opens, nothing is
+// set aside, every entry is from the same transaction, and the indexes
+// agree with the entries.
+func TestKilledWriter(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(3, 4))
+	seen := map[string]bool{}
+	for kill := range 8 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperKilledWriter$")
+		cmd.Env = append(os.Environ(), "JOURNAL_KILLED_WRITER_DIR="+dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(20+r.IntN(80)) * time.Millisecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait() // killed: its status says so
+		s := &Store{Dir: dir, BootID: "b", LockTimeout: 5 * time.Second, lockFd: -1}
+		st := locked(t, s)
+		if d := s.Damaged(); len(d) != 0 {
+			t.Fatalf("kill %d: journal set aside: %v", kill, d)
+		}
+		all := st.All()
+		rounds := map[string]int{}
+		for _, e := range all {
+			if len(e.Holders) != 1 {
+				t.Fatalf("kill %d: %s has %d holders", kill, e.Path, len(e.Holders))
+			}
+			rounds[e.Holders[0].Domain]++
+		}
+		if len(rounds) > 1 {
+			t.Fatalf("kill %d: entries from more than one transaction: %v", kill, rounds)
+		}
+		for d, n := range rounds {
+			seen[d] = true
+			if got := len(st.HeldBy(d)); got != n {
+				t.Errorf("kill %d: HeldBy(%s) = %d entries, All has %d", kill, d, got, n)
+			}
+		}
+		if err := s.Save(st); err != nil {
+			t.Fatalf("kill %d: Save after the kill: %v", kill, err)
+		}
+		s.Unlock()
+	}
+	if len(seen) < 2 {
+		t.Errorf("the writer committed in fewer than 2 of the kills (%v): the kills tested too little", seen)
+	}
+}
