@@ -265,13 +265,20 @@ func TestMissingDisk(t *testing.T) {
 
 // TestForeignBacking: an overlay whose header names a base owned by
 // someone else is refused (a guest that could rewrite the header must not
-// get other users' files), nothing is chowned, and libvirt says why.
+// get other users' files), nothing is chowned, and libvirt says why. The
+// images lie in alice's own directory: a base in a directory only root can
+// write is the admin's shared store, which the hook accepts from any owner.
 func TestForeignBacking(t *testing.T) {
 	f := newFixture(t)
 	alice, bob := f.h.alice.owner(), f.h.bob.owner()
-	base := f.image("bobs-base.qcow2", "qcow2", "16M", "", bob, 0o400)
-	over := f.image("overlay.qcow2", "qcow2", "", base, alice, 0o600)
-	raw := f.image("data.raw", "raw", "8M", "", alice, 0o600)
+	dir := filepath.Join(f.dir, "alice")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("mkdir %s: %v", dir, err)
+	}
+	setOwner(t, dir, alice, 0o755)
+	base := f.image("alice/bobs-base.qcow2", "qcow2", "16M", "", bob, 0o400)
+	over := f.image("alice/overlay.qcow2", "qcow2", "", base, alice, 0o600)
+	raw := f.image("alice/data.raw", "raw", "8M", "", alice, 0o600)
 	for _, p := range []string{base, over, raw} {
 		f.track(p, owner{})
 	}
