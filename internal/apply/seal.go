@@ -41,7 +41,16 @@ func (c *sealChange) do() error {
 	if err := writableByOthers(h, c.s.Target.UID); err != nil {
 		return err
 	}
-	return noWriters(h)
+	if err := noWriters(h); err != nil {
+		return err
+	}
+	// Nobody can write it any more: what it says now is what libvirt and
+	// QEMU will read. It must be what the plan checked, which an owner
+	// could have rewritten, and closed, in between.
+	if c.s.HeaderFormat != "" && plan.HeaderPrint(h, c.s.HeaderFormat) != c.s.HeaderPrint {
+		return fmt.Errorf("%w: it changed after the hook read it; start the domain again, and find out who rewrites it", ErrWritable)
+	}
+	return nil
 }
 
 // writableByOthers refuses an image anyone but its owner (QEMU now), its

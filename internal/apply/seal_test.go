@@ -4,9 +4,13 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
 func TestWritableByOthers(t *testing.T) {
@@ -109,4 +113,41 @@ func TestSealSkipsFilesTheDomainHolds(t *testing.T) {
 			t.Errorf("grant of %s to vm1 = %v, want refused=%v", tc.file, err, tc.refused)
 		}
 	}
+}
+
+// TestSealRereadsTheHeader: the image's owner rewrites its header between
+// the plan's read and prepare (and closes it again, so no writer is left):
+// prepare must refuse, and leave every owner as it was.
+func TestSealRereadsTheHeader(t *testing.T) {
+	f := newFixture(t, "base.raw")
+	f.searchable()
+	top, base := f.path("top.qcow2"), f.path("base.raw")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, top).CombinedOutput(); err != nil {
+		t.Skipf("qemu-img: %v %s", err, out)
+	}
+	if err := os.Chown(top, 2000, 3000); err != nil {
+		t.Fatal(err)
+	}
+	d := &domain.Domain{Name: "vm1", Relabel: true}
+	d.Resources = append(d.Resources, domain.Resource{Path: top, Kind: domain.KindDisk, From: "disk[0]", Expect: domain.TypeRegular, Format: "qcow2", ProbeBacking: true})
+	p, err := plan.Build(d, plan.Env{RunAs: config.Identity{UID: qemuUID, GID: qemuGID}, MaxDepth: 8, ResolveLabel: config.ParseLabel, ParentACL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	other := f.path("other.raw")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("qemu-img", "rebase", "-u", "-F", "raw", "-b", other, top).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img rebase: %v %s", err, out)
+	}
+	err = f.runner(nil).Prepare(p)
+	if !errors.Is(err, ErrWritable) || !strings.Contains(err.Error(), "changed after the hook read it") {
+		t.Errorf("Prepare after the header changed = %v, want a refusal", err)
+	}
+	if got := ownerOf(t, top); got != [2]uint32{2000, 3000} {
+		t.Errorf("owner of top.qcow2 after the refusal = %v, want 2000:3000", got)
+	}
+	f.wantOwner("base.raw", f.orig[base])
 }

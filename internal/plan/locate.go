@@ -122,6 +122,7 @@ func (b *builder) chain(r *domain.Resource, st *Step, given string, depth int, v
 		return nil
 	}
 	info, err := readImage(st.Handle, format)
+	st.HeaderFormat, st.HeaderPrint = format, headerPrint(info, err)
 	switch {
 	case errors.Is(err, image.ErrUnsupported):
 		return nil // a format without backing files (luks, vpc, ...)
@@ -223,6 +224,28 @@ func readImage(h *owner.Handle, format string) (image.Info, error) {
 		return image.Info{}, fmt.Errorf("read %s header of %s: %w", format, h.Path, err)
 	}
 	return info, nil
+}
+
+// HeaderPrint reads the header of the file h holds as format again and
+// says what it names, in the form Step.HeaderPrint keeps: prepare compares
+// the two once nobody but root and QEMU can write the file any more.
+func HeaderPrint(h *owner.Handle, format string) string {
+	info, err := readImage(h, format)
+	return headerPrint(info, err)
+}
+
+// headerPrint is what a header read came to: the files it names, or why
+// none are followed.
+func headerPrint(info image.Info, err error) string {
+	switch {
+	case errors.Is(err, image.ErrUnsupported):
+		return "unsupported"
+	case errors.Is(err, image.ErrWrongFormat):
+		return "wrong-format"
+	case err != nil:
+		return "error"
+	}
+	return fmt.Sprintf("%q", fmt.Sprintf("%#v", info))
 }
 
 // baseFrom is the XML element a header-found file hangs off: files named

@@ -68,6 +68,10 @@ type Step struct {
 	// is only what the plan checked if nobody can rewrite it meanwhile,
 	// which prepare makes sure of.
 	Header bool `json:"-"`
+	// HeaderFormat and HeaderPrint are the format the header was read as
+	// and what the read came to (see HeaderPrint).
+	HeaderFormat string `json:"-"`
+	HeaderPrint  string `json:"-"`
 
 	// Handle is the open file (nil for skipped and failed steps). Prepare
 	// changes ownership through it; the plan owns it until Close.
