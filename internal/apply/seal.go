@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
@@ -53,11 +54,16 @@ func (c *sealChange) do() error {
 	return nil
 }
 
-// writableByOthers refuses an image anyone but its owner (QEMU now), its
-// group (QEMU's) and root may write: they could forge the header later.
+// writableByOthers refuses an image anyone but its owner (QEMU now) and
+// root may write: they could forge the header later. Its group (QEMU's
+// now) counts only when accounts besides QEMU's are in it, as users often
+// are in kvm.
 func writableByOthers(h *owner.Handle, qemuUID uint32) error {
 	if h.Stat.Mode&0o002 != 0 {
 		return fmt.Errorf("%w: it is writable by everyone (mode %o); run `chmod o-w %s`", ErrWritable, h.Stat.Mode&0o7777, h.Path)
+	}
+	if h.Stat.Mode&0o020 != 0 && groupOthers(h.Stat.Gid, qemuUID) {
+		return fmt.Errorf("%w: it is group-writable (mode %o) and group %d has members besides QEMU's user; run `chmod g-w %s`", ErrWritable, h.Stat.Mode&0o7777, h.Stat.Gid, h.Path)
 	}
 	a, err := acl.Get(h.Fd(), h.Stat.Mode)
 	if err != nil {
@@ -73,7 +79,7 @@ func writableByOthers(h *owner.Handle, qemuUID uint32) error {
 		}
 	}
 	for _, e := range a {
-		if (e.Tag == acl.User && e.ID != qemuUID || e.Tag == acl.Group) && e.Perm&mask&acl.Write != 0 {
+		if (e.Tag == acl.User && e.ID != qemuUID || e.Tag == acl.Group || e.Tag == acl.GroupObj && groupOthers(h.Stat.Gid, qemuUID)) && e.Perm&mask&acl.Write != 0 {
 			return fmt.Errorf("%w: its ACL lets %s write it; run `setfacl -x %s %s`", ErrWritable, e, aclSubject(e), h.Path)
 		}
 	}
@@ -86,6 +92,9 @@ func aclSubject(e acl.Entry) string {
 	}
 	return fmt.Sprintf("u:%d", e.ID)
 }
+
+// groupOthers is config.GroupOthers; tests replace it.
+var groupOthers = config.GroupOthers
 
 // noWriters fails when some process holds the file open for writing. A
 // read lease is granted only while no descriptor of the inode is open for

@@ -22,7 +22,8 @@ func TestWritableByOthers(t *testing.T) {
 		refused bool
 	}{
 		{"owner only", 0o600, "", false},
-		{"group write is QEMU's group", 0o660, "", false},
+		{"group write, QEMU alone in the group", 0o660, "", false},
+		{"group write, others in the group", 0o660, "others", true},
 		{"world writable", 0o606, "", true},
 		{"named user may write", 0o600, "u:4242:rw", true},
 		{"named group may write", 0o600, "g:4242:rw", true},
@@ -37,7 +38,9 @@ func TestWritableByOthers(t *testing.T) {
 			if err := os.Chmod(p, tc.mode); err != nil {
 				t.Fatal(err)
 			}
-			if tc.setfacl != "" {
+			groupOthers = func(uint32, uint32) bool { return tc.setfacl == "others" }
+			defer func() { groupOthers = config.GroupOthers }()
+			if tc.setfacl != "" && tc.setfacl != "others" {
 				if out, err := exec.Command("setfacl", "-m", tc.setfacl, p).CombinedOutput(); err != nil {
 					t.Skipf("setfacl: %v %s", err, out)
 				}
