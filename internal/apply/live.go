@@ -61,7 +61,7 @@ func (r *Runner) ReleaseInventory(rec *inventory.Record, op string, forget func(
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) == 0 && forget != nil {
+	if len(errs) == 0 && forget != nil && !anyKept(ds) {
 		return forget()
 	}
 	return errors.Join(errs...)
@@ -114,6 +114,10 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 			cur == orig:
 			h.Close()
 			continue
+		case r.isShared(h):
+			// Another host's QEMU may use it now (a migration): this
+			// host cannot see that, so it is left for reclaim.
+			d.Verdict, d.To, d.Reason = Keep, cur, "on a filesystem shared between hosts: left with its owner (another host may use it)"
 		case cur == qemu:
 			d.Verdict, d.Reason = GiveBack, "libvirt labelled it during the run and left it to QEMU"
 		case cur == rootOwner && orig != rootOwner:
@@ -146,6 +150,17 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 		}
 	}
 	return out, nil
+}
+
+// anyKept reports whether a decision left a file for later: then the
+// record stays, for a later restore to finish with.
+func anyKept(ds []Decision) bool {
+	for _, d := range ds {
+		if d.Verdict == Keep {
+			return true
+		}
+	}
+	return false
 }
 
 func hasGiveBack(ds []Decision) bool {

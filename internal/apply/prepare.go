@@ -147,7 +147,7 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 	}
 	// A file the domain holds already (grant of a new overlay whose chain
 	// leads into the running disk) is QEMU's own to write: nothing to seal.
-	held := e != nil && holdsLive(e, p.Domain, boot)
+	held := r.Op == "grant" && e != nil && holdsLive(e, p.Domain, boot)
 	if e == nil {
 		e = &journal.Entry{
 			Path: s.Path, Dev: id.Dev, Ino: id.Ino,

@@ -111,7 +111,9 @@ func TestSealSkipsFilesTheDomainHolds(t *testing.T) {
 		for _, s := range p.Steps {
 			s.Header = s.Handle != nil && s.Action != "acl"
 		}
-		err := f.runner(nil).Prepare(p)
+		r := f.runner(nil)
+		r.Op = "grant"
+		err := r.Prepare(p)
 		if got := errors.Is(err, ErrWritable); got != tc.refused {
 			t.Errorf("grant of %s to vm1 = %v, want refused=%v", tc.file, err, tc.refused)
 		}

@@ -50,9 +50,10 @@ func (r *Runner) VerifyStart(d *domain.Domain, runsAsRoot func(label string) boo
 			return fmt.Errorf("%s (%s): %w", res.Path, res.From, err)
 		}
 		id := h.ID()
-		h.Close()
 		e := st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key())
-		if e == nil || len(e.LiveHolders(r.Store.BootID)) == 0 || !e.HeldBy(d.Name) {
+		same := e != nil && owner.SameBirth(e.Birth, h)
+		h.Close()
+		if !same || !holdsLive(e, d.Name, r.Store.BootID) {
 			return fmt.Errorf("%s (%s): libvirt found it in the domain's disks, but %w (it was swapped in, or a header changed, after prepare): "+
 				"refusing to start; check who can write the image and its directory, then start the domain again", res.Path, res.From, ErrUnchecked)
 		}

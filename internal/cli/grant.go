@@ -16,6 +16,7 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/qemuproc"
 )
 
 // libvirtRunDir is where libvirtd keeps the status of running QEMU
@@ -175,8 +176,8 @@ func runningDomain(name string) (liveDomain, error) {
 		return liveDomain{}, notRunning("no " + filepath.Join(libvirtRunDir, name+".pid"))
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(pidb)))
-	if err != nil || pid <= 0 || unix.Kill(pid, 0) != nil {
-		return liveDomain{}, notRunning("its pid file names no live process")
+	if err != nil || pid <= 0 || unix.Kill(pid, 0) != nil || !qemuproc.IsQEMU(filepath.Join(procRoot, strconv.Itoa(pid))) {
+		return liveDomain{}, notRunning("its pid file names no running QEMU")
 	}
 	raw, err := os.ReadFile(filepath.Join(libvirtRunDir, name+".xml"))
 	if err != nil {

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ func (f *fixture) fakeRunning(name string) {
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(cli.SetRunDir(dir))
-	if err := os.WriteFile(filepath.Join(dir, name+".pid"), fmt.Appendf(nil, "%d\n", os.Getpid()), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".pid"), fmt.Appendf(nil, "%d\n", f.fakeQEMU()), 0o600); err != nil {
 		f.t.Fatal(err)
 	}
 	status := "<domstatus state='running' reason='booted' pid='1'>\n  <monitor path='/x' type='unix'/>\n  " +
@@ -27,6 +28,30 @@ func (f *fixture) fakeRunning(name string) {
 	if err := os.WriteFile(filepath.Join(dir, name+".xml"), []byte(status), 0o600); err != nil {
 		f.t.Fatal(err)
 	}
+}
+
+// fakeQEMU starts a process whose executable is named like QEMU (a copy
+// of sleep) and returns its pid; it is killed when the test ends.
+func (f *fixture) fakeQEMU() int {
+	f.t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		f.t.Skip("no sleep binary to play QEMU")
+	}
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	exe := f.path("qemu-system-x86_64")
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	c := exec.Command(exe, "600")
+	if err := c.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	return c.Process.Pid
 }
 
 func TestGrantRevokeRelease(t *testing.T) {

@@ -76,4 +76,3 @@ func scan(p string, line func([]string)) {
 		line(strings.Split(t, ":"))
 	}
 }
-

@@ -34,11 +34,13 @@ func OpenFiles(procRoot string) (map[ID]int, error) {
 			continue
 		}
 		for _, fd := range fds {
-			var st unix.Stat_t
-			if unix.Stat(filepath.Join(dir, "fd", fd.Name()), &st) != nil {
+			// DONT_SYNC: a hung NFS or FUSE mount behind a descriptor must
+			// not hang the release (and libvirtd's stop with it).
+			var st unix.Statx_t
+			if unix.Statx(unix.AT_FDCWD, filepath.Join(dir, "fd", fd.Name()), unix.AT_STATX_DONT_SYNC, unix.STATX_INO, &st) != nil {
 				continue
 			}
-			out[ID{Dev: st.Dev, Ino: st.Ino}] = pid
+			out[ID{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino}] = pid
 		}
 	}
 	return out, nil
