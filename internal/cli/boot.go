@@ -11,6 +11,7 @@ import (
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
 
@@ -48,7 +49,7 @@ func cmdBoot(e *env, args []string) error {
 	if err != nil {
 		return withCode(ExitState, err)
 	}
-	if stale == 0 {
+	if stale == 0 && !staleInventories(s.hook.StateDir) {
 		log.Debug("no stale records")
 		return nil
 	}
@@ -94,4 +95,21 @@ func staleRecords(dir string) (int, error) {
 		return 0, err
 	}
 	return len(st.Unheld(boot)), nil
+}
+
+// staleInventories reports whether a domain's record of directories is
+// left from an earlier boot: the watcher may have seen files labelled in
+// that run, to give back now.
+func staleInventories(dir string) bool {
+	boot, err := journal.CurrentBootID()
+	if err != nil {
+		return false
+	}
+	recs, _ := inventory.List(dir)
+	for _, r := range recs {
+		if r.BootID != boot {
+			return true
+		}
+	}
+	return false
 }

@@ -165,7 +165,15 @@ var liveDirs = []string{"/var/lib/libvirt/images", "/var/lib/libvirt/boot", "/de
 // inventoryDirs are the directories whose files a domain's live operations
 // are likely to bring in: those of its files, plus liveDirs.
 func inventoryDirs(p *plan.Plan) []string {
-	dirs := append([]string(nil), liveDirs...)
+	dirs := make([]string, 0, len(liveDirs)+len(p.Steps))
+	for _, d := range liveDirs {
+		// inotify does not follow a symlinked directory
+		// (/var/lib/libvirt/images -> /srv/images): watch where it leads.
+		if real, err := filepath.EvalSymlinks(d); err == nil {
+			d = real
+		}
+		dirs = append(dirs, d)
+	}
 	for _, st := range p.Steps {
 		if st.Path == "" || domain.Kind(st.Kind).Types()&domain.TypeRegular == 0 {
 			continue

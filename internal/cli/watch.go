@@ -81,8 +81,8 @@ func cmdWatch(e *env, args []string) error {
 	}
 	w := &watch.Watcher{
 		StateDir: s.hook.StateDir, Log: s.log.WithField("op", "watch"),
-		Known: journalKnows(r.Store),
-		Idle:  30 * time.Second, Flush: 50 * time.Millisecond,
+		Known: journalKnows(r.Store), BootID: r.Store.BootID,
+		Idle: 30 * time.Second, Flush: 50 * time.Millisecond,
 	}
 	return w.Run(stop)
 }

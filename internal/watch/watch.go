@@ -25,6 +25,8 @@ type Watcher struct {
 	// journal's to give back, not the watcher's. It is asked in batches,
 	// when the watcher writes what it saw.
 	Known func(ids []inventory.File) []bool
+	// BootID is this boot's id: records of other boots are not followed.
+	BootID string
 	// Idle is how long the watcher stays without any record.
 	Idle time.Duration
 	// Flush is how long changes are gathered before they are written.
@@ -182,9 +184,13 @@ func (w *Watcher) drain(buf []byte, invWD int) (changed bool) {
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 			switch {
 			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
-				// Events were lost: guessing could record QEMU's owner as
-				// a user's, so what changed then stays unknown.
+				// Events were lost: what the watcher knew may be wrong, so
+				// it forgets it and reads the directories again (files
+				// QEMU holds by then stay unknown, the careful way).
 				w.Log.Warn("inotify queue overflowed: owners set in that moment are not recorded")
+				for d := range w.files {
+					w.files[d] = w.scan(d)
+				}
 			case int(ev.Wd) == invWD:
 				if w.record(name) {
 					reload = true
@@ -222,7 +228,9 @@ func (w *Watcher) record(name string) bool {
 	if err != nil {
 		w.Log.WithError(err).Warn("record unreadable")
 	}
-	if r == nil {
+	if r == nil || (w.BootID != "" && r.BootID != w.BootID) {
+		// Gone, or left by a boot that ended: its domain runs no more,
+		// and restore gives back what it vouches for.
 		_, had := w.recs[name]
 		delete(w.recs, name)
 		return had
@@ -254,20 +262,29 @@ func (w *Watcher) rewatch() {
 		}
 		wd, err := unix.InotifyAddWatch(w.ifd, d, dirEvents)
 		if err != nil {
+			if !errors.Is(err, unix.ENOENT) {
+				w.Log.WithField("dir", d).WithError(err).Warn("directory not followed (fs.inotify.max_user_watches?): files labelled there keep the owner libvirt leaves")
+			}
 			continue
 		}
 		w.wds[d], w.dirs[wd] = wd, d
-		w.files[d] = map[string]inventory.File{}
-		for _, n := range inventory.Names(d) {
-			if len(w.files[d]) >= inventory.MaxFiles {
-				w.Log.WithField("dir", d).Warnf("more than %d files: owners of the rest are not followed", inventory.MaxFiles)
-				break
-			}
-			if f, ok := inventory.Stat(d, n); ok && !w.qemuOwned(f) {
-				w.files[d][n] = f
-			}
+		w.files[d] = w.scan(d)
+	}
+}
+
+// scan reads the owners the files of d have now.
+func (w *Watcher) scan(d string) map[string]inventory.File {
+	files := map[string]inventory.File{}
+	for _, n := range inventory.Names(d) {
+		if len(files) >= inventory.MaxFiles {
+			w.Log.WithField("dir", d).Warnf("more than %d files: owners of the rest are not followed", inventory.MaxFiles)
+			break
+		}
+		if f, ok := inventory.Stat(d, n); ok && !w.qemuOwned(f) {
+			files[n] = f
 		}
 	}
+	return files
 }
 
 // qemuOwned reports whether f is owned by the QEMU user of a domain.
@@ -300,7 +317,17 @@ func (w *Watcher) seen(dir, name string) bool {
 	if had && !prev.SameInode(f) {
 		had = false
 	}
-	labelledNow := w.qemuOwned(f) || (f.UID == 0 && f.GID == 0 && had && (prev.UID != 0 || prev.GID != 0))
+	// root:root is libvirt's restore only of a file it labelled first:
+	// one the watcher saw become QEMU's. Anyone else's chown to root is
+	// an administrator's.
+	wasQEMU := false
+	if c, ok := w.candidates[p]; ok && c.SameInode(f) {
+		wasQEMU = true
+	}
+	if l, ok := w.labelled.Files[p]; ok && l.SameInode(f) {
+		wasQEMU = true
+	}
+	labelledNow := w.qemuOwned(f) || (f.UID == 0 && f.GID == 0 && wasQEMU)
 	if labelledNow {
 		if !had {
 			return false // its owner before is unknown

@@ -177,3 +177,33 @@ func TestWatcherLeavesWhenIdle(t *testing.T) {
 		t.Fatal("watcher still runs with no inventory left")
 	}
 }
+
+// TestWatcherAdminChownToRoot: an administrator takes a file away from a
+// user (chown root:root) in a watched directory; QEMU never had it, so it
+// is nothing the watcher gives back.
+func TestWatcherAdminChownToRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files other owners")
+	}
+	state, images := t.TempDir(), t.TempDir()
+	p := filepath.Join(images, "key.img")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := inventory.Save(state, inventory.New("vm1", "boot", qemuUID, qemuGID, []string{images})); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := newWatcher(t, state, nil)
+	defer stop()
+	waitFor(t, "the watcher to hold its lock", func() bool { return Running(state) })
+	if err := os.Chown(p, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if f, ok := recorded(t, state, "vm1", p); ok {
+		t.Errorf("an administrator's chown to root:root was recorded as libvirt's restore: %+v", f)
+	}
+}
