@@ -34,7 +34,8 @@ func holdACL(st *journal.State, s *plan.Step, p *plan.Plan, boot string) (*journ
 	}
 	h := journal.Holder{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: plan.KindParentDir}
 	if e == nil {
-		e = &journal.Entry{Path: s.Path, Dev: id.Dev, Ino: id.Ino, UID: s.Current.UID, GID: s.Current.GID, TargetUID: uid, ACL: raw, Holders: []journal.Holder{h}, Created: boot, Birth: owner.Birth(s.Handle)}
+		e = &journal.Entry{Path: s.Path, Dev: id.Dev, Ino: id.Ino, UID: s.Current.UID, GID: s.Current.GID, TargetUID: uid, ACL: raw, Holders: []journal.Holder{h}, Created: boot}
+		recordIdentity(e, s.Handle)
 		st.Add(e)
 		return e, nil
 	}

@@ -329,7 +329,11 @@ func TestRebootStaleRecords(t *testing.T) {
 	f.wantEmptyState()
 }
 
-func TestReleaseLeavesReplacedFileAlone(t *testing.T) {
+// TestReleaseFollowsRenamedFile: the image is renamed while the domain
+// runs and a new file takes its name. Release gives the original owner
+// back to the recorded inode, found by its file handle under its new name,
+// and leaves the new file alone.
+func TestReleaseFollowsRenamedFile(t *testing.T) {
 	f := newFixture(t, "a.img")
 	if err := f.prepare("vm1", "a.img"); err != nil {
 		t.Fatal(err)
@@ -349,7 +353,7 @@ func TestReleaseLeavesReplacedFileAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.wantOwner("a.img", qemu)
-	f.wantOwner("a.img.old", qemu) // moved away: not followed by name
+	f.wantOwner("a.img.old", f.orig[p])
 	f.wantEmptyState()
 }
 

@@ -156,8 +156,8 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 			Shared:  r.isShared(s.Handle),
 			Holders: []journal.Holder{{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: s.Kind}},
 			Created: boot,
-			Birth:   owner.Birth(s.Handle),
 		}
+		recordIdentity(e, s.Handle)
 		st.Add(e)
 	} else if err := joinHolders(e, s, p, boot); err != nil {
 		return nil, err

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
@@ -258,20 +257,19 @@ func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Deci
 	if e.ACL != nil {
 		return r.decideGrant(d, e, st)
 	}
-	h, err := owner.Open(e.Path)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			d.Verdict, d.Reason = Gone, "file is gone; nothing to restore"
-			return d
-		}
-		d.Verdict, d.Reason, d.finish = Leave, "cannot open: "+err.Error(), false
+	loc := locate(e)
+	switch {
+	case loc.gone:
+		d.Verdict, d.Reason = Gone, "file is gone; nothing to restore"
+		return d
+	case loc.h == nil:
+		d.Verdict, d.Reason, d.finish = Leave, loc.why, false
 		return d
 	}
-	id := h.ID()
-	if id.Ino != e.Ino || id.Dev != e.Dev || !owner.SameBirth(e.Birth, h) {
-		h.Close()
-		d.Verdict, d.Reason = Gone, fmt.Sprintf("path now names another file (inode %d:%d, recorded %d:%d): replaced or moved; left alone", id.Dev, id.Ino, e.Dev, e.Ino)
-		return d
+	h := loc.h
+	if h.Path != e.Path {
+		d.Path = h.Path // renamed while held
+		d.Reason = "renamed from " + e.Path
 	}
 	d.handle = h
 	uid, gid := h.Owner()
@@ -315,20 +313,17 @@ func (r *Runner) decideGrant(d Decision, e *journal.Entry, st *journal.State) De
 		d.Verdict, d.Reason, d.finish = Leave, "ACL record unreadable: "+err.Error(), false
 		return d
 	}
-	h, err := owner.Open(e.Path)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			d.Verdict, d.Reason = Gone, "directory is gone; nothing to restore"
-			return d
-		}
-		d.Verdict, d.Reason, d.finish = Leave, "cannot open: "+err.Error(), false
+	loc := locate(e)
+	switch {
+	case loc.gone:
+		d.Verdict, d.Reason = Gone, "directory is gone; nothing to restore"
+		return d
+	case loc.h == nil:
+		d.Verdict, d.Reason, d.finish = Leave, loc.why, false
 		return d
 	}
-	if id := h.ID(); id.Dev != e.Dev || id.Ino != e.Ino || !owner.SameBirth(e.Birth, h) {
-		h.Close()
-		d.Verdict, d.Reason = Gone, "path now names another directory; left alone"
-		return d
-	}
+	h := loc.h
+	d.Path = h.Path
 	d.handle, d.grant, d.Verdict = h, &c, Ungrant
 	d.active = activeGrants(st, e.Dev, e.Ino, e.TargetUID)
 	d.Reason = fmt.Sprintf("user:%d:--x", c.UID)

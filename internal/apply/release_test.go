@@ -1,8 +1,12 @@
 package apply
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
@@ -75,5 +79,41 @@ func TestPlanReleaseMatchesRelease(t *testing.T) {
 				f.wantOwner("libvirt-root.img", [2]uint32{0, 0})
 			}
 		})
+	}
+}
+
+// TestReleaseAfterDirectoryRename: the directory of the images, which
+// got a search ACL, is renamed while the domain runs. Release finds the
+// images and the directory by their file handles: owners back, the ACL
+// entry gone, nothing left in the journal.
+func TestReleaseAfterDirectoryRename(t *testing.T) {
+	f := newFixture(t, "a.img", "b.img")
+	if err := f.prepare("vm1", "a.img", "b.img"); err != nil {
+		t.Fatal(err)
+	}
+	moved := f.root + "-moved"
+	if err := os.Rename(f.root, moved); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Rename(moved, f.root) })
+	r := f.runner(nil)
+	r.Store.Dir = filepath.Join(moved, "state")
+	if err := r.Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a.img", "b.img"} {
+		if got := ownerOf(t, filepath.Join(moved, n)); got != f.orig[f.path(n)] {
+			t.Errorf("owner of %s after the rename = %v, want %v", n, got, f.orig[f.path(n)])
+		}
+	}
+	if _, err := unix.Getxattr(moved, "system.posix_acl_access", nil); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("%s still has an access ACL after release (getxattr: %v)", moved, err)
+	}
+	st, err := journal.LoadFile(journal.StatePath(r.Store.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.All()); n != 0 {
+		t.Errorf("journal holds %d entries after release, want 0", n)
 	}
 }

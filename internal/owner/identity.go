@@ -99,7 +99,7 @@ func OpenByIdentity(id Identity, hint string) (*Handle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNotSameFile, err)
 		}
-		if err := id.check(h); err != nil {
+		if err := id.Check(h); err != nil {
 			_ = h.Close()
 			return nil, err
 		}
@@ -123,15 +123,16 @@ func OpenByIdentity(id Identity, hint string) (*Handle, error) {
 	if p, err := os.Readlink(h.ProcPath()); err == nil {
 		h.Path = p
 	}
-	if err := id.check(h); err != nil {
+	if err := id.Check(h); err != nil {
 		_ = h.Close()
 		return nil, err
 	}
 	return h, nil
 }
 
-// check proves h is the inode of id.
-func (id Identity) check(h *Handle) error {
+// Check proves h is the inode of id: same device and inode number, and
+// same generation and creation time where both are known.
+func (id Identity) Check(h *Handle) error {
 	if uint64(h.Stat.Dev) != id.Dev || h.Stat.Ino != id.Ino {
 		return fmt.Errorf("%s is inode %d:%d, recorded %d:%d: %w", h.Path, h.Stat.Dev, h.Stat.Ino, id.Dev, id.Ino, ErrNotSameFile)
 	}
