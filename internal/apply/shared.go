@@ -1,15 +1,10 @@
 package apply
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/google/renameio/v2"
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
@@ -104,45 +99,12 @@ func readMark(h *owner.Handle) (mark, []byte, bool) {
 	return m, b, ok
 }
 
-// machineID identifies this host across boots.
-func machineID() string {
-	for _, p := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
-		if b, err := os.ReadFile(p); err == nil {
-			if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00") {
-				return id
-			}
-		}
-	}
-	h, _ := os.Hostname()
-	return strings.NewReplacer(" ", "_", ",", "_", "/", "_").Replace(h)
-}
-
 // hostKey is this host on this boot, as written in marks.
 func (r *Runner) hostKey() string {
 	if r.HostID == "" {
-		r.HostID = hostID(r.Store.Dir)
+		r.HostID = r.Store.HostID()
 	}
 	return r.HostID + "/" + r.Store.BootID
-}
-
-// hostID names this host in marks: a random id made once and kept in the
-// state directory (host-id), because cloned hypervisors often share
-// /etc/machine-id. machine-id is the fallback when the file cannot be made.
-func hostID(stateDir string) string {
-	p := filepath.Join(stateDir, "host-id")
-	if b, err := os.ReadFile(p); err == nil {
-		if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00\n") {
-			return id
-		}
-	}
-	buf := make([]byte, 16)
-	if _, err := rand.Read(buf); err == nil {
-		id := hex.EncodeToString(buf)
-		if err := renameio.WriteFile(p, []byte(id+"\n"), 0o600); err == nil {
-			return id
-		}
-	}
-	return machineID()
 }
 
 // otherHosts are the mark's hosts that are not this machine (on any boot:

@@ -1,6 +1,8 @@
 // Package journal is the hook's durable memory: for every inode the hook has
 // given to QEMU, who owned it before, which domains hold it now, and on which
-// boot they took it. It is the only code that writes the state directory.
+// boot they took it. It is the only code that writes the journal, its lock and the host's
+// id in the state directory (the inventory package keeps domains' records
+// of directories in its inventory/ subdirectory).
 //
 // The journal is one bbolt database (state.db): entries by key, and indexes
 // by domain, by holder boot, by inode number, by directory for ACL grants,
