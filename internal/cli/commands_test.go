@@ -160,7 +160,9 @@ func TestPlanJSON(t *testing.T) {
 			}
 		}
 		var action string
-		json.Unmarshal(r["action"], &action)
+		if err := json.Unmarshal(r["action"], &action); err != nil {
+			t.Errorf("resource %d has action %s, want a string: %v", i, r["action"], err)
+		}
 		actions[action] = true
 		if action == "chown" || action == "keep" {
 			for _, k := range []string{"current", "target"} {
@@ -205,7 +207,7 @@ func TestPlanGolden(t *testing.T) {
 			}
 			got := []byte(strings.ReplaceAll(res.stdout, f.root, "$ROOT"))
 			if !strings.HasSuffix(tt.golden, "json.golden") {
-				got = retab(got)
+				got = retab(t, got)
 			}
 			golden := filepath.Join("testdata", tt.golden)
 			if *update {
@@ -230,7 +232,8 @@ var cellSep = regexp.MustCompile(` {2,}`)
 // retab re-aligns the table of `plan` output after the temp root has been
 // replaced, as if the tree had lived at $ROOT: the columns were padded for
 // the real, longer paths. Cells never contain two spaces in a row.
-func retab(b []byte) []byte {
+func retab(t *testing.T, b []byte) []byte {
+	t.Helper()
 	var out bytes.Buffer
 	tw := tabwriter.NewWriter(&out, 0, 4, 2, ' ', 0)
 	for _, line := range strings.SplitAfter(string(b), "\n") {
@@ -239,13 +242,16 @@ func retab(b []byte) []byte {
 		}
 		// Trailing padding stays: it marks an empty last cell.
 		body := strings.TrimSuffix(line, "\n")
-		if !strings.Contains(body, "  ") {
-			tw.Write([]byte(line))
-			continue
+		if strings.Contains(body, "  ") {
+			line = strings.Join(cellSep.Split(body, -1), "\t") + "\n"
 		}
-		tw.Write([]byte(strings.Join(cellSep.Split(body, -1), "\t") + "\n"))
+		if _, err := tw.Write([]byte(line)); err != nil {
+			t.Fatalf("retab: %v", err)
+		}
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		t.Fatalf("retab: %v", err)
+	}
 	return out.Bytes()
 }
 

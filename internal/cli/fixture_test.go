@@ -83,7 +83,9 @@ func newFixture(t *testing.T) *fixture {
 	// Either would override the config under test.
 	t.Setenv("LIBVIRT_DAC_HOOK_DRY_RUN", "")
 	t.Setenv("LIBVIRT_DAC_HOOK_STATE_DIR", "") // restored after the test
-	os.Unsetenv("LIBVIRT_DAC_HOOK_STATE_DIR")
+	if err := os.Unsetenv("LIBVIRT_DAC_HOOK_STATE_DIR"); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 

@@ -169,8 +169,8 @@ func inventoryDirs(p *plan.Plan) []string {
 	for _, d := range liveDirs {
 		// inotify does not follow a symlinked directory
 		// (/var/lib/libvirt/images -> /srv/images): watch where it leads.
-		if real, err := filepath.EvalSymlinks(d); err == nil {
-			d = real
+		if target, err := filepath.EvalSymlinks(d); err == nil {
+			d = target
 		}
 		dirs = append(dirs, d)
 	}

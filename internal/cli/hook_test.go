@@ -223,7 +223,9 @@ func TestHookDamagedState(t *testing.T) {
 	}
 	// Once the admin has dealt with it, prepares go on.
 	if len(aside) == 1 {
-		os.Rename(aside[0], aside[0]+".restored")
+		if err := os.Rename(aside[0], aside[0]+".restored"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	res = run(strings.NewReader(f.domainXML("vm1", standardDisks)), "vm1", "prepare", "begin", "-")
 	if res.code != cli.ExitOK || res.stderr != "" || res.stdout != "" {

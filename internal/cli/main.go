@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -66,12 +67,19 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runHook(e, a)
 	}
 	if len(a) == 0 {
-		fmt.Fprint(stderr, usage+exitHelp)
+		// A failed write to stderr leaves nowhere to report it; the exit
+		// code still says the call was wrong.
+		_, _ = fmt.Fprint(stderr, usage+exitHelp)
 		return ExitUsage
 	}
 	name := a[0]
 	if name == "-h" || name == "--help" || name == "-help" {
-		fmt.Fprint(stdout, usage+exitHelp)
+		if _, err := fmt.Fprint(stdout, usage+exitHelp); err != nil {
+			// Asked-for output that did not arrive is a failure; stderr is
+			// the last place to say so.
+			_, _ = fmt.Fprintf(stderr, "libvirt-dac-hook: write help: %s\n", domain.OneLine(err.Error()))
+			return ExitFailed
+		}
 		return ExitOK
 	}
 	if name == "--version" {
@@ -79,15 +87,18 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(stderr, "libvirt-dac-hook: unknown command %q (libvirtd calls the hook with exactly 4 arguments)\n%s", name, usage)
+		// Nowhere is left to report a failed write of this message.
+		_, _ = fmt.Fprintf(stderr, "libvirt-dac-hook: unknown command %q (libvirtd calls the hook with exactly 4 arguments)\n%s", name, usage)
 		return ExitUsage
 	}
 	err := cmd(e, a[1:])
-	if err == errHelpShown {
+	if errors.Is(err, errHelpShown) {
 		return ExitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "libvirt-dac-hook %s: %s\n", name, domain.OneLine(err.Error()))
+		// Nowhere is left to report a failed write of the error itself;
+		// the exit code still carries it.
+		_, _ = fmt.Fprintf(stderr, "libvirt-dac-hook %s: %s\n", name, domain.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }

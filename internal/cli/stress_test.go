@@ -3,12 +3,12 @@ package cli_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,7 +27,8 @@ func buildHook(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		// Root's PATH often lacks Go; this is where the Go tarball goes.
+		goBin = "/usr/local/go/bin/go"
 	}
 	bin := filepath.Join(t.TempDir(), "hook")
 	cmd := exec.Command(goBin, "build", "-trimpath", "-o", bin, "../../hook")
@@ -82,7 +83,57 @@ func stress(t *testing.T, bin string, searchACL bool) {
 	if searchACL {
 		f.writeConf("lock_timeout = 30\nparent_search_acl = 1\n")
 	}
+	seed := stressSeed(t)
+	t.Logf("seed %d (set $%s to repeat or vary)", seed, stressSeedEnv)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	doms := stressDomains(f, rng)
+	if searchACL {
+		if err := os.Chmod(f.path("img"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if qemuCan(t, "-x", f.path("img")) {
+			t.Fatalf("test setup: QEMU can search %s before any prepare", f.rel(f.path("img")))
+		}
+	}
+	before := f.owners()
 
+	r := &stressRun{t: t, f: f, bin: bin, searchACL: searchACL}
+	start := time.Now()
+	stop := make(chan struct{})
+	var wgStatus sync.WaitGroup
+	wgStatus.Add(1)
+	go func() {
+		defer wgStatus.Done()
+		r.statusLoop(stop)
+	}()
+	var wg sync.WaitGroup
+	for _, d := range doms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.domainRounds(d)
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	wgStatus.Wait()
+	t.Logf("%d hook processes (%d status) in %s", r.procs.Load(), r.statusRuns.Load(), time.Since(start).Round(time.Millisecond))
+
+	f.checkOwners(before)
+	f.checkNoEntries()
+	if searchACL && qemuCan(t, "-x", f.path("img")) {
+		t.Errorf("QEMU can still search %s after every release", f.rel(f.path("img")))
+	}
+	checkStateDirClean(t, f)
+}
+
+// stressRounds is how many times each domain prepares and releases.
+const stressRounds = 4
+
+// stressSeed is the stress test's random seed: a fixed one unless
+// $LIBVIRT_DAC_HOOK_STRESS_SEED says otherwise.
+func stressSeed(t *testing.T) uint64 {
+	t.Helper()
 	seed := uint64(20261127)
 	if s := os.Getenv(stressSeedEnv); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -91,13 +142,23 @@ func stress(t *testing.T, bin string, searchACL bool) {
 		}
 		seed = n
 	}
-	t.Logf("seed %d (set $%s to repeat or vary)", seed, stressSeedEnv)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	return seed
+}
 
+// stressDom is one domain of the stress test.
+type stressDom struct {
+	name  string
+	files []string // every file the domain uses
+	xml   string
+	rng   *rand.Rand
+}
+
+// stressDomains writes the shared and private files and returns the
+// domains using them.
+func stressDomains(f *fixture, rng *rand.Rand) []*stressDom {
 	const (
 		domains = 10
 		shared  = 5
-		rounds  = 4
 	)
 	var sharedFiles []string
 	for i := range shared {
@@ -105,13 +166,7 @@ func stress(t *testing.T, bin string, searchACL bool) {
 		f.write(rel, "", 3000+i)
 		sharedFiles = append(sharedFiles, f.path(rel))
 	}
-	type dom struct {
-		name  string
-		files []string // every file the domain uses
-		xml   string
-		rng   *rand.Rand
-	}
-	var doms []*dom
+	var doms []*stressDom
 	for d := range domains {
 		name := fmt.Sprintf("stress%02d", d)
 		priv := fmt.Sprintf("img/%s.raw", name)
@@ -126,128 +181,125 @@ func stress(t *testing.T, bin string, searchACL bool) {
 		for i, p := range files {
 			fmt.Fprintf(&disks, "    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='vd%c' bus='virtio'/><shareable/></disk>\n", p, 'a'+i)
 		}
-		doms = append(doms, &dom{name: name, files: files, xml: f.domainXML(name, disks.String()),
+		doms = append(doms, &stressDom{name: name, files: files, xml: f.domainXML(name, disks.String()),
 			rng: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))})
 	}
-	if searchACL {
-		if err := os.Chmod(f.path("img"), 0o750); err != nil {
-			t.Fatal(err)
+	return doms
+}
+
+// stressRun is what the goroutines of one stress run share.
+type stressRun struct {
+	t          *testing.T
+	f          *fixture
+	bin        string
+	searchACL  bool
+	procs      atomic.Int64
+	statusRuns atomic.Int64
+}
+
+// hook runs one hook process and returns its exit code, stdout and stderr.
+func (r *stressRun) hook(stdin string, args ...string) (int, string, string) {
+	r.procs.Add(1)
+	cmd := exec.Command(r.bin, args...)
+	cmd.Env = hookEnv(r.f.conf)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		r.t.Errorf("run %v: %v", args, err)
+		code = -1
+	}
+	return code, out.String(), errb.String()
+}
+
+// checkHeld checks that all of d's files belong to QEMU (and, with the
+// search ACL, that QEMU can read them).
+func (r *stressRun) checkHeld(d *stressDom, when string) {
+	for _, p := range d.files {
+		// Not ownerOf: t.Fatal must not be called off the test goroutine.
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			r.t.Errorf("%s: %v", d.name, err)
+			continue
 		}
-		if qemuCan(t, "-x", f.path("img")) {
-			t.Fatalf("test setup: QEMU can search %s before any prepare", f.rel(f.path("img")))
+		if got := fmt.Sprintf("%d:%d", st.Uid, st.Gid); got != qemuOwner {
+			r.t.Errorf("%s: %s is %s %s, want %s", d.name, r.f.rel(p), got, when, qemuOwner)
+		}
+		if r.searchACL && !qemuCan(r.t, "-r", p) {
+			r.t.Errorf("%s: QEMU cannot read %s %s", d.name, r.f.rel(p), when)
 		}
 	}
-	before := f.owners()
+}
 
-	var procs atomic.Int64
-	hook := func(stdin string, args ...string) (int, string, string) {
-		procs.Add(1)
-		cmd := exec.Command(bin, args...)
-		cmd.Env = hookEnv(f.conf)
-		cmd.Stdin = strings.NewReader(stdin)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Errorf("run %v: %v", args, err)
-			code = -1
+// statusLoop runs `status --json` until stop closes, checking that each
+// run reads a whole state.
+func (r *stressRun) statusLoop(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
 		}
-		return code, out.String(), errb.String()
-	}
-	checkHeld := func(d *dom, when string) {
-		for _, p := range d.files {
-			// Not ownerOf: t.Fatal must not be called off the test goroutine.
-			var st syscall.Stat_t
-			if err := syscall.Lstat(p, &st); err != nil {
-				t.Errorf("%s: %v", d.name, err)
-				continue
-			}
-			if got := fmt.Sprintf("%d:%d", st.Uid, st.Gid); got != qemuOwner {
-				t.Errorf("%s: %s is %s %s, want %s", d.name, f.rel(p), got, when, qemuOwner)
-			}
-			if searchACL && !qemuCan(t, "-r", p) {
-				t.Errorf("%s: QEMU cannot read %s %s", d.name, f.rel(p), when)
-			}
+		code, out, errOut := r.hook("", "status", "--json")
+		r.statusRuns.Add(1)
+		var v struct {
+			Entries []json.RawMessage `json:"entries"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
+			r.t.Errorf("status --json during the stress = exit %d, stdout %q, stderr %q", code, out, errOut)
+			return
 		}
 	}
+}
 
-	start := time.Now()
-	stop := make(chan struct{})
-	var statusRuns atomic.Int64
-	var wgStatus sync.WaitGroup
-	wgStatus.Add(1)
-	go func() {
-		defer wgStatus.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			code, out, errOut := hook("", "status", "--json")
-			statusRuns.Add(1)
-			var v struct {
-				Entries []json.RawMessage `json:"entries"`
-			}
-			if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
-				t.Errorf("status --json during the stress = exit %d, stdout %q, stderr %q", code, out, errOut)
-				return
-			}
+// domainRounds prepares and releases d stressRounds times at random
+// moments, checking that it holds its files in between.
+func (r *stressRun) domainRounds(d *stressDom) {
+	for round := range stressRounds {
+		time.Sleep(time.Duration(d.rng.IntN(20)) * time.Millisecond)
+		code, out, errOut := r.hook(d.xml, d.name, "prepare", "begin", "-")
+		if code != 0 || out != "" || errOut != "" {
+			r.t.Errorf("%s round %d: prepare = exit %d, stdout %q, stderr %q", d.name, round, code, out, r.f.rel(errOut))
+			return
 		}
-	}()
+		r.checkHeld(d, "after its prepare")
+		time.Sleep(time.Duration(d.rng.IntN(30)) * time.Millisecond)
+		r.checkHeld(d, "before its release")
+		code, out, errOut = r.hook("", d.name, "release", "end", "-")
+		if code != 0 || out != "" || errOut != "" {
+			r.t.Errorf("%s round %d: release = exit %d, stdout %q, stderr %q", d.name, round, code, out, r.f.rel(errOut))
+			return
+		}
+	}
+}
 
-	var wg sync.WaitGroup
-	for _, d := range doms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range rounds {
-				time.Sleep(time.Duration(d.rng.IntN(20)) * time.Millisecond)
-				code, out, errOut := hook(d.xml, d.name, "prepare", "begin", "-")
-				if code != 0 || out != "" || errOut != "" {
-					t.Errorf("%s round %d: prepare = exit %d, stdout %q, stderr %q", d.name, r, code, out, f.rel(errOut))
-					return
+// checkStateDirClean checks that nothing but the store, the locks and the
+// watcher's record is left in the state directory.
+func checkStateDirClean(t *testing.T, f *fixture) {
+	t.Helper()
+	ents, err := os.ReadDir(f.state)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		switch e.Name() {
+		case "state.db", "lock", "watch.lock":
+		case "inventory":
+			// Every release removed its domain's record.
+			left, _ := os.ReadDir(filepath.Join(f.state, e.Name()))
+			for _, l := range left {
+				// labelled.json is the watcher's, gone when it leaves.
+				if l.Name() != "labelled.json" {
+					t.Errorf("inventory record %s left after every release", l.Name())
 				}
-				checkHeld(d, "after its prepare")
-				time.Sleep(time.Duration(d.rng.IntN(30)) * time.Millisecond)
-				checkHeld(d, "before its release")
-				code, out, errOut = hook("", d.name, "release", "end", "-")
-				if code != 0 || out != "" || errOut != "" {
-					t.Errorf("%s round %d: release = exit %d, stdout %q, stderr %q", d.name, r, code, out, f.rel(errOut))
-					return
-				}
 			}
-		}()
-	}
-	wg.Wait()
-	close(stop)
-	wgStatus.Wait()
-	t.Logf("%d hook processes (%d status) in %s", procs.Load(), statusRuns.Load(), time.Since(start).Round(time.Millisecond))
-
-	f.checkOwners(before)
-	f.checkNoEntries()
-	if searchACL && qemuCan(t, "-x", f.path("img")) {
-		t.Errorf("QEMU can still search %s after every release", f.rel(f.path("img")))
-	}
-	if ents, err := os.ReadDir(f.state); err == nil {
-		for _, e := range ents {
-			switch e.Name() {
-			case "state.db", "lock", "watch.lock":
-			case "inventory":
-				// Every release removed its domain's record.
-				left, _ := os.ReadDir(filepath.Join(f.state, e.Name()))
-				for _, l := range left {
-					// labelled.json is the watcher's, gone when it leaves.
-					if l.Name() != "labelled.json" {
-						t.Errorf("inventory record %s left after every release", l.Name())
-					}
-				}
-			default:
-				t.Errorf("unexpected file %s left in the state dir", e.Name())
-			}
+		default:
+			t.Errorf("unexpected file %s left in the state dir", e.Name())
 		}
 	}
 }
@@ -258,7 +310,8 @@ func qemuCan(t *testing.T, op, p string) bool {
 	cmd := exec.Command("test", op, p)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: qemuID, Gid: qemuID, Groups: []uint32{qemuID}}}
 	err := cmd.Run()
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
 		t.Errorf("test %s %s as uid %d: %v", op, p, qemuID, err)
 	}
 	return err == nil

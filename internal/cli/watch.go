@@ -15,7 +15,7 @@ import (
 
 // watcherSpawn starts the watcher process; tests replace it, because
 // there the executable is the test binary.
-var watcherSpawn = func(s *setup) error {
+var watcherSpawn = func(_ *setup) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err

@@ -128,12 +128,12 @@ func (r *entryReader) fail(what string) {
 	}
 }
 
-func (r *entryReader) uvarint(max uint64, what string) uint64 {
+func (r *entryReader) uvarint(limit uint64, what string) uint64 {
 	if r.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 || v > max {
+	if n <= 0 || v > limit {
 		r.fail("bad " + what)
 		return 0
 	}

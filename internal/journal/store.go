@@ -15,6 +15,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -145,7 +146,7 @@ func (s *Store) openDB() (err error) {
 		}
 	}()
 	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: boltTimeout(s.LockTimeout), OpenFile: openFlags(false)})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%w: %s is open elsewhere (a `status` reading it?): %w", ErrLockTimeout, p, err)
 	}
 	if err != nil {
@@ -198,7 +199,7 @@ func (s *Store) openDB() (err error) {
 }
 
 func isDamage(err error) bool {
-	return errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) || errors.Is(err, bolt.ErrInvalidMapping)
+	return errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrInvalidMapping)
 }
 
 func (s *Store) closeDB() {
@@ -331,7 +332,7 @@ func (s *Store) viewRO(f func(*reader)) (err error) {
 		f(&reader{})
 		return nil
 	}
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%w: %s is held by another hook: %w", ErrLockTimeout, p, err)
 	}
 	if err != nil {

@@ -58,11 +58,11 @@ func txID(t *testing.T, s *Store) int {
 
 func TestLazySaveWritesOnlyChanges(t *testing.T) {
 	s := newStore(t, time.Second)
-	st := locked(t, s)
+	locked(t, s)
 	if err := s.Save(sample()); err != nil {
 		t.Fatal(err)
 	}
-	st = reload(t, s)
+	st := reload(t, s)
 	before := txID(t, s)
 	// Reading alone writes nothing.
 	_ = st.HeldBy("vm1")
