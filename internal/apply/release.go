@@ -257,16 +257,10 @@ func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Deci
 	if e.ACL != nil {
 		return r.decideGrant(d, e, st)
 	}
-	loc := locate(e)
-	switch {
-	case loc.gone:
-		d.Verdict, d.Reason = Gone, "file is gone; nothing to restore"
-		return d
-	case loc.h == nil:
-		d.Verdict, d.Reason, d.finish = Leave, loc.why, false
+	h, ok := d.locate(e, "file")
+	if !ok {
 		return d
 	}
-	h := loc.h
 	if h.Path != e.Path {
 		d.Path = h.Path // renamed while held
 		d.Reason = "renamed from " + e.Path
@@ -307,22 +301,29 @@ func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Deci
 // xattrs lost in a crash).
 var rootOwner = plan.Owner{}
 
+// locate finds the inode e recorded (see locate); when it cannot, d says
+// why and ok is false.
+func (d *Decision) locate(e *journal.Entry, what string) (h *owner.Handle, ok bool) {
+	loc := locate(e)
+	switch {
+	case loc.gone:
+		d.Verdict, d.Reason = Gone, what+" is gone; nothing to restore"
+	case loc.h == nil:
+		d.Verdict, d.Reason, d.finish = Leave, loc.why, false
+	}
+	return loc.h, loc.h != nil
+}
+
 func (r *Runner) decideGrant(d Decision, e *journal.Entry, st *journal.State) Decision {
 	var c acl.Change
 	if err := json.Unmarshal(e.ACL, &c); err != nil {
 		d.Verdict, d.Reason, d.finish = Leave, "ACL record unreadable: "+err.Error(), false
 		return d
 	}
-	loc := locate(e)
-	switch {
-	case loc.gone:
-		d.Verdict, d.Reason = Gone, "directory is gone; nothing to restore"
-		return d
-	case loc.h == nil:
-		d.Verdict, d.Reason, d.finish = Leave, loc.why, false
+	h, ok := d.locate(e, "directory")
+	if !ok {
 		return d
 	}
-	h := loc.h
 	d.Path = h.Path
 	d.handle, d.grant, d.Verdict = h, &c, Ungrant
 	d.active = activeGrants(st, e.Dev, e.Ino, e.TargetUID)
