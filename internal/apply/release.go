@@ -401,10 +401,20 @@ func (r *Runner) RestoreFile(path string) error {
 	}
 	defer r.Store.Unlock()
 	st, err := journal.LoadFile(path)
-	if err != nil {
+	var damage error
+	if errors.Is(err, journal.ErrDamaged) {
+		// Give back what the damaged copy still proves; name the rest.
+		st, damage = journal.Salvage(path)
+		if st == nil {
+			return fmt.Errorf("%w; give back the owners it lists by hand and remove it", damage)
+		}
+	} else if err != nil {
 		return fmt.Errorf("%w; if it cannot be read at all, give back the owners it lists by hand and remove it", err)
 	}
-	var errs []error
+	errs := []error{}
+	if damage != nil {
+		errs = append(errs, fmt.Errorf("%w: the entries it proves were given back; the rest need the administrator, and the file stays", damage))
+	}
 	sel := selection{op: "restore"}
 	for _, e := range st.All() {
 		if _, err := r.carryOutDecision(r.decide(e, st, false), sel); err != nil {
