@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"strings"
+	"sync"
 )
 
 // groupFiles are the account databases GroupOthers reads; tests point
@@ -15,6 +16,25 @@ var groupFiles = struct{ group, passwd string }{"/etc/group", "/etc/passwd"}
 // group. Only the files are read (the hook is static, without NSS); when
 // they cannot be read the answer is true, the careful one.
 func GroupOthers(gid, uid uint32) bool {
+	// One hook call asks for many images of the same owner: read the
+	// account files once per question.
+	k := [2]uint32{gid, uid}
+	membersMu.Lock()
+	defer membersMu.Unlock()
+	if v, ok := membersCache[k]; ok {
+		return v
+	}
+	v := groupOthers(gid, uid)
+	membersCache[k] = v
+	return v
+}
+
+var (
+	membersMu    sync.Mutex
+	membersCache = map[[2]uint32]bool{}
+)
+
+func groupOthers(gid, uid uint32) bool {
 	self := ""
 	others := false
 	scan(groupFiles.passwd, func(f []string) {

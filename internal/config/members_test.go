@@ -19,6 +19,13 @@ func TestGroupOthers(t *testing.T) {
 	old := groupFiles
 	groupFiles.group, groupFiles.passwd = filepath.Join(dir, "group"), filepath.Join(dir, "passwd")
 	defer func() { groupFiles = old }()
+	reset := func() {
+		membersMu.Lock()
+		membersCache = map[[2]uint32]bool{}
+		membersMu.Unlock()
+	}
+	reset()
+	defer reset()
 	for _, tc := range []struct {
 		name     string
 		gid, uid uint32
@@ -35,6 +42,7 @@ func TestGroupOthers(t *testing.T) {
 		}
 	}
 	groupFiles.group = filepath.Join(dir, "missing")
+	reset()
 	if !GroupOthers(500, 64055) {
 		t.Error("GroupOthers without a group file = false, want the careful true")
 	}
