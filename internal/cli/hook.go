@@ -148,6 +148,11 @@ func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 		// Which directories the watcher follows for this domain, so that
 		// files libvirt labels during the run get their owners back.
 		rec := inventory.New(name, r.Store.BootID, p.Target.UID, p.Target.GID, inventoryDirs(p))
+		for _, st := range p.Steps {
+			if st.Handle != nil && (st.Action == plan.Chown || st.Action == plan.Keep) && len(rec.Held) < inventory.MaxFiles {
+				rec.Held = append(rec.Held, st.Handle.Path)
+			}
+		}
 		if err := inventory.Save(s.hook.StateDir, rec); err != nil {
 			s.log.WithField("domain", name).WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
 		} else {

@@ -58,6 +58,9 @@ type Record struct {
 	QEMUUID uint32   `json:"qemu_uid"`
 	QEMUGID uint32   `json:"qemu_gid"`
 	Dirs    []string `json:"dirs"`
+	// Held are the files prepare gave the domain's QEMU (its journal
+	// records): the watcher need not ask the journal about them.
+	Held []string `json:"held,omitempty"`
 }
 
 // New makes the record of a domain: dirs deduplicated, absolute and clean
@@ -213,6 +216,9 @@ func Decode(b []byte, domain string) (*Record, error) {
 		if !filepath.IsAbs(d) || filepath.Clean(d) != d {
 			return nil, fmt.Errorf("inventory of %s: directory %q is not absolute and clean", domain, d)
 		}
+	}
+	if len(r.Held) > MaxFiles {
+		return nil, fmt.Errorf("inventory of %s: %d held files is more than %d", domain, len(r.Held), MaxFiles)
 	}
 	return &r, nil
 }

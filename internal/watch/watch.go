@@ -354,8 +354,22 @@ func (w *Watcher) flush() error {
 		for _, f := range w.candidates {
 			fs = append(fs, f)
 		}
+		// Files a prepare gave QEMU are the journal's: no need to ask.
+		held := map[string]bool{}
+		for _, r := range w.recs {
+			for _, p := range r.Held {
+				held[p] = true
+			}
+		}
+		var ask []inventory.File
+		for _, f := range fs {
+			if !held[f.Path()] {
+				ask = append(ask, f)
+			}
+		}
+		fs = ask
 		var known []bool
-		if w.Known != nil {
+		if w.Known != nil && len(fs) > 0 {
 			known = w.Known(fs)
 		}
 		for i, f := range fs {
