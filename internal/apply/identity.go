@@ -41,44 +41,48 @@ type located struct {
 	why string
 }
 
-// locate opens the inode e recorded, wherever it is now: by its file
-// handle when there is one (a rename does not lose it), else at its path,
-// and only when it is provably the same inode.
+// locate opens the inode e recorded, wherever it is now: at its path when
+// the inode there is provably the recorded one (the usual case, and the
+// cheap one), else by its file handle (a rename does not lose it).
 func locate(e *journal.Entry) located {
+	withID := len(e.Handle) > 0 || e.Generation != 0 || e.Birth != 0
+	h, perr := owner.Open(e.Path)
+	var why string
+	if perr == nil {
+		cerr := identityOf(e).Check(h)
+		if cerr == nil {
+			return located{h: h}
+		}
+		hid := h.ID()
+		_ = h.Close()
+		why = fmt.Sprintf("its path now names another file (inode %d:%d, recorded %d:%d) and the recorded one cannot be found: kept, nothing changed", hid.Dev, hid.Ino, e.Dev, e.Ino)
+	}
 	if len(e.Handle) > 0 {
 		h, err := owner.OpenByIdentity(identityOf(e), e.Path)
-		if err == nil && h.Stat.Nlink == 0 {
+		switch {
+		case err == nil && h.Stat.Nlink == 0:
 			// Deleted, kept alive only by an open descriptor somewhere.
 			_ = h.Close()
 			return located{gone: true}
-		}
-		if err == nil {
+		case err == nil:
 			return located{h: h}
-		}
-		if errors.Is(err, unix.ESTALE) {
+		case errors.Is(err, unix.ESTALE):
 			return located{gone: true}
 		}
 		// The handle could not be used (its mount is gone, as after a
-		// reboot): fall back to the path.
+		// reboot): the path decides.
 	}
-	h, err := owner.Open(e.Path)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) && len(e.Handle) == 0 && e.Generation == 0 && e.Birth == 0 {
-			// A record from before identities: as it always was.
+	switch {
+	case !withID:
+		// A record from before identities: as it always was.
+		if perr == nil || errors.Is(perr, unix.ENOENT) {
 			return located{gone: true}
 		}
-		if errors.Is(err, unix.ENOENT) {
-			return located{why: "not found at its path or by its file handle: kept until it can be found (renamed onto another filesystem, or deleted)"}
-		}
-		return located{why: "cannot open: " + err.Error()}
+		return located{why: "cannot open: " + perr.Error()}
+	case perr == nil:
+		return located{why: why}
+	case errors.Is(perr, unix.ENOENT):
+		return located{why: "not found at its path or by its file handle: kept until it can be found (renamed onto another filesystem, or deleted)"}
 	}
-	if err := identityOf(e).Check(h); err != nil {
-		hid := h.ID()
-		_ = h.Close()
-		if len(e.Handle) > 0 || e.Generation != 0 || e.Birth != 0 {
-			return located{why: fmt.Sprintf("its path now names another file (inode %d:%d, recorded %d:%d) and the recorded one cannot be found: kept, nothing changed", hid.Dev, hid.Ino, e.Dev, e.Ino)}
-		}
-		return located{gone: true}
-	}
-	return located{h: h}
+	return located{why: "cannot open: " + perr.Error()}
 }
