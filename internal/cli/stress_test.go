@@ -79,6 +79,10 @@ func TestStressConcurrentHooks(t *testing.T) {
 
 func stress(t *testing.T, bin string, searchACL bool) {
 	f := newFixture(t)
+	// The hooks start a real watcher for the fixture's state directory;
+	// it must be gone before the directory is removed (cleanups run last
+	// registered first).
+	t.Cleanup(func() { stopWatchers(t, f.state) })
 	f.writeConf("lock_timeout = 30\n")
 	if searchACL {
 		f.writeConf("lock_timeout = 30\nparent_search_acl = 1\n")
@@ -315,4 +319,33 @@ func qemuCan(t *testing.T, op, p string) bool {
 		t.Errorf("test %s %s as uid %d: %v", op, p, qemuID, err)
 	}
 	return err == nil
+}
+
+// stopWatchers ends watcher processes of stateDir (found by the lock they
+// hold open) and waits for them to exit.
+func stopWatchers(t *testing.T, stateDir string) {
+	t.Helper()
+	lock := filepath.Join(stateDir, "watch.lock")
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	var pids []int
+	for _, p := range procs {
+		fds, _ := os.ReadDir(filepath.Join(p, "fd"))
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join(p, "fd", fd.Name())); err == nil && target == lock {
+				if pid, err := strconv.Atoi(filepath.Base(p)); err == nil && pid != os.Getpid() {
+					pids = append(pids, pid)
+				}
+				break
+			}
+		}
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }

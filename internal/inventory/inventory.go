@@ -292,7 +292,12 @@ func SaveLabelled(stateDir string, l *Labelled) error {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	return writeAtomic(filepath.Join(stateDir, "inventory"), labelledName, b)
+	dir := filepath.Join(stateDir, "inventory")
+	// Never made again once gone: the state directory was removed.
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	return writeAtomic(dir, labelledName, b)
 }
 
 // RemoveLabelled deletes the watcher's file.

@@ -101,6 +101,7 @@ func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
 		}
 		return false, fmt.Errorf("watch lock: %w", err)
 	}
+	invDir := filepath.Join(w.StateDir, "inventory")
 	idleSince := time.Now()
 	var dirtySince time.Time
 	buf := make([]byte, 64<<10)
@@ -109,6 +110,9 @@ func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
 		case <-stop:
 			return false, w.flush()
 		default:
+		}
+		if _, err := os.Stat(invDir); err != nil {
+			return false, nil // the state directory was removed: nothing left to follow
 		}
 		if len(w.recs) > 0 {
 			idleSince = time.Now()
