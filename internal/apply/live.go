@@ -144,9 +144,9 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 			continue
 		}
 		id := d.handle.ID()
-		if pid, ok := inUse[qemuproc.ID{Dev: id.Dev, Ino: id.Ino}]; ok {
+		if p, ok := inUse[qemuproc.ID{Dev: id.Dev, Ino: id.Ino}]; ok {
 			d.Verdict, d.To = Keep, *d.Current
-			d.Reason = fmt.Sprintf("still open by a running QEMU (pid %d): left with its owner", pid)
+			d.Reason = fmt.Sprintf("still open by a running QEMU (pid %d): left with its owner", p.PID)
 		}
 	}
 	return out, nil

@@ -332,7 +332,7 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 	if sf, err := h.Statfs(); err == nil {
 		v.FSType = fsName(int64(sf.Type))
 		v.RO = sf.Flags&unix.ST_RDONLY != 0
-		if noOwners(int64(sf.Type)) {
+		if owner.FSNoOwners(int64(sf.Type)) {
 			v.Status, v.Detail = statusProblem, "on "+v.FSType+", which has no file owners: chown cannot work; move the image or mount it with uid=/gid= for QEMU's user"
 			return
 		}
@@ -355,45 +355,15 @@ func inspect(v *verdict, st *plan.Step, s *setup) {
 	}
 }
 
-// noOwners reports filesystems whose files have no owner of their own
-// (FAT, exFAT): chown fails or is ignored there.
-func noOwners(t int64) bool {
-	switch uint32(t) {
-	case 0x4d44, 0x2011bab0: // msdos/vfat, exfat
-		return true
-	}
-	return false
-}
-
 func aclSupported(dir string) bool {
 	_, err := unix.Getxattr(dir, "system.posix_acl_access", nil)
 	return err == nil || errors.Is(err, unix.ENODATA)
 }
 
+// fsName names a statfs type, in hex when the hook does not know it.
 func fsName(t int64) string {
-	switch uint32(t) {
-	case 0xef53:
-		return "ext4"
-	case 0x58465342:
-		return "xfs"
-	case 0x9123683e:
-		return "btrfs"
-	case 0x01021994:
-		return "tmpfs"
-	case 0x6969:
-		return "nfs"
-	case 0x00c36400:
-		return "ceph"
-	case 0x65735546:
-		return "fuse"
-	case 0x794c7630:
-		return "overlayfs"
-	case 0x2fc12fc1:
-		return "zfs"
-	case 0x4d44:
-		return "vfat"
-	case 0x2011bab0:
-		return "exfat"
+	if n := owner.FSName(t); n != "" {
+		return n
 	}
 	return fmt.Sprintf("0x%x", t)
 }

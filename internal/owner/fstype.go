@@ -31,7 +31,7 @@ var fsTypes = map[uint32]fsType{
 	0x794c7630: {name: "overlayfs"},
 	0x4d44:     {name: "vfat", noOwners: true},
 	0x2011bab0: {name: "exfat", noOwners: true},
-	0x5346544e: {name: "ntfs", noOwners: true},
+	0x5346544e: {name: "ntfs3"},
 	0x9fa0:     {name: "proc"},
 	0x62656572: {name: "sysfs"},
 	0x1373:     {name: "devfs"},

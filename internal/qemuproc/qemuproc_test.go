@@ -59,10 +59,10 @@ func TestOpenFiles(t *testing.T) {
 		}
 		return ID{st.Dev, st.Ino}
 	}
-	if pid := got[id(held)]; pid != q.Process.Pid {
-		t.Errorf("OpenFiles()[disk.img] = pid %d, want the fake QEMU %d", pid, q.Process.Pid)
+	if p := got[id(held)]; p.PID != q.Process.Pid {
+		t.Errorf("OpenFiles()[disk.img] = pid %d, want the fake QEMU %d", p.PID, q.Process.Pid)
 	}
-	if pid, ok := got[id(other)]; ok {
-		t.Errorf("OpenFiles() lists other.img (pid %d), held only by a process that is not QEMU", pid)
+	if p, ok := got[id(other)]; ok {
+		t.Errorf("OpenFiles() lists other.img (pid %d), held only by a process that is not QEMU", p.PID)
 	}
 }

@@ -1,16 +1,11 @@
 package reclaim
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/qemuproc"
 )
 
 // AddJournal marks every file the hook's journal records, by inode and by
@@ -39,70 +34,16 @@ func (u *InUse) AddJournal(st *journal.State) {
 // as uid, read from procRoot ("/proc"). A process that exits while read
 // is skipped.
 func (u *InUse) AddProcesses(procRoot string, uid uint32) error {
-	ents, err := os.ReadDir(procRoot)
+	open, err := qemuproc.OpenFiles(procRoot, uid)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", procRoot, err)
 	}
-	for _, en := range ents {
-		pid, err := strconv.Atoi(en.Name())
-		if err != nil || pid <= 0 {
-			continue
+	for id, p := range open {
+		who := fmt.Sprintf("open by QEMU pid %d", p.PID)
+		if p.Domain != "" {
+			who += " (domain " + p.Domain + ")"
 		}
-		dir := filepath.Join(procRoot, en.Name())
-		if !isQEMU(dir, uid) {
-			continue
-		}
-		who := fmt.Sprintf("open by QEMU pid %d", pid)
-		if g := guestName(dir); g != "" {
-			who += " (domain " + g + ")"
-		}
-		fds, err := os.ReadDir(filepath.Join(dir, "fd"))
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			var st unix.Stat_t
-			if unix.Stat(filepath.Join(dir, "fd", fd.Name()), &st) != nil {
-				continue
-			}
-			if m := st.Mode & unix.S_IFMT; m == unix.S_IFREG || m == unix.S_IFBLK {
-				u.Add(st.Dev, st.Ino, who)
-			}
-		}
+		u.Add(id.Dev, id.Ino, who)
 	}
 	return nil
-}
-
-func isQEMU(dir string, uid uint32) bool {
-	if exe, err := os.Readlink(filepath.Join(dir, "exe")); err == nil {
-		base := filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
-		if strings.HasPrefix(base, "qemu-system-") || base == "qemu-kvm" {
-			return true
-		}
-	}
-	var st unix.Stat_t
-	return unix.Stat(dir, &st) == nil && st.Uid == uid
-}
-
-// guestName reads "-name guest=NAME,..." from a QEMU command line.
-func guestName(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-	if err != nil {
-		return ""
-	}
-	args := bytes.Split(b, []byte{0})
-	for i := 0; i+1 < len(args); i++ {
-		if string(args[i]) != "-name" {
-			continue
-		}
-		for _, kv := range strings.Split(string(args[i+1]), ",") {
-			if v, ok := strings.CutPrefix(kv, "guest="); ok {
-				return v
-			}
-		}
-		if !strings.Contains(string(args[i+1]), "=") {
-			return string(args[i+1])
-		}
-	}
-	return ""
 }
