@@ -54,6 +54,25 @@ func (f *fixture) fakeQEMU() int {
 	return c.Process.Pid
 }
 
+// fakeQEMUHolding starts a process named like QEMU that holds rel open,
+// as the QEMU of another domain holds a disk hot-plugged into it.
+func (f *fixture) fakeQEMUHolding(rel string) *exec.Cmd {
+	f.t.Helper()
+	f.fakeQEMU() // makes the executable
+	file, err := os.Open(f.path(rel))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer file.Close()
+	c := exec.Command(f.path("qemu-system-x86_64"), "600")
+	c.ExtraFiles = []*os.File{file}
+	if err := c.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	return c
+}
+
 func TestGrantRevokeRelease(t *testing.T) {
 	f := newFixture(t)
 	f.write("img/hot.raw", "hot", imageUID)

@@ -258,3 +258,34 @@ func TestCooperativeFileCreatedAfterStart(t *testing.T) {
 	}
 	f.checkOwners(map[string]string{f.path("img/late.raw"): fmt.Sprintf("%d:%d", imageUID+2, imageUID+2)})
 }
+
+// TestLiveFileOpenByQEMUKept: a file libvirt labelled that some running
+// QEMU still holds open (another domain's hot-plug) is not given back at
+// release; the domain's record stays, and restore gives the file back once
+// no QEMU holds it.
+func TestLiveFileOpenByQEMUKept(t *testing.T) {
+	f := newFixture(t)
+	f.write("img/shared.iso", "iso", imageUID)
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	f.startWatcher()
+	f.labelled("img/shared.iso", qemuID, qemuID)
+	qemu := f.fakeQEMUHolding("img/shared.iso")
+	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
+		t.Fatalf("release = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/shared.iso"): qemuOwner})
+	if r, err := inventory.Load(f.state, "vm1"); r == nil || err != nil {
+		t.Fatalf("vm1's record after a release that kept a file: %v, %v; want it kept", r, err)
+	}
+	if err := qemu.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = qemu.Wait()
+	if res := run(noRead{t}, "restore", "--domain", "vm1"); res.code != 0 {
+		t.Fatalf("restore --domain vm1 = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("img/shared.iso"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+}
