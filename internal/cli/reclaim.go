@@ -15,6 +15,7 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
 )
 
 // reclaimSummary is the message of the line `reclaim` logs at the end.
@@ -245,7 +246,7 @@ func giveBackReclaimed(s *setup, id config.Identity, to *reclaim.Owner, rep *rec
 		log.Info("chown")
 		rep.GaveBack++
 		if v.ClearLabel {
-			for _, x := range []string{reclaim.XattrDAC, reclaim.XattrRefDAC, reclaim.XattrTimestamp} {
+			for _, x := range remembered.Xattrs {
 				if err := c.h.RemoveXattr(x); err != nil {
 					log.WithError(err).Warn("could not remove libvirt's remembered owner")
 				}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -13,9 +14,17 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
 )
 
-// watcherSpawn starts the watcher process; tests replace it, because
-// there the executable is the test binary.
-var watcherSpawn = func(_ *setup) error {
+// watcherReady bounds how long a prepare waits for the watcher it
+// started to watch the domain's directories.
+const watcherReady = 2 * time.Second
+
+// watcherSpawn starts the watcher process and waits until it watches the
+// directories of the records written so far (it takes its lock only
+// then), so that libvirt, which labels and starts QEMU after this
+// prepare, finds it watching: a snapshot taken a moment after the start
+// is seen. Tests replace it, because there the executable is the test
+// binary.
+var watcherSpawn = func(s *setup) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -29,7 +38,15 @@ var watcherSpawn = func(_ *setup) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	return cmd.Process.Release()
+	if err := cmd.Process.Release(); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(watcherReady); !watch.Running(s.hook.StateDir); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("watcher not watching after %s: files labelled right after the start may keep the owner libvirt leaves", watcherReady)
+		}
+	}
+	return nil
 }
 
 // journalKnows answers the watcher from a read-only view of the journal:

@@ -45,25 +45,26 @@ import (
 
 var liveModes = []ownershipMode{strictMode, coopRemember, coopNoRemember}
 
-// liveScenarios run in every mode; coopOnly ones only in the cooperative
-// modes (in strict mode they are the same as their plain variant).
+// Each of liveScenarios runs in the modes its only allows (nil: all). The *Granted
+// variants only run in the cooperative modes: in strict mode they are the
+// same as their plain variant.
 var liveScenarios = []struct {
-	name     string
-	run      func(t *testing.T)
-	coopOnly bool
+	name string
+	run  func(t *testing.T)
+	only func(ownershipMode) bool
 }{
-	{"AttachDetach", func(t *testing.T) { attachDetach(t, false) }, false},
-	{"AttachDetachGranted", func(t *testing.T) { attachDetach(t, true) }, true},
-	{"AttachDestroy", attachDestroy, false},
-	{"ChangeMedia", func(t *testing.T) { changeMedia(t, false) }, false},
-	{"ChangeMediaGranted", func(t *testing.T) { changeMedia(t, true) }, true},
-	{"Snapshot", snapshotThenStop, false},
-	{"SnapshotBlockcommit", snapshotBlockcommit, false},
-	{"Blockcopy", func(t *testing.T) { blockcopyPivot(t, false) }, false},
-	{"BlockcopyDefined", func(t *testing.T) { blockcopyPivot(t, true) }, false},
-	{"TransientDisk", transientDisk, false},
-	{"SaveRestore", saveRestore, false},
-	{"DefinedManagedSave", definedManagedSave, false},
+	{"AttachDetach", func(t *testing.T) { attachDetach(t, false) }, nil},
+	{"AttachDetachGranted", func(t *testing.T) { attachDetach(t, true) }, ownershipMode.cooperative},
+	{"AttachDestroy", attachDestroy, nil},
+	{"ChangeMedia", func(t *testing.T) { changeMedia(t, false) }, nil},
+	{"ChangeMediaGranted", func(t *testing.T) { changeMedia(t, true) }, ownershipMode.cooperative},
+	{"Snapshot", snapshotThenStop, nil},
+	{"SnapshotBlockcommit", snapshotBlockcommit, nil},
+	{"Blockcopy", func(t *testing.T) { blockcopyPivot(t, false) }, nil},
+	{"BlockcopyDefined", func(t *testing.T) { blockcopyPivot(t, true) }, nil},
+	{"TransientDisk", transientDisk, nil},
+	{"SaveRestore", saveRestore, nil},
+	{"DefinedManagedSave", definedManagedSave, nil},
 }
 
 func TestLive(t *testing.T) {
@@ -74,7 +75,7 @@ func TestLive(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			e2e.useMode(t, m)
 			for _, sc := range liveScenarios {
-				if sc.coopOnly && !m.cooperative() {
+				if sc.only != nil && !sc.only(m) {
 					continue
 				}
 				t.Run(sc.name, sc.run)

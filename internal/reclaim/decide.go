@@ -1,23 +1,18 @@
 package reclaim
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
 )
 
-// libvirt's remember_owner xattrs (src/security/security_util.c): the
-// owner libvirt found before its first chown ("+UID:+GID"), how many
-// labellings are outstanding, and the host boot they were made on.
+// libvirt's remember_owner xattrs, as Scan reports and Decide judges them.
 const (
-	XattrDAC       = "trusted.libvirt.security.dac"
-	XattrRefDAC    = "trusted.libvirt.security.ref_dac"
-	XattrTimestamp = "trusted.libvirt.security.timestamp_dac"
+	XattrDAC       = remembered.XattrDAC
+	XattrRefDAC    = remembered.XattrRefDAC
+	XattrTimestamp = remembered.XattrTimestamp
 )
-
-// ErrBadLabel is wrapped when libvirt's remembered owner cannot be parsed.
-var ErrBadLabel = errors.New("not a +UID:+GID label")
 
 // Owner is a uid and gid.
 type Owner struct {
@@ -26,21 +21,6 @@ type Owner struct {
 }
 
 func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
-
-// ParseLabel parses libvirt's remembered DAC label, "+UID:+GID" (libvirt
-// writes the plus signs; a bare number is accepted too).
-func ParseLabel(s string) (Owner, error) {
-	u, g, ok := strings.Cut(strings.TrimRight(s, "\x00"), ":")
-	if !ok {
-		return Owner{}, fmt.Errorf("%q: %w", s, ErrBadLabel)
-	}
-	uid, err1 := strconv.ParseUint(strings.TrimPrefix(u, "+"), 10, 32)
-	gid, err2 := strconv.ParseUint(strings.TrimPrefix(g, "+"), 10, 32)
-	if err1 != nil || err2 != nil || u == "" || g == "" || u == "+" || g == "+" {
-		return Owner{}, fmt.Errorf("%q: %w", s, ErrBadLabel)
-	}
-	return Owner{UID: uint32(uid), GID: uint32(gid)}, nil
-}
 
 // Kind is what a file is.
 type Kind string
@@ -122,11 +102,11 @@ func Decide(f File, o Options) Verdict {
 	case o.Force != nil:
 		to, v.Reason = *o.Force, "--owner"
 	case f.Label != "":
-		l, err := ParseLabel(f.Label)
+		l, err := remembered.ParseLabel(f.Label)
 		if err != nil {
 			return skip(fmt.Sprintf("libvirt's %s is unreadable (%s); give --owner", XattrDAC, err))
 		}
-		to = l
+		to = Owner(l)
 		v.Reason = "libvirt remembered " + strings.TrimRight(f.Label, "\x00") + " in " + XattrDAC
 		if f.Refs != "" {
 			v.Reason += fmt.Sprintf(" (%s = %s, stale: no running QEMU uses the file)", XattrRefDAC, strings.TrimRight(f.Refs, "\x00"))

@@ -1,51 +1,9 @@
 package reclaim
 
 import (
-	"errors"
 	"strings"
 	"testing"
 )
-
-func TestParseLabel(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want Owner
-		err  bool
-	}{
-		{"+1000:+100", Owner{1000, 100}, false},
-		{"+0:+0", Owner{0, 0}, false},
-		{"0:0", Owner{0, 0}, false},
-		{"+1000:+100\x00", Owner{1000, 100}, false},
-		{"1000", Owner{}, true},
-		{"+:+1", Owner{}, true},
-		{"alice:users", Owner{}, true},
-		{"+4294967296:+0", Owner{}, true},
-		{"", Owner{}, true},
-	} {
-		got, err := ParseLabel(tc.in)
-		if (err != nil) != tc.err || got != tc.want {
-			t.Errorf("ParseLabel(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
-		}
-		if err != nil && !errors.Is(err, ErrBadLabel) {
-			t.Errorf("ParseLabel(%q) error %v does not wrap ErrBadLabel", tc.in, err)
-		}
-	}
-}
-
-func FuzzParseLabel(f *testing.F) {
-	f.Add("+1000:+100")
-	f.Add("+0:+0\x00")
-	f.Fuzz(func(t *testing.T, s string) {
-		o, err := ParseLabel(s)
-		if err != nil {
-			return
-		}
-		// Whatever parsed prints back as the same ids.
-		if back, err := ParseLabel(o.String()); err != nil || back != o {
-			t.Errorf("ParseLabel(%q) = %v, which does not round-trip (%v, %v)", s, o, back, err)
-		}
-	})
-}
 
 func TestDecide(t *testing.T) {
 	qemu := Owner{64055, 64055}

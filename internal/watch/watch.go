@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
 )
 
 // LockName is the lock file a running watcher holds in the state directory.
@@ -32,11 +33,14 @@ type Watcher struct {
 	// Flush is how long changes are gathered before they are written.
 	Flush time.Duration
 
-	ifd      int
-	dirs     map[int]string // watch descriptor -> directory
-	wds      map[string]int
-	recs     map[string]*inventory.Record // by file name in the inventory directory
-	files    map[string]map[string]inventory.File
+	ifd   int
+	dirs  map[int]string // watch descriptor -> directory
+	wds   map[string]int
+	recs  map[string]*inventory.Record // by file name in the inventory directory
+	files map[string]map[string]inventory.File
+	// since is when each directory began to be watched (Unix ns): a file
+	// born later is new, and everything on it was written since.
+	since    map[string]int64
 	labelled *inventory.Labelled
 	// candidates were labelled since the last flush; the journal has not
 	// been asked about them yet.
@@ -159,6 +163,7 @@ func (w *Watcher) setup() (invWD int, err error) {
 	}
 	w.dirs, w.wds, w.recs = map[int]string{}, map[string]int{}, map[string]*inventory.Record{}
 	w.files, w.candidates = map[string]map[string]inventory.File{}, map[string]inventory.File{}
+	w.since = map[string]int64{}
 	if w.labelled, err = inventory.LoadLabelled(w.StateDir); err != nil {
 		w.Log.WithError(err).Warn("labelled files unreadable: starting afresh")
 	}
@@ -258,12 +263,14 @@ func (w *Watcher) rewatch() {
 			delete(w.wds, d)
 			delete(w.dirs, wd)
 			delete(w.files, d)
+			delete(w.since, d)
 		}
 	}
 	for d := range want {
 		if _, ok := w.wds[d]; ok {
 			continue
 		}
+		since := time.Now().UnixNano()
 		wd, err := unix.InotifyAddWatch(w.ifd, d, dirEvents)
 		if err != nil {
 			if !errors.Is(err, unix.ENOENT) {
@@ -272,6 +279,7 @@ func (w *Watcher) rewatch() {
 			continue
 		}
 		w.wds[d], w.dirs[wd] = wd, d
+		w.since[d] = since
 		w.files[d] = w.scan(d)
 	}
 }
@@ -334,7 +342,12 @@ func (w *Watcher) seen(dir, name string) bool {
 	labelledNow := w.qemuOwned(f) || (f.UID == 0 && f.GID == 0 && wasQEMU)
 	if labelledNow {
 		if !had {
-			return false // its owner before is unknown
+			if wasQEMU {
+				return false // its owner before is written down already
+			}
+			if prev, had = w.remembered(dir, name, f); !had {
+				return false // its owner before is unknown
+			}
 		}
 		w.candidates[p] = prev
 		return true
@@ -348,6 +361,33 @@ func (w *Watcher) seen(dir, name string) bool {
 	}
 	delete(w.candidates, p)
 	return false
+}
+
+// remembered is the owner a file the watcher first saw already labelled
+// had before, as libvirt's remember_owner xattr says, for files born
+// while their directory was watched. libvirt creates the files of live
+// operations (snapshot overlays, copy targets) itself and labels them a
+// moment later, often before the watcher reads the creation; it writes
+// the owner it found into the xattr just before its chown. Only a file
+// born since the watch began is trusted this way: every xattr on it was
+// written in this run, by root, so none is a stale one of an earlier
+// boot or crash. A remembered owner that is QEMU's says nothing (libvirt
+// moves the old top's label onto a snapshot overlay, and the old top was
+// QEMU's already): the owner stays unknown.
+func (w *Watcher) remembered(dir, name string, f inventory.File) (inventory.File, bool) {
+	if f.Birth == 0 || f.Birth < w.since[dir] {
+		return inventory.File{}, false
+	}
+	o, ok := remembered.Label(filepath.Join(dir, name))
+	if !ok {
+		return inventory.File{}, false
+	}
+	prev := f
+	prev.UID, prev.GID = o.UID, o.GID
+	if w.qemuOwned(prev) {
+		return inventory.File{}, false
+	}
+	return prev, true
 }
 
 // flush asks the journal about the candidates and writes what it does not

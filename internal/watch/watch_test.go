@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
 )
 
 const qemuUID, qemuGID = 64055, 994
@@ -205,5 +207,81 @@ func TestWatcherAdminChownToRoot(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if f, ok := recorded(t, state, "vm1", p); ok {
 		t.Errorf("an administrator's chown to root:root was recorded as libvirt's restore: %+v", f)
+	}
+}
+
+// TestWatcherLateForANewFile: libvirt creates a live operation's file as
+// root, remembers that owner in its xattr and labels the file for QEMU,
+// all before the watcher reads the creation. The events are drained only
+// after every change, so the watcher is late for certain: it takes the
+// owner before from libvirt's xattr, but only for a file born while the
+// directory was watched, and never a remembered owner that is QEMU's.
+func TestWatcherLateForANewFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files other owners and set trusted xattrs")
+	}
+	state, images := t.TempDir(), t.TempDir()
+	mk := func(name string, label string) string {
+		t.Helper()
+		p := filepath.Join(images, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if label != "" {
+			for k, v := range map[string]string{remembered.XattrDAC: label, remembered.XattrRefDAC: "1"} {
+				if err := unix.Setxattr(p, k, []byte(v), 0); err != nil {
+					t.Skipf("no trusted xattrs in %s: %v", images, err)
+				}
+			}
+		}
+		if err := os.Chown(p, qemuUID, qemuGID); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Labelled before the watch began: its xattr may be a crash's.
+	before := mk("before.img", "+1000:+1000")
+	if err := inventory.Save(state, inventory.New("vm1", "boot", qemuUID, qemuGID, []string{images})); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w := &Watcher{StateDir: state, Log: log, Flush: time.Hour}
+	invWD, err := w.setup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(w.ifd)
+	// Birth times come from the kernel's coarse clock, which may lag the
+	// watch's start by a tick: files born in that tick count as old.
+	time.Sleep(50 * time.Millisecond)
+	overlay := mk("s1.qcow2", "+0:+0")
+	moved := mk("moved.qcow2", fmt.Sprintf("+%d:+%d", qemuUID, qemuGID))
+	plain := mk("plain.raw", "")
+	hot := mk("hot.raw", "+1000:+1001")
+	if err := os.Chmod(before, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	w.drain(buf, invWD)
+	want := map[string]string{overlay: "0:0", hot: "1000:1001"}
+	for _, p := range []string{overlay, moved, plain, hot, before} {
+		c, ok := w.candidates[p]
+		got := ""
+		if ok {
+			got = fmt.Sprintf("%d:%d", c.UID, c.GID)
+		}
+		if got != want[p] {
+			t.Errorf("%s: owner before = %q, want %q", filepath.Base(p), got, want[p])
+		}
+	}
+	// libvirt then moves the old top's label (QEMU's) onto the overlay:
+	// what the watcher wrote down stays.
+	if err := unix.Setxattr(overlay, remembered.XattrDAC, fmt.Appendf(nil, "+%d:+%d", qemuUID, qemuGID), 0); err != nil {
+		t.Fatal(err)
+	}
+	w.drain(buf, invWD)
+	if c := w.candidates[overlay]; c.UID != 0 || c.GID != 0 {
+		t.Errorf("after libvirt moved a label onto it, s1.qcow2's owner before = %d:%d, want 0:0", c.UID, c.GID)
 	}
 }
