@@ -96,26 +96,16 @@ func aclSubject(e acl.Entry) string {
 // groupOthers is config.GroupOthers; tests replace it.
 var groupOthers = config.GroupOthers
 
-// noWriters fails when some process holds the file open for writing. A
-// read lease is granted only while no descriptor of the inode is open for
-// writing; it is dropped at once, so nobody waits on it.
+// noWriters fails when some process holds the file open for writing.
+// Where the filesystem cannot tell (NFS, FUSE take no leases) only the
+// owner change protects the header.
 func noWriters(h *owner.Handle) error {
-	fd, err := unix.Open(h.ProcPath(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	writers, _, err := h.HasWriters()
 	if err != nil {
-		return fmt.Errorf("open %s to check for writers: %w", h.Path, err)
-	}
-	defer unix.Close(fd)
-	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
-	switch {
-	case err == nil:
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
 		return err
-	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EBUSY):
-		return fmt.Errorf("%w: a process holds it open for writing (see `fuser -v %s`); stop it, then start the domain again", ErrWritable, h.Path)
-	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOLCK):
-		// NFS, FUSE and others take no leases: only the owner change
-		// protects the header there.
-		return nil
 	}
-	return fmt.Errorf("check %s for writers: %w", h.Path, err)
+	if writers {
+		return fmt.Errorf("%w: a process holds it open for writing (see `fuser -v %s`); stop it, then start the domain again", ErrWritable, h.Path)
+	}
+	return nil
 }

@@ -30,6 +30,11 @@ type Handle struct {
 	Links []Link
 	// Stat is the inode's metadata as of Open or the last Refresh.
 	Stat unix.Stat_t
+	// rfd, when hasRFD, is a read-only descriptor of a regular file,
+	// opened once for the header reads, the generation and the lease
+	// probe, which would otherwise each open the inode again.
+	rfd    int
+	hasRFD bool
 }
 
 // maxOpenRetries bounds how often Open re-resolves when the tree changes
@@ -173,14 +178,46 @@ func (h *Handle) Close() error {
 	}
 	err := unix.Close(h.fd)
 	h.fd = -1
+	if h.hasRFD {
+		_ = unix.Close(h.rfd) // read only
+		h.hasRFD = false
+	}
 	return err
 }
+
+// readFD returns a read-only descriptor of the inode held, reopened
+// through /proc/self/fd and checked to be the same inode. A regular
+// file's is kept until Close (shared is true: the caller must not close
+// it); any other type's is the caller's to close.
+func (h *Handle) readFD() (fd int, shared bool, err error) {
+	if h.hasRFD {
+		return h.rfd, true, nil
+	}
+	fd, err = unix.Open(h.ProcPath(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	runtime.KeepAlive(h)
+	if err != nil {
+		return -1, false, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Ino != h.Stat.Ino || st.Dev != h.Stat.Dev {
+		_ = unix.Close(fd) // read only
+		return -1, false, errDifferentInode
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		h.rfd, h.hasRFD = fd, true
+		return fd, true, nil
+	}
+	return fd, false, nil
+}
+
+var errDifferentInode = errors.New("got a different inode")
 
 // Reader reads the inode a Handle holds through its own read-only
 // descriptor, with pread: unlike an *os.File it costs no fcntl and no
 // (refused) netpoller registration per image.
 type Reader struct {
-	fd int
+	fd     int
+	shared bool // the Handle's descriptor: Close leaves it open
 	// Size is the file size: st_size for a regular file, the device size
 	// for a block device.
 	Size int64
@@ -193,22 +230,21 @@ func (h *Handle) OpenReader() (*Reader, error) {
 	if t != unix.S_IFREG && t != unix.S_IFBLK {
 		return nil, fmt.Errorf("read %s: not a regular file or block device", h.Path)
 	}
-	fd, err := unix.Open(h.ProcPath(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-	runtime.KeepAlive(h)
+	fd, shared, err := h.readFD()
 	if err != nil {
 		return nil, fmt.Errorf("reopen %s for reading: %w", h.Path, err)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Ino != h.Stat.Ino || st.Dev != h.Stat.Dev {
-		unix.Close(fd)
-		return nil, fmt.Errorf("reopen %s for reading: got a different inode", h.Path)
-	}
-	r := &Reader{fd: fd, Size: st.Size}
+	r := &Reader{fd: fd, shared: shared}
 	if t == unix.S_IFBLK {
-		if r.Size, err = unix.Seek(fd, 0, io.SeekEnd); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("size of %s: %w", h.Path, err)
-		}
+		r.Size, err = unix.Seek(fd, 0, io.SeekEnd)
+	} else {
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		r.Size = st.Size
+	}
+	if err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("size of %s: %w", h.Path, err)
 	}
 	return r, nil
 }
@@ -232,5 +268,36 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// Close releases the descriptor.
-func (r *Reader) Close() error { return unix.Close(r.fd) }
+// Close releases the descriptor, unless it is the Handle's.
+func (r *Reader) Close() error {
+	if r.shared {
+		return nil
+	}
+	return unix.Close(r.fd)
+}
+
+// HasWriters reports whether some process holds the regular file held
+// open for writing: the kernel grants a read lease only while no
+// descriptor of the inode is open for writing, and the lease is dropped
+// at once, so nobody waits on it. known is false where the filesystem
+// takes no leases (NFS, FUSE and others).
+func (h *Handle) HasWriters() (writers, known bool, err error) {
+	fd, shared, err := h.readFD()
+	if err != nil {
+		return false, false, fmt.Errorf("open %s to check for writers: %w", h.Path, err)
+	}
+	if !shared {
+		defer unix.Close(fd) // read only
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
+	switch {
+	case err == nil:
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+		return false, true, err
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EBUSY):
+		return true, true, nil
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOLCK):
+		return false, false, nil
+	}
+	return false, false, fmt.Errorf("check %s for writers: %w", h.Path, err)
+}

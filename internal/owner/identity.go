@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,14 +71,12 @@ func generation(h *Handle) uint32 {
 	default:
 		return 0
 	}
-	fd, err := unix.Open(h.ProcPath(), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	fd, shared, err := h.readFD()
 	if err != nil {
 		return 0
 	}
-	defer func() { _ = unix.Close(fd) }() // read only
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil || st.Dev != h.Stat.Dev || st.Ino != h.Stat.Ino {
-		return 0
+	if !shared {
+		defer func() { _ = unix.Close(fd) }() // read only
 	}
 	g, err := unix.IoctlGetUint32(fd, fsIocGetversion)
 	if err != nil {
@@ -173,26 +172,47 @@ func mountFd(id Identity, hint string) (int, error) {
 	return -1, fmt.Errorf("no directory of the recorded filesystem (device %d) found among %s", id.Dev, strings.Join(dirs, ", "))
 }
 
+// mounts caches the mount points of /proc/self/mountinfo by mount id: a
+// release proves dozens of files on the same few mounts, and the kernel
+// renders the whole table for every read. A mount id missing from the
+// cache reads the table again (mount ids are not reused while a mount
+// exists), and mountFd checks the device of what it opens anyway.
+var mounts struct {
+	sync.Mutex
+	byID map[int]string
+}
+
 // mountPoint finds the mount point of mount id in /proc/self/mountinfo.
 func mountPoint(mountID int) (string, bool) {
 	if mountID == 0 {
 		return "", false
 	}
+	mounts.Lock()
+	defer mounts.Unlock()
+	if mnt, ok := mounts.byID[mountID]; ok {
+		return mnt, true
+	}
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return "", false
 	}
-	want := strconv.Itoa(mountID) + " "
+	mounts.byID = map[int]string{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, want) {
+		id, _, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(id)
+		if err != nil {
 			continue
 		}
 		if _, mnt, _, ok := parseMountinfo(line); ok {
-			return mnt, true
+			mounts.byID[n] = mnt
 		}
 	}
-	return "", false
+	mnt, ok := mounts.byID[mountID]
+	return mnt, ok
 }
