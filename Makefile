@@ -176,7 +176,7 @@ uninstall:
 	if [ -n "$$records" ]; then \
 	  echo "kept $$s: it holds records of original file owners ('libvirt-dac-hook status' lists them)"; \
 	else \
-	  rm -f "$$s/lock" "$$s/state.json" "$$s/state.db" "$$s/state.json.migrated" "$$s/watch.lock" "$$s/host-id"; \
+	  rm -f "$$s/lock" "$$s/state.json" "$$s/state.db" "$$s/state.json.migrated" "$$s/watch.lock" "$$s/watch.spawn" "$$s/host-id"; \
 	  rm -rf "$$s/inventory"; \
 	  rmdir "$$s" 2>/dev/null && echo "removed $$s" || echo "kept $$s: it is not empty"; \
 	fi

@@ -71,7 +71,7 @@ has_records() {
 	for f in "$STATE"/* "$STATE"/.[!.]*; do
 		exists "$f" || continue
 		case "${f##*/}" in
-		lock | host-id | moved-hook | moved-hook.* | installed-files | watch.lock | state.json.migrated | .journal-empty) ;;
+		lock | host-id | moved-hook | moved-hook.* | installed-files | watch.lock | watch.spawn | state.json.migrated | .journal-empty) ;;
 		state.json) if grep -q '"path"' "$f"; then return 0; fi ;;
 		state.db) journal_empty "$f" || return 0 ;;
 		inventory) inventory_empty "$f" || return 0 ;;
@@ -241,7 +241,7 @@ purge_state() {
 		say "Inspect it (libvirt-dac-hook status, with the package installed), then delete it by hand."
 		return 0
 	fi
-	rm -f "$STATE/lock" "$STATE/state.json" "$STATE/state.db" "$STATE/state.json.migrated" "$STATE/watch.lock" \
+	rm -f "$STATE/lock" "$STATE/state.json" "$STATE/state.db" "$STATE/state.json.migrated" "$STATE/watch.lock" "$STATE/watch.spawn" \
 		"$STATE/host-id" "$STATE/.journal-empty" "$RECORD" "$RECORD.link" "$RECORD.created-qemu.d"
 	rm -rf "$STATE/inventory"
 	rmdir "$STATE" 2>/dev/null || say "kept $STATE: it is not empty."

@@ -18,13 +18,30 @@ import (
 // started to watch the domain's directories.
 const watcherReady = 2 * time.Second
 
-// watcherSpawn starts the watcher process and waits until it watches the
-// directories of the records written so far (it takes its lock only
-// then), so that libvirt, which labels and starts QEMU after this
-// prepare, finds it watching: a snapshot taken a moment after the start
-// is seen. Tests replace it, because there the executable is the test
-// binary.
+// watcherSpawn starts the watcher process, unless another prepare is
+// starting one, and waits until it watches the directories of the
+// records written so far (it takes its lock only then), so that libvirt,
+// which labels and starts QEMU after this prepare, finds it watching: a
+// snapshot taken a moment after the start is seen. Tests replace it,
+// because there the executable is the test binary.
 var watcherSpawn = func(s *setup) error {
+	if unlock, ok := watch.TrySpawnLock(s.hook.StateDir); ok {
+		defer unlock()
+		if !watch.Running(s.hook.StateDir) {
+			if err := spawnWatcher(); err != nil {
+				return err
+			}
+		}
+	}
+	for deadline := time.Now().Add(watcherReady); !watch.Running(s.hook.StateDir); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("watcher not watching after %s: files labelled right after the start may keep the owner libvirt leaves", watcherReady)
+		}
+	}
+	return nil
+}
+
+func spawnWatcher() error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -38,15 +55,7 @@ var watcherSpawn = func(s *setup) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	if err := cmd.Process.Release(); err != nil {
-		return err
-	}
-	for deadline := time.Now().Add(watcherReady); !watch.Running(s.hook.StateDir); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("watcher not watching after %s: files labelled right after the start may keep the owner libvirt leaves", watcherReady)
-		}
-	}
-	return nil
+	return cmd.Process.Release()
 }
 
 // journalKnows answers the watcher from a read-only view of the journal:

@@ -65,6 +65,28 @@ func Running(stateDir string) bool {
 	return lk.Type != unix.F_UNLCK
 }
 
+// SpawnLockName is the lock a prepare holds while it starts a watcher
+// and waits for it: prepares that run at once (a boot storm) start one
+// watcher between them, not one each.
+const SpawnLockName = "watch.spawn"
+
+// TrySpawnLock takes the spawn lock of stateDir without waiting. ok is
+// false when another process holds it (it is starting a watcher); unlock
+// releases it, and so does the holder's exit.
+func TrySpawnLock(stateDir string) (unlock func(), ok bool) {
+	fd, err := unix.Open(filepath.Join(stateDir, SpawnLockName), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		// No lock to share: start one anyway, a second watcher leaves at once.
+		return func() {}, true
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
+		_ = unix.Close(fd)
+		return nil, false
+	}
+	return func() { _ = unix.Close(fd) }, true
+}
+
 // Run watches until no record is left for Idle, or stop is closed. It
 // returns nil at once when another watcher runs.
 func (w *Watcher) Run(stop <-chan struct{}) error {

@@ -285,3 +285,22 @@ func TestWatcherLateForANewFile(t *testing.T) {
 		t.Errorf("after libvirt moved a label onto it, s1.qcow2's owner before = %d:%d, want 0:0", c.UID, c.GID)
 	}
 }
+
+// TestSpawnLock: one prepare at a time starts a watcher; the others see
+// the lock taken, and it is free again once released.
+func TestSpawnLock(t *testing.T) {
+	state := t.TempDir()
+	unlock, ok := TrySpawnLock(state)
+	if !ok {
+		t.Fatal("first TrySpawnLock: not taken")
+	}
+	if _, ok := TrySpawnLock(state); ok {
+		t.Error("second TrySpawnLock while the first holds it: taken")
+	}
+	unlock()
+	again, ok := TrySpawnLock(state)
+	if !ok {
+		t.Fatal("TrySpawnLock after unlock: not taken")
+	}
+	again()
+}
