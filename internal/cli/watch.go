@@ -22,18 +22,45 @@ const watcherReady = 2 * time.Second
 // starting one, and waits until it watches the directories of the
 // records written so far (it takes its lock only then), so that libvirt,
 // which labels and starts QEMU after this prepare, finds it watching: a
-// snapshot taken a moment after the start is seen. Tests replace it,
+// snapshot taken a moment after the start is seen. A watcher that is
+// already running picks a new record up from its inotify event, within
+// milliseconds, while libvirt is still starting QEMU. Tests replace it,
 // because there the executable is the test binary.
 var watcherSpawn = func(s *setup) error {
-	if unlock, ok := watch.TrySpawnLock(s.hook.StateDir); ok {
+	unlock, spawner := watch.TrySpawnLock(s.hook.StateDir)
+	var exited <-chan error
+	if spawner {
 		defer unlock()
 		if !watch.Running(s.hook.StateDir) {
-			if err := spawnWatcher(); err != nil {
+			var err error
+			if exited, err = spawnWatcher(); err != nil {
 				return err
 			}
 		}
 	}
-	for deadline := time.Now().Add(watcherReady); !watch.Running(s.hook.StateDir); time.Sleep(2 * time.Millisecond) {
+	deadline := time.Now().Add(watcherReady)
+	for !watch.Running(s.hook.StateDir) {
+		select {
+		case err := <-exited:
+			if watch.Running(s.hook.StateDir) {
+				return nil // it found another watcher running
+			}
+			if err == nil {
+				return errors.New("watcher exited before watching: see its log lines")
+			}
+			return fmt.Errorf("watcher exited before watching: %w; see its log lines", err)
+		case <-time.After(2 * time.Millisecond):
+		}
+		if !spawner {
+			// The prepare starting one is done with it, and none runs.
+			if again, ok := watch.TrySpawnLock(s.hook.StateDir); ok {
+				again()
+				if !watch.Running(s.hook.StateDir) {
+					return errors.New("the watcher another prepare started is not running")
+				}
+				return nil
+			}
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("watcher not watching after %s: files labelled right after the start may keep the owner libvirt leaves", watcherReady)
 		}
@@ -41,10 +68,11 @@ var watcherSpawn = func(s *setup) error {
 	return nil
 }
 
-func spawnWatcher() error {
+// spawnWatcher starts `watch` in its own session; exited reports its end.
+func spawnWatcher() (exited <-chan error, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(exe, "watch")
 	// No descriptor of libvirtd's may stay open in the watcher: libvirtd
@@ -53,9 +81,11 @@ func spawnWatcher() error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	return cmd.Process.Release()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return done, nil
 }
 
 // journalKnows answers the watcher from a read-only view of the journal:

@@ -45,9 +45,9 @@ import (
 
 var liveModes = []ownershipMode{strictMode, coopRemember, coopNoRemember}
 
-// Each of liveScenarios runs in the modes its only allows (nil: all). The *Granted
-// variants only run in the cooperative modes: in strict mode they are the
-// same as their plain variant.
+// liveScenarios: each runs in the modes its only function accepts (nil:
+// every mode). The *Granted variants run in the cooperative modes only:
+// in strict mode they are the same as their plain variant.
 var liveScenarios = []struct {
 	name string
 	run  func(t *testing.T)

@@ -199,7 +199,11 @@ func (h *Handle) readFD() (fd int, shared bool, err error) {
 		return -1, false, err
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Ino != h.Stat.Ino || st.Dev != h.Stat.Dev {
+	if err := unix.Fstat(fd, &st); err != nil {
+		_ = unix.Close(fd) // read only
+		return -1, false, err
+	}
+	if st.Ino != h.Stat.Ino || st.Dev != h.Stat.Dev {
 		_ = unix.Close(fd) // read only
 		return -1, false, errDifferentInode
 	}
@@ -212,9 +216,10 @@ func (h *Handle) readFD() (fd int, shared bool, err error) {
 
 var errDifferentInode = errors.New("got a different inode")
 
-// Reader reads the inode a Handle holds through its own read-only
-// descriptor, with pread: unlike an *os.File it costs no fcntl and no
-// (refused) netpoller registration per image.
+// Reader reads the inode a Handle holds through a read-only descriptor,
+// with pread: unlike an *os.File it costs no fcntl and no (refused)
+// netpoller registration per image. A regular file's descriptor is the
+// Handle's own: a Reader must not be used after its Handle is closed.
 type Reader struct {
 	fd     int
 	shared bool // the Handle's descriptor: Close leaves it open
@@ -223,8 +228,9 @@ type Reader struct {
 	Size int64
 }
 
-// OpenReader reopens the inode held for reading, without resolving Path
-// again (through /proc/self/fd), and checks it got the same inode.
+// OpenReader gives a reader of the inode held, opened (once per Handle
+// for a regular file) through /proc/self/fd without resolving Path again,
+// and checked to be the same inode.
 func (h *Handle) OpenReader() (*Reader, error) {
 	t := h.Stat.Mode & unix.S_IFMT
 	if t != unix.S_IFREG && t != unix.S_IFBLK {
@@ -292,7 +298,11 @@ func (h *Handle) HasWriters() (writers, known bool, err error) {
 	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
 	switch {
 	case err == nil:
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+		if _, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil && shared {
+			// Closing drops the lease: no writer may wait on it.
+			_ = unix.Close(h.rfd) // read only
+			h.hasRFD = false
+		}
 		return false, true, err
 	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EBUSY):
 		return true, true, nil

@@ -155,6 +155,13 @@ func mountFd(id Identity, hint string) (int, error) {
 	var dirs []string
 	if mnt, ok := mountPoint(id.MountID); ok {
 		dirs = append(dirs, mnt)
+		if !onDevice(mnt, id.Dev) {
+			// The cached table is older than a mount change: read it again.
+			forgetMounts()
+			if mnt, ok := mountPoint(id.MountID); ok {
+				dirs[0] = mnt
+			}
+		}
 	}
 	dirs = append(dirs, filepath.Dir(hint))
 	for _, dir := range dirs {
@@ -175,8 +182,8 @@ func mountFd(id Identity, hint string) (int, error) {
 // mounts caches the mount points of /proc/self/mountinfo by mount id: a
 // release proves dozens of files on the same few mounts, and the kernel
 // renders the whole table for every read. A mount id missing from the
-// cache reads the table again (mount ids are not reused while a mount
-// exists), and mountFd checks the device of what it opens anyway.
+// cache, or a cached mount point now on another device (a mount id is
+// reused once its mount is gone), reads the table again.
 var mounts struct {
 	sync.Mutex
 	byID map[int]string
@@ -215,4 +222,17 @@ func mountPoint(mountID int) (string, bool) {
 	}
 	mnt, ok := mounts.byID[mountID]
 	return mnt, ok
+}
+
+// forgetMounts drops the cached mount table.
+func forgetMounts() {
+	mounts.Lock()
+	mounts.byID = nil
+	mounts.Unlock()
+}
+
+// onDevice reports whether dir is on device dev.
+func onDevice(dir string, dev uint64) bool {
+	var st unix.Stat_t
+	return unix.Stat(dir, &st) == nil && uint64(st.Dev) == dev
 }

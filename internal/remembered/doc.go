@@ -4,8 +4,10 @@
 // root-only xattr trusted.libvirt.security.dac, counts outstanding
 // labellings in ref_dac and notes the host boot in timestamp_dac.
 //
-// Only processes with CAP_SYS_ADMIN can write trusted.* xattrs, so a
-// value found there was written by root; whether it still describes the
-// file (it may be a previous boot's, or one libvirt moved from another
-// image at a snapshot) is for the caller to judge.
+// On local filesystems only processes with CAP_SYS_ADMIN can write
+// trusted.* xattrs. A value can still be stale: copied with the file by
+// root (cp -a, rsync -X, a backup restored), a previous boot's (Label
+// discards those as libvirt does, by timestamp_dac), or one libvirt moved
+// from another image at a snapshot. What it is worth is the caller's to
+// judge.
 package remembered

@@ -3,6 +3,7 @@ package remembered
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -45,23 +46,69 @@ func ParseLabel(s string) (Owner, error) {
 	return Owner{UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
-// Label reads the owner libvirt remembered for path, which must not be a
-// symlink (it is not followed). ok is false when libvirt remembers none:
-// no label, no outstanding labelling (ref_dac), or a value that does not
-// parse.
-func Label(path string) (o Owner, ok bool) {
-	var buf [64]byte
-	n, err := unix.Lgetxattr(path, XattrRefDAC, buf[:])
-	if err != nil {
+// Label reads the owner libvirt remembered for the inode at path, a path
+// that is followed (a descriptor's /proc/self/fd link, so that the inode
+// read is the one the caller holds). ok is false when libvirt remembers
+// none: no label, no outstanding labelling (ref_dac), a value that does
+// not parse, or one libvirt itself would discard as a previous boot's
+// (timestamp_dac is not bootTime, Unix seconds): libvirt writes the host
+// boot time there, "%llu" or, in older releases, "HOSTUUID-%llu".
+func Label(path string, bootTime int64) (o Owner, ok bool) {
+	get := func(name string) (string, bool) {
+		var buf [128]byte
+		n, err := unix.Getxattr(path, name, buf[:])
+		if err != nil {
+			return "", false
+		}
+		return strings.TrimRight(string(buf[:n]), "\x00"), true
+	}
+	refs, ok := get(XattrRefDAC)
+	if n, err := strconv.ParseUint(refs, 10, 32); !ok || err != nil || n == 0 {
 		return Owner{}, false
 	}
-	if refs, err := strconv.ParseUint(strings.TrimRight(string(buf[:n]), "\x00"), 10, 32); err != nil || refs == 0 {
+	ts, ok := get(XattrTimestamp)
+	if !ok || !sameBoot(ts, bootTime) {
 		return Owner{}, false
 	}
-	n, err = unix.Lgetxattr(path, XattrDAC, buf[:])
-	if err != nil {
+	label, ok := get(XattrDAC)
+	if !ok {
 		return Owner{}, false
 	}
-	o, err = ParseLabel(string(buf[:n]))
+	o, err := ParseLabel(label)
 	return o, err == nil
+}
+
+// bootSlack is how far libvirt's boot time may be from the kernel's:
+// libvirt derives it from utmp or from /proc/uptime, a second or so off.
+// A previous boot's differs by that boot's whole uptime.
+const bootSlack = 5
+
+func sameBoot(ts string, bootTime int64) bool {
+	if i := strings.LastIndexByte(ts, '-'); i >= 0 {
+		ts = ts[i+1:]
+	}
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || bootTime <= 0 {
+		return false
+	}
+	d := t - bootTime
+	return d >= -bootSlack && d <= bootSlack
+}
+
+// BootTime is the kernel's boot time in Unix seconds (btime in
+// /proc/stat), 0 when unknown.
+func BootTime() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			t, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err == nil {
+				return t
+			}
+		}
+	}
+	return 0
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,11 +53,12 @@ func FuzzParseLabel(f *testing.F) {
 }
 
 // TestLabel: libvirt's remembered owner is read only with an outstanding
-// labelling, and never through a symlink.
+// labelling made on this boot.
 func TestLabel(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("trusted.* xattrs need CAP_SYS_ADMIN")
 	}
+	const boot = 1796156681
 	dir := t.TempDir()
 	set := func(name string, kv map[string]string) string {
 		t.Helper()
@@ -70,29 +73,44 @@ func TestLabel(t *testing.T) {
 		}
 		return p
 	}
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(set("target", map[string]string{XattrDAC: "+5:+6", XattrRefDAC: "1"}), link); err != nil {
-		t.Fatal(err)
-	}
+	now := "1796156681"
 	for _, tc := range []struct {
 		name string
-		path string
+		kv   map[string]string
 		want Owner
 		ok   bool
 	}{
-		{"labelled", set("a", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "2"}), Owner{1000, 100}, true},
-		{"no refs", set("b", map[string]string{XattrDAC: "+1000:+100"}), Owner{}, false},
-		{"refs zero", set("c", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "0"}), Owner{}, false},
-		{"bad label", set("d", map[string]string{XattrDAC: "alice", XattrRefDAC: "1"}), Owner{}, false},
-		{"none", set("e", nil), Owner{}, false},
-		{"symlink", link, Owner{}, false},
-		{"missing", filepath.Join(dir, "gone"), Owner{}, false},
+		{"labelled", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "2", XattrTimestamp: now}, Owner{1000, 100}, true},
+		{"utmp a second off", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1", XattrTimestamp: "1796156682"}, Owner{1000, 100}, true},
+		{"older format", map[string]string{XattrDAC: "+7:+8", XattrRefDAC: "1", XattrTimestamp: "1b6e2c3a-7d35-4a58-9b2a-7e3e0c6f2d11-1796156681"}, Owner{7, 8}, true},
+		{"previous boot", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1", XattrTimestamp: "1796000000"}, Owner{}, false},
+		{"no timestamp", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1"}, Owner{}, false},
+		{"no refs", map[string]string{XattrDAC: "+1000:+100", XattrTimestamp: now}, Owner{}, false},
+		{"refs zero", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "0", XattrTimestamp: now}, Owner{}, false},
+		{"bad label", map[string]string{XattrDAC: "alice", XattrRefDAC: "1", XattrTimestamp: now}, Owner{}, false},
+		{"none", nil, Owner{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := Label(tc.path)
+			p := set(strings.ReplaceAll(tc.name, " ", "-"), tc.kv)
+			got, ok := Label(p, boot)
 			if got != tc.want || ok != tc.ok {
-				t.Errorf("Label(%s) = %v, %v; want %v, %v", tc.path, got, ok, tc.want, tc.ok)
+				t.Errorf("Label = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+	if _, ok := Label(filepath.Join(dir, "gone"), boot); ok {
+		t.Error("Label of a missing file: ok")
+	}
+}
+
+// TestBootTime: the kernel's boot time is in the past and within the
+// uptime /proc reports.
+func TestBootTime(t *testing.T) {
+	b := BootTime()
+	if b <= 0 {
+		t.Skip("no btime in /proc/stat")
+	}
+	if now := time.Now().Unix(); b > now || b < now-10*365*24*3600 {
+		t.Errorf("BootTime() = %d, now %d", b, now)
 	}
 }

@@ -15,16 +15,17 @@
 // directories and writes labelled.json, which nothing else writes; it
 // changes no owner.
 //
-// When libvirt labels a file before the watcher reads the event (it
-// creates a snapshot overlay or copy target and labels it a moment
+// When libvirt labels a new file before the watcher reads its creation
+// (it creates a snapshot overlay or copy target and labels it a moment
 // later), the owner before is the one libvirt wrote into its
 // remember_owner xattr, trusted only on a file born since the watch
-// began.
+// began, stamped with this boot, and read from the inode stat saw.
 //
 // Owners it cannot know stay unknown: files in directories no running
-// domain's record covers, an owner set in the instant before libvirt
-// labels the file faster than the watcher reads the event when libvirt
-// keeps no xattr (remember_owner = 0, NFS) or has already replaced it
-// with a label of QEMU's, and events the kernel dropped (inotify queue
-// overflow, logged).
+// domain's record covers; a new file labelled before the watcher reads
+// it when libvirt keeps no xattr (remember_owner = 0, NFS, read-only
+// media) or has already replaced it with a label of QEMU's; and events
+// the kernel dropped (inotify queue overflow, logged). An existing file
+// whose owner changes in the instant before libvirt labels it keeps the
+// owner the watcher knew before that change.
 package watch

@@ -41,6 +41,7 @@ type Watcher struct {
 	// since is when each directory began to be watched (Unix ns): a file
 	// born later is new, and everything on it was written since.
 	since    map[string]int64
+	bootTime int64 // the kernel's, Unix seconds; read when first needed
 	labelled *inventory.Labelled
 	// candidates were labelled since the last flush; the journal has not
 	// been asked about them yet.
@@ -82,7 +83,10 @@ func TrySpawnLock(stateDir string) (unlock func(), ok bool) {
 	lk := unix.Flock_t{Type: unix.F_WRLCK}
 	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
 		_ = unix.Close(fd)
-		return nil, false
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return nil, false
+		}
+		return func() {}, true // cannot tell: start one, a second leaves at once
 	}
 	return func() { _ = unix.Close(fd) }, true
 }
@@ -390,17 +394,32 @@ func (w *Watcher) seen(dir, name string) bool {
 // while their directory was watched. libvirt creates the files of live
 // operations (snapshot overlays, copy targets) itself and labels them a
 // moment later, often before the watcher reads the creation; it writes
-// the owner it found into the xattr just before its chown. Only a file
-// born since the watch began is trusted this way: every xattr on it was
-// written in this run, by root, so none is a stale one of an earlier
-// boot or crash. A remembered owner that is QEMU's says nothing (libvirt
-// moves the old top's label onto a snapshot overlay, and the old top was
-// QEMU's already): the owner stays unknown.
+// the owner it found into the xattr just before its chown. Trusted only
+// on a file born since the watch began (no label libvirt wrote on an
+// earlier file), with libvirt's own stamp of this boot, and read from the
+// very inode stat saw (opened O_PATH and compared), so that a rename in
+// between cannot lend one file another's owner. A remembered owner that
+// is QEMU's says nothing (libvirt moves the old top's label onto a
+// snapshot overlay, and the old top was QEMU's already): the owner stays
+// unknown.
 func (w *Watcher) remembered(dir, name string, f inventory.File) (inventory.File, bool) {
-	if f.Birth == 0 || f.Birth < w.since[dir] {
+	if f.Birth == 0 || f.Birth < w.since[dir] || f.Birth > time.Now().UnixNano() {
 		return inventory.File{}, false
 	}
-	o, ok := remembered.Label(filepath.Join(dir, name))
+	fd, err := unix.Open(filepath.Join(dir, name), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return inventory.File{}, false
+	}
+	defer unix.Close(fd)
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil ||
+		unix.Mkdev(st.Dev_major, st.Dev_minor) != f.Dev || st.Ino != f.Ino || st.Btime.Sec*1e9+int64(st.Btime.Nsec) != f.Birth {
+		return inventory.File{}, false
+	}
+	if w.bootTime == 0 {
+		w.bootTime = remembered.BootTime()
+	}
+	o, ok := remembered.Label(fmt.Sprintf("/proc/self/fd/%d", fd), w.bootTime)
 	if !ok {
 		return inventory.File{}, false
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -221,6 +222,7 @@ func TestWatcherLateForANewFile(t *testing.T) {
 		t.Skip("needs root to give files other owners and set trusted xattrs")
 	}
 	state, images := t.TempDir(), t.TempDir()
+	stamp := strconv.FormatInt(remembered.BootTime(), 10)
 	mk := func(name string, label string) string {
 		t.Helper()
 		p := filepath.Join(images, name)
@@ -228,7 +230,7 @@ func TestWatcherLateForANewFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		if label != "" {
-			for k, v := range map[string]string{remembered.XattrDAC: label, remembered.XattrRefDAC: "1"} {
+			for k, v := range map[string]string{remembered.XattrDAC: label, remembered.XattrRefDAC: "1", remembered.XattrTimestamp: stamp} {
 				if err := unix.Setxattr(p, k, []byte(v), 0); err != nil {
 					t.Skipf("no trusted xattrs in %s: %v", images, err)
 				}
@@ -259,13 +261,16 @@ func TestWatcherLateForANewFile(t *testing.T) {
 	moved := mk("moved.qcow2", fmt.Sprintf("+%d:+%d", qemuUID, qemuGID))
 	plain := mk("plain.raw", "")
 	hot := mk("hot.raw", "+1000:+1001")
+	// A copy (cp -a) of a file libvirt labelled on an earlier boot.
+	stamp = "1600000000"
+	stale := mk("stale.img", "+1002:+1002")
 	if err := os.Chmod(before, 0o640); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 64<<10)
 	w.drain(buf, invWD)
 	want := map[string]string{overlay: "0:0", hot: "1000:1001"}
-	for _, p := range []string{overlay, moved, plain, hot, before} {
+	for _, p := range []string{overlay, moved, plain, hot, before, stale} {
 		c, ok := w.candidates[p]
 		got := ""
 		if ok {
