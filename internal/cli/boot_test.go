@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
 
@@ -126,5 +128,50 @@ func TestBootReclaimHelp(t *testing.T) {
 	}
 	if res := run(noRead{t}, "boot", "extra"); res.code != cli.ExitUsage {
 		t.Errorf("boot extra: exit %d, want %d", res.code, cli.ExitUsage)
+	}
+}
+
+// TestBootGivesBackWhatTheWatcherSaw: a crash ended a run in which
+// libvirt labelled a hot-plugged file (the watcher wrote down its owner
+// before); the journal holds nothing stale. boot gives the file back and
+// forgets the record of the ended boot; a file the watcher saw whose
+// owner changed since (an administrator's) is left alone.
+func TestBootGivesBackWhatTheWatcherSaw(t *testing.T) {
+	f := newFixture(t)
+	f.write("img/hot.iso", "iso", imageUID+4)
+	f.write("img/admin.iso", "iso", imageUID+5)
+	if err := os.MkdirAll(f.state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l := &inventory.Labelled{Files: map[string]inventory.File{}}
+	for _, rel := range []string{"img/hot.iso", "img/admin.iso"} {
+		fi, ok := inventory.Stat(f.path("img"), filepath.Base(rel))
+		if !ok {
+			t.Fatalf("stat %s", rel)
+		}
+		l.Files[f.path(rel)] = fi // the owner before libvirt's label
+		if err := os.Chown(f.path(rel), qemuID, qemuID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(f.path("img/admin.iso"), imageUID+6, imageUID+6); err != nil {
+		t.Fatal(err)
+	}
+	if err := inventory.Save(f.state, inventory.New("vm1", "an-earlier-boot", qemuID, qemuID, []string{f.path("img")})); err != nil {
+		t.Fatal(err)
+	}
+	if err := inventory.SaveLabelled(f.state, l); err != nil {
+		t.Fatal(err)
+	}
+	res := run(noRead{t}, "boot")
+	if res.code != cli.ExitOK {
+		t.Fatalf("boot exit %d, stderr %q", res.code, res.stderr)
+	}
+	f.checkOwners(map[string]string{
+		f.path("img/hot.iso"):   fmt.Sprintf("%d:%d", imageUID+4, imageUID+4),
+		f.path("img/admin.iso"): fmt.Sprintf("%d:%d", imageUID+6, imageUID+6),
+	})
+	if r, err := inventory.Load(f.state, "vm1"); r != nil || err != nil {
+		t.Errorf("record of the ended boot after boot: %v, %v; want it gone", r, err)
 	}
 }

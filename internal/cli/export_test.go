@@ -22,3 +22,11 @@ func init() { watcherSpawn = func(*setup) error { return nil } }
 
 // JournalKnows is the watcher's question to the journal.
 var JournalKnows = journalKnows
+
+// SetLiveDirs replaces the directories every cooperative domain's record
+// names besides its own; the returned func puts the real ones back.
+func SetLiveDirs(dirs []string) func() {
+	old := liveDirs
+	liveDirs = dirs
+	return func() { liveDirs = old }
+}

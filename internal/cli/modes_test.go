@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,4 +289,39 @@ func TestLiveFileOpenByQEMUKept(t *testing.T) {
 		t.Fatalf("restore --domain vm1 = %+v", res)
 	}
 	f.checkOwners(map[string]string{f.path("img/shared.iso"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
+}
+
+// TestCooperativeSymlinkedImagesDir: /var/lib/libvirt/images is often a
+// symlink to a bigger disk. inotify does not follow it, so the record
+// names where it leads, and a file hot-plugged from there gets its owner
+// back at release.
+func TestCooperativeSymlinkedImagesDir(t *testing.T) {
+	f := newFixture(t)
+	if err := os.Mkdir(f.path("srv-images"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := f.path("libvirt-images")
+	if err := os.Symlink(f.path("srv-images"), link); err != nil {
+		t.Fatal(err)
+	}
+	defer cli.SetLiveDirs([]string{link})()
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		t.Fatalf("prepare = %+v", res)
+	}
+	r, err := inventory.Load(f.state, "vm1")
+	if err != nil || r == nil {
+		t.Fatalf("vm1's record: %v, %v", r, err)
+	}
+	if !slices.Contains(r.Dirs, f.path("srv-images")) || slices.Contains(r.Dirs, link) {
+		t.Errorf("record dirs = %v, want %s (where the link leads), not the link", r.Dirs, f.path("srv-images"))
+	}
+	f.startWatcher()
+	f.write("srv-images/hot.iso", "iso", imageUID+3)
+	time.Sleep(50 * time.Millisecond) // the admin types virsh attach-disk
+	f.labelled("srv-images/hot.iso", qemuID, qemuID)
+	if res := run(strings.NewReader(xml), "vm1", "release", "end", "-"); res.code != 0 {
+		t.Fatalf("release = %+v", res)
+	}
+	f.checkOwners(map[string]string{f.path("srv-images/hot.iso"): fmt.Sprintf("%d:%d", imageUID+3, imageUID+3)})
 }
