@@ -1,5 +1,7 @@
 package cli
 
+import "github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+
 // SetDoctorPaths points doctor at a test's hook path and libvirt state
 // directories; the returned func puts the real ones back.
 func SetDoctorPaths(hook string, dirs []string) func() {
@@ -18,7 +20,18 @@ func SetRunDir(dir string) func() {
 
 // The test binary is not the hook: a prepare must not start it as the
 // watcher. Tests that need a watcher run one in-process (RunWatcher).
+var realWatcherSpawn = watcherSpawn
+
 func init() { watcherSpawn = func(*setup) error { return nil } }
+
+// SpawnWatcher runs the real watcher start for stateDir with exe as the
+// program (`exe watch`).
+func SpawnWatcher(stateDir, exe string) error {
+	old := watcherExe
+	watcherExe = func() (string, error) { return exe, nil }
+	defer func() { watcherExe = old }()
+	return realWatcherSpawn(&setup{hook: config.Hook{StateDir: stateDir}})
+}
 
 // JournalKnows is the watcher's question to the journal.
 var JournalKnows = journalKnows

@@ -68,9 +68,12 @@ var watcherSpawn = func(s *setup) error {
 	return nil
 }
 
+// watcherExe is the program run as `PROGRAM watch`: this one.
+var watcherExe = os.Executable
+
 // spawnWatcher starts `watch` in its own session; exited reports its end.
 func spawnWatcher() (exited <-chan error, err error) {
-	exe, err := os.Executable()
+	exe, err := watcherExe()
 	if err != nil {
 		return nil, err
 	}
