@@ -33,42 +33,17 @@
 #                calls alone.
 set -euo pipefail
 
-RUNS=${RUNS:-30}
-WARMUP=${WARMUP:-3}
-BENCH_DIR=${BENCH_DIR:-/var/tmp}
-QEMU_UID=64055
-QEMU_GID=107
-
-root=$(cd "$(dirname "$0")/../.." && pwd)
-go=${GO:-go}
-
-if [ "$(id -u)" != 0 ]; then
-	echo "run.sh: must run as root: the hook and the floor chown real files" >&2
-	exit 1
-fi
-
-if [ -z "${HOOK:-}" ]; then
-	make -s -C "$root" build >&2
-	HOOK=$root/bin/libvirt-dac-hook
-fi
-[ -x "$HOOK" ] || { echo "run.sh: no hook binary at $HOOK" >&2; exit 1; }
+bench=run.sh
+. "$(dirname "$0")/prelude.sh"
 
 if ! [ -x /usr/bin/time ]; then
 	apt-get install -y -q time >/dev/null
 fi
 
-tmp=$(mktemp -d "$BENCH_DIR/libvirt-dac-hook-bench.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-# QEMU must be able to search down to the images; a 0700 temp dir would add
-# ACL steps that are not what is measured.
-chmod 0755 "$tmp"
-mkdir -p "$tmp/bin" "$tmp/state"
-
-# The floor is built like the hook (static, stripped), so both pay the same
-# Go runtime start and only the work differs.
-for cmd in floor empty mkdomain timeit; do
-	(cd "$root" && CGO_ENABLED=0 $go build -trimpath -ldflags '-s -w' -o "$tmp/bin/$cmd" "./internal/bench/$cmd")
-done
+# The floor and the empty binary are built like the hook, so all pay the
+# same Go runtime start and only the work differs.
+bench_tmp libvirt-dac-hook-bench floor empty mkdomain timeit
+mkdir -p "$tmp/state"
 
 declare -A dom
 for shape in 1:1:1 64:16:4 256:256:1; do

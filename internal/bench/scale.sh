@@ -15,32 +15,11 @@
 # not a tmpfs, where fsync would look free).
 set -euo pipefail
 
-RUNS=${RUNS:-30}
-WARMUP=${WARMUP:-3}
+bench=scale.sh
 STORM_N=${STORM_N:-500}
-BENCH_DIR=${BENCH_DIR:-/var/tmp}
-QEMU_UID=64055
-QEMU_GID=107
+. "$(dirname "$0")/prelude.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-go=${GO:-go}
-
-if [ "$(id -u)" != 0 ]; then
-	echo "scale.sh: must run as root: the hook chowns real files" >&2
-	exit 1
-fi
-if [ -z "${HOOK:-}" ]; then
-	make -s -C "$root" build >&2
-	HOOK=$root/bin/libvirt-dac-hook
-fi
-
-tmp=$(mktemp -d "$BENCH_DIR/libvirt-dac-hook-scale.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-chmod 0755 "$tmp"
-mkdir -p "$tmp/bin"
-for cmd in storm hostfill mkdomain timeit; do
-	(cd "$root" && CGO_ENABLED=0 $go build -trimpath -ldflags '-s -w' -o "$tmp/bin/$cmd" "./internal/bench/$cmd")
-done
+bench_tmp libvirt-dac-hook-scale storm hostfill mkdomain timeit
 cat >"$tmp/qemu.conf" <<EOF
 user = "+$QEMU_UID"
 group = "+$QEMU_GID"

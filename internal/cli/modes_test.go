@@ -46,6 +46,17 @@ func (f *fixture) startWatcher() {
 	}
 }
 
+// prepareCooperative prepares vm1 with the standard disks, as libvirt
+// does at its start, and returns its XML for the release.
+func (f *fixture) prepareCooperative() string {
+	f.t.Helper()
+	xml := f.domainXML("vm1", standardDisks)
+	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
+		f.t.Fatalf("prepare = %+v", res)
+	}
+	return xml
+}
+
 // labelled chowns rel as libvirt would when labelling it for QEMU (or
 // "restoring" it), and waits until the watcher has written down the
 // owner it had before.
@@ -114,10 +125,7 @@ func TestCooperativeLiveLabels(t *testing.T) {
 	f.write("img/inserted.iso", "iso", imageUID+1)
 	f.write("img/admin.raw", "admin", imageUID)
 	before := f.owners()
-	xml := f.domainXML("vm1", standardDisks)
-	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
-		t.Fatalf("prepare = %+v", res)
-	}
+	xml := f.prepareCooperative()
 	f.startWatcher()
 	// During the run, libvirt labels what the live operations bring in.
 	f.labelled("img/hot.raw", qemuID, qemuID)      // attach-disk, left to QEMU
@@ -185,10 +193,7 @@ func TestRestoreStaleInventory(t *testing.T) {
 	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\n", qemuID, qemuID))
 	f.write("img/hot.raw", "hot", imageUID)
 	f.fakeRunning("vm1")
-	xml := f.domainXML("vm1", standardDisks)
-	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
-		t.Fatalf("prepare = %+v", res)
-	}
+	f.prepareCooperative()
 	f.startWatcher()
 	f.labelled("img/hot.raw", qemuID, qemuID) // libvirt's attach-disk
 	if res := run(noRead{t}, "restore", "--stale"); res.code != 0 {
@@ -213,10 +218,7 @@ func TestRestoreStaleInventory(t *testing.T) {
 func TestPlanReleaseShowsLiveFiles(t *testing.T) {
 	f := newFixture(t)
 	f.write("img/hot.raw", "hot", imageUID)
-	xml := f.domainXML("vm1", standardDisks)
-	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
-		t.Fatalf("prepare = %+v", res)
-	}
+	xml := f.prepareCooperative()
 	f.startWatcher()
 	f.labelled("img/hot.raw", qemuID, qemuID)
 	res := run(strings.NewReader(xml), "plan", "--op", "release", "-")
@@ -246,10 +248,7 @@ func TestPlanReleaseShowsLiveFiles(t *testing.T) {
 // release because the watcher saw it appear.
 func TestCooperativeFileCreatedAfterStart(t *testing.T) {
 	f := newFixture(t)
-	xml := f.domainXML("vm1", standardDisks)
-	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
-		t.Fatalf("prepare = %+v", res)
-	}
+	xml := f.prepareCooperative()
 	f.startWatcher()
 	f.write("img/late.raw", "late", imageUID+2)
 	time.Sleep(50 * time.Millisecond) // the admin types virsh attach-disk
@@ -267,10 +266,7 @@ func TestCooperativeFileCreatedAfterStart(t *testing.T) {
 func TestLiveFileOpenByQEMUKept(t *testing.T) {
 	f := newFixture(t)
 	f.write("img/shared.iso", "iso", imageUID)
-	xml := f.domainXML("vm1", standardDisks)
-	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
-		t.Fatalf("prepare = %+v", res)
-	}
+	xml := f.prepareCooperative()
 	f.startWatcher()
 	f.labelled("img/shared.iso", qemuID, qemuID)
 	qemu := f.fakeQEMUHolding("img/shared.iso")
@@ -305,10 +301,7 @@ func TestCooperativeSymlinkedImagesDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.SetLiveDirs([]string{link})()
-	xml := f.domainXML("vm1", standardDisks)
-	if res := run(strings.NewReader(xml), "vm1", "prepare", "begin", "-"); res.code != 0 {
-		t.Fatalf("prepare = %+v", res)
-	}
+	xml := f.prepareCooperative()
 	r, err := inventory.Load(f.state, "vm1")
 	if err != nil || r == nil {
 		t.Fatalf("vm1's record: %v, %v", r, err)

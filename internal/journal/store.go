@@ -479,6 +479,12 @@ func (s *Store) Save(st *State) error {
 		}
 		return nil
 	})
+	return s.saved(err)
+}
+
+// saved is the outcome of a save transaction: a damaged journal is set
+// aside, any other error names the journal.
+func (s *Store) saved(err error) error {
 	if errors.Is(err, ErrDamaged) {
 		return s.setAside(err)
 	}
@@ -529,13 +535,7 @@ func (s *Store) saveAll(st *State) error {
 		}
 		return nil
 	})
-	if errors.Is(err, ErrDamaged) {
-		return s.setAside(err)
-	}
-	if err != nil {
-		return fmt.Errorf("save journal %s: %w", StatePath(s.Dir), err)
-	}
-	return nil
+	return s.saved(err)
 }
 
 // boltMagic is how a bbolt file begins (the magic of its first meta page,

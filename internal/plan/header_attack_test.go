@@ -236,18 +236,7 @@ func TestHeaderPlaceAndType(t *testing.T) {
 			tr := newAtkTree(t)
 			env := tr.env()
 			named := tt.setup(tr, &env)
-			var keep []string
-			if tt.msg != "" {
-				keep = append(keep, named)
-			}
-			err := tr.guard(atkDisk("qcow2", "$ROOT/img/top.qcow2"), env, keep...)
-			if tt.msg == "" {
-				if err != nil {
-					t.Fatalf("Build: %v", err)
-				}
-				return
-			}
-			wantRefusal(t, err, tt.msg)
+			tr.expect(atkDisk("qcow2", "$ROOT/img/top.qcow2"), env, tt.msg, named)
 		})
 	}
 }
@@ -286,18 +275,7 @@ func TestAdminStore(t *testing.T) {
 			tr.write(base, "", atkOther)
 			tr.qcow2(filepath.Join(store, "vm1.qcow2"), "template.raw", "raw", atkImage)
 			tt.prep(tr, store)
-			var keep []string
-			if tt.msg != "" {
-				keep = append(keep, base)
-			}
-			err := tr.guard(atkDisk("qcow2", "$ROOT/store/vm1.qcow2"), tr.env(), keep...)
-			if tt.msg == "" {
-				if err != nil {
-					t.Fatalf("Build: %v", err)
-				}
-				return
-			}
-			wantRefusal(t, err, tt.msg)
+			tr.expect(atkDisk("qcow2", "$ROOT/store/vm1.qcow2"), tr.env(), tt.msg, base)
 		})
 	}
 }
@@ -344,18 +322,9 @@ func TestLinkIntoRootOnlyDirectory(t *testing.T) {
 			env := tr.env()
 			env.ParentACL = true
 			before := aclOf(t, vault)
-			keep := []string{vault}
-			if tt.msg != "" {
-				keep = append(keep, file)
-			}
-			err := tr.guard(atkDisk("raw", "$ROOT/img/disk.raw"), env, keep...)
-			if tt.msg == "" {
-				if err != nil {
-					t.Fatalf("Build: %v", err)
-				}
+			if !tr.expect(atkDisk("raw", "$ROOT/img/disk.raw"), env, tt.msg, file, vault) {
 				return
 			}
-			wantRefusal(t, err, tt.msg)
 			if after := aclOf(t, vault); after != before {
 				t.Errorf("ACL of %s changed from %s to %s", vault, before, after)
 			}

@@ -106,6 +106,25 @@ func (tr *atkTree) guard(xml string, env plan.Env, keep ...string) error {
 	return nil
 }
 
+// expect builds xml as the hook would (guard) and wants it refused saying
+// msg, with refused (the file the refusal is about) and keep unchanged, or
+// accepted when msg is "". It reports whether a refusal was wanted.
+func (tr *atkTree) expect(xml string, env plan.Env, msg, refused string, keep ...string) bool {
+	tr.t.Helper()
+	if msg != "" {
+		keep = append(keep, refused)
+	}
+	err := tr.guard(xml, env, keep...)
+	if msg == "" {
+		if err != nil {
+			tr.t.Fatalf("Build: %v", err)
+		}
+		return false
+	}
+	wantRefusal(tr.t, err, msg)
+	return true
+}
+
 func wantRefusal(t *testing.T, err error, msg string) {
 	t.Helper()
 	if err == nil {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
 )
 
@@ -406,20 +407,18 @@ func (w *Watcher) remembered(dir, name string, f inventory.File) (inventory.File
 	if f.Birth == 0 || f.Birth < w.since[dir] || f.Birth > time.Now().UnixNano() {
 		return inventory.File{}, false
 	}
-	fd, err := unix.Open(filepath.Join(dir, name), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	h, err := owner.Open(filepath.Join(dir, name))
 	if err != nil {
 		return inventory.File{}, false
 	}
-	defer unix.Close(fd)
-	var st unix.Statx_t
-	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil ||
-		unix.Mkdev(st.Dev_major, st.Dev_minor) != f.Dev || st.Ino != f.Ino || st.Btime.Sec*1e9+int64(st.Btime.Nsec) != f.Birth {
+	defer h.Close()
+	if uint64(h.Stat.Dev) != f.Dev || h.Stat.Ino != f.Ino || owner.Birth(h) != f.Birth {
 		return inventory.File{}, false
 	}
 	if w.bootTime == 0 {
 		w.bootTime = remembered.BootTime()
 	}
-	o, ok := remembered.Label(fmt.Sprintf("/proc/self/fd/%d", fd), w.bootTime)
+	o, ok := remembered.Label(h.ProcPath(), w.bootTime)
 	if !ok {
 		return inventory.File{}, false
 	}
