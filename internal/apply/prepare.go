@@ -158,6 +158,9 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 			Created: boot,
 		}
 		recordIdentity(e, s.Handle)
+		if err := recordPerms(e, s); err != nil {
+			return nil, err
+		}
 		st.Add(e)
 	} else if err := joinHolders(e, s, p, boot); err != nil {
 		return nil, err
@@ -217,10 +220,30 @@ func joinHolders(e *journal.Entry, s *plan.Step, p *plan.Plan, boot string) erro
 			// (the admin) has given the file another owner since: theirs
 			// is the original now, not our old record.
 			e.UID, e.GID = cur.UID, cur.GID
+			e.Perms = nil
+			if err := recordPerms(e, s); err != nil {
+				return err
+			}
 		}
 		e.TargetUID, e.TargetGID = s.Target.UID, s.Target.GID
 	}
 	e.Holders = addHolder(e.Holders, journal.Holder{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: s.Kind})
+	return nil
+}
+
+// recordPerms records the mode and ACL of a file that is not QEMU's user's
+// yet: while QEMU owns it, it can chmod it and add ACL entries (a
+// compromised one would add one for an accomplice), and release puts
+// these back. A file QEMU's user owned already is its own to change.
+func recordPerms(e *journal.Entry, s *plan.Step) error {
+	if e.UID == s.Target.UID && e.GID == s.Target.GID {
+		return nil
+	}
+	p, err := s.Handle.Perms()
+	if err != nil {
+		return fmt.Errorf("%s (%s): %w", s.Path, s.From, err)
+	}
+	e.Perms = &p
 	return nil
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // locked locks s and loads it, unlocking at the end of the test.
@@ -598,5 +600,55 @@ func TestKilledWriter(t *testing.T) {
 	}
 	if len(seen) < 2 {
 		t.Errorf("the writer committed in fewer than 2 of the kills (%v): the kills tested too little", seen)
+	}
+}
+
+// TestEntryPerms: an entry with recorded permissions round-trips through
+// the store; one stored by an earlier version (format 1, written here
+// byte by byte) reads with unknown permissions, and an entry without
+// them is still written in format 1, exactly as before.
+func TestEntryPerms(t *testing.T) {
+	old := []byte{1, 6, '/', 'a', '.', 'i', 'm', 'g', 1, 12, 0x80, 0x01, 3, 0xb7, 0xf4, 0x03, 0xe2, 0x07, 0, 0, 0, 0, 0, 0, 0,
+		1, 3, 'v', 'm', '1', 0, 1, 'b', 0}
+	e, err := decodeEntry(old)
+	if err != nil {
+		t.Fatalf("decodeEntry(format 1) = %v", err)
+	}
+	if e.Perms != nil || e.UID != 128 || e.GID != 3 || e.TargetUID != 64055 || len(e.Holders) != 1 || e.Holders[0].BootID != "b" {
+		t.Fatalf("decodeEntry(format 1) = %+v, want uid 128, gid 3, target 64055, one holder, unknown perms", e)
+	}
+	enc, err := encodeEntry(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(enc, old) {
+		t.Errorf("encodeEntry of an entry without perms = %x, want the format 1 bytes %x", enc, old)
+	}
+
+	s := newStore(t, time.Second)
+	st := locked(t, s)
+	aclBytes := []byte{2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}
+	st.Add(&Entry{Path: "/p.img", Dev: 1, Ino: 2, UID: 0, TargetUID: 64055, Perms: &owner.Perms{Mode: 0o4600}, Created: "b"})
+	st.Add(&Entry{Path: "/q.img", Dev: 1, Ino: 3, UID: 0, TargetUID: 64055, Perms: &owner.Perms{Mode: 0o600, ACL: aclBytes}, Created: "b"})
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	got := reload(t, s)
+	for key, want := range map[string]owner.Perms{"1:2": {Mode: 0o4600}, "1:3": {Mode: 0o600, ACL: aclBytes}} {
+		e := got.Lookup(key)
+		if e == nil || e.Perms == nil || !e.Perms.Equal(want) {
+			t.Errorf("Lookup(%s).Perms after reload = %+v, want %+v", key, e, want)
+		}
+	}
+	// Mode bits beyond 07777, or an ACL the kernel would not give, are
+	// damage.
+	for _, bad := range []*owner.Perms{{Mode: 0o100600}, {Mode: 0o600, ACL: []byte{2, 0, 0, 0, 1}}} {
+		b, err := encodeEntry(&Entry{Path: "/p.img", Perms: bad})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeEntry(b); !errors.Is(err, ErrDamaged) {
+			t.Errorf("decodeEntry with perms %+v = %v, want ErrDamaged", bad, err)
+		}
 	}
 }
