@@ -119,13 +119,33 @@ func (s *Store) removeDebris() {
 	}
 }
 
-func openFlags(readOnly bool) func(string, int, os.FileMode) (*os.File, error) {
-	return func(p string, flag int, mode os.FileMode) (*os.File, error) {
+// openBolt opens the journal database at p with bbolt, never following a
+// symlink. A panic of bbolt's on a damaged file (a page of a type it does
+// not expect, a fault reading a page the file lacks) is ErrDamaged, and
+// the file bbolt opened is closed, so its flock does not outlive the
+// failed open.
+func openBolt(p string, readOnly bool, timeout time.Duration) (db *bolt.DB, err error) {
+	var opened []*os.File
+	defer func() {
+		if r := recover(); r != nil {
+			for _, f := range opened {
+				_ = f.Close() // nothing was written through it
+			}
+			db, err = nil, fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
+		}
+	}()
+	defer withFaults()()
+	open := func(p string, flag int, mode os.FileMode) (*os.File, error) {
 		if readOnly {
 			flag = os.O_RDONLY
 		}
-		return os.OpenFile(p, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		f, err := os.OpenFile(p, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		if err == nil {
+			opened = append(opened, f)
+		}
+		return f, err
 	}
+	return bolt.Open(p, 0o600, &bolt.Options{ReadOnly: readOnly, Timeout: timeout, OpenFile: open})
 }
 
 func boltTimeout(d time.Duration) time.Duration {
@@ -145,13 +165,20 @@ func (s *Store) openDB() (err error) {
 			err = s.setAside(fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r)))
 		}
 	}()
-	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: boltTimeout(s.LockTimeout), OpenFile: openFlags(false)})
+	defer withFaults()()
+	if err := checkPath(p); err != nil {
+		if errors.Is(err, ErrDamaged) {
+			return s.setAside(err)
+		}
+		return err
+	}
+	db, err := openBolt(p, false, boltTimeout(s.LockTimeout))
 	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%w: %s is open elsewhere (a `status` reading it?): %w", ErrLockTimeout, p, err)
 	}
 	if err != nil {
 		if isDamage(err) {
-			return s.setAside(fmt.Errorf("%w: %w", ErrDamaged, err))
+			return s.setAside(asDamage(err))
 		}
 		return fmt.Errorf("open %s: %w", p, err)
 	}
@@ -198,8 +225,16 @@ func (s *Store) openDB() (err error) {
 	return nil
 }
 
+// asDamage is err as ErrDamaged.
+func asDamage(err error) error {
+	if errors.Is(err, ErrDamaged) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrDamaged, err)
+}
+
 func isDamage(err error) bool {
-	return errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrInvalidMapping)
+	return errors.Is(err, ErrDamaged) || errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrInvalidMapping)
 }
 
 func (s *Store) closeDB() {
@@ -327,7 +362,11 @@ func (s *Store) viewRO(f func(*reader)) (err error) {
 			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
 		}
 	}()
-	db, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true, Timeout: boltTimeout(s.LockTimeout), OpenFile: openFlags(true)})
+	defer withFaults()()
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	db, err := openBolt(p, true, boltTimeout(s.LockTimeout))
 	if errors.Is(err, fs.ErrNotExist) {
 		f(&reader{})
 		return nil
@@ -337,7 +376,7 @@ func (s *Store) viewRO(f func(*reader)) (err error) {
 	}
 	if err != nil {
 		if isDamage(err) {
-			return fmt.Errorf("%s: %w: %w", p, ErrDamaged, err)
+			return fmt.Errorf("%s: %w", p, asDamage(err))
 		}
 		return fmt.Errorf("open %s: %w", p, err)
 	}
@@ -355,6 +394,7 @@ func (s *Store) viewOpen(f func(*reader)) (err error) {
 			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
 		}
 	}()
+	defer withFaults()()
 	if s.rtx == nil {
 		if s.rtx, err = s.db.Begin(false); err != nil {
 			return err
@@ -387,9 +427,21 @@ func (s *Store) update(f func(*bolt.Tx) error) (err error) {
 			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
 		}
 	}()
-	err = s.db.Update(f)
+	defer withFaults()()
+	var own error
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		own = f(tx)
+		return own
+	})
 	if errors.Is(err, errNoChange) {
 		return nil
+	}
+	var errno unix.Errno
+	if err != nil && err != own && !errors.As(err, &errno) {
+		// Not f's, and not the system's (a full disk, an I/O error,
+		// which leave the journal as it was): bbolt met pages that do
+		// not add up, such as a page number past any offset.
+		return asDamage(err)
 	}
 	return err
 }
@@ -662,10 +714,14 @@ func loadDBWith(p string, f *os.File, onBad func(key []byte, err error) error) (
 			st, err = nil, fmt.Errorf("%s: %w: %s", p, ErrDamaged, fmt.Sprint(r))
 		}
 	}()
-	db, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true, Timeout: LoadFileTimeout, OpenFile: openFlags(true)})
+	defer withFaults()()
+	if err := checkFile(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	db, err := openBolt(p, true, LoadFileTimeout)
 	if err != nil {
 		if isDamage(err) {
-			return nil, fmt.Errorf("%s: %w: %w", p, ErrDamaged, err)
+			return nil, fmt.Errorf("%s: %w", p, asDamage(err))
 		}
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}

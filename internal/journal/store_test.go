@@ -258,32 +258,74 @@ func TestDamagedJournalIsSetAside(t *testing.T) {
 		// atLoad: Load itself reports the damage; otherwise the query
 		// that reads the bad entry marks the state and Save reports it.
 		atLoad bool
+		// many: a journal of 400 more entries, many pages.
+		many bool
 	}{
 		{"garbage file", func(t *testing.T, s *Store) {
 			if err := os.WriteFile(StatePath(s.Dir), bytes.Repeat([]byte("x"), 8192), 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, true},
+		}, true, false},
+		{"cut short to 12,000 bytes", cutTo(12000), true, false},
+		{"cut to its meta pages", cutTo(8192), true, false},
+		{"many pages cut to 12,000 bytes", cutTo(12000), true, true},
+		{"last page cut short", cutTo(-1), true, true},
+		{"meta pages zeroed", func(t *testing.T, s *Store) {
+			f, err := os.OpenFile(StatePath(s.Dir), os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt(make([]byte, 8192), 0); err != nil {
+				t.Fatal(err)
+			}
+		}, true, false},
 		{"undecodable entry", func(t *testing.T, s *Store) {
 			rawPut(t, s, "2049:12", []byte{entryFormat, 8, 'r', 'e', 'l', 'a', 't', 'i', 'v', 'e'})
-		}, false},
+		}, false, false},
 		{"entry under a wrong key", func(t *testing.T, s *Store) {
 			b, err := encodeEntry(&Entry{Path: "/x", Dev: 1, Ino: 1, Holders: []Holder{{Domain: "vm1", BootID: "b1"}}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			rawPut(t, s, "2049:12", b)
-		}, false},
+		}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t, time.Second)
-			locked(t, s)
+			st := locked(t, s)
 			if err := s.Save(sample()); err != nil {
 				t.Fatal(err)
 			}
+			if tt.many {
+				st = reload(t, s)
+				for i := range 400 {
+					st.Add(&Entry{Path: fmt.Sprintf("/images/%03d.img", i), Dev: 7, Ino: uint64(i), Holders: []Holder{{Domain: "vm9", BootID: "b1"}}})
+				}
+				if err := s.Save(st); err != nil {
+					t.Fatal(err)
+				}
+			}
 			s.Unlock()
 			tt.damage(t, s)
+			// Without the lock (status, VerifyStart), a query reports
+			// the damage and moves nothing.
+			if tt.atLoad {
+				ro, err := s.Load()
+				if err != nil {
+					t.Fatalf("Load without the lock = %v", err)
+				}
+				if got := ro.HeldBy("vm1"); len(got) != 0 {
+					t.Errorf("HeldBy on a damaged journal = %d entries", len(got))
+				}
+				if _, err := LoadFile(StatePath(s.Dir)); !errors.Is(err, ErrDamaged) {
+					t.Errorf("LoadFile of the damaged journal = %v, want ErrDamaged", err)
+				}
+				if _, err := Salvage(StatePath(s.Dir)); !errors.Is(err, ErrDamaged) {
+					t.Errorf("Salvage of the damaged journal = %v, want ErrDamaged", err)
+				}
+			}
 			if err := s.Lock(); err != nil {
 				t.Fatal(err)
 			}
@@ -311,6 +353,37 @@ func TestDamagedJournalIsSetAside(t *testing.T) {
 				t.Errorf("Load after setting aside = %v; want an empty journal", err)
 			}
 		})
+	}
+}
+
+// cutTo truncates the journal to n bytes (n < 0: |n| bytes short of the
+// pages its meta page counts).
+func cutTo(n int64) func(t *testing.T, s *Store) {
+	return func(t *testing.T, s *Store) {
+		t.Helper()
+		p := StatePath(s.Dir)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 0 {
+			// Short of the pages the newest meta page counts.
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := parseMeta(b, 0)
+			if m1 := parseMeta(b[m.pageSize:], int64(m.pageSize)); m1.txid > m.txid {
+				m = m1
+			}
+			n += int64(m.pgid * m.pageSize)
+		}
+		if fi.Size() <= n {
+			t.Fatalf("journal of %d bytes is too small to cut to %d", fi.Size(), n)
+		}
+		if err := os.Truncate(p, n); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
