@@ -19,8 +19,7 @@ import (
 const MaxXML = domain.MaxXMLSize
 
 // runHook handles a call from libvirtd: a = DOMAIN OP SUBOP EXTRA. Only
-// prepare, start begin (checked in cooperative mode) and release do
-// anything; everything else returns before reading stdin or any file.
+// prepare, start begin (checked) and release do anything; everything else returns before reading stdin or any file.
 func runHook(e *env, a []string) int {
 	name, op, extra := a[0], a[1], a[3]
 	if op != "prepare" && op != "release" && (op != "start" || a[2] != "begin") {
@@ -54,10 +53,12 @@ func hook(e *env, name, op, extra string) error {
 }
 
 // startHook runs after libvirt labelled everything and before QEMU
-// starts. In cooperative mode libvirt labelled what it found itself, so
-// the chains it found must be the ones prepare checked.
+// starts: the chains libvirt found itself (and, in cooperative mode,
+// labelled) must be the ones prepare checked. In strict mode nothing else
+// changed an owner, but QEMU opens what the headers say now, so the same
+// check keeps it to what prepare checked.
 func startHook(e *env, s *setup, r *apply.Runner, name string) error {
-	if s.qemu.Mode() != config.Cooperative || s.hook.DryRun {
+	if s.hook.DryRun {
 		return nil
 	}
 	d, err := readDomain(e, name)
