@@ -28,7 +28,7 @@ func runHook(e *env, a []string) int {
 	err := hook(e, name, op, extra)
 	if err != nil {
 		// Nowhere left to report a failed write of the report itself.
-		_, _ = fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
+		_, _ = fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s\n", domain.OneLine(fmt.Sprintf("%s domain %s: %s", op, name, err)))
 	}
 	return exitCode(err)
 }
