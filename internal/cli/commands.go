@@ -105,6 +105,10 @@ func cmdPlan(e *env, args []string) error {
 	if err != nil {
 		return withCode(ExitInput, err)
 	}
+	// What prepare would say first.
+	if err := domain.CheckName(d.Name); err != nil {
+		return withCode(ExitInput, err)
+	}
 	s, err := loadSetup(e, false)
 	if err != nil {
 		return err

@@ -92,6 +92,9 @@ func readDomain(e *env, name string) (*domain.Domain, error) {
 	if d.Name != "" && d.Name != name {
 		return nil, withCode(ExitInput, fmt.Errorf("XML on stdin is for domain %q", d.Name))
 	}
+	if err := domain.CheckName(d.Name); err != nil {
+		return nil, withCode(ExitInput, err)
+	}
 	d.Name = name
 	return d, nil
 }
@@ -100,6 +103,10 @@ func readDomain(e *env, name string) (*domain.Domain, error) {
 // cooperative mode, what libvirt labelled during the run and left wrong.
 // It reads no stdin: the journal and the inventory are the records.
 func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
+	if err := domain.CheckName(name); err != nil {
+		// Prepare refuses such a name, so nothing is recorded under it.
+		return withCode(ExitInput, err)
+	}
 	log := s.log.WithField("domain", name)
 	err := r.Release(name, extra)
 	if err != nil {

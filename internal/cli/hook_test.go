@@ -84,6 +84,9 @@ func TestHookBadInput(t *testing.T) {
 			code: cli.ExitInput, want: []string{`"img/disk.raw" is not absolute`}},
 		{name: "dot-dot in a path", stdin: func(f *fixture) string { return f.domainXML("vm1", disk("$ROOT/img/../etc/secret")) },
 			code: cli.ExitInput, want: []string{`"$ROOT/img/../etc/secret" has a ".." element`}},
+		{name: "XML without <name>", stdin: func(f *fixture) string {
+			return strings.Replace(f.domainXML("vm1", standardDisks), "<name>vm1</name>", "", 1)
+		}, code: cli.ExitInput, want: []string{"domain XML has no <name>"}},
 		{name: "XML names another domain", stdin: func(f *fixture) string { return f.domainXML("other", standardDisks) },
 			code: cli.ExitInput, want: []string{`XML on stdin is for domain "other"`}},
 		{name: "disk in a protected directory", stdin: func(f *fixture) string { return f.domainXML("vm1", standardDisks+disk("$ROOT/etc/secret")) },
@@ -177,6 +180,28 @@ func TestHookBadInput(t *testing.T) {
 			f.checkOwners(before)
 			f.checkNoEntries()
 		})
+	}
+}
+
+// TestHookEmptyDomainName: libvirt giving no name, and an XML without
+// <name>: prepare refuses in one line and changes nothing; plan says the
+// same; a release of no name is refused too, as nothing is recorded
+// under it.
+func TestHookEmptyDomainName(t *testing.T) {
+	f := newFixture(t)
+	xml := strings.Replace(f.domainXML("vm1", standardDisks), "<name>vm1</name>", "", 1)
+	before := f.owners()
+	for _, args := range [][]string{{"", "prepare", "begin", "-"}, {"", "release", "end", "-"}} {
+		res := run(strings.NewReader(xml), args...)
+		if res.code != cli.ExitInput || !strings.Contains(res.stderr, "no <name>") || strings.Count(res.stderr, "\n") != 1 || res.stdout != "" {
+			t.Errorf("%v = exit %d, stdout %q, stderr %q; want exit %d, one line saying there is no name", args, res.code, res.stdout, res.stderr, cli.ExitInput)
+		}
+	}
+	f.checkOwners(before)
+	f.checkNoEntries()
+	res := run(strings.NewReader(xml), "plan", "-")
+	if res.code != cli.ExitInput || !strings.Contains(res.stderr, "no <name>") {
+		t.Errorf("plan of an XML without <name> = exit %d, stderr %q; want exit %d saying so", res.code, res.stderr, cli.ExitInput)
 	}
 }
 

@@ -195,3 +195,21 @@ func cleanPath(from, p string) (string, error) {
 	}
 	return filepath.Clean(p), nil
 }
+
+// CheckName refuses a domain name the hook cannot record a domain under:
+// empty (an XML without <name>, or an empty argument from libvirt: its
+// records could never be told from another unnamed domain's, and no
+// release or restore could name it), or holding '/' or a control
+// character, which libvirt itself refuses in names. The error matches
+// ErrInvalid and is one line.
+func CheckName(name string) error {
+	if name == "" {
+		return invalidf("domain XML has no <name> (or libvirt gave an empty domain name): refusing, since nothing recorded for it could be given back by name; give the domain a name")
+	}
+	for _, r := range name {
+		if r == '/' || r < 0x20 || r == 0x7f {
+			return invalidf("domain name %q holds %q, which libvirt does not allow in names: refusing", name, r)
+		}
+	}
+	return nil
+}

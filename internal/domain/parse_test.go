@@ -498,3 +498,24 @@ func TestParseBOMAndPrologue(t *testing.T) {
 		t.Errorf("Parse = %+v", d)
 	}
 }
+
+func TestCheckName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"vm1", true},
+		{"web server (prod)", true},
+		{"ünïcode", true},
+		{"", false},
+		{"a/b", false},
+		{"vm1\nlevel=info msg=chown", false},
+		{"vm\r1", false},
+		{"vm\x1b[2K", false},
+	} {
+		err := CheckName(tc.name)
+		if (err == nil) != tc.ok || (err != nil && (!errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), "\n"))) {
+			t.Errorf("CheckName(%q) = %v, want ok=%v (or one line matching ErrInvalid)", tc.name, err, tc.ok)
+		}
+	}
+}
