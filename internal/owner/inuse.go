@@ -257,8 +257,22 @@ func readDevFile(p string) (uint64, error) {
 // disk the host has mounted (or swaps on, or holds with LVM, md...).
 // sysfs: /sys/dev/char/21:N/device is the SCSI device, its block/ the
 // disks it has.
+//
+// A node sysfs has no SCSI device for is refused: the node exists, so
+// the device does, and a missing entry (a sysfs root that is not this
+// host's, a node for a device that went away) says nothing about its
+// disk. A SCSI device without block/ has no disk the host could use
+// (a tape, a changer, a disk without a bound sd driver).
 func (p Policy) sgInUse(path string, rdev uint64) error {
-	dir := filepath.Join(p.sysRoot(), "dev", "char", devString(rdev), "device", "block")
+	dev := filepath.Join(p.sysRoot(), "dev", "char", devString(rdev), "device")
+	if fi, err := os.Stat(dev); err != nil || !fi.IsDir() {
+		why := "not a directory"
+		if err != nil {
+			why = err.Error()
+		}
+		return fmt.Errorf("SCSI generic node %s (%s): sysfs has no SCSI device for it (%s), so whether the host uses its disk cannot be told; recreate the node (`udevadm trigger`) or check sysfs_root: %w", path, devString(rdev), why, ErrRefused)
+	}
+	dir := filepath.Join(dev, "block")
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // a SCSI device without a disk (tape, changer, ...)
