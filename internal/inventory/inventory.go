@@ -144,6 +144,11 @@ func nameFor(domain string) string { return hex.EncodeToString([]byte(domain)) +
 // record's name, never redirects a write. The error wraps
 // fs.ErrNotExist when the directory is not there.
 func invDir(stateDir string, create bool) (*os.File, error) {
+	if create {
+		if err := os.MkdirAll(stateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("inventory: %w", err)
+		}
+	}
 	sfd, err := unix.Open(stateDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: open %s: %w", stateDir, err)
