@@ -25,6 +25,7 @@ func (tr *atkTree) fakeSG(disk uint64) {
 	sg := filepath.Join(dev, "scsi_generic", "sg0")
 	tr.write(filepath.Join(sg, "dev"), "21:0\n", 0)
 	tr.write(filepath.Join(dev, "block", "sda", "dev"), fmt.Sprintf("%d:%d\n", unix.Major(disk), unix.Minor(disk)), 0)
+	tr.write(filepath.Join(sys, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(disk), unix.Minor(disk)), ".keep"), "", 0)
 	tr.write(filepath.Join(sys, "class", "scsi_generic", ".keep"), "", 0)
 	tr.symlink("../..", filepath.Join(sg, "device"))
 	tr.symlink(filepath.Join(sys, "class", "scsi_generic"), filepath.Join(sg, "subsystem"))
