@@ -131,10 +131,6 @@ func Names(dir string) []string {
 	return names
 }
 
-func fileFor(stateDir, domain string) string {
-	return filepath.Join(stateDir, "inventory", nameFor(domain))
-}
-
 func nameFor(domain string) string { return hex.EncodeToString([]byte(domain)) + ".json" }
 
 // invDir opens the state directory's inventory/ (making it first when

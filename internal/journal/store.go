@@ -437,7 +437,7 @@ func (s *Store) update(f func(*bolt.Tx) error) (err error) {
 		return nil
 	}
 	var errno unix.Errno
-	if err != nil && err != own && !errors.As(err, &errno) {
+	if err != nil && (own == nil || !errors.Is(err, own)) && !errors.As(err, &errno) {
 		// Not f's, and not the system's (a full disk, an I/O error,
 		// which leave the journal as it was): bbolt met pages that do
 		// not add up, such as a page number past any offset.

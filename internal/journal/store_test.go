@@ -294,12 +294,12 @@ func TestDamagedJournalIsSetAside(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t, time.Second)
-			st := locked(t, s)
+			locked(t, s)
 			if err := s.Save(sample()); err != nil {
 				t.Fatal(err)
 			}
 			if tt.many {
-				st = reload(t, s)
+				st := reload(t, s)
 				for i := range 400 {
 					st.Add(&Entry{Path: fmt.Sprintf("/images/%03d.img", i), Dev: 7, Ino: uint64(i), Holders: []Holder{{Domain: "vm9", BootID: "b1"}}})
 				}
