@@ -263,6 +263,38 @@ func TestHookDamagedState(t *testing.T) {
 	f.checkOwners(before)
 }
 
+// TestHookJournalCutShort: a state.db cut to 12,000 bytes (a full disk)
+// makes no hook call crash: the first moves it aside and fails in one
+// line, prepares are refused while it is kept aside, releases work, and
+// status reads the copy without crashing either.
+func TestHookJournalCutShort(t *testing.T) {
+	f := newFixture(t)
+	if res := run(strings.NewReader(f.domainXML("vm1", standardDisks)), "vm1", "prepare", "begin", "-"); res.code != cli.ExitOK {
+		t.Fatalf("prepare = %+v", res)
+	}
+	db := filepath.Join(f.state, "state.db")
+	if err := os.Truncate(db, 12000); err != nil {
+		t.Fatal(err)
+	}
+	before := f.owners()
+	res := run(strings.NewReader(f.domainXML("vm2", standardDisks)), "vm2", "prepare", "begin", "-")
+	checkHookFailure(t, f, res, cli.ExitState, "vm2", "state file damaged", "cut short", "moved to $ROOT/state/state.db.damaged-")
+	aside, _ := filepath.Glob(db + ".damaged-*")
+	if len(aside) != 1 {
+		t.Fatalf("damaged journal kept aside as %v, want one file", aside)
+	}
+	res = run(strings.NewReader(f.domainXML("vm2", standardDisks)), "vm2", "prepare", "begin", "-")
+	checkHookFailure(t, f, res, cli.ExitState, "vm2", "is kept aside", "restore --state-file")
+	if res := run(noRead{t}, "vm1", "release", "end", "-"); res.code != cli.ExitOK || res.stdout != "" {
+		t.Errorf("release with the damaged journal kept aside = %+v", res)
+	}
+	res = run(noRead{t}, "status", "--state-file", aside[0])
+	if res.code != cli.ExitState || !strings.Contains(res.stderr, "cut short") {
+		t.Errorf("status --state-file of the cut journal = exit %d, stderr %q; want exit %d naming the damage", res.code, res.stderr, cli.ExitState)
+	}
+	f.checkOwners(before)
+}
+
 // TestRestoreFromStateFile: owners recorded in a state file kept aside are
 // given back by `restore --state-file`, which then marks it restored.
 func TestRestoreFromStateFile(t *testing.T) {
