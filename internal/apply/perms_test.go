@@ -8,6 +8,11 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
 // asQEMU runs argv as QEMU's user, as a compromised QEMU would.
@@ -156,5 +161,83 @@ func TestReleasePutsBackRecordedACL(t *testing.T) {
 	}
 	if m := modeOf(t, p); m != beforeMode {
 		t.Errorf("mode after release = %04o, want %04o", m, beforeMode)
+	}
+}
+
+// TestPlanReleaseShowsPerms: the dry run of a release says the mode and
+// ACL it would put back, and changes neither.
+func TestPlanReleaseShowsPerms(t *testing.T) {
+	f := newFixture(t, "a.img")
+	f.searchable()
+	p := f.path("a.img")
+	if err := f.prepare("vm1", "a.img"); err != nil {
+		t.Fatal(err)
+	}
+	asQEMU(t, "chmod", "0666", p)
+	st, err := journal.LoadFile(journal.StatePath(f.state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := f.runner(nil).PlanRelease(st, "vm1", "-")
+	if len(ds) != 1 || ds[0].Verdict != GiveBack || ds[0].Perms != "mode 0666 → mode 0600" {
+		t.Fatalf("PlanRelease = %+v, want one give-back putting back mode 0600", ds)
+	}
+	if m := modeOf(t, p); m != 0o666 {
+		t.Errorf("mode after the dry run = %04o, want 0666 still", m)
+	}
+}
+
+// TestReleasePutsBackDevicePerms: the same for a block device node (a
+// loop device's): QEMU's chmod 0666 and ACL entry on the node it was
+// given would otherwise open the disk to every user after release.
+func TestReleasePutsBackDevicePerms(t *testing.T) {
+	f := newFixture(t)
+	f.searchable()
+	img := f.path("backing.raw")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Skipf("losetup: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
+	var st unix.Stat_t
+	if err := unix.Stat(loop, &st); err != nil {
+		t.Fatal(err)
+	}
+	node := f.path("vdb")
+	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(st.Rdev)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(node, 0, 6); err != nil {
+		t.Fatal(err)
+	}
+	before := getfacl(t, node)
+	d := &domain.Domain{Name: "vm1", Relabel: true}
+	d.Resources = append(d.Resources, domain.Resource{Path: node, Kind: domain.KindDisk, From: "disk[0]", Expect: domain.TypeBlock, Format: "raw"})
+	p, err := plan.Build(d, plan.Env{RunAs: config.Identity{UID: qemuUID, GID: qemuGID}, MaxDepth: 8, ResolveLabel: config.ParseLabel, ParentACL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := f.runner(nil)
+	if err := r.Prepare(p); err != nil {
+		t.Fatal(err)
+	}
+	asQEMU(t, "chmod", "0666", node)
+	asQEMU(t, "setfacl", "-m", "u:4242:rw-", node)
+	if err := r.Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ownerOf(t, node); got != [2]uint32{0, 6} {
+		t.Errorf("owner of the node after release = %v, want 0:6", got)
+	}
+	if got := getfacl(t, node); got != before {
+		t.Errorf("getfacl of the node after release = %q, want %q", got, before)
+	}
+	if m := modeOf(t, node); m != 0o600 {
+		t.Errorf("mode of the node after release = %04o, want 0600", m)
 	}
 }
