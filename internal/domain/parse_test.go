@@ -519,3 +519,19 @@ func TestCheckName(t *testing.T) {
 		}
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain", "plain"},
+		{"a\nb", "a; b"},
+		{"a\r\nb", "a ; b"},
+		{"tab\tstays", "tab\tstays"},
+		{"esc \x1b[2K here", `esc \x1b[2K here`},
+		{"nel \u0085 and ls \u2028", `nel \u0085 and ls \u2028`},
+		{"ünïcode", "ünïcode"},
+	} {
+		if got := OneLine(tc.in); got != tc.want {
+			t.Errorf("OneLine(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
