@@ -436,14 +436,25 @@ func (s *Store) update(f func(*bolt.Tx) error) (err error) {
 	if errors.Is(err, errNoChange) {
 		return nil
 	}
-	var errno unix.Errno
-	if err != nil && (own == nil || !errors.Is(err, own)) && !errors.As(err, &errno) {
+	if err != nil && (own == nil || !errors.Is(err, own)) && !systemError(err) {
 		// Not f's, and not the system's (a full disk, an I/O error,
 		// which leave the journal as it was): bbolt met pages that do
 		// not add up, such as a page number past any offset.
 		return asDamage(err)
 	}
 	return err
+}
+
+// systemError reports whether a failed commit is the system's: an errno
+// (ENOSPC, EIO, ...), or one of the errors bbolt words around an errno it
+// does not wrap (growing or syncing the file).
+func systemError(err error) bool {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return true
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "file resize error: ") || strings.HasPrefix(msg, "file sync error: ")
 }
 
 // Save makes st durable: every entry added, removed or changed since it was

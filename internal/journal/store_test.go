@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
@@ -722,6 +723,65 @@ func TestEntryPerms(t *testing.T) {
 		}
 		if _, err := decodeEntry(b); !errors.Is(err, ErrDamaged) {
 			t.Errorf("decodeEntry with perms %+v = %v, want ErrDamaged", bad, err)
+		}
+	}
+}
+
+// TestFullDiskIsNotDamage: a save that fails because the filesystem is
+// full fails, but leaves the journal in place (it is as it was), so the
+// next call reads it again; only pages that do not add up are damage.
+func TestFullDiskIsNotDamage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	s, err := Open(filepath.Join(dir, "state"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := locked(t, s)
+	st.Add(&Entry{Path: "/kept.img", Dev: 1, Ino: 1, Holders: []Holder{{Domain: "vm1", BootID: "b1"}}})
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	for i := 0; i < 50 && serr == nil; i++ {
+		st = reload(t, s)
+		for j := range 200 {
+			st.Add(&Entry{Path: fmt.Sprintf("/images/%d-%d.img", i, j), Dev: 2, Ino: uint64(i*1000 + j), Holders: []Holder{{Domain: strings.Repeat("d", 200), BootID: "b1"}}})
+		}
+		serr = s.Save(st)
+	}
+	if serr == nil {
+		t.Fatal("the small filesystem never filled up")
+	}
+	t.Logf("save on the full filesystem: %v", serr)
+	if errors.Is(serr, ErrDamaged) || len(s.Damaged()) != 0 {
+		t.Fatalf("Save on a full filesystem = %v, Damaged() = %v: want an error that is not damage, nothing moved aside", serr, s.Damaged())
+	}
+	st = reload(t, s)
+	if e := st.Lookup("1:1"); e == nil || e.Path != "/kept.img" {
+		t.Errorf("after the failed save the journal lost its entry: %+v", e)
+	}
+}
+
+func TestSystemError(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("write x: %w", unix.ENOSPC), true},
+		{errors.New("file resize error: no space left on device"), true},
+		{errors.New("file sync error: input/output error"), true},
+		{&os.PathError{Op: "writeat", Path: "state.db", Err: errors.New("negative offset")}, false},
+		{errors.New("page 7 already freed"), false},
+	} {
+		if got := systemError(tc.err); got != tc.want {
+			t.Errorf("systemError(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }
