@@ -158,9 +158,7 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 			Created: boot,
 		}
 		recordIdentity(e, s.Handle)
-		if err := recordPerms(e, s); err != nil {
-			return nil, err
-		}
+		recordPerms(e, s)
 		st.Add(e)
 	} else if err := joinHolders(e, s, p, boot); err != nil {
 		return nil, err
@@ -221,9 +219,7 @@ func joinHolders(e *journal.Entry, s *plan.Step, p *plan.Plan, boot string) erro
 			// is the original now, not our old record.
 			e.UID, e.GID = cur.UID, cur.GID
 			e.Perms = nil
-			if err := recordPerms(e, s); err != nil {
-				return err
-			}
+			recordPerms(e, s)
 		}
 		e.TargetUID, e.TargetGID = s.Target.UID, s.Target.GID
 	}
@@ -234,17 +230,17 @@ func joinHolders(e *journal.Entry, s *plan.Step, p *plan.Plan, boot string) erro
 // recordPerms records the mode and ACL of a file that is not QEMU's user's
 // yet: while QEMU owns it, it can chmod it and add ACL entries (a
 // compromised one would add one for an accomplice), and release puts
-// these back. A file QEMU's user owned already is its own to change.
-func recordPerms(e *journal.Entry, s *plan.Step) error {
+// these back. A file QEMU's user owned already is its own to change. A
+// filesystem that will not say (a FUSE one refusing getxattr) leaves them
+// unknown, as in entries of earlier versions: the owner is still given
+// back, and the domain still starts.
+func recordPerms(e *journal.Entry, s *plan.Step) {
 	if e.UID == s.Target.UID && e.GID == s.Target.GID {
-		return nil
+		return
 	}
-	p, err := s.Handle.Perms()
-	if err != nil {
-		return fmt.Errorf("%s (%s): %w", s.Path, s.From, err)
+	if p, err := s.Handle.Perms(); err == nil {
+		e.Perms = &p
 	}
-	e.Perms = &p
-	return nil
 }
 
 // carryOut makes the recorded changes in order. When one fails, those

@@ -55,7 +55,7 @@ func (h *Handle) rawACL() ([]byte, error) {
 		n, err := unix.Getxattr(h.fdPath(), aclXattr, buf)
 		runtime.KeepAlive(h)
 		switch {
-		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP):
+		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
 			return nil, nil
 		case errors.Is(err, unix.ERANGE) && len(buf) < maxACLSize:
 			buf = make([]byte, maxACLSize)
