@@ -317,14 +317,16 @@ func (d *Decision) decidePerms(e *journal.Entry, h *owner.Handle) {
 		return
 	}
 	cur, err := h.Perms()
-	if err == nil && cur.Equal(*e.Perms) {
+	if err != nil {
+		// Nothing to compare with: the owner still goes back.
+		d.Perms = "mode and ACL unreadable (" + err.Error() + "), left as they are"
+		return
+	}
+	if cur.Equal(*e.Perms) {
 		return
 	}
 	d.perms = e.Perms
 	d.Perms = permsString(cur) + " → " + permsString(*e.Perms)
-	if err != nil {
-		d.Perms = "unreadable (" + err.Error() + ") → " + permsString(*e.Perms)
-	}
 }
 
 // permsString shows a mode and ACL as getfacl would, numerically.
