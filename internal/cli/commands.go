@@ -254,7 +254,7 @@ func planRelease(e *env, s *setup, name string, asJSON bool) error {
 		why := d.Reason
 		if d.Perms != "" {
 			// The mode and ACL QEMU's run changed go back too.
-			why = strings.TrimPrefix(why+"; ", "; ") + "puts back " + d.Perms
+			why = strings.TrimPrefix(why+"; ", "; ") + "perms: " + d.Perms
 		}
 		tw.printf("%s\t%s\t%s\t%s\t%s\t%s\n", d.Verdict, d.Kind, cur, d.To, d.Path, why)
 	}
