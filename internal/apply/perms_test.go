@@ -241,3 +241,30 @@ func TestReleasePutsBackDevicePerms(t *testing.T) {
 		t.Errorf("mode of the node after release = %04o, want 0600", m)
 	}
 }
+
+// TestReleaseAfterQEMUsChgrp: QEMU's user, a member of another group too,
+// gives its disk that group (and group read-write) while it runs, so as
+// not to match the owner release expects. The file is still QEMU's
+// user's: release gives back the original owner, mode and ACL.
+func TestReleaseAfterQEMUsChgrp(t *testing.T) {
+	f := newFixture(t, "a.img")
+	f.searchable()
+	p := f.path("a.img")
+	if err := f.prepare("vm1", "a.img"); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--reuid=" + strconv.Itoa(qemuUID), "--regid=" + strconv.Itoa(qemuGID), "--groups=4343", "--", "sh", "-c", "chgrp 4343 " + p + " && chmod g+rw " + p}
+	if out, err := exec.Command("setpriv", args...).CombinedOutput(); err != nil {
+		t.Fatalf("as QEMU: chgrp: %v: %s", err, out)
+	}
+	if got := ownerOf(t, p); got != [2]uint32{qemuUID, 4343} {
+		t.Fatalf("the chgrp did not take: %v", got)
+	}
+	if err := f.runner(nil).Release("vm1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("a.img", f.orig[p])
+	if m := modeOf(t, p); m != 0o600 {
+		t.Errorf("mode after release = %04o, want 0600", m)
+	}
+}

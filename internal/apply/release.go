@@ -294,6 +294,11 @@ func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Deci
 		d.Verdict = GiveBack
 	case r.Cooperative && cur == rootOwner && orig != rootOwner:
 		d.Verdict, d.Reason = GiveBack, "libvirt restored it to root:root, not to its original owner"
+	case cur.UID == target.UID:
+		// Still QEMU's user's, with another group: only QEMU's user (a
+		// chgrp to one of its own groups, which keeps it the file) or
+		// root did that, and nobody gave the file to anyone else.
+		d.Verdict, d.Reason = GiveBack, fmt.Sprintf("still QEMU's user's, with group %d instead of %d: given back", cur.GID, target.GID)
 	default:
 		d.Verdict, d.To = Leave, cur
 		d.Reason = fmt.Sprintf("owner changed by someone else while held (found %s, QEMU had %s): left alone", cur, target)
