@@ -785,3 +785,30 @@ func TestSystemError(t *testing.T) {
 		}
 	}
 }
+
+// TestHostIDIgnoresSymlink: a symlink planted at STATE/host-id is neither
+// read (its target's first line would be published in owner marks) nor
+// written through; the hook makes an id of its own in its place.
+func TestHostIDIgnoresSymlink(t *testing.T) {
+	s := newStore(t, time.Second)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("root-password-hash\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(s.Dir, "host-id")); err != nil {
+		t.Fatal(err)
+	}
+	id := s.HostID()
+	if id == "root-password-hash" || id == "" {
+		t.Fatalf("HostID() = %q, read through the symlink", id)
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "root-password-hash\n" {
+		t.Errorf("the symlink's target now holds %q", b)
+	}
+	if fi, err := os.Lstat(filepath.Join(s.Dir, "host-id")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("host-id after HostID is %v (%v), want a regular file", fi.Mode(), err)
+	}
+	if again := s.HostID(); again != id {
+		t.Errorf("HostID() again = %q, want %q kept", again, id)
+	}
+}
