@@ -267,14 +267,19 @@ func (s *Store) setAside(cause error) error {
 // which writes the same entries.
 func (s *Store) migrate() error {
 	p := filepath.Join(s.Dir, stateName)
-	b, err := os.ReadFile(p)
+	// Never through a symlink: what it imports, release gives back.
+	b, err := readNoFollow(p, MaxStateSize+1)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	var st *State
 	if err != nil {
-		return fmt.Errorf("read %s: %w", p, err)
+		// A symlink or something else than a file at state.json is
+		// damage too: kept aside, prepares refused until it is dealt with.
+		err = fmt.Errorf("%w: read %s: %w", ErrDamaged, p, err)
+	} else {
+		st, err = Decode(b)
 	}
-	st, err := Decode(b)
 	if err != nil {
 		aside := fmt.Sprintf("%s.damaged-%s", p, time.Now().UTC().Format("20060102T150405.000000000"))
 		if rerr := os.Rename(p, aside); rerr != nil {

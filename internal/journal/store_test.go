@@ -812,3 +812,34 @@ func TestHostIDIgnoresSymlink(t *testing.T) {
 		t.Errorf("HostID() again = %q, want %q kept", again, id)
 	}
 }
+
+// TestStateJSONSymlinkNotImported: a symlink planted at STATE/state.json
+// (to a state file listing /etc/shadow as given to QEMU by its "original
+// owner") is not followed and imported: it is set aside as damage, and
+// the journal stays empty.
+func TestStateJSONSymlinkNotImported(t *testing.T) {
+	s := newStore(t, time.Second)
+	forged, err := (&State{Version: FormatVersion, mem: []*Entry{{Path: "/etc/shadow", Dev: 1, Ino: 2, UID: 1000, TargetUID: 64055, Holders: []Holder{{Domain: "vm1", BootID: "b1"}}}}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "forged.json")
+	if err := os.WriteFile(target, forged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(s.Dir, stateName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Load()
+	s.Unlock()
+	if !errors.Is(err, ErrDamaged) || len(s.Damaged()) != 1 {
+		t.Fatalf("Load with a symlinked state.json = %v, Damaged() = %v; want it set aside as damage", err, s.Damaged())
+	}
+	st := locked(t, s)
+	if n := len(st.All()); n != 0 {
+		t.Errorf("the journal holds %d entries from the symlink's target", n)
+	}
+}
