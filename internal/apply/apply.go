@@ -25,7 +25,8 @@ type Runner struct {
 	// crashes at every point.
 	Fault func(n int) error
 	// SharedFS decides whether a file is on a filesystem shared between
-	// hosts; nil means by statfs type. Tests override it.
+	// hosts; nil means by its filesystem type (owner.Handle.Shared).
+	// Tests override it.
 	SharedFS func(*owner.Handle) bool
 	// HostID names this machine in marks on shared files; "" means
 	// /etc/machine-id. Tests set two to play source and destination.
@@ -52,8 +53,7 @@ func (r *Runner) isShared(h *owner.Handle) bool {
 	if r.SharedFS != nil {
 		return r.SharedFS(h)
 	}
-	sf, err := h.Statfs()
-	return err == nil && owner.FSShared(int64(sf.Type))
+	return h.Shared()
 }
 
 // errKilled marks an injected crash: nothing after it may run.

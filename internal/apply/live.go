@@ -122,6 +122,9 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 			d.Verdict, d.Reason = GiveBack, "libvirt labelled it during the run and left it to QEMU"
 		case cur == rootOwner && orig != rootOwner:
 			d.Verdict, d.Reason = GiveBack, "libvirt labelled it during the run and restored it to root:root"
+		case cur.UID == qemu.UID:
+			// QEMU's user gave it one of its own groups: still its.
+			d.Verdict, d.Reason = GiveBack, fmt.Sprintf("libvirt labelled it during the run; still QEMU's user's, with group %d", cur.GID)
 		default:
 			d.Verdict, d.To = Leave, cur
 			d.Reason = fmt.Sprintf("owner changed since prepare by someone else (recorded %s): left alone", orig)

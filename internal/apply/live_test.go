@@ -45,3 +45,30 @@ func TestReleaseInventorySharedFS(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseInventoryAfterQEMUsChgrp: a file libvirt labelled during the
+// run, which QEMU's user then gave one of its own groups, is still QEMU's
+// user's: it is given back, not left with QEMU as an admin's change.
+func TestReleaseInventoryAfterQEMUsChgrp(t *testing.T) {
+	f := newFixture(t, "hot.img")
+	rec := inventory.New("vm1", f.boot, qemuUID, qemuGID, []string{f.root})
+	if err := inventory.Save(f.state, rec); err != nil {
+		t.Fatal(err)
+	}
+	before, ok := inventory.Stat(f.root, "hot.img")
+	if !ok {
+		t.Fatal("hot.img not statable")
+	}
+	if err := inventory.SaveLabelled(f.state, &inventory.Labelled{Files: map[string]inventory.File{before.Path(): before}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(f.path("hot.img"), qemuUID, 4343); err != nil { // libvirt's label, then QEMU's chgrp
+		t.Fatal(err)
+	}
+	r := f.runner(nil)
+	r.SharedFS = func(*owner.Handle) bool { return false }
+	if err := r.ReleaseInventory(rec, "release", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.wantOwner("hot.img", f.orig[f.path("hot.img")])
+}

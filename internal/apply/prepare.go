@@ -158,6 +158,7 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 			Created: boot,
 		}
 		recordIdentity(e, s.Handle)
+		recordPerms(e, s)
 		st.Add(e)
 	} else if err := joinHolders(e, s, p, boot); err != nil {
 		return nil, err
@@ -217,11 +218,29 @@ func joinHolders(e *journal.Entry, s *plan.Step, p *plan.Plan, boot string) erro
 			// (the admin) has given the file another owner since: theirs
 			// is the original now, not our old record.
 			e.UID, e.GID = cur.UID, cur.GID
+			e.Perms = nil
+			recordPerms(e, s)
 		}
 		e.TargetUID, e.TargetGID = s.Target.UID, s.Target.GID
 	}
 	e.Holders = addHolder(e.Holders, journal.Holder{Domain: p.Domain, UUID: p.UUID, BootID: boot, Kind: s.Kind})
 	return nil
+}
+
+// recordPerms records the mode and ACL of a file that is not QEMU's user's
+// yet: while QEMU owns it, it can chmod it and add ACL entries (a
+// compromised one would add one for an accomplice), and release puts
+// these back. A file QEMU's user owned already is its own to change. A
+// filesystem that will not say (a FUSE one refusing getxattr) leaves them
+// unknown, as in entries of earlier versions: the owner is still given
+// back, and the domain still starts.
+func recordPerms(e *journal.Entry, s *plan.Step) {
+	if e.UID == s.Target.UID && e.GID == s.Target.GID {
+		return
+	}
+	if p, err := s.Handle.Perms(); err == nil {
+		e.Perms = &p
+	}
 }
 
 // carryOut makes the recorded changes in order. When one fails, those

@@ -41,6 +41,10 @@ type Decision struct {
 	To plan.Owner `json:"target"`
 	// Original is the owner recorded before QEMU got the file.
 	Original plan.Owner `json:"original"`
+	// Perms, when set, says the file's mode or ACL changed while QEMU
+	// owned it and is put back: "mode 0666 acl u::rw-,u:4242:rw-,... →
+	// mode 0600".
+	Perms string `json:"perms,omitempty"`
 
 	handle *owner.Handle
 	mark   *mark // for Keep on a shared filesystem: the mark to write
@@ -48,6 +52,7 @@ type Decision struct {
 	grant  *acl.Change
 	active []acl.Change
 	finish bool // the entry is finished with and is removed
+	perms  *owner.Perms
 }
 
 // Release gives back everything domain holds. reason is the 4th hook
@@ -289,11 +294,57 @@ func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Deci
 		d.Verdict = GiveBack
 	case r.Cooperative && cur == rootOwner && orig != rootOwner:
 		d.Verdict, d.Reason = GiveBack, "libvirt restored it to root:root, not to its original owner"
+	case cur.UID == target.UID:
+		// Still QEMU's user's, with another group: only QEMU's user (a
+		// chgrp to one of its own groups, which keeps it the file) or
+		// root did that, and nobody gave the file to anyone else.
+		d.Verdict, d.Reason = GiveBack, fmt.Sprintf("still QEMU's user's, with group %d instead of %d: given back", cur.GID, target.GID)
 	default:
 		d.Verdict, d.To = Leave, cur
 		d.Reason = fmt.Sprintf("owner changed by someone else while held (found %s, QEMU had %s): left alone", cur, target)
 	}
+	if d.Verdict == GiveBack || d.Verdict == Already && r.Cooperative {
+		d.decidePerms(e, h)
+	}
 	return d
+}
+
+// decidePerms puts back the mode and ACL recorded at prepare when they
+// changed while QEMU owned the file. That is known by the owner release
+// finds: QEMU's user, or (cooperative mode) the one libvirt's own restore
+// gives, the original or root:root. QEMU's user can chmod and setfacl its
+// file, so any change then may be QEMU's; an owner someone else gave
+// (Leave) keeps their mode and ACL too, and once released the file is no
+// longer recorded, so a change an administrator makes after release is
+// never undone.
+func (d *Decision) decidePerms(e *journal.Entry, h *owner.Handle) {
+	if e.Perms == nil {
+		return
+	}
+	cur, err := h.Perms()
+	if err != nil {
+		// Nothing to compare with: the owner still goes back.
+		d.Perms = "mode and ACL unreadable (" + err.Error() + "), left as they are"
+		return
+	}
+	if cur.Equal(*e.Perms) {
+		return
+	}
+	d.perms = e.Perms
+	d.Perms = permsString(cur) + " → " + permsString(*e.Perms)
+}
+
+// permsString shows a mode and ACL as getfacl would, numerically.
+func permsString(p owner.Perms) string {
+	s := fmt.Sprintf("mode %04o", p.Mode)
+	if p.ACL == nil {
+		return s
+	}
+	a, err := acl.Parse(p.ACL)
+	if err != nil {
+		return s + " acl unreadable"
+	}
+	return s + " acl " + a.String()
 }
 
 // rootOwner is what libvirt's DAC driver "restores" a file to when it
@@ -372,6 +423,13 @@ func (r *Runner) carryOutDecision(d Decision, sel selection) (bool, error) {
 		}
 	case Gone:
 		log.WithField("recorded_inode", fmt.Sprintf("%d:%d", d.Entry.Dev, d.Entry.Ino)).Warn(d.Reason)
+	}
+	if err == nil && d.perms != nil {
+		var changed bool
+		changed, err = d.handle.SetPerms(*d.perms)
+		if changed {
+			log.WithField("perms", d.Perms).Info("mode and ACL put back")
+		}
 	}
 	if err != nil {
 		return false, fmt.Errorf("restore %s: %w", d.Path, err)

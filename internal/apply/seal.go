@@ -22,8 +22,8 @@ var ErrWritable = errors.New("its header could be rewritten after the check")
 // image was given to QEMU's user: from then on the former owner cannot
 // open it for writing any more, so what is left to rule out is a writer
 // that opened it before (checked with a read lease, which the kernel
-// refuses while any descriptor is open for writing) and write access the
-// mode or ACL grants others. Either fails the prepare, which is rolled
+// refuses while any descriptor is open for writing; block devices take no
+// leases) and write access the mode or ACL grants others. Either fails the prepare, which is rolled
 // back before libvirt labels anything.
 type sealChange struct{ s *plan.Step }
 
@@ -36,8 +36,11 @@ func (c *sealChange) do() error {
 	if err := h.Refresh(); err != nil {
 		return err
 	}
-	if h.Stat.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil
+	// Every image whose header the plan read, whatever its type: a
+	// qcow2 on a block device is rewritten through the device as a file
+	// is, and a device node's mode and ACL say who may.
+	if t := h.Stat.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFBLK {
+		return fmt.Errorf("%w: it is no regular file or block device (mode %o)", ErrWritable, h.Stat.Mode)
 	}
 	if err := writableByOthers(h, c.s.Target.UID); err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
@@ -155,4 +157,78 @@ func TestSealRereadsTheHeader(t *testing.T) {
 		t.Errorf("owner of top.qcow2 after the refusal = %v, want 2000:3000", got)
 	}
 	f.wantOwner("base.raw", f.orig[base])
+}
+
+// TestSealCoversBlockDevices: a qcow2 on a block device (a loop device
+// here, reached through a node of its own) whose ACL lets another user
+// write it is refused as a regular file with that ACL is: that user could
+// rewrite the header after the check to name another domain's disk.
+// Nothing changes owner, and the ACL stays the admin's to fix.
+func TestSealCoversBlockDevices(t *testing.T) {
+	f := newFixture(t, "base.raw")
+	f.searchable()
+	img := f.path("disk.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", f.path("base.raw"), img, "1M").CombinedOutput(); err != nil {
+		t.Skipf("qemu-img: %v %s", err, out)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Skipf("losetup: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
+	var st unix.Stat_t
+	if err := unix.Stat(loop, &st); err != nil {
+		t.Fatalf("stat %q: %v", loop, err)
+	}
+	for _, tc := range []struct {
+		name    string
+		setfacl string
+		refused bool
+	}{
+		{"owner only", "", false},
+		{"a user may write it", "u:4242:rw", true},
+		{"world writable", "o::rw", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			node := f.path("vdb-" + strings.ReplaceAll(tc.name, " ", "-"))
+			if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(st.Rdev)); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Remove(node)
+			if err := os.Chown(node, 2000, 3000); err != nil {
+				t.Fatal(err)
+			}
+			if tc.setfacl != "" {
+				if out, err := exec.Command("setfacl", "-m", tc.setfacl, node).CombinedOutput(); err != nil {
+					t.Fatalf("setfacl: %v %s", err, out)
+				}
+			}
+			before := getfacl(t, node)
+			d := &domain.Domain{Name: "vm1", Relabel: true}
+			d.Resources = append(d.Resources, domain.Resource{Path: node, Kind: domain.KindDisk, From: "disk[0]", Expect: domain.TypeBlock, Format: "qcow2", ProbeBacking: true})
+			p, err := plan.Build(d, plan.Env{RunAs: config.Identity{UID: qemuUID, GID: qemuGID}, MaxDepth: 8, ResolveLabel: config.ParseLabel, ParentACL: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			r := f.runner(nil)
+			err = r.Prepare(p)
+			if got := errors.Is(err, ErrWritable); got != tc.refused {
+				t.Fatalf("Prepare of a qcow2 on a block device, %s = %v, want refused=%v", tc.name, err, tc.refused)
+			}
+			if !tc.refused {
+				if err := r.Release("vm1", "-"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := ownerOf(t, node); got != [2]uint32{2000, 3000} {
+				t.Errorf("owner of the node = %v, want 2000:3000", got)
+			}
+			f.wantOwner("base.raw", f.orig[f.path("base.raw")])
+			if got := getfacl(t, node); got != before {
+				t.Errorf("getfacl of the node = %q, want %q", got, before)
+			}
+		})
+	}
 }

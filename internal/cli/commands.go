@@ -105,6 +105,10 @@ func cmdPlan(e *env, args []string) error {
 	if err != nil {
 		return withCode(ExitInput, err)
 	}
+	// What prepare would say first.
+	if err := domain.CheckName(d.Name); err != nil {
+		return withCode(ExitInput, err)
+	}
 	s, err := loadSetup(e, false)
 	if err != nil {
 		return err
@@ -247,7 +251,12 @@ func planRelease(e *env, s *setup, name string, asJSON bool) error {
 		if d.Current != nil {
 			cur = d.Current.String()
 		}
-		tw.printf("%s\t%s\t%s\t%s\t%s\t%s\n", d.Verdict, d.Kind, cur, d.To, d.Path, d.Reason)
+		why := d.Reason
+		if d.Perms != "" {
+			// The mode and ACL QEMU's run changed go back too.
+			why = strings.TrimPrefix(why+"; ", "; ") + "perms: " + d.Perms
+		}
+		tw.printf("%s\t%s\t%s\t%s\t%s\t%s\n", d.Verdict, d.Kind, cur, d.To, d.Path, why)
 	}
 	return tw.flush()
 }

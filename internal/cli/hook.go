@@ -19,8 +19,7 @@ import (
 const MaxXML = domain.MaxXMLSize
 
 // runHook handles a call from libvirtd: a = DOMAIN OP SUBOP EXTRA. Only
-// prepare, start begin (checked in cooperative mode) and release do
-// anything; everything else returns before reading stdin or any file.
+// prepare, start begin (checked) and release do anything; everything else returns before reading stdin or any file.
 func runHook(e *env, a []string) int {
 	name, op, extra := a[0], a[1], a[3]
 	if op != "prepare" && op != "release" && (op != "start" || a[2] != "begin") {
@@ -29,7 +28,7 @@ func runHook(e *env, a []string) int {
 	err := hook(e, name, op, extra)
 	if err != nil {
 		// Nowhere left to report a failed write of the report itself.
-		_, _ = fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s domain %s: %s\n", op, name, domain.OneLine(err.Error()))
+		_, _ = fmt.Fprintf(e.stderr, "libvirt-dac-hook: %s\n", domain.OneLine(fmt.Sprintf("%s domain %s: %s", op, name, err)))
 	}
 	return exitCode(err)
 }
@@ -54,10 +53,12 @@ func hook(e *env, name, op, extra string) error {
 }
 
 // startHook runs after libvirt labelled everything and before QEMU
-// starts. In cooperative mode libvirt labelled what it found itself, so
-// the chains it found must be the ones prepare checked.
+// starts: the chains libvirt found itself (and, in cooperative mode,
+// labelled) must be the ones prepare checked. In strict mode nothing else
+// changed an owner, but QEMU opens what the headers say now, so the same
+// check keeps it to what prepare checked.
 func startHook(e *env, s *setup, r *apply.Runner, name string) error {
-	if s.qemu.Mode() != config.Cooperative || s.hook.DryRun {
+	if s.hook.DryRun {
 		return nil
 	}
 	d, err := readDomain(e, name)
@@ -91,6 +92,9 @@ func readDomain(e *env, name string) (*domain.Domain, error) {
 	if d.Name != "" && d.Name != name {
 		return nil, withCode(ExitInput, fmt.Errorf("XML on stdin is for domain %q", d.Name))
 	}
+	if err := domain.CheckName(d.Name); err != nil {
+		return nil, withCode(ExitInput, err)
+	}
 	d.Name = name
 	return d, nil
 }
@@ -99,6 +103,10 @@ func readDomain(e *env, name string) (*domain.Domain, error) {
 // cooperative mode, what libvirt labelled during the run and left wrong.
 // It reads no stdin: the journal and the inventory are the records.
 func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
+	if err := domain.CheckName(name); err != nil {
+		// Prepare refuses such a name, so nothing is recorded under it.
+		return withCode(ExitInput, err)
+	}
 	log := s.log.WithField("domain", name)
 	err := r.Release(name, extra)
 	if err != nil {

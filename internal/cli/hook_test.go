@@ -84,6 +84,9 @@ func TestHookBadInput(t *testing.T) {
 			code: cli.ExitInput, want: []string{`"img/disk.raw" is not absolute`}},
 		{name: "dot-dot in a path", stdin: func(f *fixture) string { return f.domainXML("vm1", disk("$ROOT/img/../etc/secret")) },
 			code: cli.ExitInput, want: []string{`"$ROOT/img/../etc/secret" has a ".." element`}},
+		{name: "XML without <name>", stdin: func(f *fixture) string {
+			return strings.Replace(f.domainXML("vm1", standardDisks), "<name>vm1</name>", "", 1)
+		}, code: cli.ExitInput, want: []string{"domain XML has no <name>"}},
 		{name: "XML names another domain", stdin: func(f *fixture) string { return f.domainXML("other", standardDisks) },
 			code: cli.ExitInput, want: []string{`XML on stdin is for domain "other"`}},
 		{name: "disk in a protected directory", stdin: func(f *fixture) string { return f.domainXML("vm1", standardDisks+disk("$ROOT/etc/secret")) },
@@ -180,6 +183,28 @@ func TestHookBadInput(t *testing.T) {
 	}
 }
 
+// TestHookEmptyDomainName: libvirt giving no name, and an XML without
+// <name>: prepare refuses in one line and changes nothing; plan says the
+// same; a release of no name is refused too, as nothing is recorded
+// under it.
+func TestHookEmptyDomainName(t *testing.T) {
+	f := newFixture(t)
+	xml := strings.Replace(f.domainXML("vm1", standardDisks), "<name>vm1</name>", "", 1)
+	before := f.owners()
+	for _, args := range [][]string{{"", "prepare", "begin", "-"}, {"", "release", "end", "-"}} {
+		res := run(strings.NewReader(xml), args...)
+		if res.code != cli.ExitInput || !strings.Contains(res.stderr, "no <name>") || strings.Count(res.stderr, "\n") != 1 || res.stdout != "" {
+			t.Errorf("%v = exit %d, stdout %q, stderr %q; want exit %d, one line saying there is no name", args, res.code, res.stdout, res.stderr, cli.ExitInput)
+		}
+	}
+	f.checkOwners(before)
+	f.checkNoEntries()
+	res := run(strings.NewReader(xml), "plan", "-")
+	if res.code != cli.ExitInput || !strings.Contains(res.stderr, "no <name>") {
+		t.Errorf("plan of an XML without <name> = exit %d, stderr %q; want exit %d saying so", res.code, res.stderr, cli.ExitInput)
+	}
+}
+
 // holdLock takes the state lock as another hook would, until the test ends.
 func holdLock(t *testing.T, f *fixture) {
 	t.Helper()
@@ -234,6 +259,38 @@ func TestHookDamagedState(t *testing.T) {
 	res = run(noRead{t}, "vm1", "release", "end", "-")
 	if res.code != cli.ExitOK || res.stderr != "" || res.stdout != "" {
 		t.Fatalf("release = %+v", res)
+	}
+	f.checkOwners(before)
+}
+
+// TestHookJournalCutShort: a state.db cut to 12,000 bytes (a full disk)
+// makes no hook call crash: the first moves it aside and fails in one
+// line, prepares are refused while it is kept aside, releases work, and
+// status reads the copy without crashing either.
+func TestHookJournalCutShort(t *testing.T) {
+	f := newFixture(t)
+	if res := run(strings.NewReader(f.domainXML("vm1", standardDisks)), "vm1", "prepare", "begin", "-"); res.code != cli.ExitOK {
+		t.Fatalf("prepare = %+v", res)
+	}
+	db := filepath.Join(f.state, "state.db")
+	if err := os.Truncate(db, 12000); err != nil {
+		t.Fatal(err)
+	}
+	before := f.owners()
+	res := run(strings.NewReader(f.domainXML("vm2", standardDisks)), "vm2", "prepare", "begin", "-")
+	checkHookFailure(t, f, res, cli.ExitState, "vm2", "state file damaged", "cut short", "moved to $ROOT/state/state.db.damaged-")
+	aside, _ := filepath.Glob(db + ".damaged-*")
+	if len(aside) != 1 {
+		t.Fatalf("damaged journal kept aside as %v, want one file", aside)
+	}
+	res = run(strings.NewReader(f.domainXML("vm2", standardDisks)), "vm2", "prepare", "begin", "-")
+	checkHookFailure(t, f, res, cli.ExitState, "vm2", "is kept aside", "restore --state-file")
+	if res := run(noRead{t}, "vm1", "release", "end", "-"); res.code != cli.ExitOK || res.stdout != "" {
+		t.Errorf("release with the damaged journal kept aside = %+v", res)
+	}
+	res = run(noRead{t}, "status", "--state-file", aside[0])
+	if res.code != cli.ExitState || !strings.Contains(res.stderr, "cut short") {
+		t.Errorf("status --state-file of the cut journal = exit %d, stderr %q; want exit %d naming the damage", res.code, res.stderr, cli.ExitState)
 	}
 	f.checkOwners(before)
 }

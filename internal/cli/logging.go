@@ -55,7 +55,7 @@ func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 	// stream: every line would be in the journal twice, once without
 	// fields.
 	if !hookMode && !(journald && e.stderr == os.Stderr && stderrIsJournal()) {
-		log.AddHook(&writerHook{w: e.stderr, levels: levelsUpTo(level), f: &logrus.TextFormatter{DisableTimestamp: true}})
+		log.AddHook(&writerHook{w: e.stderr, levels: levelsUpTo(level), f: lineFormatter(false)})
 	}
 	if h.LogFile != "" {
 		// O_NONBLOCK|O_NOFOLLOW: a FIFO or symlink planted at log_file must
@@ -64,7 +64,7 @@ func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 			var st unix.Stat_t
 			if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 				f := os.NewFile(uintptr(fd), h.LogFile)
-				log.AddHook(&writerHook{w: f, levels: levelsUpTo(level), f: &logrus.TextFormatter{FullTimestamp: true, DisableColors: true}})
+				log.AddHook(&writerHook{w: f, levels: levelsUpTo(level), f: lineFormatter(true)})
 				s.close = append(s.close, func() { _ = f.Close() })
 			} else {
 				_ = unix.Close(fd)
@@ -72,6 +72,17 @@ func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 		}
 	}
 	return log
+}
+
+// lineFormatter is the formatter of every sink that takes lines of text
+// (stderr, syslog, the log file, journald's MESSAGE): logrus's key=value
+// text with every value that is not a plain word quoted as a Go string,
+// so a newline, a carriage return, an escape sequence or a "key=value"
+// inside a path or a backing file name an image header gave is written
+// as \n, \r, \x1b or inside quotes and cannot forge a line or a field.
+// Colours stay off: logrus writes the message unquoted in colour mode.
+func lineFormatter(timestamps bool) logrus.Formatter {
+	return &logrus.TextFormatter{DisableColors: true, DisableTimestamp: !timestamps, FullTimestamp: timestamps}
 }
 
 // stderrIsJournal reports whether stderr is the journal stream systemd
@@ -133,6 +144,7 @@ const (
 	MsgACLMaskWidened    = "e0fc3af35a5b4044b1b235d1b27fd1bd"
 	MsgReclaim           = "5071ef24075c48e4905f49c9fd24889e"
 	MsgReclaimFailed     = "e8307c477b8c4dd39905e573c41b0a4f"
+	MsgPermsRestored     = "1e3c539e0c914d23a753e1cb6f97d6fe"
 )
 
 // messageIDs maps the fixed messages the hook logs to their kind (fields
@@ -147,9 +159,10 @@ var messageIDs = map[string]string{
 	"release of files labelled during the run incomplete":                                     MsgReleaseIncomplete,
 	"the ACL mask gained x, which also lets these entries search the directory until release": MsgACLMaskWidened,
 	"still open by a running QEMU: left with its owner":                                       MsgLeftAlone,
-	bootSummary:      MsgBootRestore,
-	reclaimSummary:   MsgReclaim,
-	"reclaim failed": MsgReclaimFailed,
+	bootSummary:             MsgBootRestore,
+	reclaimSummary:          MsgReclaim,
+	"reclaim failed":        MsgReclaimFailed,
+	"mode and ACL put back": MsgPermsRestored,
 }
 
 // messageRules give a kind to messages release words per file ("path now
@@ -201,7 +214,7 @@ func newJournalHookAt(path, tag string) (*journalHook, error) {
 		_ = unix.Close(fd)
 		return nil, err
 	}
-	return &journalHook{fd: fd, tag: tag, f: &logrus.TextFormatter{DisableTimestamp: true, DisableColors: true, DisableQuote: true}}, nil
+	return &journalHook{fd: fd, tag: tag, f: lineFormatter(false)}, nil
 }
 
 func (h *journalHook) Close() error { return unix.Close(h.fd) }

@@ -136,7 +136,7 @@ func TestJournalHook(t *testing.T) {
 				"DOMAIN": "vm1", "OP": "release", "PATH": "/img/a.raw",
 				"FROM": "64055:64055", "FROM_UID": "64055", "FROM_GID": "64055",
 				"TO": "1000:100", "TO_UID": "1000", "TO_GID": "100",
-				"MESSAGE": "level=info msg=chown domain=vm1 from=64055:64055 op=release path=/img/a.raw to=1000:100",
+				"MESSAGE": `level=info msg=chown domain=vm1 from="64055:64055" op=release path=/img/a.raw to="1000:100"`,
 			},
 		},
 		{
@@ -291,4 +291,80 @@ func TestMessageID(t *testing.T) {
 		}
 		seen[id] = id
 	}
+}
+
+// TestLogSinksQuoteOutsideValues: a backing file name from a user's
+// qcow2 header, with a newline and a forged entry after it, is logged as
+// a path and in a message. No sink gets a second line or the forged
+// fields unquoted: not journald's MESSAGE, not syslog, not the log file,
+// not stderr.
+func TestLogSinksQuoteOutsideValues(t *testing.T) {
+	const forged = "level=info msg=chown path=/etc/shadow"
+	evil := "/img/b.raw\n" + forged + "\r\x1b[2K\u2028"
+	oldJ, oldS := journalSocket, syslogSocket
+	defer func() { journalSocket, syslogSocket = oldJ, oldS }()
+	logFile := filepath.Join(t.TempDir(), "hook.log")
+	h := config.DefaultHook()
+	h.Syslog = true
+	h.LogFile = logFile
+	emit := func(log *logrus.Logger) {
+		log.WithFields(logrus.Fields{"domain": "vm1", "op": "prepare", "path": evil, "from": "1000:1000", "to": "64055:64055"}).Info("chown")
+		log.WithField("path", "/img/top.qcow2").Warn("renamed from " + evil)
+	}
+	oneLine := func(sink, got string) {
+		t.Helper()
+		if strings.Count(strings.TrimSuffix(got, "\n"), "\n") != 0 || strings.ContainsAny(got, "\r\x1b\u2028") {
+			t.Errorf("%s got more than one line, or a control character: %q", sink, got)
+		}
+		if strings.Contains(got, " "+forged) || strings.HasPrefix(got, forged) {
+			t.Errorf("%s got the forged entry unquoted: %q", sink, got)
+		}
+	}
+
+	j := newFakeJournal(t)
+	journalSocket = j.path
+	var stderr bytes.Buffer
+	s := &setup{}
+	emit(newLogger(&env{stderr: &stderr}, h, false, s))
+	for range 2 {
+		got := j.next()
+		oneLine("journald MESSAGE", got["MESSAGE"])
+	}
+	s.Close()
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Errorf("stderr got %d lines for 2 entries: %q", len(lines), stderr.String())
+	}
+	for _, l := range lines {
+		oneLine("stderr", l+"\n")
+	}
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Errorf("log file got %d lines for 2 entries: %q", len(lines), b)
+	}
+	for _, l := range lines {
+		oneLine("log file", l+"\n")
+	}
+
+	sl := newFakeJournal(t)
+	journalSocket, syslogSocket = filepath.Join(t.TempDir(), "absent"), sl.path
+	h.LogFile = ""
+	s = &setup{}
+	emit(newLogger(&env{stderr: discard{}}, h, true, s))
+	for range 2 {
+		buf := make([]byte, 4096)
+		if err := sl.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := sl.conn.Read(buf)
+		if err != nil {
+			t.Fatalf("nothing on the syslog socket: %v", err)
+		}
+		oneLine("syslog", string(buf[:n]))
+	}
+	s.Close()
 }

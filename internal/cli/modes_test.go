@@ -177,11 +177,17 @@ func TestStartVerifiesLibvirtsChain(t *testing.T) {
 	if res.code != 1 || !strings.Contains(res.stderr, "swapped.raw") || !strings.Contains(res.stderr, "prepare did not check it") || strings.Count(res.stderr, "\n") != 1 {
 		t.Errorf("start begin with an unchecked backing file = exit %d, stderr %q; want exit 1 naming it", res.code, res.stderr)
 	}
-	// Strict mode: libvirt labels nothing, so nothing to verify.
+	// Strict mode: libvirt labels nothing, but QEMU opens the chain the
+	// headers name at start; it too must be what prepare checked.
 	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\ndynamic_ownership = 0\n", qemuID, qemuID))
-	if res := run(strings.NewReader(f.domainXML("vm1", chain("swapped.raw"))), "vm1", "start", "begin", "-"); res.code != 0 {
-		t.Errorf("start begin in strict mode = %+v, want exit 0", res)
+	if res := run(strings.NewReader(f.domainXML("vm1", chain("base.raw"))), "vm1", "start", "begin", "-"); res.code != 0 {
+		t.Errorf("start begin in strict mode with the chain prepare checked = %+v, want exit 0", res)
 	}
+	res = run(strings.NewReader(f.domainXML("vm1", chain("swapped.raw"))), "vm1", "start", "begin", "-")
+	if res.code != 1 || !strings.Contains(res.stderr, "swapped.raw") || !strings.Contains(res.stderr, "prepare did not check it") {
+		t.Errorf("start begin in strict mode with an unchecked backing file = exit %d, stderr %q; want exit 1 naming it", res.code, res.stderr)
+	}
+	f.checkOwners(map[string]string{f.path("img/swapped.raw"): fmt.Sprintf("%d:%d", imageUID, imageUID)})
 }
 
 // TestRestoreStaleInventory: a domain whose release never came (libvirtd

@@ -39,7 +39,7 @@ func cmdReclaim(e *env, args []string) error {
 	fs := newFlags(e, "reclaim", "reclaim [--dry-run] [--json] [--owner USER:GROUP] [PATH...]\n\n"+
 		"Finds files (regular files, block devices) owned by QEMU's user that no running domain uses,\n"+
 		"left by libvirt's own DAC driver, and gives each back to the owner libvirt remembered\n"+
-		"(trusted.libvirt.security.dac), else to its directory's owner, or to --owner.\n"+
+		"(trusted.libvirt.security.dac), else to root:root (its directory's owner is only a guess), or to --owner.\n"+
 		"Default PATHs: the targets of libvirt's directory storage pools and "+reclaim.DefaultImages+".\n"+
 		"Symlinks are not followed, other filesystems and hidden entries below a PATH are not entered.")
 	dry := fs.Bool("dry-run", false, "only show what would be given back, and why")

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -119,7 +120,7 @@ func TestReclaim(t *testing.T) {
 	check(out)
 	for rel, want := range map[string]string{
 		"pool/old.iso":         "0:0",
-		"pool/user/base.qcow2": "1000:100",
+		"pool/user/base.qcow2": "0:0", // a user's directory is no evidence
 		"pool/running.raw":     qemuOwner,
 		"pool/held.raw":        qemuOwner,
 		"pool/mine.raw":        "1000:1000",
@@ -165,5 +166,38 @@ func TestReclaimUsage(t *testing.T) {
 		if res := run(noRead{t}, args...); res.code != cli.ExitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, res.code, cli.ExitUsage, res.stderr)
 		}
+	}
+}
+
+// TestReclaimNeverGuessesAUser: root's 0600 file, left to QEMU without a
+// libvirt label in a directory a user owns, goes to root:root, not to that
+// user, who still cannot read it; the output says whose directory it is
+// and how to give it to them.
+func TestReclaimNeverGuessesAUser(t *testing.T) {
+	f := newFixture(t)
+	f.write("pool/alice/secret.img", "root's secret", qemuID)
+	p := f.path("pool/alice/secret.img")
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(f.path("pool/alice"), 1000, 100); err != nil {
+		t.Fatal(err)
+	}
+	res := run(noRead{t}, "reclaim", f.path("pool"))
+	if res.code != cli.ExitOK {
+		t.Fatalf("reclaim = %+v", res)
+	}
+	if got := ownerOf(t, p); got != "0:0" {
+		t.Errorf("after reclaim %s is %s, want 0:0", p, got)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil || st.Mode&0o7777 != 0o600 {
+		t.Errorf("mode after reclaim = %o (%v), want 0600", st.Mode&0o7777, err)
+	}
+	if err := exec.Command("setpriv", "--reuid=1000", "--regid=100", "--clear-groups", "cat", p).Run(); err == nil {
+		t.Errorf("uid 1000 can read %s after reclaim", p)
+	}
+	if !strings.Contains(res.stdout, "1000:100") || !strings.Contains(res.stdout, "--owner +1000:+100") {
+		t.Errorf("reclaim output does not say whose directory it is and how to give it to them:\n%s", res.stdout)
 	}
 }

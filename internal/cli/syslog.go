@@ -31,7 +31,7 @@ func newSyslogHookAt(path, tag string) (*syslogHook, error) {
 		_ = unix.Close(fd) // never connected: nothing to flush
 		return nil, err
 	}
-	return &syslogHook{fd: fd, tag: tag, f: &logrus.TextFormatter{DisableTimestamp: true, DisableColors: true}}, nil
+	return &syslogHook{fd: fd, tag: tag, f: lineFormatter(false)}, nil
 }
 
 func (h *syslogHook) Levels() []logrus.Level { return logrus.AllLevels }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -170,12 +171,33 @@ func rootElement(data []byte) (string, error) {
 }
 
 // OneLine puts a message on one line: line breaks become "; " (errors.Join
-// separates its errors with them), carriage returns spaces. Parse's errors
+// separates its errors with them), carriage returns spaces, and every other
+// control character (an escape sequence a file name carried, a Unicode
+// line separator) is written as a Go escape (\x1b, \u2028). Parse's errors
 // go through it; so does everything the hook writes to stderr, because
 // libvirt appends a hook's stderr to its own one-line error.
 func OneLine(s string) string {
 	s = strings.ReplaceAll(s, "\r", " ")
-	return strings.ReplaceAll(s, "\n", "; ")
+	s = strings.ReplaceAll(s, "\n", "; ")
+	if strings.IndexFunc(s, unprintable) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unprintable(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// unprintable is a rune a terminal or a log reader may act on: C0 and C1
+// controls but tab, DEL, the Unicode line and paragraph separators.
+func unprintable(r rune) bool {
+	return r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0 || r == 0x2028 || r == 0x2029
 }
 
 // cleanPath checks a path taken from the XML and returns it cleaned.
@@ -194,4 +216,22 @@ func cleanPath(from, p string) (string, error) {
 		}
 	}
 	return filepath.Clean(p), nil
+}
+
+// CheckName refuses a domain name the hook cannot record a domain under:
+// empty (an XML without <name>, or an empty argument from libvirt: its
+// records could never be told from another unnamed domain's, and no
+// release or restore could name it), or holding '/' or a control
+// character, which libvirt itself refuses in names. The error matches
+// ErrInvalid and is one line.
+func CheckName(name string) error {
+	if name == "" {
+		return invalidf("domain XML has no <name> (or libvirt gave an empty domain name): refusing, since nothing recorded for it could be given back by name; give the domain a name")
+	}
+	for _, r := range name {
+		if r == '/' || r < 0x20 || r == 0x7f {
+			return invalidf("domain name %q holds %q, which libvirt does not allow in names: refusing", name, r)
+		}
+	}
+	return nil
 }

@@ -498,3 +498,40 @@ func TestParseBOMAndPrologue(t *testing.T) {
 		t.Errorf("Parse = %+v", d)
 	}
 }
+
+func TestCheckName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"vm1", true},
+		{"web server (prod)", true},
+		{"ünïcode", true},
+		{"", false},
+		{"a/b", false},
+		{"vm1\nlevel=info msg=chown", false},
+		{"vm\r1", false},
+		{"vm\x1b[2K", false},
+	} {
+		err := CheckName(tc.name)
+		if (err == nil) != tc.ok || (err != nil && (!errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), "\n"))) {
+			t.Errorf("CheckName(%q) = %v, want ok=%v (or one line matching ErrInvalid)", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain", "plain"},
+		{"a\nb", "a; b"},
+		{"a\r\nb", "a ; b"},
+		{"tab\tstays", "tab\tstays"},
+		{"esc \x1b[2K here", `esc \x1b[2K here`},
+		{"nel \u0085 and ls \u2028", `nel \u0085 and ls \u2028`},
+		{"ünïcode", "ünïcode"},
+	} {
+		if got := OneLine(tc.in); got != tc.want {
+			t.Errorf("OneLine(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

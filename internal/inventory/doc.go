@@ -18,4 +18,9 @@
 // helpers the watcher uses to read a directory's files (one fstatat per
 // entry, no recursion). Not here: deciding what to give back (apply) or
 // changing any owner (owner).
+//
+// Records are written, read and removed through one descriptor of
+// STATE/inventory opened with O_NOFOLLOW|O_DIRECTORY, by *at calls that
+// do not follow links either: a symlink planted at the directory or at a
+// record's name never redirects the hook's writes.
 package inventory

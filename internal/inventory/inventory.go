@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -129,8 +131,69 @@ func Names(dir string) []string {
 	return names
 }
 
-func fileFor(stateDir, domain string) string {
-	return filepath.Join(stateDir, "inventory", hex.EncodeToString([]byte(domain))+".json")
+func nameFor(domain string) string { return hex.EncodeToString([]byte(domain)) + ".json" }
+
+// invDir opens the state directory's inventory/ (making it first when
+// create is set) without following a symlink at that name, so every
+// record is written, read and removed through that one descriptor with
+// *at calls and O_NOFOLLOW: a link planted at STATE/inventory, or at a
+// record's name, never redirects a write. The error wraps
+// fs.ErrNotExist when the directory is not there.
+func invDir(stateDir string, create bool) (*os.File, error) {
+	if create {
+		if err := os.MkdirAll(stateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("inventory: %w", err)
+		}
+	}
+	sfd, err := unix.Open(stateDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: open %s: %w", stateDir, err)
+	}
+	defer func() { _ = unix.Close(sfd) }() // a directory: nothing to lose
+	if create {
+		if err := unix.Mkdirat(sfd, "inventory", 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("inventory: make %s: %w", filepath.Join(stateDir, "inventory"), err)
+		}
+	}
+	p := filepath.Join(stateDir, "inventory")
+	fd, err := unix.Openat(sfd, "inventory", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil, fmt.Errorf("inventory: %s is not a directory (a symlink?): refusing to follow it: %w", p, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inventory: open %s: %w", p, err)
+	}
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+// readAt reads name in dir, not following a symlink there.
+func readAt(dir *os.File, name string) ([]byte, error) {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir.Name(), name), Err: err}
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), name))
+	defer func() { _ = f.Close() }() // read only
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", f.Name())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSize+1))
+	if err == nil && len(b) > maxSize {
+		err = fmt.Errorf("%s is more than %d bytes", f.Name(), maxSize)
+	}
+	return b, err
+}
+
+// removeAt removes name in dir; a missing one is not an error.
+func removeAt(dir *os.File, name string) error {
+	if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("inventory: remove %s: %w", filepath.Join(dir.Name(), name), err)
+	}
+	return nil
 }
 
 // Save writes the record of its domain, replacing any earlier one
@@ -141,27 +204,42 @@ func Save(stateDir string, r *Record) error {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	return writeAtomic(filepath.Join(stateDir, "inventory"), filepath.Base(fileFor(stateDir, r.Domain)), b)
+	dir, err := invDir(stateDir, true)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dir.Close() }() // a directory: nothing to lose
+	return writeAtomic(dir, nameFor(r.Domain), b)
 }
 
-func writeAtomic(dir, name string, b []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("inventory: %w", err)
-	}
+func writeAtomic(dir *os.File, name string, b []byte) error {
 	removeDebris(dir)
-	tmp, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("inventory: %w", err)
+	dfd := int(dir.Fd())
+	var tmp string
+	var fd int
+	for i := 0; ; i++ {
+		tmp = fmt.Sprintf("%s%d-%d", tmpPrefix, os.Getpid(), time.Now().UnixNano()+int64(i))
+		var err error
+		fd, err = unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EEXIST) || i > 100 {
+			return fmt.Errorf("inventory: create in %s: %w", dir.Name(), err)
+		}
 	}
-	_, werr := tmp.Write(b)
-	cerr := tmp.Close()
+	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmp))
+	_, werr := f.Write(b)
+	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(tmp.Name())
+		_ = unix.Unlinkat(dfd, tmp, 0)
 		return fmt.Errorf("inventory: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("inventory: %w", err)
+	// renameat replaces whatever is at name, a symlink included, and
+	// never follows it.
+	if err := unix.Renameat(dfd, tmp, dfd, name); err != nil {
+		_ = unix.Unlinkat(dfd, tmp, 0)
+		return fmt.Errorf("inventory: rename to %s: %w", filepath.Join(dir.Name(), name), err)
 	}
 	return nil
 }
@@ -170,24 +248,49 @@ const tmpPrefix = ".tmp-"
 
 // removeDebris deletes temporary files older than a minute: a writer that
 // old was killed before its rename.
-func removeDebris(dir string) {
-	ents, err := os.ReadDir(dir)
+func removeDebris(dir *os.File) {
+	names, err := dirNames(dir)
 	if err != nil {
 		return
 	}
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), tmpPrefix) {
+	for _, n := range names {
+		if !strings.HasPrefix(n, tmpPrefix) {
 			continue
 		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
+		var st unix.Stat_t
+		if unix.Fstatat(int(dir.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && time.Since(time.Unix(st.Mtim.Unix())) > time.Minute {
+			_ = unix.Unlinkat(int(dir.Fd()), n, 0) // best effort: retried by the next writer
 		}
 	}
 }
 
+// dirNames lists dir from its start, through a descriptor of its own so
+// dir's offset stays put for the next listing.
+func dirNames(dir *os.File) ([]string, error) {
+	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), dir.Name())
+	defer func() { _ = f.Close() }() // a directory read from: nothing to lose
+	return f.Readdirnames(-1)
+}
+
 // Load reads the record of domain; (nil, nil) when there is none.
 func Load(stateDir, domain string) (*Record, error) {
-	b, err := os.ReadFile(fileFor(stateDir, domain))
+	dir, err := invDir(stateDir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = dir.Close() }() // a directory: nothing to lose
+	return loadAt(dir, domain)
+}
+
+func loadAt(dir *os.File, domain string) (*Record, error) {
+	b, err := readAt(dir, nameFor(domain))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -225,31 +328,41 @@ func Decode(b []byte, domain string) (*Record, error) {
 
 // Remove deletes the record of domain, if any.
 func Remove(stateDir, domain string) error {
-	err := os.Remove(fileFor(stateDir, domain))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("inventory: %w", err)
+	dir, err := invDir(stateDir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dir.Close() }() // a directory: nothing to lose
+	return removeAt(dir, nameFor(domain))
 }
 
 // List reads every record in the state directory. A record that cannot be
 // read is an error naming it; the others are still returned.
 func List(stateDir string) ([]*Record, error) {
-	ents, err := os.ReadDir(filepath.Join(stateDir, "inventory"))
+	dir, err := invDir(stateDir, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = dir.Close() }() // a directory: nothing to lose
+	names, err := dirNames(dir)
+	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
+	sort.Strings(names)
 	var out []*Record
 	var errs []error
-	for _, e := range ents {
-		dom, ok := DomainOf(e.Name())
+	for _, n := range names {
+		dom, ok := DomainOf(n)
 		if !ok {
 			continue
 		}
-		r, err := Load(stateDir, dom)
+		r, err := loadAt(dir, dom)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -292,21 +405,26 @@ func SaveLabelled(stateDir string, l *Labelled) error {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	dir := filepath.Join(stateDir, "inventory")
 	// Never made again once gone: the state directory was removed.
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("inventory: %w", err)
+	dir, err := invDir(stateDir, false)
+	if err != nil {
+		return err
 	}
+	defer func() { _ = dir.Close() }() // a directory: nothing to lose
 	return writeAtomic(dir, labelledName, b)
 }
 
 // RemoveLabelled deletes the watcher's file.
 func RemoveLabelled(stateDir string) error {
-	err := os.Remove(filepath.Join(stateDir, "inventory", labelledName))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("inventory: %w", err)
+	dir, err := invDir(stateDir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dir.Close() }() // a directory: nothing to lose
+	return removeAt(dir, labelledName)
 }
 
 // LoadLabelled reads the watcher's file; empty when there is none.
@@ -314,15 +432,20 @@ func RemoveLabelled(stateDir string) error {
 // directory are dropped.
 func LoadLabelled(stateDir string) (*Labelled, error) {
 	l := &Labelled{Files: map[string]File{}}
-	b, err := os.ReadFile(filepath.Join(stateDir, "inventory", labelledName))
+	dir, err := invDir(stateDir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return l, nil
+	}
+	if err != nil {
+		return l, err
+	}
+	defer func() { _ = dir.Close() }() // a directory: nothing to lose
+	b, err := readAt(dir, labelledName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return l, nil
 	}
 	if err != nil {
 		return l, fmt.Errorf("inventory: %w", err)
-	}
-	if len(b) > maxSize {
-		return l, fmt.Errorf("inventory: %s is %d bytes, more than %d", labelledName, len(b), maxSize)
 	}
 	if err := json.Unmarshal(b, l); err != nil || l.Files == nil {
 		return &Labelled{Files: map[string]File{}}, fmt.Errorf("inventory: %s unreadable: %w", labelledName, err)

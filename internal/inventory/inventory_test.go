@@ -140,3 +140,68 @@ func FuzzLoadLabelled(f *testing.F) {
 		}
 	})
 }
+
+// TestSymlinksInTheStateDirectory: a symlink planted at STATE/inventory
+// (to a directory an attacker reads, or /etc) is never followed: no
+// writer creates, replaces or removes anything where it leads, and no
+// reader reads there. A symlink at a record's own name is replaced by the
+// record, not written through.
+func TestSymlinksInTheStateDirectory(t *testing.T) {
+	state, elsewhere := t.TempDir(), t.TempDir()
+	planted := filepath.Join(elsewhere, nameFor("vm1"))
+	if err := os.WriteFile(planted, []byte(`{"domain":"vm1","dirs":["/elsewhere"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(state, "inventory")); err != nil {
+		t.Fatal(err)
+	}
+	r := New("vm1", "boot", 64055, 994, []string{"/a"})
+	if err := Save(state, r); err == nil {
+		t.Errorf("Save through a symlinked inventory directory succeeded")
+	}
+	if err := SaveLabelled(state, &Labelled{Files: map[string]File{}}); err == nil {
+		t.Errorf("SaveLabelled through a symlinked inventory directory succeeded")
+	}
+	if err := Remove(state, "vm1"); err == nil {
+		t.Errorf("Remove through a symlinked inventory directory succeeded")
+	}
+	if got, err := Load(state, "vm1"); err == nil || got != nil {
+		t.Errorf("Load through a symlinked inventory directory = %+v, %v; want an error", got, err)
+	}
+	if _, err := List(state); err == nil {
+		t.Errorf("List through a symlinked inventory directory succeeded")
+	}
+	ents, err := os.ReadDir(elsewhere)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() != nameFor("vm1") {
+		t.Errorf("the symlink's target holds %v, want only the planted file", ents)
+	}
+	if b, _ := os.ReadFile(planted); string(b) != `{"domain":"vm1","dirs":["/elsewhere"]}` {
+		t.Errorf("the planted file now holds %q", b)
+	}
+
+	// A symlink at a record's name: Save replaces it, Load does not
+	// follow one.
+	state = t.TempDir()
+	if err := os.Mkdir(filepath.Join(state, "inventory"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(state, "inventory", nameFor("vm1"))
+	if err := os.Symlink(planted, link); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Load(state, "vm1"); err == nil || got != nil {
+		t.Errorf("Load of a symlinked record = %+v, %v; want an error", got, err)
+	}
+	if err := Save(state, r); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("after Save the record is %v (%v), want a regular file", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(planted); string(b) != `{"domain":"vm1","dirs":["/elsewhere"]}` {
+		t.Errorf("Save wrote through the symlink: the planted file now holds %q", b)
+	}
+}

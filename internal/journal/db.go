@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // The journal on disk is one bbolt file. Entries are stored by key; the
@@ -57,7 +59,19 @@ const MaxTxEntries = 1 << 16
 //	str    created boot id
 //	uvarint generation; varint handle type; str handle; uvarint mount id
 //	uvarint holder count, then per holder: str domain, uuid, boot id, kind
-const entryFormat = 1
+//
+// Format 2 is format 1 followed by the file's recorded permissions:
+//
+//	uvarint mode; str access ACL (raw xattr, empty for none)
+//
+// An entry without them (Perms nil) is still written as format 1, byte
+// for byte as before, so journals of earlier versions read as they were
+// and are not rewritten for nothing; an entry of format 1 reads with
+// unknown permissions.
+const (
+	entryFormat      = 1
+	entryFormatPerms = 2
+)
 
 // maxHandle is the kernel's MAX_HANDLE_SZ.
 const maxHandle = 128
@@ -77,6 +91,9 @@ func encodeEntry(e *Entry) ([]byte, error) {
 		return nil, fmt.Errorf("the journal entry of %s has a file handle of %d bytes and mount id %d: not one the kernel gives", e.Path, len(e.Handle), e.MountID)
 	}
 	n := 96 + len(e.Path) + len(e.ACL) + len(e.Created) + len(e.Handle)
+	if e.Perms != nil {
+		n += 16 + len(e.Perms.ACL)
+	}
 	for _, h := range e.Holders {
 		n += 4 + len(h.Domain) + len(h.UUID) + len(h.BootID) + len(h.Kind)
 	}
@@ -84,7 +101,11 @@ func encodeEntry(e *Entry) ([]byte, error) {
 		return nil, fmt.Errorf("the journal entry of %s would take %d bytes (%d holders), over the limit of %d: too many domains share this file", e.Path, n, len(e.Holders), MaxEntrySize)
 	}
 	b := make([]byte, 0, n)
-	b = append(b, entryFormat)
+	if e.Perms != nil {
+		b = append(b, entryFormatPerms)
+	} else {
+		b = append(b, entryFormat)
+	}
 	b = appendStr(b, e.Path)
 	for _, v := range []uint64{e.Dev, e.Ino, uint64(e.UID), uint64(e.GID), uint64(e.TargetUID), uint64(e.TargetGID)} {
 		b = binary.AppendUvarint(b, v)
@@ -112,6 +133,10 @@ func encodeEntry(e *Entry) ([]byte, error) {
 		b = appendStr(b, h.UUID)
 		b = appendStr(b, h.BootID)
 		b = appendStr(b, h.Kind)
+	}
+	if e.Perms != nil {
+		b = binary.AppendUvarint(b, uint64(e.Perms.Mode))
+		b = appendStr(b, string(e.Perms.ACL))
 	}
 	return b, nil
 }
@@ -174,8 +199,9 @@ func decodeEntry(b []byte) (*Entry, error) {
 		return nil, fmt.Errorf("%w: entry of %d bytes is more than %d", ErrDamaged, len(b), MaxEntrySize)
 	}
 	r := &entryReader{b: b}
-	if v := r.byte1("format"); r.err == nil && v != entryFormat {
-		return nil, fmt.Errorf("%w: entry format %d, this hook understands %d", ErrDamaged, v, entryFormat)
+	format := r.byte1("format")
+	if r.err == nil && format != entryFormat && format != entryFormatPerms {
+		return nil, fmt.Errorf("%w: entry format %d, this hook understands %d and %d", ErrDamaged, format, entryFormat, entryFormatPerms)
 	}
 	e := &Entry{Path: r.str("path")}
 	e.Dev = r.uvarint(math.MaxUint64, "dev")
@@ -228,6 +254,13 @@ func decodeEntry(b []byte) (*Entry, error) {
 		for i := range e.Holders {
 			e.Holders[i] = Holder{Domain: r.str("domain"), UUID: r.str("uuid"), BootID: r.str("boot id"), Kind: r.str("kind")}
 		}
+	}
+	if format == entryFormatPerms {
+		p := &owner.Perms{Mode: uint32(r.uvarint(0o7777, "mode"))}
+		if a := r.str("file acl"); a != "" {
+			p.ACL = []byte(a)
+		}
+		e.Perms = p
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail(fmt.Sprintf("%d bytes of trailing data", len(r.b)))

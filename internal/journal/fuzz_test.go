@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // FuzzDecode feeds arbitrary bytes to Decode, the parser of the state file
@@ -97,6 +99,11 @@ func FuzzDecodeEntry(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(raw)
+	withPerms, err := encodeEntry(&Entry{Path: "/p", Perms: &owner.Perms{Mode: 0o4600, ACL: []byte{2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(withPerms)
 	f.Add([]byte{entryFormat})
 	f.Add([]byte{entryFormat, 2, '/', 'a', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add(append(raw, 0))

@@ -3,11 +3,14 @@ package journal
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/google/renameio/v2"
+	"golang.org/x/sys/unix"
 )
 
 // HostID names this host in owner marks on shared files: a random id made once and kept in the
@@ -15,7 +18,7 @@ import (
 // /etc/machine-id. machine-id is the fallback when the file cannot be made.
 func (s *Store) HostID() string {
 	p := filepath.Join(s.Dir, "host-id")
-	if b, err := os.ReadFile(p); err == nil {
+	if b, err := readNoFollow(p, 256); err == nil {
 		if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00\n") {
 			return id
 		}
@@ -28,6 +31,26 @@ func (s *Store) HostID() string {
 		}
 	}
 	return machineID()
+}
+
+// readNoFollow reads at most limit bytes of the regular file p, never
+// through a symlink at p: a link planted there must not make the hook
+// publish another file's first line in owner marks. (renameio replaces
+// such a link when it writes, never following it.)
+func readNoFollow(p string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }() // read only
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // machineID identifies this host across boots.

@@ -8,6 +8,9 @@ import (
 	"io"
 	"path/filepath"
 	"sort"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // FormatVersion is the version of the state file layout.
@@ -60,6 +63,11 @@ type Entry struct {
 	HandleType int32  `json:"handle_type,omitempty"`
 	Handle     []byte `json:"handle,omitempty"`
 	MountID    int    `json:"mount_id,omitempty"`
+	// Perms are the file's permission bits and access ACL before QEMU
+	// got it, which release puts back when they changed while QEMU owned
+	// the file. Nil when unknown: entries recorded by earlier versions,
+	// ACL grant entries, and files QEMU's user owned already.
+	Perms *owner.Perms `json:"perms,omitempty"`
 }
 
 // Key identifies an entry: a chown entry by inode, an ACL entry by inode
@@ -205,6 +213,11 @@ func cloneEntry(e *Entry) *Entry {
 	}
 	if e.Handle != nil {
 		ne.Handle = append([]byte{}, e.Handle...)
+	}
+	if e.Perms != nil {
+		p := *e.Perms
+		p.ACL = append([]byte(nil), e.Perms.ACL...)
+		ne.Perms = &p
 	}
 	return &ne
 }
@@ -383,6 +396,16 @@ func Decode(b []byte) (*State, error) {
 func checkEntry(e *Entry) error {
 	if !filepath.IsAbs(e.Path) || filepath.Clean(e.Path) != e.Path {
 		return fmt.Errorf("has path %q, not absolute and clean", e.Path)
+	}
+	if e.Perms != nil {
+		if e.Perms.Mode&^0o7777 != 0 {
+			return fmt.Errorf("of %s has mode %#o, not permission bits", e.Path, e.Perms.Mode)
+		}
+		if len(e.Perms.ACL) > 0 {
+			if _, err := acl.Parse(e.Perms.ACL); err != nil {
+				return fmt.Errorf("of %s has an unreadable ACL: %w", e.Path, err)
+			}
+		}
 	}
 	return nil
 }

@@ -119,13 +119,33 @@ func (s *Store) removeDebris() {
 	}
 }
 
-func openFlags(readOnly bool) func(string, int, os.FileMode) (*os.File, error) {
-	return func(p string, flag int, mode os.FileMode) (*os.File, error) {
+// openBolt opens the journal database at p with bbolt, never following a
+// symlink. A panic of bbolt's on a damaged file (a page of a type it does
+// not expect, a fault reading a page the file lacks) is ErrDamaged, and
+// the file bbolt opened is closed, so its flock does not outlive the
+// failed open.
+func openBolt(p string, readOnly bool, timeout time.Duration) (db *bolt.DB, err error) {
+	var opened []*os.File
+	defer func() {
+		if r := recover(); r != nil {
+			for _, f := range opened {
+				_ = f.Close() // nothing was written through it
+			}
+			db, err = nil, fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
+		}
+	}()
+	defer withFaults()()
+	open := func(p string, flag int, mode os.FileMode) (*os.File, error) {
 		if readOnly {
 			flag = os.O_RDONLY
 		}
-		return os.OpenFile(p, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		f, err := os.OpenFile(p, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		if err == nil {
+			opened = append(opened, f)
+		}
+		return f, err
 	}
+	return bolt.Open(p, 0o600, &bolt.Options{ReadOnly: readOnly, Timeout: timeout, OpenFile: open})
 }
 
 func boltTimeout(d time.Duration) time.Duration {
@@ -145,13 +165,20 @@ func (s *Store) openDB() (err error) {
 			err = s.setAside(fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r)))
 		}
 	}()
-	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: boltTimeout(s.LockTimeout), OpenFile: openFlags(false)})
+	defer withFaults()()
+	if err := checkPath(p); err != nil {
+		if errors.Is(err, ErrDamaged) {
+			return s.setAside(err)
+		}
+		return err
+	}
+	db, err := openBolt(p, false, boltTimeout(s.LockTimeout))
 	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%w: %s is open elsewhere (a `status` reading it?): %w", ErrLockTimeout, p, err)
 	}
 	if err != nil {
 		if isDamage(err) {
-			return s.setAside(fmt.Errorf("%w: %w", ErrDamaged, err))
+			return s.setAside(asDamage(err))
 		}
 		return fmt.Errorf("open %s: %w", p, err)
 	}
@@ -198,8 +225,16 @@ func (s *Store) openDB() (err error) {
 	return nil
 }
 
+// asDamage is err as ErrDamaged.
+func asDamage(err error) error {
+	if errors.Is(err, ErrDamaged) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrDamaged, err)
+}
+
 func isDamage(err error) bool {
-	return errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrInvalidMapping)
+	return errors.Is(err, ErrDamaged) || errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrInvalidMapping)
 }
 
 func (s *Store) closeDB() {
@@ -232,14 +267,19 @@ func (s *Store) setAside(cause error) error {
 // which writes the same entries.
 func (s *Store) migrate() error {
 	p := filepath.Join(s.Dir, stateName)
-	b, err := os.ReadFile(p)
+	// Never through a symlink: what it imports, release gives back.
+	b, err := readNoFollow(p, MaxStateSize+1)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	var st *State
 	if err != nil {
-		return fmt.Errorf("read %s: %w", p, err)
+		// A symlink or something else than a file at state.json is
+		// damage too: kept aside, prepares refused until it is dealt with.
+		err = fmt.Errorf("%w: read %s: %w", ErrDamaged, p, err)
+	} else {
+		st, err = Decode(b)
 	}
-	st, err := Decode(b)
 	if err != nil {
 		aside := fmt.Sprintf("%s.damaged-%s", p, time.Now().UTC().Format("20060102T150405.000000000"))
 		if rerr := os.Rename(p, aside); rerr != nil {
@@ -327,7 +367,11 @@ func (s *Store) viewRO(f func(*reader)) (err error) {
 			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
 		}
 	}()
-	db, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true, Timeout: boltTimeout(s.LockTimeout), OpenFile: openFlags(true)})
+	defer withFaults()()
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	db, err := openBolt(p, true, boltTimeout(s.LockTimeout))
 	if errors.Is(err, fs.ErrNotExist) {
 		f(&reader{})
 		return nil
@@ -337,7 +381,7 @@ func (s *Store) viewRO(f func(*reader)) (err error) {
 	}
 	if err != nil {
 		if isDamage(err) {
-			return fmt.Errorf("%s: %w: %w", p, ErrDamaged, err)
+			return fmt.Errorf("%s: %w", p, asDamage(err))
 		}
 		return fmt.Errorf("open %s: %w", p, err)
 	}
@@ -355,6 +399,7 @@ func (s *Store) viewOpen(f func(*reader)) (err error) {
 			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
 		}
 	}()
+	defer withFaults()()
 	if s.rtx == nil {
 		if s.rtx, err = s.db.Begin(false); err != nil {
 			return err
@@ -387,11 +432,34 @@ func (s *Store) update(f func(*bolt.Tx) error) (err error) {
 			err = fmt.Errorf("%w: %s", ErrDamaged, fmt.Sprint(r))
 		}
 	}()
-	err = s.db.Update(f)
+	defer withFaults()()
+	var own error
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		own = f(tx)
+		return own
+	})
 	if errors.Is(err, errNoChange) {
 		return nil
 	}
+	if err != nil && (own == nil || !errors.Is(err, own)) && !systemError(err) {
+		// Not f's, and not the system's (a full disk, an I/O error,
+		// which leave the journal as it was): bbolt met pages that do
+		// not add up, such as a page number past any offset.
+		return asDamage(err)
+	}
 	return err
+}
+
+// systemError reports whether a failed commit is the system's: an errno
+// (ENOSPC, EIO, ...), or one of the errors bbolt words around an errno it
+// does not wrap (growing or syncing the file).
+func systemError(err error) bool {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return true
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "file resize error: ") || strings.HasPrefix(msg, "file sync error: ")
 }
 
 // Save makes st durable: every entry added, removed or changed since it was
@@ -662,10 +730,14 @@ func loadDBWith(p string, f *os.File, onBad func(key []byte, err error) error) (
 			st, err = nil, fmt.Errorf("%s: %w: %s", p, ErrDamaged, fmt.Sprint(r))
 		}
 	}()
-	db, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true, Timeout: LoadFileTimeout, OpenFile: openFlags(true)})
+	defer withFaults()()
+	if err := checkFile(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	db, err := openBolt(p, true, LoadFileTimeout)
 	if err != nil {
 		if isDamage(err) {
-			return nil, fmt.Errorf("%s: %w: %w", p, ErrDamaged, err)
+			return nil, fmt.Errorf("%s: %w", p, asDamage(err))
 		}
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}

@@ -15,6 +15,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // locked locks s and loads it, unlocking at the end of the test.
@@ -256,22 +259,38 @@ func TestDamagedJournalIsSetAside(t *testing.T) {
 		// atLoad: Load itself reports the damage; otherwise the query
 		// that reads the bad entry marks the state and Save reports it.
 		atLoad bool
+		// many: a journal of 400 more entries, many pages.
+		many bool
 	}{
 		{"garbage file", func(t *testing.T, s *Store) {
 			if err := os.WriteFile(StatePath(s.Dir), bytes.Repeat([]byte("x"), 8192), 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, true},
+		}, true, false},
+		{"cut short to 12,000 bytes", cutTo(12000), true, false},
+		{"cut to its meta pages", cutTo(8192), true, false},
+		{"many pages cut to 12,000 bytes", cutTo(12000), true, true},
+		{"last page cut short", cutTo(-1), true, true},
+		{"meta pages zeroed", func(t *testing.T, s *Store) {
+			f, err := os.OpenFile(StatePath(s.Dir), os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt(make([]byte, 8192), 0); err != nil {
+				t.Fatal(err)
+			}
+		}, true, false},
 		{"undecodable entry", func(t *testing.T, s *Store) {
 			rawPut(t, s, "2049:12", []byte{entryFormat, 8, 'r', 'e', 'l', 'a', 't', 'i', 'v', 'e'})
-		}, false},
+		}, false, false},
 		{"entry under a wrong key", func(t *testing.T, s *Store) {
 			b, err := encodeEntry(&Entry{Path: "/x", Dev: 1, Ino: 1, Holders: []Holder{{Domain: "vm1", BootID: "b1"}}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			rawPut(t, s, "2049:12", b)
-		}, false},
+		}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -280,8 +299,34 @@ func TestDamagedJournalIsSetAside(t *testing.T) {
 			if err := s.Save(sample()); err != nil {
 				t.Fatal(err)
 			}
+			if tt.many {
+				st := reload(t, s)
+				for i := range 400 {
+					st.Add(&Entry{Path: fmt.Sprintf("/images/%03d.img", i), Dev: 7, Ino: uint64(i), Holders: []Holder{{Domain: "vm9", BootID: "b1"}}})
+				}
+				if err := s.Save(st); err != nil {
+					t.Fatal(err)
+				}
+			}
 			s.Unlock()
 			tt.damage(t, s)
+			// Without the lock (status, VerifyStart), a query reports
+			// the damage and moves nothing.
+			if tt.atLoad {
+				ro, err := s.Load()
+				if err != nil {
+					t.Fatalf("Load without the lock = %v", err)
+				}
+				if got := ro.HeldBy("vm1"); len(got) != 0 {
+					t.Errorf("HeldBy on a damaged journal = %d entries", len(got))
+				}
+				if _, err := LoadFile(StatePath(s.Dir)); !errors.Is(err, ErrDamaged) {
+					t.Errorf("LoadFile of the damaged journal = %v, want ErrDamaged", err)
+				}
+				if _, err := Salvage(StatePath(s.Dir)); !errors.Is(err, ErrDamaged) {
+					t.Errorf("Salvage of the damaged journal = %v, want ErrDamaged", err)
+				}
+			}
 			if err := s.Lock(); err != nil {
 				t.Fatal(err)
 			}
@@ -309,6 +354,37 @@ func TestDamagedJournalIsSetAside(t *testing.T) {
 				t.Errorf("Load after setting aside = %v; want an empty journal", err)
 			}
 		})
+	}
+}
+
+// cutTo truncates the journal to n bytes (n < 0: |n| bytes short of the
+// pages its meta page counts).
+func cutTo(n int64) func(t *testing.T, s *Store) {
+	return func(t *testing.T, s *Store) {
+		t.Helper()
+		p := StatePath(s.Dir)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 0 {
+			// Short of the pages the newest meta page counts.
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := parseMeta(b, 0)
+			if m1 := parseMeta(b[m.pageSize:], int64(m.pageSize)); m1.txid > m.txid {
+				m = m1
+			}
+			n += int64(m.pgid * m.pageSize)
+		}
+		if fi.Size() <= n {
+			t.Fatalf("journal of %d bytes is too small to cut to %d", fi.Size(), n)
+		}
+		if err := os.Truncate(p, n); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -598,5 +674,172 @@ func TestKilledWriter(t *testing.T) {
 	}
 	if len(seen) < 2 {
 		t.Errorf("the writer committed in fewer than 2 of the kills (%v): the kills tested too little", seen)
+	}
+}
+
+// TestEntryPerms: an entry with recorded permissions round-trips through
+// the store; one stored by an earlier version (format 1, written here
+// byte by byte) reads with unknown permissions, and an entry without
+// them is still written in format 1, exactly as before.
+func TestEntryPerms(t *testing.T) {
+	old := []byte{1, 6, '/', 'a', '.', 'i', 'm', 'g', 1, 12, 0x80, 0x01, 3, 0xb7, 0xf4, 0x03, 0xe2, 0x07, 0, 0, 0, 0, 0, 0, 0,
+		1, 3, 'v', 'm', '1', 0, 1, 'b', 0}
+	e, err := decodeEntry(old)
+	if err != nil {
+		t.Fatalf("decodeEntry(format 1) = %v", err)
+	}
+	if e.Perms != nil || e.UID != 128 || e.GID != 3 || e.TargetUID != 64055 || len(e.Holders) != 1 || e.Holders[0].BootID != "b" {
+		t.Fatalf("decodeEntry(format 1) = %+v, want uid 128, gid 3, target 64055, one holder, unknown perms", e)
+	}
+	enc, err := encodeEntry(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(enc, old) {
+		t.Errorf("encodeEntry of an entry without perms = %x, want the format 1 bytes %x", enc, old)
+	}
+
+	s := newStore(t, time.Second)
+	st := locked(t, s)
+	aclBytes := []byte{2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}
+	st.Add(&Entry{Path: "/p.img", Dev: 1, Ino: 2, UID: 0, TargetUID: 64055, Perms: &owner.Perms{Mode: 0o4600}, Created: "b"})
+	st.Add(&Entry{Path: "/q.img", Dev: 1, Ino: 3, UID: 0, TargetUID: 64055, Perms: &owner.Perms{Mode: 0o600, ACL: aclBytes}, Created: "b"})
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	got := reload(t, s)
+	for key, want := range map[string]owner.Perms{"1:2": {Mode: 0o4600}, "1:3": {Mode: 0o600, ACL: aclBytes}} {
+		e := got.Lookup(key)
+		if e == nil || e.Perms == nil || !e.Perms.Equal(want) {
+			t.Errorf("Lookup(%s).Perms after reload = %+v, want %+v", key, e, want)
+		}
+	}
+	// Mode bits beyond 07777, or an ACL the kernel would not give, are
+	// damage.
+	for _, bad := range []*owner.Perms{{Mode: 0o100600}, {Mode: 0o600, ACL: []byte{2, 0, 0, 0, 1}}} {
+		b, err := encodeEntry(&Entry{Path: "/p.img", Perms: bad})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeEntry(b); !errors.Is(err, ErrDamaged) {
+			t.Errorf("decodeEntry with perms %+v = %v, want ErrDamaged", bad, err)
+		}
+	}
+}
+
+// TestFullDiskIsNotDamage: a save that fails because the filesystem is
+// full fails, but leaves the journal in place (it is as it was), so the
+// next call reads it again; only pages that do not add up are damage.
+func TestFullDiskIsNotDamage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	s, err := Open(filepath.Join(dir, "state"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := locked(t, s)
+	st.Add(&Entry{Path: "/kept.img", Dev: 1, Ino: 1, Holders: []Holder{{Domain: "vm1", BootID: "b1"}}})
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	for i := 0; i < 50 && serr == nil; i++ {
+		st = reload(t, s)
+		for j := range 200 {
+			st.Add(&Entry{Path: fmt.Sprintf("/images/%d-%d.img", i, j), Dev: 2, Ino: uint64(i*1000 + j), Holders: []Holder{{Domain: strings.Repeat("d", 200), BootID: "b1"}}})
+		}
+		serr = s.Save(st)
+	}
+	if serr == nil {
+		t.Fatal("the small filesystem never filled up")
+	}
+	t.Logf("save on the full filesystem: %v", serr)
+	if errors.Is(serr, ErrDamaged) || len(s.Damaged()) != 0 {
+		t.Fatalf("Save on a full filesystem = %v, Damaged() = %v: want an error that is not damage, nothing moved aside", serr, s.Damaged())
+	}
+	st = reload(t, s)
+	if e := st.Lookup("1:1"); e == nil || e.Path != "/kept.img" {
+		t.Errorf("after the failed save the journal lost its entry: %+v", e)
+	}
+}
+
+func TestSystemError(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("write x: %w", unix.ENOSPC), true},
+		{errors.New("file resize error: no space left on device"), true},
+		{errors.New("file sync error: input/output error"), true},
+		{&os.PathError{Op: "writeat", Path: "state.db", Err: errors.New("negative offset")}, false},
+		{errors.New("page 7 already freed"), false},
+	} {
+		if got := systemError(tc.err); got != tc.want {
+			t.Errorf("systemError(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestHostIDIgnoresSymlink: a symlink planted at STATE/host-id is neither
+// read (its target's first line would be published in owner marks) nor
+// written through; the hook makes an id of its own in its place.
+func TestHostIDIgnoresSymlink(t *testing.T) {
+	s := newStore(t, time.Second)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("root-password-hash\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(s.Dir, "host-id")); err != nil {
+		t.Fatal(err)
+	}
+	id := s.HostID()
+	if id == "root-password-hash" || id == "" {
+		t.Fatalf("HostID() = %q, read through the symlink", id)
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "root-password-hash\n" {
+		t.Errorf("the symlink's target now holds %q", b)
+	}
+	if fi, err := os.Lstat(filepath.Join(s.Dir, "host-id")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("host-id after HostID is %v (%v), want a regular file", fi.Mode(), err)
+	}
+	if again := s.HostID(); again != id {
+		t.Errorf("HostID() again = %q, want %q kept", again, id)
+	}
+}
+
+// TestStateJSONSymlinkNotImported: a symlink planted at STATE/state.json
+// (to a state file listing /etc/shadow as given to QEMU by its "original
+// owner") is not followed and imported: it is set aside as damage, and
+// the journal stays empty.
+func TestStateJSONSymlinkNotImported(t *testing.T) {
+	s := newStore(t, time.Second)
+	forged, err := (&State{Version: FormatVersion, mem: []*Entry{{Path: "/etc/shadow", Dev: 1, Ino: 2, UID: 1000, TargetUID: 64055, Holders: []Holder{{Domain: "vm1", BootID: "b1"}}}}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "forged.json")
+	if err := os.WriteFile(target, forged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(s.Dir, stateName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Load()
+	s.Unlock()
+	if !errors.Is(err, ErrDamaged) || len(s.Damaged()) != 1 {
+		t.Fatalf("Load with a symlinked state.json = %v, Damaged() = %v; want it set aside as damage", err, s.Damaged())
+	}
+	st := locked(t, s)
+	if n := len(st.All()); n != 0 {
+		t.Errorf("the journal holds %d entries from the symlink's target", n)
 	}
 }

@@ -60,6 +60,7 @@ func TestCharAllowlist(t *testing.T) {
 		{"scsi hostdev whose disk is mounted", domain.KindSCSI, 21, 0, true, false, "mounted at /data"},
 		{"scsi hostdev whose disk is unused", domain.KindSCSI, 21, 1, true, true, ""},
 		{"scsi hostdev that is not sg", domain.KindSCSI, 10, 232, false, false, "SCSI generic"},
+		{"scsi hostdev sysfs does not know", domain.KindSCSI, 21, 5, true, false, "sysfs has no SCSI device"},
 		{"vfio group", domain.KindVFIO, 240, 3, true, true, ""},
 		{"vfio named node that is kvm", domain.KindVFIO, 10, 232, true, false, "VFIO"},
 		{"usb device", domain.KindUSB, 189, 5, true, true, ""},

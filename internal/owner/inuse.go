@@ -30,8 +30,9 @@ type blockUse struct {
 // blockInUse returns a refusal when the block device rdev (opened at path)
 // is mounted, active swap, or has a partition or holder (device-mapper,
 // md, ...) that is, directly or further down: giving such a device to QEMU
-// hands the guest the host's own filesystem. Missing sysfs entries mean
-// the device has no partitions or holders.
+// hands the guest the host's own filesystem. A device sysfs has no entry
+// for is refused (nothing tells what is below it); a partition or holder
+// whose entry went away meanwhile has nothing below it.
 func (p Policy) blockInUse(path string, rdev uint64) error {
 	h, err := p.state()
 	if err != nil {
@@ -69,6 +70,15 @@ func (p Policy) blockInUse(path string, rdev uint64) error {
 			continue
 		}
 		below, err := p.blockChildren(n.dev)
+		if errors.Is(err, errNoSysfsEntry) {
+			if n.depth == 0 {
+				// The node exists, so the device does: sysfs not
+				// knowing it says nothing about what is below it.
+				return fmt.Errorf("block device %s (%s): sysfs has no entry for it (%s), so whether the host uses it cannot be told; recreate the node (`udevadm trigger`) or check sysfs_root: %w",
+					path, devString(rdev), filepath.Join(p.sysRoot(), "dev", "block", devString(rdev)), ErrRefused)
+			}
+			continue // a partition or holder that went away meanwhile
+		}
 		if err != nil {
 			return fmt.Errorf("cannot tell whether block device %s (%s) is in use: %w", path, devString(rdev), err)
 		}
@@ -204,7 +214,7 @@ func (p Policy) blockChildren(dev uint64) ([]child, error) {
 	var out []child
 	ents, err := os.ReadDir(base)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil // not a device this host has: nothing below it
+		return nil, errNoSysfsEntry
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", base, err)
@@ -238,6 +248,9 @@ func (p Policy) blockChildren(dev uint64) ([]child, error) {
 	return out, nil
 }
 
+// errNoSysfsEntry says sysfs has no /sys/dev/block entry for a device.
+var errNoSysfsEntry = errors.New("no sysfs entry")
+
 func readDevFile(p string) (uint64, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -257,8 +270,22 @@ func readDevFile(p string) (uint64, error) {
 // disk the host has mounted (or swaps on, or holds with LVM, md...).
 // sysfs: /sys/dev/char/21:N/device is the SCSI device, its block/ the
 // disks it has.
+//
+// A node sysfs has no SCSI device for is refused: the node exists, so
+// the device does, and a missing entry (a sysfs root that is not this
+// host's, a node for a device that went away) says nothing about its
+// disk. A SCSI device without block/ has no disk the host could use
+// (a tape, a changer, a disk without a bound sd driver).
 func (p Policy) sgInUse(path string, rdev uint64) error {
-	dir := filepath.Join(p.sysRoot(), "dev", "char", devString(rdev), "device", "block")
+	dev := filepath.Join(p.sysRoot(), "dev", "char", devString(rdev), "device")
+	if fi, err := os.Stat(dev); err != nil || !fi.IsDir() {
+		why := "not a directory"
+		if err != nil {
+			why = err.Error()
+		}
+		return fmt.Errorf("SCSI generic node %s (%s): sysfs has no SCSI device for it (%s), so whether the host uses its disk cannot be told; recreate the node (`udevadm trigger`) or check sysfs_root: %w", path, devString(rdev), why, ErrRefused)
+	}
+	dir := filepath.Join(dev, "block")
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // a SCSI device without a disk (tape, changer, ...)

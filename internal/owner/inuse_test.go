@@ -83,12 +83,14 @@ func TestBlockDeviceInUse(t *testing.T) {
 	disk := mk("disk", 0)
 	part := mk("part", 1)
 	spaced := mk("swap dev", 9)
+	ghost := mk("ghost", 7)
 
 	sys := fakeSys(t, map[string]sysDev{
 		"240:0": {
 			parts:   map[string]string{"disk1": "240:1", "disk2": "240:2"},
 			holders: map[string]string{},
 		},
+		"240:1": {},
 		"240:2": {holders: map[string]string{"dm-0": "240:3"}},
 		"240:3": {holders: map[string]string{"dm-1": "240:4"}},
 		// A cycle must end the walk, not hang it.
@@ -116,6 +118,7 @@ func TestBlockDeviceInUse(t *testing.T) {
 		{"holder two levels down mounted", "40 27 240:4 / /home rw - ext4 /dev/mapper/home rw\n", "", disk,
 			"holds mounted holder dm-1 (240:4) at /home", false},
 		{"partition itself, unused", "", "", part, "", false},
+		{"a device sysfs has no entry for", "", "", ghost, "block device " + ghost + " (240:7): sysfs has no entry for it", false},
 		{"active swap", "", disk + "\tpartition\t1048572\t0\t-2\n", disk,
 			"block device " + disk + " (240:0) is active swap (" + disk + ")", false},
 		{"swap path with a space", "", strings.ReplaceAll(spaced, " ", "\\040") + " partition 1 0 -2\n", spaced, "is active swap", false},

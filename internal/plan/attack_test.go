@@ -180,7 +180,9 @@ func (tr *atkTree) checkUnchanged(before map[string]string) {
 
 func (tr *atkTree) env() plan.Env {
 	return plan.Env{
-		Policy:       owner.Policy{Protected: []string{tr.etc}, ConfigPath: "test.conf"},
+		// The lookups read the fake tree; the policy's own checks the
+		// real kernel's loop devices and disks, which these tests attach.
+		Policy:       owner.Policy{Protected: []string{tr.etc}, ConfigPath: "test.conf", SysRoot: "/sys"},
 		Sys:          tr.sys,
 		PoolDir:      filepath.Join(tr.root, "pools"),
 		MaxDepth:     8,

@@ -25,6 +25,7 @@ func (tr *atkTree) fakeSG(disk uint64) {
 	sg := filepath.Join(dev, "scsi_generic", "sg0")
 	tr.write(filepath.Join(sg, "dev"), "21:0\n", 0)
 	tr.write(filepath.Join(dev, "block", "sda", "dev"), fmt.Sprintf("%d:%d\n", unix.Major(disk), unix.Minor(disk)), 0)
+	tr.write(filepath.Join(sys, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(disk), unix.Minor(disk)), ".keep"), "", 0)
 	tr.write(filepath.Join(sys, "class", "scsi_generic", ".keep"), "", 0)
 	tr.symlink("../..", filepath.Join(sg, "device"))
 	tr.symlink(filepath.Join(sys, "class", "scsi_generic"), filepath.Join(sg, "subsystem"))
@@ -104,6 +105,13 @@ func TestDeviceAllowlist(t *testing.T) {
 			tr.fakeSG(unix.Mkdev(8, 240))
 			return atkDevices(scsi), filepath.Join(tr.sys.Dev, "sg0")
 		}, ""},
+		{"scsi hostdev sysfs has no dev/char entry for", func(tr *atkTree) (string, string) {
+			tr.fakeSG(rootDevice(tr.t))
+			if err := os.Remove(filepath.Join(tr.sys.Sys, "dev", "char", "21:0")); err != nil {
+				tr.t.Fatal(err)
+			}
+			return atkDevices(scsi), filepath.Join(tr.sys.Dev, "sg0")
+		}, "sysfs has no SCSI device for it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,4 +138,17 @@ func TestDeviceAllowlist(t *testing.T) {
 			wantRefusal(t, tr.guard(xml, env, node), tt.msg)
 		})
 	}
+}
+
+// TestSCSIGenericReadsConfiguredSysfs: with only the lookups' sysfs root
+// configured (as sysfs_root sets it), the in-use check of a SCSI generic
+// node reads the same tree, where its disk holds the root filesystem, not
+// the real /sys, which has no such node.
+func TestSCSIGenericReadsConfiguredSysfs(t *testing.T) {
+	tr := newAtkTree(t)
+	env := tr.env()
+	env.Policy.SysRoot = ""
+	tr.mkdir(filepath.Join(tr.sys.Sys, "dev", "char"))
+	tr.fakeSG(rootDevice(t))
+	wantRefusal(t, tr.guard(atkDevices(`<hostdev mode='subsystem' type='scsi'><source><adapter name='scsi_host0'/><address bus='0' target='0' unit='0'/></source></hostdev>`), env, filepath.Join(tr.sys.Dev, "sg0")), "mounted at /")
 }

@@ -159,6 +159,12 @@ func (p *Plan) Close() {
 // the build (all handles closed) with a *StepError.
 func Build(d *domain.Domain, env Env) (*Plan, error) {
 	p := &Plan{Domain: d.Name, UUID: d.UUID, Notes: append([]string(nil), d.Notes...)}
+	// One sysfs for every reader: the policy's checks (disks below a SCSI
+	// generic node, partitions and holders, loop devices) read the tree
+	// the lookups read, never the real /sys behind a configured root.
+	if env.Policy.SysRoot == "" {
+		env.Policy.SysRoot = env.Sys.Sys
+	}
 	// One look at the host's mounts, swap and loop devices for the
 	// whole plan, not one per file.
 	pol, err := env.Policy.Snapshot()

@@ -20,6 +20,9 @@ type Owner struct {
 	GID uint32 `json:"gid"`
 }
 
+// Root is root:root, what a file gets back when nothing records its owner.
+var Root = Owner{}
+
 func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
 
 // Kind is what a file is.
@@ -115,9 +118,16 @@ func Decide(f File, o Options) Verdict {
 		return skip("block device without libvirt's remembered owner; give --owner")
 	case f.Dir.UID == o.QEMU.UID:
 		return skip("its directory is QEMU's user's too, so it says nothing about the real owner; give --owner")
+	case f.Dir == Root:
+		to, v.Reason = Root, "no record of its owner: root:root, the owner of its directory"
 	default:
-		to = f.Dir
-		v.Reason = "owner of its directory"
+		// The directory's owner is a guess: root's 0600 file left to
+		// QEMU in a user's directory would hand that user a file they
+		// could never read. Root can read it anyway; the admin who knows
+		// whose it is says so with --owner.
+		to = Root
+		v.Reason = fmt.Sprintf("no record of its owner: given to root:root, not to its directory's owner %s (a guess, and they may never have been allowed to read it); "+
+			"if it is theirs: reclaim --owner +%d:+%d %s", f.Dir, f.Dir.UID, f.Dir.GID, f.Path)
 	}
 	if to == f.Owner {
 		return skip("already has the owner it would get back")

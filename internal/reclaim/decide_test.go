@@ -22,7 +22,9 @@ func TestDecide(t *testing.T) {
 		reason string
 		clear  bool
 	}{
-		{name: "directory owner", f: base, action: GiveBack, to: &Owner{0, 0}, reason: "owner of its directory"},
+		{name: "root's directory", f: base, action: GiveBack, to: &Owner{0, 0}, reason: "owner of its directory"},
+		{name: "a user's directory is no evidence: root", f: with(func(f *File) { f.Dir = alice }), action: GiveBack, to: &Owner{0, 0}, reason: "reclaim --owner +1000:+1000 /img/a.raw"},
+		{name: "a user's directory, --owner", f: with(func(f *File) { f.Dir = alice }), force: &alice, action: GiveBack, to: &alice, reason: "--owner"},
 		{name: "libvirt's label wins over the directory", f: with(func(f *File) { f.Label = "+1000:+100"; f.Refs = "1" }), action: GiveBack, to: &Owner{1000, 100}, reason: "ref_dac = 1, stale", clear: true},
 		{name: "--owner wins over the label", f: with(func(f *File) { f.Label = "+1000:+100" }), force: &alice, action: GiveBack, to: &alice, reason: "--owner", clear: true},
 		{name: "unreadable label", f: with(func(f *File) { f.Label = "garbage" }), action: Skip, reason: "unreadable"},
