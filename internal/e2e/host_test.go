@@ -56,7 +56,7 @@ type host struct {
 	uuid string // host_uuid in libvirtd.conf
 
 	// lv is the libvirt the host runs: the machine's, or another
-	// distribution's in a root directory the daemons are chrooted into.
+	// distribution's in a root directory that becomes their namespace's root.
 	lv libvirtRelease
 
 	etcDir   string // bind-mounted at /etc/libvirt
@@ -285,8 +285,29 @@ func (hs *host) installHook() error {
 	if err != nil {
 		return fmt.Errorf("read hook binary: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(hs.etcDir, "hooks", "qemu"), data, 0o755)
+	if err := writeFileAtomic(filepath.Join(hs.etcDir, "hooks", "qemu"), data, 0o755); err != nil {
+		return err
+	}
+	return hs.installRecorder()
 }
+
+// installRecorder adds a script to the host's hooks/qemu.d (libvirt >= 6.5
+// runs each after hooks/qemu, with the same arguments) that appends every
+// call's arguments to hookCalls: what libvirt passes, as TestHookCalls
+// reads it. It reads the domain XML and prints nothing, so the XML that
+// "migrate" and "restore" filter stays as it is.
+func (hs *host) installRecorder() error {
+	d := filepath.Join(hs.etcDir, "hooks", "qemu.d")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", d, err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n# written by internal/e2e: records the arguments of every hook call\ncat >/dev/null\nprintf '%%s|%%s|%%s|%%s\\n' \"$1\" \"$2\" \"$3\" \"$4\" >>%s\n", shq(hs.hookCalls()))
+	return writeFileAtomic(filepath.Join(d, "zz-dachook-e2e-record"), []byte(script), 0o755)
+}
+
+// hookCalls is the file installRecorder's script appends to: one line
+// per hook call, "DOMAIN|OP|SUBOP|EXTRA".
+func (hs *host) hookCalls() string { return filepath.Join(hs.dir, "hook-calls.log") }
 
 // writeConfig writes qemu.conf for mode m and the hook's config (dryRun:
 // hook mode only logs). libvirtd reads them when it starts.
@@ -323,10 +344,12 @@ func (hs *host) writeConfig(m ownershipMode, dryRun bool) error {
 // keeper of the namespace.
 //
 // For a libvirt in a root directory (lv.root) the mounts go under the
-// root, which also gets the machine's /dev, /proc, /sys, the directory of
+// root, which also gets the machine's /dev (with a devpts of its own),
+// a /proc, the machine's /sys, the directory of
 // the work dir (same path: the images are the machine's) and the
 // machine's /etc/passwd and /etc/group (the same names for the same ids,
-// in qemu.conf, labels and /dev/kvm's group); the keeper then chroots.
+// in qemu.conf, labels and /dev/kvm's group); the keeper then makes it
+// the namespace's root (pivot_root).
 func (hs *host) keeperScript() string {
 	r := hs.lv.root
 	var b strings.Builder
@@ -337,7 +360,11 @@ func (hs *host) keeperScript() string {
 		fmt.Fprintf(&b, "mkdir -p %s\nmount %s %s %s\n", shq(r+dst), opt, shq(src), shq(r+dst))
 	}
 	if r != "" {
+		fmt.Fprintf(&b, "mount --bind %s %s\n", shq(r), shq(r))
 		bind("--rbind", "/dev", "/dev")
+		// A devpts of the root's own, as containers have: QEMU's pty
+		// serial finds no /dev/pts entry through the machine's.
+		fmt.Fprintf(&b, "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts %s\n", shq(r+"/dev/pts"))
 		bind("--rbind", "/sys", "/sys")
 		fmt.Fprintf(&b, "mount -t proc proc %s\n", shq(r+"/proc"))
 		fmt.Fprintf(&b, "mount -t tmpfs -o mode=1777 dachook-e2e-tmp %s\n", shq(r+"/tmp"))
@@ -351,12 +378,14 @@ func (hs *host) keeperScript() string {
 		bind("--bind", hs.own(d), d)
 	}
 	fmt.Fprintf(&b, "mkdir -p %s\nmount -t tmpfs -o mode=0755 dachook-e2e-run %s\n", shq(r+"/run/libvirt"), shq(r+"/run/libvirt"))
-	b.WriteString("echo ready\n")
 	if r != "" {
-		fmt.Fprintf(&b, "exec chroot %s sleep infinity\n", shq(r))
-	} else {
-		b.WriteString("exec sleep infinity\n")
+		// pivot_root rather than chroot: the namespace's "/" is then the
+		// root, and its mount table reads as a real host's does to libvirt
+		// (which builds QEMU's /dev from it); the machine's root is gone.
+		fmt.Fprintf(&b, "mkdir -p %s\ncd %s\npivot_root . .dachook-e2e-oldroot\ncd /\numount -l /.dachook-e2e-oldroot\n",
+			shq(r+"/.dachook-e2e-oldroot"), shq(r))
 	}
+	b.WriteString("echo ready\nexec sleep infinity\n")
 	return b.String()
 }
 
