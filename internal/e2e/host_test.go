@@ -109,7 +109,7 @@ func (h *harness) newHost(name string, lv libvirtRelease, m ownershipMode, extra
 		return nil, err
 	}
 	if err := hs.startKeeper(); err != nil {
-		return nil, err
+		return hs, errors.Join(err, hs.stop())
 	}
 	if err := hs.startDaemons(); err != nil {
 		return hs, errors.Join(err, hs.stop())
@@ -563,21 +563,66 @@ func (hs *host) stop() error {
 		return nil
 	}
 	var errs []error
+	var qemus []int
 	if hs.libvirtd != nil && !hs.libvirtd.exited() {
 		hs.destroyLeftovers()
+		// A QEMU that outlived destroy: this host's, by its parent (QEMU
+		// runs in a mount namespace of its own, so the host's namespace
+		// does not find it, and another host's QEMU must be left alone).
+		qemus = childQEMUs(hs.libvirtd.cmd.Process.Pid)
 	}
 	errs = append(errs, hs.libvirtd.stop(), hs.logd.stop())
 	hs.libvirtd, hs.logd = nil, nil
-	errs = append(errs, killNamespace(hs.nsID, hs.h.workDir))
+	errs = append(errs, killPids(qemus), killNamespace(hs.nsID, ""))
 	_ = hs.keeper.Process.Kill()
 	_ = hs.keeper.Wait()
 	hs.keeper = nil
 	return errors.Join(errs...)
 }
 
-// killNamespace kills every process left in mount namespace ns, and every
-// QEMU process whose command line names a file under workDir (QEMU runs
-// in a namespace of its own, a child of the host's).
+// childQEMUs lists the QEMU processes whose parent is pid.
+func childQEMUs(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(s[j+1:])
+		if len(f) > 2 && f[2] == strconv.Itoa(pid) && strings.HasPrefix(s[i+1:j], "qemu-system") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// killPids kills pids and waits until they are gone.
+func killPids(pids []int) error {
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range pids {
+		if !waitFor(5*time.Second, func() bool { return !alive(pid) }) {
+			return fmt.Errorf("pid %d still runs after SIGKILL", pid)
+		}
+	}
+	return nil
+}
+
+// killNamespace kills every process left in mount namespace ns and, when
+// workDir is set (undoing a killed run, all of whose hosts go), every QEMU
+// process whose command line names a file under workDir (QEMU runs in a
+// namespace of its own, a child of the host's).
 func killNamespace(ns, workDir string) error {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -601,13 +646,8 @@ func killNamespace(ns, workDir string) error {
 			pids = append(pids, pid)
 		}
 	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	for _, pid := range pids {
-		if !waitFor(5*time.Second, func() bool { return !alive(pid) }) {
-			return fmt.Errorf("pid %d of namespace %s still runs after SIGKILL", pid, ns)
-		}
+	if err := killPids(pids); err != nil {
+		return fmt.Errorf("namespace %s: %w", ns, err)
 	}
 	return nil
 }
