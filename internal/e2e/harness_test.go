@@ -92,11 +92,8 @@ type owner struct{ uid, gid int }
 func (o owner) String() string { return fmt.Sprintf("%d:%d", o.uid, o.gid) }
 
 // harness is the state of one e2e run; e2e is nil when the suite is skipped.
-//
-// It embeds the default host, on which the scenarios run: h.mode,
-// h.switchMode, h.virsh, h.logFile are that host's.
 type harness struct {
-	*host
+	host *host // the default host, on which the scenarios run
 
 	workDir string // root-owned 0755 so QEMU can traverse it
 	hookSrc string // the binary installed as each host's hooks/qemu
@@ -663,7 +660,7 @@ var (
 func (h *harness) useMode(t *testing.T, m ownershipMode) {
 	t.Helper()
 	t.Cleanup(func() {
-		if err := h.switchMode(strictMode, false); err != nil {
+		if err := h.host.switchMode(strictMode, false); err != nil {
 			t.Errorf("put the host back to strict mode: %v", err)
 		}
 	})
@@ -671,7 +668,7 @@ func (h *harness) useMode(t *testing.T, m ownershipMode) {
 	if dryRun {
 		t.Logf("LIBVIRT_DAC_HOOK_E2E_LIBVIRT_ONLY=1: the hook only logs in %s; owners are libvirt's alone", m.name)
 	}
-	if err := h.switchMode(m, dryRun); err != nil {
+	if err := h.host.switchMode(m, dryRun); err != nil {
 		t.Fatalf("switch the host to %s: %v", m.name, err)
 	}
 }

@@ -527,7 +527,10 @@ func (hs *host) waitLibvirt(d time.Duration) error {
 	}) && err == nil && !hs.libvirtd.exited() {
 		return nil
 	}
-	return fmt.Errorf("host %s: libvirtd did not answer `virsh -c %s version` within %v: %v: %s\n%s", hs.name, hs.uri(), d,
+	if err == nil {
+		err = errors.New("libvirtd exited")
+	}
+	return fmt.Errorf("host %s: libvirtd did not answer `virsh -c %s version` within %v: %w: %s\n%s", hs.name, hs.uri(), d,
 		err, out, tailFile(filepath.Join(hs.dir, "libvirtd.stderr"), 10))
 }
 

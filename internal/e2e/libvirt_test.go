@@ -73,7 +73,7 @@ func ensureTrixieRoot(root string) error {
 	}
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		if out, err := exec.Command("apt-get", "install", "-y", "-q", "mmdebstrap").CombinedOutput(); err != nil {
-			return fmt.Errorf("%w: no mmdebstrap to make the Debian 13 root, and apt-get install mmdebstrap: %v: %s", errSkip, err, tail(string(out), 5))
+			return fmt.Errorf("%w: no mmdebstrap to make the Debian 13 root, and apt-get install mmdebstrap: %w: %s", errSkip, err, tail(string(out), 5))
 		}
 	}
 	mirror := debianMirror()

@@ -156,7 +156,7 @@ func staticSeclabel(t *testing.T) {
 		}
 		t.Errorf("virsh create %s: %v", name, err)
 		logBlock(t, "libvirt error", out)
-		f.h.diagnose(t, name)
+		f.host.diagnose(t, name)
 		t.FailNow()
 	}
 	f.checkQEMURunsAs(name, alice)
@@ -340,7 +340,7 @@ func concurrent(t *testing.T) {
 		for _, s := range failed {
 			t.Errorf("virsh create: %s", s)
 		}
-		f.h.diagnose(t, names...)
+		f.host.diagnose(t, names...)
 		t.FailNow()
 	}
 	f.check("all running", true, names...)
@@ -366,7 +366,7 @@ func concurrent(t *testing.T) {
 		ok = f.checkOne("half destroyed", tr, want) && ok
 	}
 	if !ok {
-		f.h.diagnose(t, names...)
+		f.host.diagnose(t, names...)
 	}
 	destroy(all[n/2:])
 	f.check("all destroyed", false, names...)

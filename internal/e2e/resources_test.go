@@ -70,7 +70,7 @@ func TestDirectKernelBoot(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if out, err := virsh(10*time.Second, "domstate", name); err != nil || out != "running" {
 		t.Errorf("domstate %s = %q, %v; want running", name, out, err)
-		f.h.diagnose(t, name)
+		f.host.diagnose(t, name)
 	}
 	f.destroy(name)
 	f.check("after destroy", false, name)
@@ -105,7 +105,7 @@ func TestSerialUnixConnect(t *testing.T) {
 	case c = <-conns:
 	case <-time.After(15 * time.Second):
 		t.Errorf("QEMU of %s did not connect to %s within 15s", name, sock)
-		f.h.diagnose(t, name)
+		f.host.diagnose(t, name)
 	}
 	f.destroy(name)
 	if c != nil {

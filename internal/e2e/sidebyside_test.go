@@ -124,9 +124,9 @@ func slicTable() []byte {
 // hook only logging) and the harness's normal state (the hook chowning).
 func (h *harness) hostMode(libvirtDAC bool) error {
 	if libvirtDAC {
-		return h.switchMode(ownershipMode{name: "libvirt-dac-dry-run", dynamicOwnership: true}, true)
+		return h.host.switchMode(ownershipMode{name: "libvirt-dac-dry-run", dynamicOwnership: true}, true)
 	}
-	return h.switchMode(strictMode, false)
+	return h.host.switchMode(strictMode, false)
 }
 
 // wouldChown returns the paths the dry-run hook logged it would chown for
@@ -309,7 +309,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 			logBlock(t, "libvirt error", out)
 			logBlock(t, "domain XML", d.xml())
 			f.logPlan(xmlPath)
-			h.diagnose(t, d.Name)
+			h.host.diagnose(t, d.Name)
 			t.FailNow()
 		}
 		t.Cleanup(func() { _, _ = virsh(time.Minute, "destroy", d.Name) })
@@ -351,7 +351,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	for _, sf := range files {
 		sf.libvirtAfter = view(sf.path, 0)
 	}
-	would, err := wouldChown(h.logFile, d.Name)
+	would, err := wouldChown(h.host.logFile, d.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	}
 	if len(would) == 0 {
 		t.Errorf("the dry-run hook logged no \"would chown\" for %s: was it called at all?", d.Name)
-		h.diagnose(t, d.Name)
+		h.host.diagnose(t, d.Name)
 	}
 	for _, sf := range files {
 		if sf.path == raw && !sf.libvirtRun.labelled(q) {
@@ -498,7 +498,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		t.Errorf("libvirt's DAC driver gave %s to QEMU but the hook did not", p)
 	}
 	if len(missed) > 0 {
-		h.diagnose(t, d.Name)
+		h.host.diagnose(t, d.Name)
 	}
 	logBlock(t, "labelled by the hook but not by libvirt's DAC driver (not a failure)", strings.Join(extra, "\n"))
 	logBlock(t, "left changed by libvirt's DAC driver after destroy (libvirt's known gap, not asserted)", strings.Join(leftByLibvirt, "\n"))
