@@ -17,12 +17,72 @@
 # TEST_PACKAGES_SKIP_E2E=1 skips the real-libvirt tests (./internal/e2e/) against
 # the installed hook, for trying the packaging alone; TEST_PACKAGES_E2E_RUN
 # is a `go test -run` pattern to run only some of them.
+#
+# The machine's /etc/libvirt is never touched and never read for a
+# verdict: the checks run three times, each in a private mount namespace
+# whose /etc/libvirt is a copy of the machine's with its own qemu.conf:
+# none, `dynamic_ownership = 0` and `dynamic_ownership = 1` (what the
+# postinst says depends on it). The real-libvirt tests run in the last.
+# The machine's /etc/libvirt is checksummed before and after, and must not
+# change. TEST_PACKAGES_QEMU_CONF=absent|0|1 runs one of them alone.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # dpkg needs ldconfig and start-stop-daemon on PATH.
 export PATH="$PATH:/usr/sbin:/sbin"
+
+# etc_sums: every entry under /etc/libvirt with its type, mode, owner and
+# content checksum, sorted.
+etc_sums() {
+	find /etc/libvirt -printf '%p %y %m %u:%g %l\n' | sort
+	find /etc/libvirt -type f -print0 | sort -z | xargs -0r sha256sum
+}
+
+# --- the three runs, each with its own /etc/libvirt ------------------------------
+if [ -z "${TEST_PACKAGES_IN_NS:-}" ]; then
+	[ "$(id -u)" = 0 ] || { echo "test-packages: FAIL: must run as root (it installs packages)" >&2; exit 1; }
+	command -v unshare >/dev/null || { echo "test-packages: FAIL: unshare (util-linux) not found" >&2; exit 1; }
+	variants=${TEST_PACKAGES_QEMU_CONF:-absent 0 1}
+	# The lock of every host-changing run (see below) is taken before the
+	# machine's /etc/libvirt is read, and held through the three runs.
+	exec 9>>/var/tmp/dachook-e2e.lock
+	if ! flock -n 9; then
+		echo "== waiting for another e2e or package run to release /var/tmp/dachook-e2e.lock (up to 20 min)"
+		flock -w 1200 9 || { echo "test-packages: FAIL: another run still holds /var/tmp/dachook-e2e.lock" >&2; exit 1; }
+	fi
+	before=$(etc_sums)
+	rc=0
+	last=${variants##* }
+	for v in $variants; do
+		case "$v" in absent | 0 | 1) ;; *) echo "test-packages: FAIL: TEST_PACKAGES_QEMU_CONF=$v: want absent, 0 or 1" >&2; exit 1 ;; esac
+		E=$(mktemp -d /var/tmp/test-packages-etc.XXXXXX)
+		cp -a /etc/libvirt/. "$E/"
+		# A qemu.conf of the variant's own: the machine's, without its
+		# dynamic_ownership lines, under the variant's (or none at all).
+		rm -f "$E/qemu.conf"
+		if [ "$v" != absent ]; then
+			{ echo "dynamic_ownership = $v"; sed -E '/^[[:space:]]*dynamic_ownership[[:space:]]*=/d' /etc/libvirt/qemu.conf 2>/dev/null || true; } >"$E/qemu.conf"
+			chmod 0600 "$E/qemu.conf"
+		fi
+		skip_e2e=${TEST_PACKAGES_SKIP_E2E:-}
+		[ "$v" = "$last" ] || skip_e2e=1
+		echo "==== qemu.conf: $([ "$v" = absent ] && echo none || echo "dynamic_ownership = $v") (own /etc/libvirt in a private mount namespace)"
+		TEST_PACKAGES_IN_NS=1 TEST_PACKAGES_QEMU_CONF=$v TEST_PACKAGES_SKIP_E2E=$skip_e2e \
+			unshare --mount --propagation private -- \
+			bash -c 'mount --bind "$1" /etc/libvirt && shift && exec bash "$@"' _ "$E" "$ROOT/install/test-packages.sh" "$@" || rc=$?
+		rm -rf "$E"
+		[ "$rc" = 0 ] || break
+	done
+	if [ "$(etc_sums)" != "$before" ]; then
+		echo "test-packages: FAIL: the machine's /etc/libvirt changed:" >&2
+		diff <(echo "$before") <(etc_sums) >&2 || true
+		exit 1
+	fi
+	[ "$rc" = 0 ] && echo "test-packages: every run passed (qemu.conf: $variants); /etc/libvirt unchanged"
+	exit "$rc"
+fi
+QEMUCONF_VARIANT=$TEST_PACKAGES_QEMU_CONF
 
 PKG=libvirt-dac-hook
 HOOKS=/etc/libvirt/hooks
@@ -103,12 +163,9 @@ fi
 # The e2e suites take this lock before they touch libvirtd and the hook;
 # so does this script, which replaces the hook, except while its own e2e
 # step runs (that step takes the lock itself).
+# The outer run took it on descriptor 9, which each run here inherits.
 E2E_LOCK=/var/tmp/dachook-e2e.lock
-exec 9>>"$E2E_LOCK"
-if ! flock -n 9; then
-	echo "== waiting for another e2e or package run to release $E2E_LOCK (up to 20 min)"
-	flock -w 1200 9 || fail "another run still holds $E2E_LOCK"
-fi
+flock -n 9 || fail "descriptor 9 does not hold $E2E_LOCK (run install/test-packages.sh itself, not with TEST_PACKAGES_IN_NS)"
 
 # --- save what we touch, restore it on exit -----------------------------------
 BK=$(mktemp -d /tmp/test-packages.XXXXXX)
@@ -341,7 +398,14 @@ check "man page installed" bash -c "gzip -dc '$MAN' | grep -q '^\.TH'"
 check "README and LICENSE installed" test -f "$DOC/README.md" -a -f "$DOC/LICENSE"
 check "$SBIN version runs" bash -c "'$SBIN' version >/dev/null"
 check "postinst says to restart libvirtd" grep -q "restart libvirtd" "$BK/install.log"
-check "postinst recommends cooperative mode" grep -q "cooperative mode" "$BK/install.log"
+check "postinst recommends cooperative mode" grep -qi "cooperative mode" "$BK/install.log"
+case "$QEMUCONF_VARIANT" in
+0)
+	check "postinst says qemu.conf has strict mode" grep -q "has dynamic_ownership = 0: strict mode" "$BK/install.log"
+	check "postinst says cooperative mode is recommended" grep -q "Cooperative mode is recommended" "$BK/install.log"
+	;;
+*) check "postinst says this is cooperative mode" grep -q "(libvirt's default) is cooperative mode" "$BK/install.log" ;;
+esac
 check "$UNITFILE installed" test -f "$UNITFILE"
 if command -v systemctl >/dev/null; then
 	check "postinst enabled the boot unit" test -L "$UNITLINK"
@@ -410,7 +474,7 @@ check "rpm -i: binary, man page, unit, config" test -x "$RR$LIBEXEC" -a -f "$RR$
 check "rpm -i: $SBIN runs in the root" bash -c "chroot '$RR' '$SBIN' version >/dev/null"
 check "rpm -i: state dir 0700" test "$(mode_of "$RR$STATE")" = 700
 check "rpm -i: said it could not enable the unit, without failing" grep -q "could not enable libvirt-dac-hook-boot.service" "$BK/rpm-i.log"
-check "rpm -i: recommends cooperative mode" grep -q "cooperative mode" "$BK/rpm-i.log"
+check "rpm -i: recommends cooperative mode" grep -qi "cooperative mode" "$BK/rpm-i.log"
 run "$BK/rpm-U.log" rpmr -U "$BK/newer/$PKG-$NEWVER.x86_64.rpm"
 check "rpm -U: no scriptlet failed" bash -c "! grep -q 'scriptlet failed' '$BK/rpm-U.log'"
 check "rpm -U: version $NEWVER" test "$(rpm --root "$RR" -q --qf '%{VERSION}' $PKG)" = "$NEWVER"

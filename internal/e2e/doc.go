@@ -4,11 +4,19 @@
 // of every host file while each VM runs and after it stops.
 //
 // Every file of the suite is behind the e2e build tag, because the suite
-// changes the host: it may install libvirt and QEMU, rewrites
-// /etc/libvirt/qemu.conf, installs the hook, restarts libvirtd and creates
-// users. It puts all of that back afterwards (also after a killed run, at
-// the next run's start). A plain `go test ./...` compiles only this file
-// and so never touches the host. Run it as root:
+// needs root and may change the machine: it installs libvirt and QEMU when
+// they are missing, creates the users dachook-alice and dachook-bob (and
+// removes them again), attaches loop devices and makes /dev/kvm root:kvm
+// 0660. It never touches the machine's libvirt: every daemon it runs
+// (virtlogd and libvirtd) runs in a private mount namespace of its own,
+// with its own /etc/libvirt (a copy of the machine's config files with the
+// suite's qemu.conf settings, a host_uuid of its own and the hook under
+// test), /run/libvirt, /var/lib/libvirt, /var/log/libvirt,
+// /var/cache/libvirt and hook state directory (host_test.go); several such
+// hosts can run side by side. TestHostUntouched checks that the machine's
+// /etc/libvirt, daemons and domains are as they were. A plain
+// `go test ./...` compiles only this file and so never runs any of it.
+// Run it as root:
 //
 //	sudo make e2e
 //	sudo go test -tags e2e -count=1 -timeout 40m -v ./internal/e2e/
@@ -21,6 +29,14 @@
 // cooperative with remember_owner = 0, e.g.
 //
 //	sudo go test -tags e2e -count=1 -v -run 'TestLive/coop-remember/AttachDetach' ./internal/e2e/
+//
+// LIBVIRT_DAC_HOOK_E2E_LIBVIRT picks the libvirt: 9 (the default) is the
+// machine's, Debian 12's libvirt 9.0 and QEMU 7.2; 11 is Debian 13's
+// libvirt 11.3 and QEMU 10.0, installed once with mmdebstrap into
+// /var/cache/libvirt-dac-hook-e2e/trixie-root (from the machine's Debian
+// mirror, reused by later runs) and run with that directory as its
+// namespace's root (libvirt_test.go). `make e2e` runs the suite against
+// both (E2E_LIBVIRT="9 11").
 //
 // LIBVIRT_DAC_HOOK_E2E_KEEP=1 keeps the work directory (images, hook log,
 // state) for inspection. As root and without CI=true, a host that cannot

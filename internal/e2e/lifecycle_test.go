@@ -127,14 +127,7 @@ func libvirtdRestart(t *testing.T) {
 	f.mustStart(domainSpec{Name: name, Disks: []disk{fileDisk("qcow2", over, "vda"), fileDisk("raw", raw, "vdb")}})
 	f.check("running", true, name)
 
-	pid, ok := daemonPID(libvirtdPID)
-	if !ok {
-		t.Fatalf("libvirtd is not running (no live pid in %s)", libvirtdPID)
-	}
-	if err := stopDaemon("libvirtd", pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := startLibvirtd(); err != nil {
+	if err := f.host.restartLibvirtd(); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := virsh(10*time.Second, "domstate", name); err != nil || out != "running" {
@@ -169,7 +162,7 @@ func staticSeclabel(t *testing.T) {
 		}
 		t.Errorf("virsh create %s: %v", name, err)
 		logBlock(t, "libvirt error", out)
-		f.h.diagnose(t, name)
+		f.host.diagnose(t, name)
 		t.FailNow()
 	}
 	f.checkQEMURunsAs(name, alice)
@@ -374,7 +367,7 @@ func sharedBase(t *testing.T, n int, tag string, baseOwner owner, baseMode os.Fi
 		for _, s := range failed {
 			t.Errorf("virsh create: %s", s)
 		}
-		f.h.diagnose(t, names...)
+		f.host.diagnose(t, names...)
 		t.FailNow()
 	}
 	f.check("all running", true, names...)
@@ -400,7 +393,7 @@ func sharedBase(t *testing.T, n int, tag string, baseOwner owner, baseMode os.Fi
 		ok = f.checkOne("half destroyed", tr, want) && ok
 	}
 	if !ok {
-		f.h.diagnose(t, names...)
+		f.host.diagnose(t, names...)
 	}
 	destroy(all[n/2:])
 	f.check("all destroyed", false, names...)

@@ -159,6 +159,6 @@ func (f *fixture) wantPath(phase, p string, o owner, domain string) {
 	tr.mode = fi
 	if !f.checkOne(phase, tr, o) {
 		f.observe(phase)
-		f.h.diagnose(f.t, domain)
+		f.host.diagnose(f.t, domain)
 	}
 }

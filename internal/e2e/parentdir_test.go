@@ -100,7 +100,7 @@ func (d *dirSet) unchangedExcept(phase string, skip []string, domains ...string)
 		}
 	}
 	if !ok {
-		d.f.h.diagnose(t, domains...)
+		d.f.host.diagnose(t, domains...)
 	}
 }
 
@@ -141,7 +141,7 @@ func (d *dirSet) requireSearchACL(phase, dir string, uid int, domains ...string)
 		ok = false
 	}
 	if !ok {
-		d.f.h.diagnose(t, domains...)
+		d.f.host.diagnose(t, domains...)
 	}
 }
 
@@ -252,7 +252,7 @@ func TestParentDir0700Shared(t *testing.T) {
 			ok = f.checkOne(phase, overs[first], overs[first].orig) && ok
 			ok = f.checkOne(phase, overs[second], q) && ok
 			if !ok {
-				f.h.diagnose(t, all...)
+				f.host.diagnose(t, all...)
 			}
 			dirs.requireSearchACL(phase, l.alice, q.uid, all...)
 			if out, err := virsh(10*time.Second, "domstate", names[second]); err != nil || out != "running" {

@@ -24,11 +24,11 @@ func TestReclaimAfterLibvirtDAC(t *testing.T) {
 	f := newFixture(t)
 	h := f.h
 	t.Cleanup(func() {
-		if err := h.switchMode(strictMode, false); err != nil {
+		if err := h.host.switchMode(strictMode, false); err != nil {
 			t.Errorf("put the host back to strict mode: %v", err)
 		}
 	})
-	if err := h.switchMode(coopRemember, true); err != nil {
+	if err := h.host.switchMode(coopRemember, true); err != nil {
 		t.Fatalf("switch the host to libvirt's driver alone: %v", err)
 	}
 	alice, q := h.alice.owner(), h.qemu.owner()

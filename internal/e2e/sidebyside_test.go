@@ -23,6 +23,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -30,7 +31,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -124,9 +124,9 @@ func slicTable() []byte {
 // hook only logging) and the harness's normal state (the hook chowning).
 func (h *harness) hostMode(libvirtDAC bool) error {
 	if libvirtDAC {
-		return h.switchMode(ownershipMode{name: "libvirt-dac-dry-run", dynamicOwnership: true}, true)
+		return h.host.switchMode(ownershipMode{name: "libvirt-dac-dry-run", dynamicOwnership: true}, true)
 	}
-	return h.switchMode(strictMode, false)
+	return h.host.switchMode(strictMode, false)
 }
 
 // wouldChown returns the paths the dry-run hook logged it would chown for
@@ -170,7 +170,7 @@ func logField(line, key string) string {
 // heldBy returns the paths the hook's journal holds for domain.
 func heldBy(t *testing.T, domain string) []string {
 	t.Helper()
-	out, err := exec.Command(hookPath, "status", "--json").Output()
+	out, err := e2e.host.hookCommand(context.Background(), "status", "--json").Output()
 	if err != nil {
 		t.Fatalf("%s status --json: %v", hookPath, err)
 	}
@@ -266,20 +266,26 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	serialFile = file("serial.log", nil, "file serial (virtlogd)")
 	serialAppend = file("serial-append.log", nil, "file serial append=on (virtlogd)")
 	uefi := true
+	ovmfCode, ovmfVars := h.host.ovmf()
 	for _, p := range []string{ovmfCode, ovmfVars} {
-		if _, err := os.Stat(p); err != nil {
+		if _, err := os.Stat(h.host.path(p)); err != nil {
 			uefi = false
 			t.Logf("no UEFI NVRAM in this comparison: %v (install the ovmf package)", err)
 		}
 	}
 	if uefi {
-		vars, err := os.ReadFile(ovmfVars)
+		vars, err := os.ReadFile(h.host.path(ovmfVars))
 		if err != nil {
 			t.Fatalf("read %s: %v", ovmfVars, err)
 		}
 		d.OS.Loader = ovmfCode
 		d.OS.NVRAM = file("vm_VARS.fd", vars, "UEFI NVRAM")
-		add(ovmfCode, "UEFI loader (root's, read-only)")
+		if h.host.lv.root == "" {
+			// The table reads owners at the machine's paths, where the
+			// firmware of a host with a root of its own is not
+			// (TestNVRAM checks it is left alone on every host).
+			add(ovmfCode, "UEFI loader (root's, read-only)")
+		}
 	}
 	d.OS.Cmdline = "console=ttyS0"
 	d.Disks = []disk{
@@ -303,7 +309,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 			logBlock(t, "libvirt error", out)
 			logBlock(t, "domain XML", d.xml())
 			f.logPlan(xmlPath)
-			h.diagnose(t, d.Name)
+			h.host.diagnose(t, d.Name)
 			t.FailNow()
 		}
 		t.Cleanup(func() { _, _ = virsh(time.Minute, "destroy", d.Name) })
@@ -345,7 +351,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	for _, sf := range files {
 		sf.libvirtAfter = view(sf.path, 0)
 	}
-	would, err := wouldChown(h.logFile, d.Name)
+	would, err := wouldChown(h.host.logFile, d.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +360,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	}
 	if len(would) == 0 {
 		t.Errorf("the dry-run hook logged no \"would chown\" for %s: was it called at all?", d.Name)
-		h.diagnose(t, d.Name)
+		h.host.diagnose(t, d.Name)
 	}
 	for _, sf := range files {
 		if sf.path == raw && !sf.libvirtRun.labelled(q) {
@@ -368,7 +374,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		t.Fatalf("switch back to the hook: %v", err)
 	}
 	switched = false
-	planOut, err := exec.Command(hookPath, "plan", "--json", xmlPath).Output()
+	planOut, err := h.host.hookCommand(context.Background(), "plan", "--json", xmlPath).Output()
 	if err != nil {
 		t.Errorf("%s plan --json %s: %v", hookPath, xmlPath, err)
 	}
@@ -492,7 +498,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		t.Errorf("libvirt's DAC driver gave %s to QEMU but the hook did not", p)
 	}
 	if len(missed) > 0 {
-		h.diagnose(t, d.Name)
+		h.host.diagnose(t, d.Name)
 	}
 	logBlock(t, "labelled by the hook but not by libvirt's DAC driver (not a failure)", strings.Join(extra, "\n"))
 	logBlock(t, "left changed by libvirt's DAC driver after destroy (libvirt's known gap, not asserted)", strings.Join(leftByLibvirt, "\n"))
