@@ -5,6 +5,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
@@ -25,11 +26,15 @@ type Runner struct {
 	// crashes at every point.
 	Fault func(n int) error
 	// SharedFS decides whether a file is on a filesystem shared between
-	// hosts; nil means by statfs type. Tests override it.
+	// hosts; nil means under a shared_filesystems entry or by statfs
+	// type. Tests override it.
 	SharedFS func(*owner.Handle) bool
-	// HostID names this machine in marks on shared files; "" means
-	// /etc/machine-id. Tests set two to play source and destination.
+	// HostID names this host in cluster records; "" means the state
+	// directory's host-id. Tests set two to play source and destination.
 	HostID string
+	// Cluster says where the records of files on shared filesystems are
+	// (cluster_dir, qemu.conf's shared_filesystems).
+	Cluster cluster.Dirs
 	// Cooperative is set when libvirt's own DAC driver labels too
 	// (qemu.conf dynamic_ownership = 1): release then also gives back
 	// files libvirt "restored" to root:root, its fallback when it
@@ -39,6 +44,8 @@ type Runner struct {
 	// empty; "grant" when an admin hands files to a running domain.
 	Op string
 	n  int
+	// spaces are the record directories locked by this call.
+	spaces map[string]*cluster.Space
 }
 
 func (r *Runner) op() string {
@@ -51,6 +58,9 @@ func (r *Runner) op() string {
 func (r *Runner) isShared(h *owner.Handle) bool {
 	if r.SharedFS != nil {
 		return r.SharedFS(h)
+	}
+	if r.Cluster.InShared(h.Path) {
+		return true
 	}
 	sf, err := h.Statfs()
 	return err == nil && owner.FSShared(int64(sf.Type))

@@ -3,10 +3,12 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
@@ -31,6 +33,10 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 		return err
 	}
 	if err := refresh(st, p); err != nil {
+		return err
+	}
+	defer r.closeSpaces()
+	if err := r.openSpaces(r.sharedFiles(p)); err != nil {
 		return err
 	}
 	before := st.Clone()
@@ -164,13 +170,14 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 	}
 	var todo []change
 	if e.Shared {
-		next, raw, changed, err := r.nextMark(s, e, p.Domain, boot)
+		if s.Path != "" && strings.Contains(s.Path, "/"+cluster.DirName+"/") {
+			return nil, fmt.Errorf("%s (%s): is in a directory of cluster records: %w", s.Path, s.From, owner.ErrRefused)
+		}
+		c, err := r.joinRecord(s, e, p, boot)
 		if err != nil {
 			return nil, err
 		}
-		if changed {
-			todo = append(todo, &markChange{s: s, next: next, old: raw, log: r.Log})
-		}
+		todo = append(todo, c)
 	}
 	// The owner rule for header-named files judges by original owners,
 	// which only the journal knows: the plan saw current ones.

@@ -10,7 +10,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
@@ -57,7 +56,8 @@ func cmdBoot(e *env, args []string) error {
 	if err != nil {
 		return withCode(ExitState, err)
 	}
-	r := &apply.Runner{Store: st, Log: s.log, Cooperative: s.qemu.Mode() == config.Cooperative}
+	r := s.runnerOn(st)
+	r.DryRun = false
 	rerr := r.Restore(apply.Selector{Stale: true})
 	// What libvirt labelled during the runs the crash ended, as far as
 	// the watcher saw it.
