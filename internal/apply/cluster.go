@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -25,6 +26,9 @@ import (
 // record; the source's release sees the destination in the record and
 // leaves the file with QEMU's owner; whichever host lets go last gives the
 // original back and removes the record.
+
+// Host is this host's id in cluster records.
+func (r *Runner) Host() string { return r.hostID() }
 
 // hostID is this host's id in cluster records.
 func (r *Runner) hostID() string {
@@ -259,4 +263,99 @@ func (d *Decision) writeRecord(before bool) error {
 		return nil
 	}
 	return u.sp.Remove(u.next.Path)
+}
+
+// ReleaseHolders lets go, in the record directories dirs, of the holders
+// match picks, and gives back every file that no host holds afterwards,
+// as its last release would have. `forget-host` picks a host that is gone
+// for good; `boot` this host's earlier boots. Records it cannot read are
+// reported and do not stop the others.
+func (r *Runner) ReleaseHolders(dirs []string, match func(cluster.Holder) bool, op string) error {
+	if err := r.Store.Lock(); err != nil {
+		return err
+	}
+	defer r.Store.Unlock()
+	defer r.closeSpaces()
+	dirs = slices.Clone(dirs)
+	slices.Sort(dirs)
+	var errs []error
+	for _, dir := range dirs {
+		sp, err := r.spaceDir(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		recs, lerrs := sp.List()
+		errs = append(errs, lerrs...)
+		for _, rec := range recs {
+			if err := r.releaseRecord(sp, rec, match, op); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runner) spaceDir(dir string) (*cluster.Space, error) {
+	if sp := r.spaces[dir]; sp != nil {
+		return sp, nil
+	}
+	sp, err := cluster.Open(dir, r.Store.LockTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("cluster records in %s: %w", dir, err)
+	}
+	if r.spaces == nil {
+		r.spaces = map[string]*cluster.Space{}
+	}
+	r.spaces[dir] = sp
+	return sp, nil
+}
+
+func (r *Runner) releaseRecord(sp *cluster.Space, rec *cluster.Record, match func(cluster.Holder) bool, op string) error {
+	next := rec.Clone()
+	if !next.Drop(match) && len(rec.Holders) > 0 {
+		return nil
+	}
+	log := r.Log.WithFields(logrus.Fields{"op": op, "path": rec.Path})
+	if err := sp.Put(next); err != nil {
+		return err
+	}
+	if len(next.Holders) > 0 {
+		log.WithField("holders", len(next.Holders)).Info("still used by host(s) " + strings.Join(cluster.Hosts(next.Holders), ", ") + ": left with QEMU's owner")
+		return nil
+	}
+	h, err := owner.Open(rec.Path)
+	if err == nil && h.ID().Ino != rec.Ino {
+		err = fmt.Errorf("its path names another file (inode %d, recorded %d)", h.ID().Ino, rec.Ino)
+	}
+	if err != nil {
+		h.Close()
+		log.WithError(err).Warn("the recorded file is gone: record removed, nothing to give back")
+		return sp.Remove(rec.Path)
+	}
+	id := h.ID()
+	h.Close()
+	e := &journal.Entry{Path: rec.Path, Dev: id.Dev, Ino: id.Ino, UID: rec.UID, GID: rec.GID,
+		TargetUID: rec.TargetUID, TargetGID: rec.TargetGID, Shared: true}
+	_, err = r.carryOutDecision(r.decide(e, nil, false), selection{op: op})
+	return err
+}
+
+// Records lists the cluster records of the directories dirs, by
+// directory, with the records that could not be read as errors.
+func Records(dirs []string, timeout time.Duration) (map[string][]*cluster.Record, []error) {
+	out := map[string][]*cluster.Record{}
+	var errs []error
+	for _, dir := range dirs {
+		sp, err := cluster.Open(dir, timeout)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster records in %s: %w", dir, err))
+			continue
+		}
+		recs, lerrs := sp.List()
+		sp.Close()
+		out[dir] = recs
+		errs = append(errs, lerrs...)
+	}
+	return out, errs
 }

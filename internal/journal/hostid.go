@@ -10,15 +10,14 @@ import (
 	"github.com/google/renameio/v2"
 )
 
-// HostID names this host in owner marks on shared files: a random id made once and kept in the
-// state directory (host-id), because cloned hypervisors often share
-// /etc/machine-id. machine-id is the fallback when the file cannot be made.
+// HostID names this host in the cluster records of shared files: a random
+// id made once and kept in the state directory (host-id), because cloned
+// hypervisors often share /etc/machine-id. machine-id is the fallback when
+// the file cannot be made.
 func (s *Store) HostID() string {
 	p := filepath.Join(s.Dir, "host-id")
-	if b, err := os.ReadFile(p); err == nil {
-		if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00\n") {
-			return id
-		}
+	if id := ReadHostID(s.Dir); id != "" {
+		return id
 	}
 	buf := make([]byte, 16)
 	if _, err := rand.Read(buf); err == nil {
@@ -41,4 +40,17 @@ func machineID() string {
 	}
 	h, _ := os.Hostname()
 	return strings.NewReplacer(" ", "_", ",", "_", "/", "_").Replace(h)
+}
+
+// ReadHostID returns the host id kept in the state directory dir, or ""
+// when there is none yet; it creates nothing.
+func ReadHostID(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "host-id"))
+	if err != nil {
+		return ""
+	}
+	if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00\n") {
+		return id
+	}
+	return ""
 }
