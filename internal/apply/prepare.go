@@ -181,7 +181,7 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 	}
 	// The owner rule for header-named files judges by original owners,
 	// which only the journal knows: the plan saw current ones.
-	if err := s.HeaderCheck.Recheck(recordedOwner(st)); err != nil {
+	if err := s.HeaderCheck.Judge(recordedOwner(st)); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.From, err)
 	}
 	for _, uid := range s.LinkOwners {

@@ -39,6 +39,8 @@ var modeScenarios = []struct {
 	{"LibvirtdRestart", libvirtdRestart},
 	{"StaticSeclabel", staticSeclabel},
 	{"Concurrent", concurrent},
+	{"SharedBaseForeign2", func(t *testing.T) { sharedBaseForeign(t, 2) }},
+	{"SharedBaseForeign6", func(t *testing.T) { sharedBaseForeign(t, 6) }},
 	{"ParentDir0700", parentDir0700},
 }
 
@@ -47,6 +49,10 @@ func TestKill9(t *testing.T)           { kill9(t) }
 func TestLibvirtdRestart(t *testing.T) { libvirtdRestart(t) }
 func TestStaticSeclabel(t *testing.T)  { staticSeclabel(t) }
 func TestConcurrent(t *testing.T)      { concurrent(t) }
+func TestSharedBaseForeign(t *testing.T) {
+	t.Run("2", func(t *testing.T) { sharedBaseForeign(t, 2) })
+	t.Run("6", func(t *testing.T) { sharedBaseForeign(t, 6) })
+}
 
 // diskKinds: every kind of disk source the hook handles in one VM.
 func diskKinds(t *testing.T) {
@@ -300,22 +306,43 @@ func TestForeignBacking(t *testing.T) {
 // concurrent: several VMs share one read-only base image; the base
 // stays QEMU's while any of them runs and goes back only after the last.
 func concurrent(t *testing.T) {
-	const n = 6
+	alice, bob := e2e.alice.owner(), e2e.bob.owner()
+	sharedBase(t, 6, "conc", owner{alice.uid, bob.gid}, 0o440, func(i int) owner {
+		if i%2 == 1 {
+			return owner{alice.uid, bob.gid}
+		}
+		return alice
+	})
+}
+
+// Owners of the foreign shared base: an account that is neither root,
+// QEMU, nor the owner of the overlays naming it (no account needs to exist
+// for a uid to own a file).
+var foreignBase = owner{1201, 2201}
+
+// sharedBaseForeign: domains whose overlays belong to bob share a base that
+// belongs to a third account, in a directory only root can write (the
+// admin's template store): every one of them starts, not only the first,
+// and every owner is back after the last stops.
+func sharedBaseForeign(t *testing.T, n int) {
+	bob := e2e.bob.owner()
+	sharedBase(t, n, fmt.Sprintf("foreign%d", n), foreignBase, 0o600, func(int) owner { return bob })
+}
+
+// sharedBase starts n VMs at once, each on its own overlay (owned by
+// overlayOwner(i), 0600) of one base (baseOwner, baseMode), then destroys
+// half and the rest, checking owners at each step.
+func sharedBase(t *testing.T, n int, tag string, baseOwner owner, baseMode os.FileMode, overlayOwner func(int) owner) {
 	f := newFixture(t)
 	q := f.h.qemu.owner()
-	alice, bob := f.h.alice.owner(), f.h.bob.owner()
-	base := f.image("base.qcow2", "qcow2", "16M", "", owner{alice.uid, bob.gid}, 0o440)
+	base := f.image("base.qcow2", "qcow2", "16M", "", baseOwner, baseMode)
 	baseT := f.track(base, q)
 	var names []string
 	var overlays []*tracked
 	for i := range n {
-		o := alice
-		if i%2 == 1 {
-			o = owner{alice.uid, bob.gid}
-		}
-		p := f.image(fmt.Sprintf("vm%d.qcow2", i), "qcow2", "", base, o, 0o600)
+		p := f.image(fmt.Sprintf("vm%d.qcow2", i), "qcow2", "", base, overlayOwner(i), 0o600)
 		overlays = append(overlays, f.track(p, q))
-		names = append(names, fmt.Sprintf("%sconc-%d", domainPrefix, i))
+		names = append(names, fmt.Sprintf("%s%s-%d", domainPrefix, tag, i))
 	}
 
 	parallel := func(idx []int, do func(i int)) {

@@ -39,30 +39,40 @@ const (
 // files may be below them when backing_paths is not set.
 var DefaultBackingDirs = []string{"/var/lib/libvirt/images"}
 
-// OwnerCheck is what the owner rule for a header-named file assumed when
-// the plan was built.
+// OwnerCheck holds every input of the owner rule for one header-named
+// file, so that the plan and prepare (again, under the journal's lock) make
+// the same decision with Judge: the owners the plan saw, whether the file is
+// a backing file, and the exemptions (backing_any_owner, a directory only
+// root can write).
 type OwnerCheck struct {
 	File  owner.ID // the header-named file
 	Namer owner.ID // the image whose header named it
-	// FileUID and NamerUID are the owners the rule judged by: from the
-	// journal when it held the inode (Recorded), else the owner at plan
-	// time.
+	// FileUID and NamerUID are the owners at plan time: the journal's
+	// record when the plan had one (Recorded), else the current owner.
 	FileUID, NamerUID           uint32
 	FileRecorded, NamerRecorded bool
 	// Target is QEMU's uid for the file.
 	Target uint32
-	// AnyOwner is set when owners did not matter: backing_any_owner, or
-	// a directory only root can write (AdminDir).
+	// Backing is set for a backing file, which QEMU opens read-only: only
+	// those may use the AdminDir exemption. Data files and VMDK extents,
+	// which QEMU writes, always need the owner rule.
+	Backing bool
+	// AnyOwner is set when owners do not matter (backing_any_owner).
 	AnyOwner bool
+	// AdminDir is the file's directory when only root can write it (the
+	// admin's own store, where shared templates live), else "".
 	AdminDir string
 	// Path and NamerPath are for messages.
 	Path, NamerPath string
 }
 
-// Recheck applies the owner rule again with the journal's answers as they
-// are now (under its lock): recorded owners override what the plan saw.
-// It returns the refusal prepare must fail with, or nil.
-func (c *OwnerCheck) Recheck(recorded func(dev, ino uint64) (uid, gid uint32, ok bool)) error {
+// Judge applies the owner rule with recorded's answers (the journal's
+// original owners) overriding the owners the plan saw; recorded may be nil.
+// It returns the refusal prepare must fail with, or nil. The plan calls it
+// with what it knows; prepare calls it again under the journal's lock, where
+// another domain's record may have appeared: the same function, the same
+// exemptions.
+func (c *OwnerCheck) Judge(recorded func(dev, ino uint64) (uid, gid uint32, ok bool)) error {
 	if c == nil || c.AnyOwner {
 		return nil
 	}
@@ -75,16 +85,24 @@ func (c *OwnerCheck) Recheck(recorded func(dev, ino uint64) (uid, gid uint32, ok
 			namerUID = u
 		}
 	}
-	return ownerRule(c.Path, c.NamerPath, fileUID, namerUID, c.Target)
-}
-
-func ownerRule(path, namer string, fileUID, namerUID, target uint32) error {
-	if fileUID == 0 || fileUID == target || fileUID == namerUID {
+	if fileUID == 0 || fileUID == c.Target || fileUID == namerUID {
+		return nil
+	}
+	if c.Backing && c.AdminDir != "" {
 		return nil
 	}
 	return fmt.Errorf("image header of %s names %s, owned by uid %d: neither root, the QEMU user (uid %d) nor uid %d, the owner of the image naming it; "+
 		"keep shared base images in a directory only root can write (such as /var/lib/libvirt/images), `chown` the file, or set backing_any_owner = 1 in the hook's config: %w",
-		namer, path, fileUID, target, namerUID, owner.ErrRefused)
+		c.NamerPath, c.Path, fileUID, c.Target, namerUID, owner.ErrRefused)
+}
+
+// settled reports whether no journal record can change Judge's answer
+// from what the owners at plan time give, so the directory need not be
+// examined. A file the journal holds is owned by its target (QEMU) now, so
+// a root-owned file has no record to override its owner; a file owned by
+// its namer's owner, neither of them QEMU, likewise.
+func (c *OwnerCheck) settled() bool {
+	return c.FileUID == 0 || (c.FileUID == c.NamerUID && c.FileUID != c.Target)
 }
 
 // originalUID is who owned the inode h holds before the hook changed it:
@@ -137,22 +155,15 @@ func (b *builder) checkHeaderNamed(h *owner.Handle, parent *Step, backing bool) 
 	} else if parent.Current != nil {
 		c.NamerUID = parent.Current.UID
 	}
-	if b.env.AnyBackingOwner {
-		c.AnyOwner = true
-		return c, nil
+	c.Backing = backing
+	c.AnyOwner = b.env.AnyBackingOwner
+	if backing && !c.AnyOwner && !c.settled() {
+		c.AdminDir, _ = adminDir(h)
 	}
-	err := ownerRule(c.Path, c.NamerPath, c.FileUID, c.NamerUID, c.Target)
-	if err == nil {
-		return c, nil
-	}
-	if !backing {
+	if err := c.Judge(b.env.RecordedOwner); err != nil {
 		return nil, err
 	}
-	if dir, ok := adminDir(h); ok {
-		c.AnyOwner, c.AdminDir = true, dir
-		return c, nil
-	}
-	return nil, err
+	return c, nil
 }
 
 // checkPlace applies the place rule of checkHeaderNamed to the canonical

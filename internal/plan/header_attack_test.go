@@ -131,12 +131,12 @@ func TestHeaderOwnerRule(t *testing.T) {
 			t.Fatalf("HeaderCheck of %s = %+v, want FileUID %d not recorded", bobImg, hc, atkQEMU)
 		}
 		// Under the lock the journal knows better: the re-check refuses.
-		err = hc.Recheck(journal(map[string]uint32{bobImg: bob}))
+		err = hc.Judge(journal(map[string]uint32{bobImg: bob}))
 		if !errors.Is(err, owner.ErrRefused) || !strings.Contains(err.Error(), fmt.Sprintf("owned by uid %d", bob)) {
-			t.Errorf("Recheck with bob's record = %v, want a refusal", err)
+			t.Errorf("Judge with bob's record = %v, want a refusal", err)
 		}
-		if err := hc.Recheck(nil); err != nil {
-			t.Errorf("Recheck without a journal = %v, want nil", err)
+		if err := hc.Judge(nil); err != nil {
+			t.Errorf("Judge without a journal = %v, want nil", err)
 		}
 	})
 	t.Run("after bob's domain stopped", func(t *testing.T) {

@@ -55,7 +55,7 @@ type Step struct {
 
 	// HeaderCheck is set on files an image header named: what the owner
 	// rule for them assumed. The plan is built without the journal lock,
-	// so prepare re-checks it under the lock (OwnerCheck.Recheck).
+	// so prepare re-checks it under the lock (OwnerCheck.Judge).
 	HeaderCheck *OwnerCheck `json:"-"`
 
 	// LinkOwners, when set, are owners of symlinks on the way to a file
