@@ -27,6 +27,12 @@ var (
 
 const lockName = "lock"
 
+// nobody is the uid NFS servers map a squashed root to (anonuid's
+// default).
+const nobody = 65534
+
+var errNobody = errors.New("the uid a root_squash export gives root's files")
+
 // Space is one record directory, locked by this process from Open to
 // Close. POSIX locks belong to the process: a process must open a
 // directory once and share the Space (closing any descriptor of the lock
@@ -41,9 +47,11 @@ type Space struct {
 // absent, checks that only root can write it, and takes its write lock,
 // waiting at most timeout (0: fail at once when held).
 func Open(dir string, timeout time.Duration) (*Space, error) {
-	if err := unix.Mkdir(dir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+	err := unix.Mkdir(dir, 0o700)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return nil, openErr("create", dir, err)
 	}
+	created := err == nil
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, openErr("open", dir, err)
@@ -51,6 +59,12 @@ func Open(dir string, timeout time.Duration) (*Space, error) {
 	s := &Space{Dir: dir, dirFd: fd, lockFd: -1}
 	if err := trusted(fd, dir, unix.S_IFDIR); err != nil {
 		s.Close()
+		if created || errors.Is(err, errNobody) {
+			// Root made it and does not own it: the server maps root to
+			// another user (root_squash, all_squash).
+			_ = unix.Rmdir(dir)
+			return nil, fmt.Errorf("%w: %w", ErrRootSquash, err)
+		}
 		return nil, err
 	}
 	lfd, err := unix.Openat(fd, lockName, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -90,6 +104,8 @@ func trusted(fd int, p string, typ uint32) error {
 	switch {
 	case st.Mode&unix.S_IFMT != typ:
 		return fmt.Errorf("%s is not a %s: %w", p, typName(typ), ErrUntrusted)
+	case st.Uid == nobody:
+		return fmt.Errorf("%s is owned by uid %d: %w: %w", p, st.Uid, ErrUntrusted, errNobody)
 	case st.Uid != 0:
 		return fmt.Errorf("%s is owned by uid %d: %w", p, st.Uid, ErrUntrusted)
 	case st.Mode&0o077 != 0:
