@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
@@ -59,11 +60,13 @@ func (r *Runner) isShared(h *owner.Handle) bool {
 	if r.SharedFS != nil {
 		return r.SharedFS(h)
 	}
-	if r.Cluster.InShared(h.Path) {
-		return true
-	}
 	sf, err := h.Statfs()
-	return err == nil && owner.FSShared(int64(sf.Type))
+	if err != nil || sf.Flags&unix.ST_RDONLY != 0 {
+		// Nothing on a read-only mount changes owner, so there is nothing
+		// for hosts to agree on (and no record could be written).
+		return false
+	}
+	return r.Cluster.InShared(h.Path) || owner.FSShared(int64(sf.Type))
 }
 
 // errKilled marks an injected crash: nothing after it may run.

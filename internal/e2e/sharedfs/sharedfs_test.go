@@ -564,3 +564,47 @@ func TestRootSquash(t *testing.T) {
 		})
 	}
 }
+
+// TestReadOnlyShared: an image QEMU already owns on a read-only shared
+// mount (ISOs on a read-only export) starts and stops: nothing can change
+// owner there, so nothing is recorded and no record directory is made.
+func TestReadOnlyShared(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.Chmod(root, 0o755))
+	back := filepath.Join(root, "ro-back")
+	must(t, os.MkdirAll(back, 0o755))
+	write(t, filepath.Join(back, "boot.iso"), "iso")
+	chown(t, filepath.Join(back, "boot.iso"), qemu)
+	m := bindfs(t, root, "ro", "-r")
+	iso := filepath.Join(m.dir, "boot.iso")
+	for _, md := range modes {
+		t.Run(md.name, func(t *testing.T) {
+			a := newHost(t, t.TempDir(), "A", md, []string{m.dir})
+			v := &cdromVM{name: "cd", iso: iso}
+			for _, op := range [][3]string{{"prepare", "begin", "-"}, {"release", "end", "-"}} {
+				out, errOut, err := a.run(v.xml(), v.name, op[0], op[1], op[2])
+				if err != nil || out != "" {
+					t.Fatalf("hook %s: %v, stdout %q: %s", op[0], err, out, errOut)
+				}
+			}
+			want(t, "start and stop", map[string]owner{iso: qemu})
+			if _, err := os.Stat(filepath.Join(m.dir, ".libvirt-dac-hook")); err == nil {
+				t.Errorf("a record directory appeared on a read-only mount")
+			}
+		})
+	}
+}
+
+type cdromVM struct{ name, iso string }
+
+func (v *cdromVM) xml() string {
+	return `<domain type='kvm'>
+  <name>` + v.name + `</name>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='` + v.iso + `'/><target dev='sda' bus='sata'/><readonly/></disk>
+  </devices>
+</domain>
+`
+}
