@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/testenv"
 )
 
 // Accounts: QEMU's user, and the owners of the images.
@@ -67,111 +68,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-// need skips when a tool is missing, except under CI=true.
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-}
-
-func sh(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// sharedMount is one shared filesystem, mounted for the test.
-type sharedMount struct {
-	name   string
-	dir    string // where it is mounted: both hosts name files by this path
-	xattrs bool   // whether it stores trusted xattrs
-	// declare is set when only qemu.conf's shared_filesystems makes the
-	// hook count it as shared.
-	declare bool
-}
-
-// gluster starts glusterd (unless it runs), creates a single-brick
-// volume on this host's address and FUSE-mounts it; all of it is taken
-// down at the end of the test.
-func gluster(t *testing.T, root string) sharedMount {
-	need(t, "glusterd", "gluster", "mount.glusterfs")
-	addr := strings.Fields(sh(t, "hostname", "-I"))
-	if len(addr) == 0 {
-		t.Skip("no address other than loopback for a gluster brick")
-	}
-	if exec.Command("pgrep", "-x", "glusterd").Run() != nil {
-		pidFile := filepath.Join(root, "glusterd.pid")
-		sh(t, "glusterd", "--log-file="+filepath.Join(root, "glusterd.log"), "-p", pidFile)
-		t.Cleanup(func() {
-			if b, err := os.ReadFile(pidFile); err == nil {
-				var pid int
-				if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-					_ = unix.Kill(pid, unix.SIGTERM)
-				}
-			}
-		})
-		if !waitFor(10*time.Second, func() bool { return exec.Command("gluster", "--mode=script", "volume", "list").Run() == nil }) {
-			t.Fatal("glusterd did not answer")
-		}
-	}
-	vol := fmt.Sprintf("dachook%d", os.Getpid())
-	brick := filepath.Join(root, "brick")
-	mnt := filepath.Join(root, "gluster")
-	for _, d := range []string{brick, mnt} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sh(t, "gluster", "--mode=script", "volume", "create", vol, addr[0]+":"+brick, "force")
-	t.Cleanup(func() {
-		_ = exec.Command("gluster", "--mode=script", "volume", "delete", vol).Run()
-	})
-	sh(t, "gluster", "--mode=script", "volume", "start", vol)
-	t.Cleanup(func() {
-		_ = exec.Command("gluster", "--mode=script", "volume", "stop", vol, "force").Run()
-	})
-	sh(t, "mount", "-t", "glusterfs", addr[0]+":/"+vol, mnt)
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
-	return sharedMount{name: "glusterfs", dir: mnt, xattrs: true}
-}
-
-// bindfs mounts a FUSE view of a local directory that stores no xattrs,
-// as NFS does not store trusted ones; extra options make it squash root.
-func bindfs(t *testing.T, root, name string, extra ...string) sharedMount {
-	need(t, "bindfs")
-	back, mnt := filepath.Join(root, name+"-back"), filepath.Join(root, name)
-	for _, d := range []string{back, mnt} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	args := append([]string{"--xattr-none", "-o", "allow_other"}, extra...)
-	sh(t, "bindfs", append(args, back, mnt)...)
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
-	if err := unix.Setxattr(mnt, "trusted.dachook-probe", []byte("1"), 0); err == nil {
-		t.Fatalf("%s stores trusted xattrs; it must stand for NFS", mnt)
-	}
-	return sharedMount{name: name, dir: mnt, declare: true}
-}
-
-func waitFor(d time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
 }
 
 // mode is how libvirt's own DAC driver is set up.
@@ -388,9 +284,9 @@ func migrate(t *testing.T, v *vm, src, dst *host, reason string) {
 }
 
 // noRecordsLeft checks that the mount's record directory holds no record.
-func noRecordsLeft(t *testing.T, m sharedMount) {
+func noRecordsLeft(t *testing.T, m testenv.SharedMount) {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(m.dir, ".libvirt-dac-hook"))
+	ents, err := os.ReadDir(filepath.Join(m.Dir, ".libvirt-dac-hook"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
@@ -406,11 +302,11 @@ func noRecordsLeft(t *testing.T, m sharedMount) {
 
 type scenario struct {
 	name string
-	run  func(t *testing.T, m sharedMount, a, b *host, dir string)
+	run  func(t *testing.T, m testenv.SharedMount, a, b *host, dir string)
 }
 
 var scenarios = []scenario{
-	{"MigrateAndBack", func(t *testing.T, m sharedMount, a, b *host, dir string) {
+	{"MigrateAndBack", func(t *testing.T, m testenv.SharedMount, a, b *host, dir string) {
 		v := images(t, dir, "vm")[0]
 		a.start(v, false)
 		want(t, "start on A", map[string]owner{v.disk: qemu, v.base: qemu})
@@ -418,14 +314,14 @@ var scenarios = []scenario{
 		b.stop(v, "-")
 		want(t, "stop on B", map[string]owner{v.disk: diskOrig, v.base: baseOrig})
 	}},
-	{"MigrateReasonMigrated", func(t *testing.T, m sharedMount, a, b *host, dir string) {
+	{"MigrateReasonMigrated", func(t *testing.T, m testenv.SharedMount, a, b *host, dir string) {
 		v := images(t, dir, "vm")[0]
 		a.start(v, false)
 		migrate(t, v, a, b, "migrated")
 		b.stop(v, "shutdown")
 		want(t, "stop on B", map[string]owner{v.disk: diskOrig, v.base: baseOrig})
 	}},
-	{"FailedMigration", func(t *testing.T, m sharedMount, a, b *host, dir string) {
+	{"FailedMigration", func(t *testing.T, m testenv.SharedMount, a, b *host, dir string) {
 		v := images(t, dir, "vm")[0]
 		a.start(v, false)
 		b.start(v, true)
@@ -435,7 +331,7 @@ var scenarios = []scenario{
 		a.stop(v, "-")
 		want(t, "stop on A", map[string]owner{v.disk: diskOrig, v.base: baseOrig})
 	}},
-	{"PingPong", func(t *testing.T, m sharedMount, a, b *host, dir string) {
+	{"PingPong", func(t *testing.T, m testenv.SharedMount, a, b *host, dir string) {
 		v := images(t, dir, "vm")[0]
 		a.start(v, false)
 		migrate(t, v, a, b, "-")
@@ -444,7 +340,7 @@ var scenarios = []scenario{
 		b.stop(v, "-")
 		want(t, "stop on B", map[string]owner{v.disk: diskOrig, v.base: baseOrig})
 	}},
-	{"SharedBaseOnTwoHosts", func(t *testing.T, m sharedMount, a, b *host, dir string) {
+	{"SharedBaseOnTwoHosts", func(t *testing.T, m testenv.SharedMount, a, b *host, dir string) {
 		vs := images(t, dir, "va", "vb")
 		a.start(vs[0], false)
 		b.start(vs[1], false)
@@ -454,7 +350,7 @@ var scenarios = []scenario{
 		b.stop(vs[1], "-")
 		want(t, "vb stopped on B", map[string]owner{vs[0].disk: diskOrig, vs[1].disk: diskOrig, vs[0].base: baseOrig})
 	}},
-	{"HostDies", func(t *testing.T, m sharedMount, a, b *host, dir string) {
+	{"HostDies", func(t *testing.T, m testenv.SharedMount, a, b *host, dir string) {
 		v := images(t, dir, "vm")[0]
 		a.start(v, false)
 		migrate(t, v, a, b, "-")
@@ -483,27 +379,27 @@ var scenarios = []scenario{
 // TestMigration runs every scenario on every shared filesystem, in both
 // modes.
 func TestMigration(t *testing.T) {
-	need(t, "qemu-img")
+	testenv.Need(t, "qemu-img")
 	root := t.TempDir()
 	must(t, os.Chmod(root, 0o755))
-	mounts := []sharedMount{bindfs(t, root, "nfs")}
+	mounts := []testenv.SharedMount{testenv.Bindfs(t, root, "nfs")}
 	if _, err := exec.LookPath("glusterd"); err == nil || os.Getenv("CI") == "true" {
-		mounts = append(mounts, gluster(t, root))
+		mounts = append(mounts, testenv.Gluster(t, root))
 	} else {
 		t.Log("glusterd not installed: GlusterFS skipped")
 	}
 	for _, m := range mounts {
 		for _, md := range modes {
 			for _, sc := range scenarios {
-				t.Run(m.name+"/"+md.name+"/"+sc.name, func(t *testing.T) {
+				t.Run(m.Name+"/"+md.name+"/"+sc.name, func(t *testing.T) {
 					hroot := t.TempDir()
 					var shared []string
-					if m.declare {
-						shared = []string{m.dir}
+					if m.Declare {
+						shared = []string{m.Dir}
 					}
 					a := newHost(t, hroot, "A", md, shared)
 					b := newHost(t, hroot, "B", md, shared)
-					dir := filepath.Join(m.dir, strings.NewReplacer("/", "-").Replace(t.Name()))
+					dir := filepath.Join(m.Dir, strings.NewReplacer("/", "-").Replace(t.Name()))
 					t.Cleanup(func() {
 						if t.Failed() {
 							for _, h := range []*host{a, b} {
@@ -525,16 +421,16 @@ func TestMigration(t *testing.T) {
 // TestRootSquash: on an export that squashes root, prepare fails with one
 // line naming the fix, and nothing is changed or recorded.
 func TestRootSquash(t *testing.T) {
-	need(t, "qemu-img")
+	testenv.Need(t, "qemu-img")
 	root := t.TempDir()
 	must(t, os.Chmod(root, 0o755))
 	// root's new files belong to nobody, root's chowns are refused. The
 	// images are made behind its back, naming each other by the
 	// squashed mount's paths.
-	sq := bindfs(t, root, "squashed", "--create-for-user=65534", "--create-for-group=65534", "--chown-deny")
+	sq := testenv.Bindfs(t, root, "squashed", "--create-for-user=65534", "--create-for-group=65534", "--chown-deny")
 	back := filepath.Join(root, "squashed-back", "img")
 	must(t, os.MkdirAll(back, 0o755))
-	sv := &vm{name: "vm", disk: filepath.Join(sq.dir, "img", "vm.qcow2"), base: filepath.Join(sq.dir, "img", "base.qcow2")}
+	sv := &vm{name: "vm", disk: filepath.Join(sq.Dir, "img", "vm.qcow2"), base: filepath.Join(sq.Dir, "img", "base.qcow2")}
 	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(back, "base.qcow2"), "16M")
 	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", sv.base, "-F", "qcow2", "-o", "size=16M", filepath.Join(back, "vm.qcow2"))
 	chown(t, filepath.Join(back, "base.qcow2"), baseOrig)
@@ -542,14 +438,14 @@ func TestRootSquash(t *testing.T) {
 	v := &vm{disk: filepath.Join(back, "vm.qcow2"), base: filepath.Join(back, "base.qcow2")}
 	for _, md := range modes {
 		t.Run(md.name, func(t *testing.T) {
-			a := newHost(t, t.TempDir(), "A", md, []string{sq.dir})
+			a := newHost(t, t.TempDir(), "A", md, []string{sq.Dir})
 			err := a.call(sv, "prepare", "begin", "-")
 			if err == nil || !strings.Contains(err.Error(), "no_root_squash") || strings.Count(strings.TrimSpace(err.Error()), "\n") > 0 {
 				t.Fatalf("prepare on a root-squashed export = %v, want one line naming no_root_squash", err)
 			}
 			t.Log(err)
 			want(t, "refused prepare", map[string]owner{v.disk: diskOrig, v.base: baseOrig})
-			if _, err := os.Stat(filepath.Join(sq.dir, ".libvirt-dac-hook")); err == nil {
+			if _, err := os.Stat(filepath.Join(sq.Dir, ".libvirt-dac-hook")); err == nil {
 				t.Errorf("a record directory was left on the squashed export")
 			}
 			var st struct {
@@ -575,11 +471,11 @@ func TestReadOnlyShared(t *testing.T) {
 	must(t, os.MkdirAll(back, 0o755))
 	write(t, filepath.Join(back, "boot.iso"), "iso")
 	chown(t, filepath.Join(back, "boot.iso"), qemu)
-	m := bindfs(t, root, "ro", "-r")
-	iso := filepath.Join(m.dir, "boot.iso")
+	m := testenv.Bindfs(t, root, "ro", "-r")
+	iso := filepath.Join(m.Dir, "boot.iso")
 	for _, md := range modes {
 		t.Run(md.name, func(t *testing.T) {
-			a := newHost(t, t.TempDir(), "A", md, []string{m.dir})
+			a := newHost(t, t.TempDir(), "A", md, []string{m.Dir})
 			v := &cdromVM{name: "cd", iso: iso}
 			for _, op := range [][3]string{{"prepare", "begin", "-"}, {"release", "end", "-"}} {
 				out, errOut, err := a.run(v.xml(), v.name, op[0], op[1], op[2])
@@ -588,7 +484,7 @@ func TestReadOnlyShared(t *testing.T) {
 				}
 			}
 			want(t, "start and stop", map[string]owner{iso: qemu})
-			if _, err := os.Stat(filepath.Join(m.dir, ".libvirt-dac-hook")); err == nil {
+			if _, err := os.Stat(filepath.Join(m.Dir, ".libvirt-dac-hook")); err == nil {
 				t.Errorf("a record directory appeared on a read-only mount")
 			}
 		})
@@ -607,4 +503,13 @@ func (v *cdromVM) xml() string {
   </devices>
 </domain>
 `
+}
+
+func sh(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
