@@ -82,9 +82,9 @@ func TestUntrusted(t *testing.T) {
 			must(t, os.Chown(dir, 1000, 1000))
 		}},
 		{"directory a symlink", func(t *testing.T, dir string) {
-			real := dir + ".real"
-			must(t, os.Mkdir(real, 0o700))
-			must(t, os.Symlink(real, dir))
+			target := dir + ".real"
+			must(t, os.Mkdir(target, 0o700))
+			must(t, os.Symlink(target, dir))
 		}},
 		{"lock file of a user", func(t *testing.T, dir string) {
 			must(t, os.Mkdir(dir, 0o700))
@@ -171,7 +171,7 @@ func TestHelperHoldLock(t *testing.T) {
 	}
 	sp, err := Open(dir, time.Second)
 	must(t, err)
-	os.Stdout.WriteString("locked\n")
+	_, _ = os.Stdout.WriteString("locked\n")
 	b := make([]byte, 1)
 	_, _ = os.Stdin.Read(b)
 	sp.Close()
