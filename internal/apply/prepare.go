@@ -32,11 +32,13 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 	if err != nil {
 		return err
 	}
-	if err := refresh(st, p); err != nil {
-		return err
-	}
+	// The cluster records first: another host's prepare or release may
+	// change an owner right up to its unlock, and refresh must see that.
 	defer r.closeSpaces()
 	if err := r.openSpaces(r.sharedFiles(p)); err != nil {
+		return err
+	}
+	if err := refresh(st, p); err != nil {
 		return err
 	}
 	before := st.Clone()

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,6 +46,9 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
+// volumes numbers the volumes of this process.
+var volumes atomic.Int64
+
 // Gluster mounts a single-brick GlusterFS volume over this host's address
 // at root/gluster (FUSE), with its brick in root/brick, starting glusterd
 // first unless it runs. The volume, the mount and a glusterd it started
@@ -56,7 +60,8 @@ func Gluster(t testing.TB, root string) SharedMount {
 	if len(addr) == 0 {
 		t.Skip("no address other than loopback for a gluster brick")
 	}
-	if exec.Command("pgrep", "-x", "glusterd").Run() != nil {
+	if exec.Command("gluster", "--mode=script", "volume", "list").Run() != nil {
+		// No glusterd answers (one that is a zombie nobody reaps does not).
 		pidFile := filepath.Join(root, "glusterd.pid")
 		run(t, "glusterd", "--log-file="+filepath.Join(root, "glusterd.log"), "-p", pidFile)
 		t.Cleanup(func() {
@@ -64,6 +69,8 @@ func Gluster(t testing.TB, root string) SharedMount {
 				var pid int
 				if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
 					_ = unix.Kill(pid, unix.SIGTERM)
+					// The next test must not find it still going away.
+					waitFor(10*time.Second, func() bool { return gone(pid) })
 				}
 			}
 		})
@@ -71,7 +78,7 @@ func Gluster(t testing.TB, root string) SharedMount {
 			t.Fatal("glusterd did not answer")
 		}
 	}
-	vol := fmt.Sprintf("dachook%d", os.Getpid())
+	vol := fmt.Sprintf("dachook%d-%d", os.Getpid(), volumes.Add(1))
 	brick, mnt := filepath.Join(root, "brick"), filepath.Join(root, "gluster")
 	for _, d := range []string{brick, mnt} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -79,7 +86,11 @@ func Gluster(t testing.TB, root string) SharedMount {
 		}
 	}
 	run(t, "gluster", "--mode=script", "volume", "create", vol, addr[0]+":"+brick, "force")
-	t.Cleanup(func() { _ = exec.Command("gluster", "--mode=script", "volume", "delete", vol).Run() })
+	t.Cleanup(func() {
+		if out, err := exec.Command("gluster", "--mode=script", "volume", "delete", vol).CombinedOutput(); err != nil {
+			t.Logf("gluster volume delete %s: %v: %s", vol, err, out)
+		}
+	})
 	run(t, "gluster", "--mode=script", "volume", "start", vol)
 	t.Cleanup(func() { _ = exec.Command("gluster", "--mode=script", "volume", "stop", vol, "force").Run() })
 	run(t, "mount", "-t", "glusterfs", addr[0]+":/"+vol, mnt)
@@ -115,4 +126,14 @@ func waitFor(d time.Duration, cond func() bool) bool {
 		}
 	}
 	return cond()
+}
+
+// gone reports whether pid has exited (a zombie nobody reaps counts).
+func gone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return strings.HasPrefix(rest, "Z")
 }

@@ -376,6 +376,49 @@ var scenarios = []scenario{
 	}},
 }
 
+// concurrentScenario starts six domains on one base at once, three on each
+// host, then stops them all at once: every prepare and release of both
+// hosts races for the base's record.
+var concurrentScenario = scenario{"SixDomainsOneBaseTwoHosts", func(t *testing.T, m testenv.SharedMount, a, b *host, dir string) {
+	vs := images(t, dir, "v1", "v2", "v3", "v4", "v5", "v6")
+	hostOf := func(i int) *host {
+		if i%2 == 0 {
+			return a
+		}
+		return b
+	}
+	all := func(do func(h *host, v *vm) error) {
+		errs := make(chan error, len(vs))
+		for i, v := range vs {
+			go func() { errs <- do(hostOf(i), v) }()
+		}
+		for range vs {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	all(func(h *host, v *vm) error { return h.call(v, "prepare", "begin", "-") })
+	running := map[string]owner{vs[0].base: qemu}
+	for _, v := range vs {
+		running[v.disk] = qemu
+	}
+	want(t, "six prepares at once", running)
+	all(func(h *host, v *vm) error {
+		if h.mode.cooperative {
+			if err := os.Chown(v.disk, 0, 0); err != nil { // libvirt's restore
+				return err
+			}
+		}
+		return h.call(v, "release", "end", "-")
+	})
+	done := map[string]owner{vs[0].base: baseOrig}
+	for _, v := range vs {
+		done[v.disk] = diskOrig
+	}
+	want(t, "six releases at once", done)
+}}
+
 // TestMigration runs every scenario on every shared filesystem, in both
 // modes.
 func TestMigration(t *testing.T) {
@@ -390,7 +433,7 @@ func TestMigration(t *testing.T) {
 	}
 	for _, m := range mounts {
 		for _, md := range modes {
-			for _, sc := range scenarios {
+			for _, sc := range append(scenarios, concurrentScenario) {
 				t.Run(m.Name+"/"+md.name+"/"+sc.name, func(t *testing.T) {
 					hroot := t.TempDir()
 					var shared []string
