@@ -106,6 +106,15 @@ func printClusterStatus(w io.Writer, cs []clusterStatus, errs []error, me, boot 
 			return err
 		}
 	}
+	others := false
+	for _, c := range cs {
+		for _, r := range c.Records {
+			others = others || len(r.Others(me)) > 0
+		}
+	}
+	if others {
+		out.printf("files other hosts hold keep QEMU's owner until those hosts release them; for a host that died and never comes back: `libvirt-dac-hook forget-host HOSTID`\n")
+	}
 	for _, err := range errs {
 		out.printf("damaged: %s\n", err)
 	}

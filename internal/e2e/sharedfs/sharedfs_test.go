@@ -355,7 +355,9 @@ var scenarios = []scenario{
 		a.start(v, false)
 		migrate(t, v, a, b, "-")
 		// B dies: no release ever comes from it.
-		if st := a.status(); !strings.Contains(st, "B/vm") {
+		st := a.status()
+		t.Logf("status on A:\n%s", st)
+		if !strings.Contains(st, "B/vm") {
 			t.Errorf("status on A does not show B holding the files:\n%s", st)
 		}
 		if _, errOut, err := a.run("", "restore", "--stale"); err != nil {
