@@ -18,7 +18,7 @@ import (
 // on failure the destination releases ("failed") and the source nothing.
 
 // migrate plays one successful migration of vm from host src to dst.
-func (f *fixture) migrate(vm, src, dst, reason string, files ...string) {
+func (f *fixture) migrate(vm, src, dst string, reason Reason, files ...string) {
 	f.t.Helper()
 	if err := f.host(dst).Prepare(f.plan(vm, qemuUID, qemuGID, files...)); err != nil {
 		f.t.Fatalf("%s prepare on %s: %v", vm, dst, err)
@@ -38,8 +38,8 @@ func (f *fixture) migrate(vm, src, dst, reason string, files ...string) {
 // domain stops on B: the original comes back once, at the end, and no
 // record or mark is left.
 func TestPingPong(t *testing.T) {
-	for _, reason := range []string{"-", "migrated"} {
-		t.Run(reason, func(t *testing.T) {
+	for _, reason := range []Reason{ReasonNone, ReasonMigrated} {
+		t.Run(string(reason), func(t *testing.T) {
 			f := newFixture(t, "disk.img")
 			if err := f.host("A").Prepare(f.plan("vm", qemuUID, qemuGID, "disk.img")); err != nil {
 				t.Fatal(err)

@@ -50,18 +50,18 @@ type Decision struct {
 	finish bool // the entry is finished with and is removed
 }
 
-// Release gives back everything domain holds. reason is the 4th hook
-// argument ("-" or a shutoff reason such as "migrated"). Files on shared
+// Release gives back everything domain holds. reason is libvirt's (the
+// 4th hook argument, ReasonNone before libvirt 10.5). Files on shared
 // filesystems are not given back after a migration: the destination's QEMU
 // uses them now. Release is idempotent and best-effort: it gives back every
 // entry it can and joins the errors of those it cannot, keeping their
 // records for a later restore.
-func (r *Runner) Release(domain, reason string) error {
+func (r *Runner) Release(domain string, reason Reason) error {
 	if r.DryRun {
 		r.Log.WithFields(logrus.Fields{"domain": domain, "op": "release"}).Info("dry run: would restore what the journal holds for the domain")
 		return nil
 	}
-	return r.restore(selection{domain: domain, migrated: reason == "migrated", op: "release"})
+	return r.restore(selection{domain: domain, migrated: reason.Migrated(), op: "release"})
 }
 
 // Selector chooses entries for Restore.
@@ -214,7 +214,7 @@ func (r *Runner) collect(st *journal.State, sel selection) (give []*journal.Entr
 // PlanRelease shows what Release(domain, reason) would decide for every
 // entry of st the domain holds, without changing anything: the same
 // selection and the same decide as the real release.
-func (r *Runner) PlanRelease(st *journal.State, domain, reason string) []Decision {
+func (r *Runner) PlanRelease(st *journal.State, domain string, reason Reason) []Decision {
 	defer r.closeSpaces()
 	boot := r.Store.BootID
 	var out []Decision
@@ -230,7 +230,7 @@ func (r *Runner) PlanRelease(st *journal.State, domain, reason string) []Decisio
 				To: plan.Owner{UID: e.TargetUID, GID: e.TargetGID}, Original: plan.Owner{UID: e.UID, GID: e.GID}, Current: currentOwner(e.Path)})
 			continue
 		}
-		d := r.decide(e, st, reason == "migrated")
+		d := r.decide(e, st, reason.Migrated())
 		if d.handle != nil {
 			d.handle.Close()
 		}

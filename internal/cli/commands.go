@@ -216,7 +216,7 @@ func planRelease(e *env, s *setup, name string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	ds := r.PlanRelease(st, name, "-")
+	ds := r.PlanRelease(st, name, apply.ReasonNone)
 	if ds == nil {
 		ds = []apply.Decision{}
 	}

@@ -43,3 +43,6 @@ func SetLiveDirs(dirs []string) func() {
 	liveDirs = dirs
 	return func() { liveDirs = old }
 }
+
+// ParseReason is parseReason, for the table test.
+var ParseReason = parseReason

@@ -100,7 +100,11 @@ func readDomain(e *env, name string) (*domain.Domain, error) {
 // It reads no stdin: the journal and the inventory are the records.
 func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
 	log := s.log.WithField("domain", name)
-	err := r.Release(name, extra)
+	reason, known := parseReason(extra)
+	if !known {
+		log.WithField("reason", extra).Warn("release reason unknown to this hook: released as if libvirt had given none")
+	}
+	err := r.Release(name, reason)
 	if err != nil {
 		log.WithError(err).Error("release incomplete")
 	}
@@ -119,6 +123,21 @@ func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
 		}
 	}
 	return err
+}
+
+// parseReason reads the 4th argument of `release end`: "-" from libvirt
+// before 10.5, a shutoff reason after (apply.Reason). A reason this hook
+// does not know (a later libvirt's) is not an error, since release must
+// never fail for it: it counts as none given, and known is false.
+func parseReason(extra string) (reason apply.Reason, known bool) {
+	switch r := apply.Reason(extra); r {
+	case apply.ReasonNone, apply.ReasonUnknown, apply.ReasonShutdown, apply.ReasonDestroyed, apply.ReasonCrashed,
+		apply.ReasonMigrated, apply.ReasonSaved, apply.ReasonFailed, apply.ReasonFromSnapshot, apply.ReasonDaemon:
+		return r, true
+	case "":
+		return apply.ReasonNone, true
+	}
+	return apply.ReasonNone, false
 }
 
 func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {

@@ -4,11 +4,19 @@
 // of every host file while each VM runs and after it stops.
 //
 // Every file of the suite is behind the e2e build tag, because the suite
-// changes the host: it may install libvirt and QEMU, rewrites
-// /etc/libvirt/qemu.conf, installs the hook, restarts libvirtd and creates
-// users. It puts all of that back afterwards (also after a killed run, at
-// the next run's start). A plain `go test ./...` compiles only this file
-// and so never touches the host. Run it as root:
+// needs root and may change the machine: it installs libvirt and QEMU when
+// they are missing, creates the users dachook-alice and dachook-bob (and
+// removes them again), attaches loop devices and makes /dev/kvm root:kvm
+// 0660. It never touches the machine's libvirt: every daemon it runs
+// (virtlogd and libvirtd) runs in a private mount namespace of its own,
+// with its own /etc/libvirt (a copy of the machine's config files with the
+// suite's qemu.conf settings, a host_uuid of its own and the hook under
+// test), /run/libvirt, /var/lib/libvirt, /var/log/libvirt,
+// /var/cache/libvirt and hook state directory (host_test.go); several such
+// hosts can run side by side. TestHostUntouched checks that the machine's
+// /etc/libvirt, daemons and domains are as they were. A plain
+// `go test ./...` compiles only this file and so never runs any of it.
+// Run it as root:
 //
 //	sudo make e2e
 //	sudo go test -tags e2e -count=1 -timeout 40m -v ./internal/e2e/

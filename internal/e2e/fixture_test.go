@@ -8,6 +8,7 @@ package e2e
 // wait for libvirt's release, compare owners with what each phase expects.
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"net"
@@ -38,6 +39,7 @@ type tracked struct {
 type fixture struct {
 	t     *testing.T
 	h     *harness
+	host  *host // where the fixture's domains run: the default host
 	dir   string
 	files []*tracked
 }
@@ -55,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatalf("chmod fixture dir: %v", err)
 	}
-	return &fixture{t: t, h: e2e, dir: dir}
+	return &fixture{t: t, h: e2e, host: e2e.host, dir: dir}
 }
 
 // image creates an image with qemu-img and gives it owner o and mode.
@@ -158,9 +160,9 @@ func (f *fixture) create(spec domainSpec) (xmlPath, out string, err error) {
 		suffix = "-nohook"
 	}
 	xmlPath = f.writeXML(spec.Name+suffix, spec.xml())
-	out, err = virsh(2*time.Minute, "create", xmlPath)
+	out, err = f.host.virsh(2*time.Minute, "create", xmlPath)
 	if err == nil {
-		f.t.Cleanup(func() { _, _ = virsh(time.Minute, "destroy", spec.Name) })
+		f.t.Cleanup(func() { _, _ = f.host.virsh(time.Minute, "destroy", spec.Name) })
 	}
 	return xmlPath, out, err
 }
@@ -184,14 +186,14 @@ func (f *fixture) mustStart(spec domainSpec) {
 		f.t.Errorf("virsh create %s: %v (libvirt's error below)", spec.Name, err)
 		logBlock(f.t, "libvirt error", out)
 		f.logPlan(xmlPath)
-		f.h.diagnose(f.t, spec.Name)
+		f.host.diagnose(f.t, spec.Name)
 		f.t.FailNow()
 	}
 }
 
 func (f *fixture) destroy(name string) {
 	f.t.Helper()
-	if out, err := virsh(time.Minute, "destroy", name); err != nil {
+	if out, err := f.host.virsh(time.Minute, "destroy", name); err != nil {
 		f.t.Errorf("virsh destroy %s: %v: %s", name, err, out)
 	}
 	f.waitGone(name)
@@ -204,7 +206,7 @@ func (f *fixture) waitGone(name string) {
 	var out string
 	if !waitFor(30*time.Second, func() bool {
 		var err error
-		out, err = virsh(10*time.Second, "domstate", name)
+		out, err = f.host.virsh(10*time.Second, "domstate", name)
 		return err != nil || out == "shut off"
 	}) {
 		f.t.Fatalf("domain %s still %q after 30s", name, out)
@@ -224,8 +226,8 @@ func (f *fixture) check(phase string, running bool, domains ...string) {
 		if running {
 			want = tr.running
 		}
-		if running && tr.nsDomain != "" && f.h.mode.cooperative() {
-			if !f.checkAt(phase, tr, filepath.Join("/proc", strconv.Itoa(qemuPID(f.t, tr.nsDomain)), "root", tr.path), want) {
+		if running && tr.nsDomain != "" && f.host.mode.cooperative() {
+			if !f.checkAt(phase, tr, filepath.Join("/proc", strconv.Itoa(f.host.qemuPID(f.t, tr.nsDomain)), "root", tr.path), want) {
 				ok = false
 			}
 			continue
@@ -238,7 +240,7 @@ func (f *fixture) check(phase string, running bool, domains ...string) {
 		ok = false
 	}
 	if !ok {
-		f.h.diagnose(f.t, domains...)
+		f.host.diagnose(f.t, domains...)
 	}
 }
 
@@ -304,18 +306,11 @@ func (f *fixture) checkAt(phase string, tr *tracked, p string, want owner) bool 
 	return ok
 }
 
-// qemuPID reads the pid libvirt recorded for a running domain.
+// qemuPID reads the pid the default host's libvirt recorded for a
+// running domain.
 func qemuPID(t *testing.T, name string) int {
 	t.Helper()
-	data, err := os.ReadFile("/run/libvirt/qemu/" + name + ".pid")
-	if err != nil {
-		t.Fatalf("read qemu pid of %s: %v", name, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		t.Fatalf("parse qemu pid of %s: %v", name, err)
-	}
-	return pid
+	return e2e.host.qemuPID(t, name)
 }
 
 // processOwner returns the real uid and gid of pid.
@@ -343,7 +338,7 @@ func processOwner(t *testing.T, pid int) owner {
 
 func (f *fixture) checkQEMURunsAs(name string, want owner) {
 	f.t.Helper()
-	if got := processOwner(f.t, qemuPID(f.t, name)); got != want {
+	if got := processOwner(f.t, f.host.qemuPID(f.t, name)); got != want {
 		f.t.Errorf("qemu of %s runs as %s, want %s", name, got, want)
 	}
 }
@@ -355,7 +350,7 @@ const noHookLabel = "<seclabel type='none' model='dac'/>"
 // logPlan shows what the installed hook makes of a domain XML.
 func (f *fixture) logPlan(xmlPath string) {
 	f.t.Helper()
-	out, err := exec.Command(hookPath, "plan", xmlPath).CombinedOutput()
+	out, err := f.host.hookCommand(context.Background(), "plan", xmlPath).CombinedOutput()
 	if err != nil {
 		out = append(out, fmt.Sprintf("\n(exit: %v)", err)...)
 	}
@@ -382,7 +377,7 @@ func (f *fixture) mustFailWithoutHook(spec domainSpec, wantErr string) {
 	} else {
 		logBlock(f.t, "control: libvirt error without the hook (as expected)", tail(out, 3))
 	}
-	if _, err := virsh(10*time.Second, "domstate", spec.Name); err == nil {
+	if _, err := f.host.virsh(10*time.Second, "domstate", spec.Name); err == nil {
 		f.t.Errorf("control: domain %s still exists after its failed start", spec.Name)
 	}
 	f.check("control start without the hook (failed as it should)", false, spec.Name)

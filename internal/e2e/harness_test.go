@@ -2,52 +2,47 @@
 
 package e2e
 
-// The end-to-end harness: it turns this machine into a libvirt host whose
-// QEMU driver has dynamic_ownership = 0 (strict mode) and our hook
-// installed, runs the scenarios of this package against a real libvirtd and
-// QEMU, and puts everything back afterwards. Scenarios may switch the host
-// to cooperative mode (useMode) and back.
+// The end-to-end harness: it runs the scenarios of this package against
+// real libvirt daemons and QEMU with our hook installed, and leaves the
+// machine's own libvirt exactly as it was. The daemons run in a private
+// mount namespace with their own /etc/libvirt, /run/libvirt,
+// /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt and hook state
+// (a host, host_test.go); the scenarios talk to them through the socket in
+// that namespace. The default host starts in strict mode
+// (dynamic_ownership = 0, the hook alone chowns); scenarios may switch it
+// to cooperative mode (useMode) and back, which rewrites only the host's
+// own qemu.conf.
 //
-// What the harness changes on the host, and what it restores:
-//   - /etc/libvirt/qemu.conf: our settings are prepended (virconf keeps the
-//     first occurrence of a key), the original follows verbatim. Restored.
-//     user/group: libvirt-qemu (or qemu) and kvm, so uid != gid and a
-//     swapped chown is caught. Strict mode (the normal state):
-//     dynamic_ownership = 0 so only the hook chowns; remember_owner = 0 so
-//     libvirt writes no owner xattrs either. Cooperative mode groups
-//     rewrite it with dynamic_ownership = 1 and remember_owner 1 or 0 and
-//     restart libvirtd; the original is what is restored either way.
-//   - /etc/libvirt/hooks/qemu: the freshly built hook, unless
-//     LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 (then the installed one is tested and
-//     left alone). Restored (or removed when there was none).
-//   - /etc/libvirt/libvirt-dac-hook.conf: points state_dir and log_file into
-//     the run's work directory. Restored (or removed).
-//   - libvirtd is restarted so it finds the hook (it only looks at start).
-//     A libvirtd this run started is stopped at the end; one that was already
-//     running is started again with `libvirtd -d` after the restore, so it
-//     sees the original configuration. virtlogd is only stopped if this run
-//     started it. libvirtd chowns its own directories under
-//     /var/lib/libvirt/qemu to the configured user:group when it starts;
-//     the next libvirtd start with the original qemu.conf sets them back.
+// What the harness does change on the machine, and what it puts back:
 //   - /dev/kvm is made root:kvm 0660 as udev would on a real host and left
 //     so: it is the correct state, not a test artefact.
 //   - Users dachook-alice and dachook-bob are created when absent (files in
-//     the scenarios need owners that are neither root nor QEMU) and removed
-//     again if this run created them.
+//     the scenarios need owners that are neither root nor QEMU; the daemons
+//     and the hook resolve names through the machine's /etc/passwd) and
+//     removed again if this run created them.
 //   - Loop devices attached by a scenario are detached and their nodes get
 //     their owner and mode back.
+//   - The work dir under /var/tmp (images, the hosts' directories, logs)
+//     is removed.
+//   - On a machine without them, empty /etc/libvirt, /var/lib/libvirt,
+//     /var/log/libvirt, /var/cache/libvirt and /run/libvirt directories are
+//     created as mount points (with libvirt installed they exist).
 //
-// Everything above is recorded as it happens in backupDir (file copies plus
-// a manifest, and run.json), so a run that was killed before its teardown
-// is undone by the next run before anything else happens. SIGINT/SIGTERM
-// tear down, and a watchdog tears down before `go test -timeout` would kill
-// the process without running deferred code. LIBVIRT_DAC_HOOK_E2E_KEEP=1
-// keeps the work directory (images, hook log, state) for inspection.
+// TestHostUntouched and the end of TestMain check that the machine's
+// /etc/libvirt (checksums, owners, modes), its libvirt daemons (pids) and
+// its domains (`virsh list --all`) are as they were before the run.
+//
+// What a run started is recorded as it happens in backupDir (run.json), so
+// a run that was killed before its teardown is undone by the next run
+// before anything else happens: its namespaces' processes killed, its
+// loops detached, its users removed. SIGINT/SIGTERM tear down, and a
+// watchdog tears down before `go test -timeout` would kill the process
+// without running deferred code. LIBVIRT_DAC_HOOK_E2E_KEEP=1 keeps the
+// work directory (images, hook log, state) for inspection.
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -72,15 +67,12 @@ const (
 	// domainPrefix names every domain the suite creates, so leftovers of an
 	// interrupted run can be found and destroyed.
 	domainPrefix = "dachook-e2e-"
-	libvirtURI   = "qemu:///system"
-	qemuConfPath = "/etc/libvirt/qemu.conf"
-	hookPath     = "/etc/libvirt/hooks/qemu"
-	ourConfPath  = "/etc/libvirt/libvirt-dac-hook.conf"
-	backupDir    = "/var/tmp/dachook-e2e.backup"
-	libvirtdPID  = "/run/libvirtd.pid"
-	virtlogdPID  = "/run/virtlogd.pid"
-	aliceName    = "dachook-alice"
-	bobName      = "dachook-bob"
+	// hookPath is where libvirt finds the hook, on the machine and in each
+	// host's namespace.
+	hookPath  = "/etc/libvirt/hooks/qemu"
+	backupDir = "/var/tmp/dachook-e2e.backup"
+	aliceName = "dachook-alice"
+	bobName   = "dachook-bob"
 )
 
 // errSkip marks setup failures that mean "this machine cannot run the suite"
@@ -100,29 +92,29 @@ type owner struct{ uid, gid int }
 func (o owner) String() string { return fmt.Sprintf("%d:%d", o.uid, o.gid) }
 
 // harness is the state of one e2e run; e2e is nil when the suite is skipped.
+//
+// It embeds the default host, on which the scenarios run: h.mode,
+// h.switchMode, h.virsh, h.logFile are that host's.
 type harness struct {
-	workDir  string // root-owned 0755 so QEMU can traverse it
-	stateDir string
-	logFile  string
-	hookBin  string // what is installed as hookPath (for status diagnostics)
+	*host
+
+	workDir string // root-owned 0755 so QEMU can traverse it
+	hookSrc string // the binary installed as each host's hooks/qemu
 
 	qemu       account // user and group from our qemu.conf
 	alice, bob account
 
-	// qemuConfOrig is qemu.conf as it was before the run, read once: later
-	// rewrites (writeQemuConf) prepend to it, not to our own header.
-	qemuConfOrig     []byte
-	qemuConfOrigRead bool
+	libvirt libvirtRelease // LIBVIRT_DAC_HOOK_E2E_LIBVIRT: what every host runs
 
-	// mode is what qemu.conf and libvirtd are set to now; dryRun whether
-	// the hook's config has dry_run = 1.
-	mode   ownershipMode
-	dryRun bool
+	installedHook bool     // LIBVIRT_DAC_HOOK_E2E_INSTALLED=1
+	locked        bool     // holds runLockPath: backupDir is ours to undo
+	lockFile      *os.File // kept open: the flock lasts as long as the process
 
-	installedHook   bool // LIBVIRT_DAC_HOOK_E2E_INSTALLED=1
-	startedLibvirtd bool
-	locked          bool     // holds runLockPath: backupDir is ours to undo
-	lockFile        *os.File // kept open: the flock lasts as long as the process
+	// before is the machine's libvirt as it was before the run.
+	before machineState
+
+	hostsMu sync.Mutex
+	hosts   []*host // every host started, stopped at teardown
 
 	recMu sync.Mutex
 	rec   runRecord // mirrored to backupDir for recovery
@@ -135,8 +127,32 @@ var e2e *harness
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	closeInheritedFDs()
 	os.Exit(runE2E(m))
 }
+
+// closeInheritedFDs marks every descriptor the test process inherited
+// beyond stdio close-on-exec: the daemons it starts must not hold them,
+// e.g. the flock of `flock /var/tmp/dachook-e2e.outer make e2e`, which a
+// daemon outliving the run would keep held for every later run.
+func closeInheritedFDs() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+			if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, "/") && target != os.DevNull {
+				inheritedFiles = append(inheritedFiles, target)
+			}
+		}
+	}
+}
+
+// inheritedFiles are the files the test process inherited descriptors of
+// (TestHostUntouched checks that no daemon holds them).
+var inheritedFiles []string
 
 func runE2E(m *testing.M) int {
 	ci := os.Getenv("CI") == "true"
@@ -168,6 +184,10 @@ func runE2E(m *testing.M) int {
 	stop()
 	if err := h.teardown(); err != nil {
 		fmt.Printf("FAIL e2e teardown: %v\n", err)
+		return 1
+	}
+	if diff := h.before.diff(readMachineState()); diff != "" {
+		fmt.Printf("FAIL e2e: the machine's libvirt changed during the run:\n%s\n", diff)
 		return 1
 	}
 	return code
@@ -211,16 +231,29 @@ func (h *harness) guard() (stop func()) {
 	}
 }
 
-// runRecord is what a run changed besides the backed-up files. It is kept
-// in backupDir, updated as the run goes, so the next run can undo a run that
-// was killed.
+// runRecord is what a run started or changed on the machine. It is kept
+// in backupDir, updated as the run goes, so the next run can undo a run
+// that was killed.
 type runRecord struct {
-	WorkDir            string
-	CreatedUsers       []string
-	Loops              []loopRecord
-	LibvirtdWasRunning bool
-	StartedLibvirtd    bool
-	StartedVirtlogd    bool
+	WorkDir      string
+	CreatedUsers []string
+	Loops        []loopRecord
+	Hosts        []hostRecord
+
+	// Written by the harness before it ran its daemons in namespaces (it
+	// replaced the machine's files, listed in manifest.json): a killed run
+	// of it is still undone.
+	LibvirtdWasRunning bool `json:",omitempty"`
+	StartedLibvirtd    bool `json:",omitempty"`
+	StartedVirtlogd    bool `json:",omitempty"`
+}
+
+// hostRecord is a host's namespace: the keeper's pid and the namespace
+// (readlink /proc/PID/ns/mnt), which names it while any process is in it.
+type hostRecord struct {
+	Name   string
+	Keeper int
+	NS     string
 }
 
 // loopRecord is an attached loop device and how its node looked before.
@@ -285,6 +318,8 @@ func (h *harness) setup() error {
 	if err := recoverRun(); err != nil {
 		return fmt.Errorf("recover from an interrupted run: %w", err)
 	}
+	// What the machine's libvirt looks like before anything of ours runs.
+	h.before = readMachineState()
 	if err := os.Mkdir(backupDir, 0o700); err != nil {
 		return fmt.Errorf("create backup dir: %w", err)
 	}
@@ -320,67 +355,33 @@ func (h *harness) setup() error {
 	if err := os.Chmod(h.workDir, 0o755); err != nil {
 		return fmt.Errorf("chmod work dir: %w", err)
 	}
-	h.stateDir = filepath.Join(h.workDir, "state")
-	h.logFile = filepath.Join(h.workDir, "hook.log")
-	if err := os.Mkdir(h.stateDir, 0o700); err != nil {
-		return fmt.Errorf("create state dir: %w", err)
-	}
-
-	// Stop libvirtd before touching its configuration: a running daemon
-	// would start VMs with a half-written setup.
-	if pid, ok := daemonPID(libvirtdPID); ok {
-		if err := h.record(func(r *runRecord) { r.LibvirtdWasRunning = true }); err != nil {
-			return err
-		}
-		if err := stopDaemon("libvirtd", pid); err != nil {
-			return err
-		}
-	}
-
-	files := []string{qemuConfPath, ourConfPath}
-	if !h.installedHook {
-		files = append(files, hookPath)
-	}
-	if err := writeBackup(files); err != nil {
+	if err := h.findHook(root); err != nil {
 		return err
 	}
-	if err := h.writeQemuConf(strictMode); err != nil {
+	if h.libvirt, err = selectedLibvirt(); err != nil {
 		return err
 	}
-	if err := h.installHook(root); err != nil {
+	if h.host, err = h.startHost("a", strictMode, ""); err != nil {
 		return err
 	}
-	if err := h.writeOurConf(false); err != nil {
-		return err
-	}
-	h.dryRun = false
-
-	if _, ok := daemonPID(virtlogdPID); !ok {
-		if err := h.record(func(r *runRecord) { r.StartedVirtlogd = true }); err != nil {
-			return err
-		}
-		if out, err := exec.Command("virtlogd", "-d").CombinedOutput(); err != nil {
-			return fmt.Errorf("start virtlogd: %w: %s", err, out)
-		}
-	}
-	if err := h.record(func(r *runRecord) { r.StartedLibvirtd = true }); err != nil {
-		return err
-	}
-	h.startedLibvirtd = true
-	if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil {
-		return fmt.Errorf("start libvirtd: %w: %s", err, out)
-	}
-	if err := waitLibvirt(30 * time.Second); err != nil {
-		return err
-	}
-	destroyLeftovers()
-	fmt.Printf("e2e: libvirtd up; qemu runs as %s (%s); hook %s; work dir %s\n",
-		h.qemu.name, h.qemu.owner(), h.hookBin, h.workDir)
+	ver, _ := h.host.virsh(10*time.Second, "version", "--daemon")
+	fmt.Printf("e2e: libvirt %s (%s) up in its own mount namespace (host %s, %s); qemu runs as %s (%s); hook %s; work dir %s\n",
+		h.libvirt.name, strings.Join(strings.Fields(ver), " "), h.host.name, h.host.uri(), h.qemu.name, h.qemu.owner(), h.hookSrc, h.workDir)
 	return nil
 }
 
-// teardown is idempotent and runs every step even when earlier ones fail:
-// leaving a host with our qemu.conf is worse than a noisy error.
+// startHost starts a host (see newHost) that teardown stops.
+func (h *harness) startHost(name string, m ownershipMode, extraQemuConf string) (*host, error) {
+	hs, err := h.newHost(name, h.libvirt, m, extraQemuConf)
+	if hs != nil {
+		h.hostsMu.Lock()
+		h.hosts = append(h.hosts, hs)
+		h.hostsMu.Unlock()
+	}
+	return hs, err
+}
+
+// teardown is idempotent and runs every step even when earlier ones fail.
 func (h *harness) teardown() error {
 	h.teardownOnce.Do(func() {
 		if !h.locked {
@@ -392,28 +393,26 @@ func (h *harness) teardown() error {
 		if _, err := os.Stat(backupDir); err != nil {
 			return // setup never got as far as changing anything
 		}
-		if h.startedLibvirtd {
-			destroyLeftovers()
+		var errs []error
+		h.hostsMu.Lock()
+		for _, hs := range h.hosts {
+			errs = append(errs, hs.stop())
 		}
-		h.teardownErr = undoRun(rec, os.Getenv("LIBVIRT_DAC_HOOK_E2E_KEEP") == "1")
+		h.hostsMu.Unlock()
+		errs = append(errs, undoRun(rec, os.Getenv("LIBVIRT_DAC_HOOK_E2E_KEEP") == "1"))
+		h.teardownErr = errors.Join(errs...)
 	})
 	return h.teardownErr
 }
 
-// undoRun puts the host back as rec and the backup manifest say it was, and
-// removes backupDir once everything is back.
+// undoRun puts the machine back as rec says it was, and removes backupDir
+// once everything is back.
 func undoRun(rec runRecord, keepWorkDir bool) error {
 	var errs []error
-	if rec.StartedLibvirtd {
-		if pid, ok := daemonPID(libvirtdPID); ok {
-			errs = append(errs, stopDaemon("libvirtd", pid))
-		}
+	for _, hr := range rec.Hosts {
+		errs = append(errs, killNamespace(hr.NS, rec.WorkDir))
 	}
-	if rec.StartedVirtlogd {
-		if pid, ok := daemonPID(virtlogdPID); ok {
-			errs = append(errs, stopDaemon("virtlogd", pid))
-		}
-	}
+	errs = append(errs, undoLegacyDaemons(rec))
 	errs = append(errs, detachLoops(rec))
 	filesErr := restoreFiles()
 	errs = append(errs, filesErr)
@@ -437,6 +436,25 @@ func undoRun(rec runRecord, keepWorkDir bool) error {
 		// With the files back, nothing is left to recover; a failed
 		// restore keeps the backup for the next run to retry.
 		errs = append(errs, os.RemoveAll(backupDir))
+	}
+	return errors.Join(errs...)
+}
+
+// undoLegacyDaemons stops the machine's daemons a killed run of the
+// harness before namespaces started (see runRecord).
+func undoLegacyDaemons(rec runRecord) error {
+	var errs []error
+	for _, d := range []struct {
+		started bool
+		name    string
+		pidFile string
+	}{{rec.StartedLibvirtd, "libvirtd", "/run/libvirtd.pid"}, {rec.StartedVirtlogd, "virtlogd", "/run/virtlogd.pid"}} {
+		if !d.started {
+			continue
+		}
+		if pid, ok := daemonPID(d.pidFile); ok {
+			errs = append(errs, stopDaemon(d.name, pid))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -636,52 +654,6 @@ var (
 	coopNoRemember = ownershipMode{name: "coop-noremember", dynamicOwnership: true}
 )
 
-// writeQemuConf writes qemu.conf: our header for mode m, then the original
-// file. libvirtd reads the file only when it starts (restartLibvirtd).
-func (h *harness) writeQemuConf(m ownershipMode) error {
-	if !h.qemuConfOrigRead {
-		orig, err := os.ReadFile(qemuConfPath)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("read %s: %w", qemuConfPath, err)
-		}
-		h.qemuConfOrig, h.qemuConfOrigRead = orig, true
-	}
-	user, group, _ := strings.Cut(h.qemu.name, ":")
-	b2i := func(b bool) int {
-		if b {
-			return 1
-		}
-		return 0
-	}
-	head := fmt.Sprintf("# --- prepended by libvirt-dac-hook e2e tests (restored afterwards); first occurrence wins ---\n"+
-		"user = %q\ngroup = %q\ndynamic_ownership = %d\nremember_owner = %d\n"+
-		"# --- original file follows ---\n", user, group, b2i(m.dynamicOwnership), b2i(m.rememberOwner))
-	if err := writeFileAtomic(qemuConfPath, append([]byte(head), h.qemuConfOrig...), 0o600); err != nil {
-		return err
-	}
-	h.mode = m
-	return nil
-}
-
-// switchMode puts qemu.conf in mode m and the hook in or out of dry_run,
-// and restarts libvirtd so it reads them (running VMs survive it; none
-// should be running). It does nothing when the host is already so.
-func (h *harness) switchMode(m ownershipMode, dryRun bool) error {
-	if h.mode == m && h.dryRun == dryRun {
-		return nil
-	}
-	if err := h.writeQemuConf(m); err != nil {
-		return err
-	}
-	if err := h.writeOurConf(dryRun); err != nil {
-		return err
-	}
-	if err := restartLibvirtd(); err != nil {
-		return fmt.Errorf("restart libvirtd in mode %s: %w", m.name, err)
-	}
-	return nil
-}
-
 // useMode switches the host to mode m for the rest of t and back to the
 // harness's normal state (strict, hook on) when t ends.
 //
@@ -704,27 +676,17 @@ func (h *harness) useMode(t *testing.T, m ownershipMode) {
 	}
 }
 
-// writeOurConf writes the hook's config for this run; dryRun makes hook
-// mode only log what it would do (the harness's normal state is off).
-func (h *harness) writeOurConf(dryRun bool) error {
-	conf := fmt.Sprintf("# written by internal/e2e/harness_test.go; restored after the run\n"+
-		"state_dir = %q\nlog_file = %q\nqemu_conf = %q\n", h.stateDir, h.logFile, qemuConfPath)
-	if dryRun {
-		conf += "dry_run = 1\n"
-	}
-	if err := writeFileAtomic(ourConfPath, []byte(conf), 0o644); err != nil {
-		return err
-	}
-	h.dryRun = dryRun
-	return nil
-}
-
-func (h *harness) installHook(root string) error {
+// findHook picks the hook under test: the freshly built binary (built here
+// when `make e2e` did not), or with LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 what
+// the machine's /etc/libvirt/hooks/qemu leads to (the installed package).
+// Each host gets a copy at its own hooks/qemu.
+func (h *harness) findHook(root string) error {
 	if h.installedHook {
-		if _, err := os.Stat(hookPath); err != nil {
+		p, err := filepath.EvalSymlinks(hookPath)
+		if err != nil {
 			return fmt.Errorf("LIBVIRT_DAC_HOOK_E2E_INSTALLED=1 but no hook installed: %w", err)
 		}
-		h.hookBin = hookPath + " (installed)"
+		h.hookSrc = p
 		return nil
 	}
 	bin := filepath.Join(root, "bin", "libvirt-dac-hook")
@@ -738,17 +700,7 @@ func (h *harness) installHook(root string) error {
 			return fmt.Errorf("build the hook: %w: %s", err, out)
 		}
 	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		return fmt.Errorf("read hook binary: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(hookPath), 0o755); err != nil {
-		return fmt.Errorf("create hooks dir: %w", err)
-	}
-	if err := writeFileAtomic(hookPath, data, 0o755); err != nil {
-		return err
-	}
-	h.hookBin = bin
+	h.hookSrc = bin
 	return nil
 }
 
@@ -767,7 +719,8 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	return nil
 }
 
-// backupEntry records one file the harness replaces.
+// backupEntry is one machine file replaced by a run of the harness before
+// namespaces, as its manifest.json lists it.
 type backupEntry struct {
 	Path    string
 	Existed bool
@@ -775,37 +728,6 @@ type backupEntry struct {
 	UID     int
 	GID     int
 	Copy    string // file name inside backupDir
-}
-
-func writeBackup(paths []string) error {
-	var entries []backupEntry
-	for i, p := range paths {
-		e := backupEntry{Path: p}
-		fi, err := os.Stat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return fmt.Errorf("stat %s: %w", p, err)
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return fmt.Errorf("back up %s: %w", p, err)
-			}
-			st := fi.Sys().(*syscall.Stat_t)
-			e.Existed, e.Mode, e.UID, e.GID = true, fi.Mode().Perm(), int(st.Uid), int(st.Gid)
-			e.Copy = fmt.Sprintf("%d-%s", i, filepath.Base(p))
-			if err := os.WriteFile(filepath.Join(backupDir, e.Copy), data, 0o600); err != nil {
-				return fmt.Errorf("back up %s: %w", p, err)
-			}
-		}
-		entries = append(entries, e)
-	}
-	data, err := json.MarshalIndent(entries, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode backup manifest: %w", err)
-	}
-	// The manifest is written last: its presence means the backup is whole.
-	return writeFileAtomic(filepath.Join(backupDir, "manifest.json"), data, 0o600)
 }
 
 // restoreFiles puts back every file in the backup manifest; no manifest
@@ -857,9 +779,6 @@ func recoverRun() error {
 			return fmt.Errorf("decode run record: %w", err)
 		}
 	}
-	if _, ok := daemonPID(libvirtdPID); ok && rec.StartedLibvirtd {
-		destroyLeftovers()
-	}
 	return undoRun(rec, false)
 }
 
@@ -906,36 +825,6 @@ func stopDaemon(name string, pid int) error {
 	return fmt.Errorf("stop %s (pid %d): still running after SIGKILL", name, pid)
 }
 
-// restartLibvirtd stops the running libvirtd, if any, and starts one that
-// reads qemu.conf afresh. Running VMs survive it.
-func restartLibvirtd() error {
-	if pid, ok := daemonPID(libvirtdPID); ok {
-		if err := stopDaemon("libvirtd", pid); err != nil {
-			return err
-		}
-	}
-	return startLibvirtd()
-}
-
-func startLibvirtd() error {
-	if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil {
-		return fmt.Errorf("start libvirtd: %w: %s", err, out)
-	}
-	return waitLibvirt(30 * time.Second)
-}
-
-func waitLibvirt(d time.Duration) error {
-	var out string
-	var err error
-	if waitFor(d, func() bool {
-		out, err = virsh(5*time.Second, "version")
-		return err == nil
-	}) {
-		return nil
-	}
-	return fmt.Errorf("libvirtd did not answer `virsh -c %s version` within %v: %w: %s", libvirtURI, d, err, out)
-}
-
 func waitFor(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for {
@@ -949,39 +838,9 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	}
 }
 
-// virsh runs one virsh command against the system URI and returns its
-// combined output, which holds libvirt's error text on failure.
+// virsh runs one virsh command against the default host's daemon.
 func virsh(timeout time.Duration, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "virsh", append([]string{"-q", "-c", libvirtURI}, args...)...).CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-}
-
-// destroyLeftovers removes every domain with our prefix, running or
-// defined, then every storage pool with it (a persistent pool definition
-// left in /etc/libvirt/storage would make the next pool-define fail).
-func destroyLeftovers() {
-	out, err := virsh(10*time.Second, "list", "--all", "--name")
-	if err != nil {
-		return
-	}
-	for _, name := range strings.Fields(out) {
-		if strings.HasPrefix(name, domainPrefix) {
-			_, _ = virsh(30*time.Second, "destroy", name)
-			_, _ = virsh(30*time.Second, "undefine", name)
-		}
-	}
-	out, err = virsh(10*time.Second, "pool-list", "--all", "--name")
-	if err != nil {
-		return
-	}
-	for _, name := range strings.Fields(out) {
-		if strings.HasPrefix(name, domainPrefix) {
-			_, _ = virsh(30*time.Second, "pool-destroy", name)
-			_, _ = virsh(30*time.Second, "pool-undefine", name)
-		}
-	}
+	return e2e.host.virsh(timeout, args...)
 }
 
 func tail(s string, n int) string {
@@ -1033,23 +892,6 @@ func logBlock(t *testing.T, title, text string) {
 	for sc.Scan() {
 		t.Logf("  | %s", sc.Text())
 	}
-}
-
-// diagnose prints what a reader needs to see why an ownership check failed:
-// the hook's own log, libvirt's log of the domain and the hook's status.
-func (h *harness) diagnose(t *testing.T, domains ...string) {
-	t.Helper()
-	logBlock(t, "hook log_file "+h.logFile+" (these domains, tail)", hookLog(h.logFile, domains, 40))
-	for _, d := range domains {
-		logBlock(t, "libvirt log of "+d+" (tail)", tailFile("/var/log/libvirt/qemu/"+d+".log", 8))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, hookPath, "status").CombinedOutput()
-	if err != nil {
-		out = append(out, []byte(fmt.Sprintf("\n(exit: %v)", err))...)
-	}
-	logBlock(t, hookPath+" status", string(out))
 }
 
 var nameSanitizer = regexp.MustCompile(`[^A-Za-z0-9]+`)

@@ -127,14 +127,7 @@ func libvirtdRestart(t *testing.T) {
 	f.mustStart(domainSpec{Name: name, Disks: []disk{fileDisk("qcow2", over, "vda"), fileDisk("raw", raw, "vdb")}})
 	f.check("running", true, name)
 
-	pid, ok := daemonPID(libvirtdPID)
-	if !ok {
-		t.Fatalf("libvirtd is not running (no live pid in %s)", libvirtdPID)
-	}
-	if err := stopDaemon("libvirtd", pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := startLibvirtd(); err != nil {
+	if err := f.host.restartLibvirtd(); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := virsh(10*time.Second, "domstate", name); err != nil || out != "running" {

@@ -55,7 +55,7 @@ func definedManagedSave(t *testing.T) {
 	f.check("started", true, name)
 	f.mustVirsh(name, "managedsave", name)
 	f.waitGone(name)
-	managed := "/var/lib/libvirt/qemu/save/" + name + ".save"
+	managed := f.host.path("/var/lib/libvirt/qemu/save/" + name + ".save")
 	f.observe("after managedsave", managed)
 	f.check("after managedsave", false, name)
 	f.mustVirsh(name, "start", name)

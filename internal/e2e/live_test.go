@@ -34,7 +34,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -96,22 +95,22 @@ func TestLive(t *testing.T) {
 // output; on failure it shows libvirt's error and the logs of domain.
 func (f *fixture) mustVirsh(domain string, args ...string) string {
 	f.t.Helper()
-	out, err := virsh(3*time.Minute, args...)
+	out, err := f.host.virsh(3*time.Minute, args...)
 	if err != nil {
 		f.t.Errorf("virsh %s: %v (libvirt's error below)", strings.Join(args, " "), err)
 		logBlock(f.t, "libvirt error", out)
 		f.observe("when virsh " + args[0] + " failed")
-		f.h.diagnose(f.t, domain)
+		f.host.diagnose(f.t, domain)
 		f.t.FailNow()
 	}
 	return out
 }
 
-// hookCmd runs the installed hook binary as an admin would.
+// hookCmd runs the default host's hook binary as an admin of it would.
 func hookCmd(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, hookPath, args...).CombinedOutput()
+	out, err := e2e.host.hookCommand(ctx, args...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -133,7 +132,7 @@ func (f *fixture) hookMust(domain string, args ...string) {
 		f.t.Errorf("%s %s: %v", hookPath, strings.Join(args, " "), err)
 		logBlock(f.t, "output", out)
 		f.observe("after the failed " + args[0])
-		f.h.diagnose(f.t, domain)
+		f.host.diagnose(f.t, domain)
 		f.t.FailNow()
 	}
 }
@@ -147,7 +146,7 @@ func (f *fixture) want(phase string, o owner, domain string, trs ...*tracked) {
 	}
 	if !ok {
 		f.observe(phase)
-		f.h.diagnose(f.t, domain)
+		f.host.diagnose(f.t, domain)
 	}
 }
 
@@ -174,7 +173,7 @@ func (f *fixture) observe(phase string, extra ...string) {
 		st := fi.Sys().(*syscall.Stat_t)
 		fmt.Fprintf(&b, "%-24s %-6s %v\n", strings.TrimPrefix(p, f.dir+"/"), f.h.ownerName(owner{int(st.Uid), int(st.Gid)}), modeBits(fi))
 	}
-	logBlock(f.t, fmt.Sprintf("observed [%s] %s", f.h.mode.name, phase), b.String())
+	logBlock(f.t, fmt.Sprintf("observed [%s] %s", f.host.mode.name, phase), b.String())
 }
 
 // waitNoTarget waits until target is no longer among domain's disks:
@@ -184,7 +183,7 @@ func (f *fixture) waitNoTarget(domain, target string) {
 	var out string
 	if !waitFor(30*time.Second, func() bool {
 		var err error
-		out, err = virsh(10*time.Second, "domblklist", domain)
+		out, err = f.host.virsh(10*time.Second, "domblklist", domain)
 		if err != nil {
 			return false
 		}
@@ -216,4 +215,4 @@ func (f *fixture) chain(prefix string, o owner) (base, top *tracked) {
 }
 
 // strict reports whether the host is in strict mode.
-func (f *fixture) strict() bool { return !f.h.mode.cooperative() }
+func (f *fixture) strict() bool { return !f.host.mode.cooperative() }

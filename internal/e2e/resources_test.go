@@ -131,7 +131,7 @@ func (f *fixture) storagePool(name, dir string) {
 	}
 	// libvirtd creates the config directory for the first persistent pool
 	// and leaves it behind, empty, when the pool is undefined.
-	const storageConf = "/etc/libvirt/storage"
+	storageConf := f.host.path("/etc/libvirt/storage")
 	_, err := os.Stat(storageConf)
 	hadStorageConf := err == nil
 	if out, err := virsh(30*time.Second, "pool-define", xmlPath); err != nil {
@@ -175,7 +175,7 @@ func TestPoolVolume(t *testing.T) {
 	if out, err := virsh(10*time.Second, "vol-path", "--pool", pool, "vol0.qcow2"); err != nil || out != vol {
 		t.Fatalf("setup: vol-path of vol0.qcow2 in %s = %q, %v; want %s", pool, out, err, vol)
 	}
-	if _, err := os.Stat("/etc/libvirt/storage/" + pool + ".xml"); err != nil {
+	if _, err := os.Stat(f.host.path("/etc/libvirt/storage/" + pool + ".xml")); err != nil {
 		t.Fatalf("setup: pool %s has no persistent definition: %v", pool, err)
 	}
 
@@ -189,18 +189,32 @@ func TestPoolVolume(t *testing.T) {
 	dirs.same("after destroy", name)
 }
 
-// ovmfCode is Debian's (ovmf package) non-secure-boot 2 MiB firmware,
-// which pairs with OVMF_VARS.fd.
-const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS.fd"
-)
+// ovmf is the host's non-secure-boot UEFI firmware and the template of its
+// variable store, as the daemon sees them: Debian 12's ovmf package has
+// the 2 MiB OVMF_CODE.fd, Debian 13's only the 4 MiB OVMF_CODE_4M.fd. Both
+// pair with their own OVMF_VARS.
+func (hs *host) ovmf() (code, vars string) {
+	pairs := [][2]string{
+		{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+		{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+	}
+	for _, p := range pairs {
+		if _, err := os.Stat(hs.path(p[0])); err == nil {
+			return p[0], p[1]
+		}
+	}
+	return pairs[0][0], pairs[0][1]
+}
 
 // TestNVRAM: a pflash loader (root's, read-only, under /usr: the hook must
 // leave it alone) with a per-VM NVRAM store owned by alice, 0600.
 func TestNVRAM(t *testing.T) {
+	if e2e == nil {
+		t.Skip("e2e harness not set up")
+	}
+	ovmfCode, ovmfVars := e2e.host.ovmf()
 	for _, p := range []string{ovmfCode, ovmfVars} {
-		if _, err := os.Stat(p); err != nil {
+		if _, err := os.Stat(e2e.host.path(p)); err != nil {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s missing under CI=true: install the ovmf package", p)
 			}
@@ -209,13 +223,13 @@ func TestNVRAM(t *testing.T) {
 	}
 	f := newFixture(t)
 	q := f.h.qemu.owner()
-	vars, err := os.ReadFile(ovmfVars)
+	vars, err := os.ReadFile(f.host.path(ovmfVars))
 	if err != nil {
 		t.Fatalf("read %s: %v", ovmfVars, err)
 	}
 	nvram := f.file("vm_VARS.fd", vars, f.h.alice.owner(), 0o600)
 	f.track(nvram, q)
-	code := f.track(ovmfCode, owner{})
+	code := f.track(f.host.path(ovmfCode), owner{})
 	code.running = code.orig
 
 	name := domainPrefix + "nvram"

@@ -23,6 +23,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -30,7 +31,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -170,7 +170,7 @@ func logField(line, key string) string {
 // heldBy returns the paths the hook's journal holds for domain.
 func heldBy(t *testing.T, domain string) []string {
 	t.Helper()
-	out, err := exec.Command(hookPath, "status", "--json").Output()
+	out, err := e2e.host.hookCommand(context.Background(), "status", "--json").Output()
 	if err != nil {
 		t.Fatalf("%s status --json: %v", hookPath, err)
 	}
@@ -266,20 +266,26 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 	serialFile = file("serial.log", nil, "file serial (virtlogd)")
 	serialAppend = file("serial-append.log", nil, "file serial append=on (virtlogd)")
 	uefi := true
+	ovmfCode, ovmfVars := h.host.ovmf()
 	for _, p := range []string{ovmfCode, ovmfVars} {
-		if _, err := os.Stat(p); err != nil {
+		if _, err := os.Stat(h.host.path(p)); err != nil {
 			uefi = false
 			t.Logf("no UEFI NVRAM in this comparison: %v (install the ovmf package)", err)
 		}
 	}
 	if uefi {
-		vars, err := os.ReadFile(ovmfVars)
+		vars, err := os.ReadFile(h.host.path(ovmfVars))
 		if err != nil {
 			t.Fatalf("read %s: %v", ovmfVars, err)
 		}
 		d.OS.Loader = ovmfCode
 		d.OS.NVRAM = file("vm_VARS.fd", vars, "UEFI NVRAM")
-		add(ovmfCode, "UEFI loader (root's, read-only)")
+		if h.host.lv.root == "" {
+			// The table reads owners at the machine's paths; a chrooted
+			// host's firmware is not there (TestNVRAM checks it is left
+			// alone on every host).
+			add(ovmfCode, "UEFI loader (root's, read-only)")
+		}
 	}
 	d.OS.Cmdline = "console=ttyS0"
 	d.Disks = []disk{
@@ -368,7 +374,7 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		t.Fatalf("switch back to the hook: %v", err)
 	}
 	switched = false
-	planOut, err := exec.Command(hookPath, "plan", "--json", xmlPath).Output()
+	planOut, err := h.host.hookCommand(context.Background(), "plan", "--json", xmlPath).Output()
 	if err != nil {
 		t.Errorf("%s plan --json %s: %v", hookPath, xmlPath, err)
 	}
