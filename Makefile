@@ -50,7 +50,7 @@ E2E_RUN ?= .
 E2E_SKIP ?=
 e2e: build
 	$(GO) vet -tags e2e ./internal/e2e/...
-	$(GO) test -tags e2e -count=1 -timeout 40m -run '$(E2E_RUN)' -skip '$(E2E_SKIP)' -v ./internal/e2e/... 2>&1 | tee /tmp/libvirt-dac-hook-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIP|\s+\S+_test.go)' ; test $${PIPESTATUS[0]} -eq 0
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m -run '$(E2E_RUN)' -skip '$(E2E_SKIP)' -v ./internal/e2e/... 2>&1 | tee /tmp/libvirt-dac-hook-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIP|\s+\S+_test.go)' ; test $${PIPESTATUS[0]} -eq 0
 
 # Each fuzz target runs for $(FUZZTIME); `make fuzz-long` runs them longer.
 # A run that ends in the fuzz engine's own "context deadline exceeded" (a
