@@ -80,6 +80,17 @@ type recordChange struct {
 }
 
 func (c *recordChange) step() *plan.Step { return c.s }
+
+// incoming reports whether another host's domain of this name holds the
+// file: this prepare is the destination of a live migration.
+func (c *recordChange) incoming(domain, me string) bool {
+	for _, h := range c.next.Others(me) {
+		if h.Domain == domain {
+			return true
+		}
+	}
+	return false
+}
 func (c *recordChange) do() error        { return c.sp.Put(c.next) }
 
 func (c *recordChange) undo() error {

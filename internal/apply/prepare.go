@@ -180,6 +180,10 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 			return nil, err
 		}
 		todo = append(todo, c)
+		// An incoming migration: the same domain runs on another host,
+		// whose QEMU has the image open for writing, as it may; the
+		// chain libvirt opens here is checked again at start begin.
+		held = held || c.(*recordChange).incoming(p.Domain, r.hostID())
 	}
 	// The owner rule for header-named files judges by original owners,
 	// which only the journal knows: the plan saw current ones.

@@ -275,6 +275,10 @@ func want(t *testing.T, step string, owners map[string]owner) {
 // release with reason (libvirt < 10.5 passes "-", later "migrated").
 func migrate(t *testing.T, v *vm, src, dst *host, reason string) {
 	t.Helper()
+	// The source's QEMU has its disk open for writing all along.
+	qemuFd, err := os.OpenFile(v.disk, os.O_RDWR, 0)
+	must(t, err)
+	defer qemuFd.Close()
 	dst.start(v, true)
 	want(t, v.name+" "+src.name+"->"+dst.name+": destination started", map[string]owner{v.disk: qemu, v.base: qemu})
 	v.migratedAway = true
