@@ -153,7 +153,10 @@ func (r *Runner) joinRecord(s *plan.Step, e *journal.Entry, p *plan.Plan, boot s
 		case len(others) > 0 && held != target:
 			return nil, fmt.Errorf("%s (%s): %w: host(s) %s hold it as %s, domain %s needs %s (for a host that is gone for good: `libvirt-dac-hook forget-host HOSTID`)",
 				s.Path, s.From, ErrConflict, strings.Join(cluster.Hosts(others), ", "), held, p.Domain, target)
-		case len(others) > 0 && cur != held && cur != orig:
+		case len(others) > 0 && cur != held && cur != orig && !(r.Cooperative && cur == rootOwner):
+			// (libvirt "restores" to root:root what it remembers no owner
+			// of, also under another host's QEMU: not a conflict, the
+			// chown below gives the file back to QEMU.)
 			return nil, fmt.Errorf("%s (%s): %w: host(s) %s hold it as %s, but it is owned by %s now: someone changed its owner under a running QEMU (for a host that is gone for good: `libvirt-dac-hook forget-host HOSTID`)",
 				s.Path, s.From, ErrConflict, strings.Join(cluster.Hosts(others), ", "), held, cur)
 		case (cur == held || cur == orig) && firstHere:
@@ -179,6 +182,9 @@ func (r *Runner) joinRecord(s *plan.Step, e *journal.Entry, p *plan.Plan, boot s
 type recordUpdate struct {
 	sp   *cluster.Space
 	next *cluster.Record
+	// keep: the record stays (another host holds the file, or it
+	// migrated); else it is forgotten once the file has its owner back.
+	keep bool
 }
 
 // decideShared decides a release of a file of a shared filesystem that no
@@ -205,10 +211,18 @@ func (r *Runner) decideShared(d *Decision, e *journal.Entry, h *owner.Handle, mi
 	next := rec.Clone()
 	me := r.hostID()
 	next.Drop(func(hd cluster.Holder) bool { return hd.Host == me })
-	d.record = &recordUpdate{sp: sp, next: next}
+	d.record = &recordUpdate{sp: sp, next: next, keep: true}
 	d.Original = plan.Owner{UID: rec.UID, GID: rec.GID}
 	d.To = d.Original
+	target := plan.Owner{UID: rec.TargetUID, GID: rec.TargetGID}
 	switch {
+	case len(next.Holders) > 0 && r.Cooperative && cur != target && (cur == rootOwner || cur == d.Original):
+		// libvirt took the file back from QEMU (it does not know the
+		// storage is shared, or thought the migration failed), under
+		// another host's running QEMU: QEMU gets it again.
+		d.Verdict, d.To = GiveBack, target
+		d.Reason = "libvirt gave it " + cur.String() + " while host(s) " + strings.Join(cluster.Hosts(next.Holders), ", ") + " still run QEMU on it: given back to QEMU"
+		return true
 	case len(next.Holders) > 0:
 		d.Verdict, d.To = Keep, cur
 		d.Reason = "still used by host(s) " + strings.Join(cluster.Hosts(next.Holders), ", ") + ": left with QEMU's owner for the last of them to give back"
@@ -222,7 +236,9 @@ func (r *Runner) decideShared(d *Decision, e *journal.Entry, h *owner.Handle, mi
 	}
 	// A host of an earlier version may hold it too, saying so only in
 	// its owner mark.
-	return r.decideMarked(d, h, false)
+	done = r.decideMarked(d, h, false)
+	d.record.keep = done
+	return done
 }
 
 // decideMarked is decideShared for a file with no cluster record, which
@@ -249,17 +265,12 @@ func (r *Runner) decideMarked(d *Decision, h *owner.Handle, migrated bool) (done
 // original where the next prepare or restore finds it), then forgotten.
 func (d *Decision) writeRecord(before bool) error {
 	u := d.record
-	if u == nil {
-		return nil
-	}
 	switch {
-	case d.Verdict == Keep && before:
-		return u.sp.Put(u.next)
-	case d.Verdict == Keep:
+	case u == nil:
 		return nil
-	case d.Verdict == GiveBack && before:
+	case before && (u.keep || d.Verdict == GiveBack):
 		return u.sp.Put(u.next)
-	case before:
+	case before || u.keep:
 		return nil
 	}
 	return u.sp.Remove(u.next.Path)
