@@ -4,7 +4,9 @@ import (
 	"errors"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
@@ -25,12 +27,15 @@ type Runner struct {
 	// crashes at every point.
 	Fault func(n int) error
 	// SharedFS decides whether a file is on a filesystem shared between
-	// hosts; nil means by its filesystem type (owner.Handle.Shared).
-	// Tests override it.
+	// hosts; nil means under a shared_filesystems entry or by its
+	// filesystem type (owner.Handle.Shared). Tests override it.
 	SharedFS func(*owner.Handle) bool
-	// HostID names this machine in marks on shared files; "" means
-	// /etc/machine-id. Tests set two to play source and destination.
+	// HostID names this host in cluster records; "" means the state
+	// directory's host-id. Tests set two to play source and destination.
 	HostID string
+	// Cluster says where the records of files on shared filesystems are
+	// (cluster_dir, qemu.conf's shared_filesystems).
+	Cluster cluster.Dirs
 	// Cooperative is set when libvirt's own DAC driver labels too
 	// (qemu.conf dynamic_ownership = 1): release then also gives back
 	// files libvirt "restored" to root:root, its fallback when it
@@ -40,6 +45,8 @@ type Runner struct {
 	// empty; "grant" when an admin hands files to a running domain.
 	Op string
 	n  int
+	// spaces are the record directories locked by this call.
+	spaces map[string]*cluster.Space
 }
 
 func (r *Runner) op() string {
@@ -53,7 +60,13 @@ func (r *Runner) isShared(h *owner.Handle) bool {
 	if r.SharedFS != nil {
 		return r.SharedFS(h)
 	}
-	return h.Shared()
+	sf, err := h.Statfs()
+	if err != nil || sf.Flags&unix.ST_RDONLY != 0 {
+		// Nothing on a read-only mount changes owner, so there is nothing
+		// for hosts to agree on (and no record could be written).
+		return false
+	}
+	return r.Cluster.InShared(h.Path) || h.Shared()
 }
 
 // errKilled marks an injected crash: nothing after it may run.

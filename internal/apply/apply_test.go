@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
@@ -102,6 +103,7 @@ func (f *fixture) host(id string) *Runner {
 	r := f.runner(nil)
 	r.SharedFS = func(*owner.Handle) bool { return true }
 	r.HostID = id
+	r.Cluster = cluster.Dirs{Dir: filepath.Join(f.root, "cluster")}
 	return r
 }
 
@@ -453,46 +455,49 @@ func TestLiveMigrationOnSharedStorage(t *testing.T) {
 	}
 }
 
-// TestMarkOfAnotherHost: a mark naming another host that holds the file
-// with an owner this domain does not need is a conflict (taking the file
-// would cut that host's QEMU off and lose the original); once the mark is
-// gone (the admin says it is stale) the file is prepared and given back.
-// A mark whose file has its original owner back is stale and ignored.
-func TestMarkOfAnotherHost(t *testing.T) {
-	f := newFixture(t, "held.img", "back.img")
-	held, back := f.path("held.img"), f.path("back.img")
-	if err := unix.Setxattr(held, OwnerXattr, []byte("2:2 hosts=other/boot"), 0); err != nil {
+// TestUpgradeFromOwnerMark: a host of an earlier version runs the domain
+// and says so only in its owner mark; the file is QEMU's. An upgraded
+// destination takes the true original from the mark, and its release
+// leaves the file to the host the mark names, keeping the original in the
+// cluster record.
+func TestUpgradeFromOwnerMark(t *testing.T) {
+	f := newFixture(t, "held.img")
+	held := f.path("held.img")
+	o := f.orig[held]
+	if err := unix.Setxattr(held, OwnerXattr, []byte(fmt.Sprintf("%d:%d hosts=old/boot", o[0], o[1])), 0); err != nil {
 		t.Skipf("no trusted xattrs here: %v", err)
 	}
-	o := f.orig[back]
-	if err := unix.Setxattr(back, OwnerXattr, []byte(fmt.Sprintf("%d:%d hosts=other/boot", o[0], o[1])), 0); err != nil {
+	if err := os.Chown(held, qemuUID, qemuGID); err != nil {
 		t.Fatal(err)
 	}
-	shared := func() *Runner {
-		r := f.runner(nil)
-		r.SharedFS = func(*owner.Handle) bool { return true }
-		return r
-	}
-	err := shared().Prepare(f.plan("vm1", qemuUID, qemuGID, "held.img"))
-	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "other/boot") || !strings.Contains(err.Error(), "setfattr -x") {
-		t.Fatalf("Prepare of a file another host holds = %v, want a conflict naming the host and how to clear a stale mark", err)
-	}
-	f.wantOwner("held.img", f.orig[held])
-	if err := unix.Removexattr(held, OwnerXattr); err != nil {
+	if err := f.host("dst").Prepare(f.plan("vm1", qemuUID, qemuGID, "held.img")); err != nil {
 		t.Fatal(err)
 	}
-	if err := shared().Prepare(f.plan("vm1", qemuUID, qemuGID, "held.img", "back.img")); err != nil {
+	if rec := f.record("held.img"); rec == nil || rec.UID != o[0] || rec.GID != o[1] {
+		t.Fatalf("cluster record after the destination's prepare = %+v, want original %v", rec, o)
+	}
+	if err := f.host("dst").Release("vm1", "-"); err != nil {
 		t.Fatal(err)
 	}
-	if err := shared().Release("vm1", "-"); err != nil {
-		t.Fatal(err)
+	f.wantOwner("held.img", qemu) // the old host's QEMU still uses it
+	if rec := f.record("held.img"); rec == nil || rec.UID != o[0] || len(rec.Holders) != 0 {
+		t.Fatalf("cluster record after the destination's release = %+v, want the original kept, no holders", rec)
 	}
-	f.wantAllOriginal()
-	for _, p := range []string{held, back} {
-		if _, err := unix.Getxattr(p, OwnerXattr, nil); !errors.Is(err, unix.ENODATA) {
-			t.Errorf("mark still on %s after the last release: %v", p, err)
-		}
+}
+
+// record reads the cluster record of a fixture file.
+func (f *fixture) record(name string) *cluster.Record {
+	f.t.Helper()
+	sp, err := cluster.Open(filepath.Join(f.root, "cluster"), time.Second)
+	if err != nil {
+		f.t.Fatal(err)
 	}
+	defer sp.Close()
+	rec, err := sp.Get(f.path(name))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return rec
 }
 
 // TestMigrationToAnotherOwner: the destination runs QEMU as another uid

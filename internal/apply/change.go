@@ -6,6 +6,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
@@ -68,40 +69,41 @@ func (c *grantChange) logDone(log logrus.FieldLogger) {
 	}
 }
 
-// markChange writes the owner mark on a file of a shared filesystem. A
-// filesystem without trusted xattrs cannot hold a mark: that is logged
-// and is not a failure (the mark only helps a migration's destination).
-type markChange struct {
-	s       *plan.Step
-	next    mark
-	old     []byte // the mark before, put back by undo; nil: there was none
-	written bool
-	log     logrus.FieldLogger
+// recordChange writes a file's cluster record (shared filesystems) with
+// this host's domain among the holders, before the file changes owner:
+// every host then knows the original owner and that this host holds it.
+type recordChange struct {
+	s    *plan.Step
+	sp   *cluster.Space
+	next *cluster.Record
+	old  *cluster.Record // the record before, put back by undo; nil: none
 }
 
-func (c *markChange) step() *plan.Step { return c.s }
+func (c *recordChange) step() *plan.Step { return c.s }
 
-func (c *markChange) do() error {
-	if err := c.s.Handle.SetXattr(OwnerXattr, []byte(c.next.String())); err != nil {
-		c.log.WithError(err).WithField("path", c.s.Path).Debug("no owner mark on this shared filesystem; a migration destination will not know the original owner")
-		return nil
+// incoming reports whether another host's domain of this name holds the
+// file: this prepare is the destination of a live migration.
+func (c *recordChange) incoming(domain, me string) bool {
+	for _, h := range c.next.Others(me) {
+		if h.Domain == domain {
+			return true
+		}
 	}
-	c.written = true
-	return nil
+	return false
 }
+func (c *recordChange) do() error        { return c.sp.Put(c.next) }
 
-func (c *markChange) undo() error {
-	switch {
-	case !c.written:
-		return nil
-	case c.old != nil:
-		return c.s.Handle.SetXattr(OwnerXattr, c.old)
-	default:
-		return c.s.Handle.RemoveXattr(OwnerXattr)
+func (c *recordChange) undo() error {
+	if c.old == nil {
+		return c.sp.Remove(c.next.Path)
 	}
+	return c.sp.Put(c.old)
 }
 
-func (c *markChange) logDone(logrus.FieldLogger) {}
+func (c *recordChange) logDone(log logrus.FieldLogger) {
+	log.WithFields(logrus.Fields{"path": c.s.Path, "record": c.sp.Dir, "original": fmt.Sprintf("%d:%d", c.next.UID, c.next.GID),
+		"holders": len(c.next.Holders)}).Debug("cluster record written")
+}
 
 // needsChown reports whether a step's file must change owner.
 func needsChown(s *plan.Step) bool {

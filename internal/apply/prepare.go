@@ -3,10 +3,12 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
@@ -28,6 +30,12 @@ func (r *Runner) Prepare(p *plan.Plan) error {
 	defer r.Store.Unlock()
 	st, err := r.loadForPrepare()
 	if err != nil {
+		return err
+	}
+	// The cluster records first: another host's prepare or release may
+	// change an owner right up to its unlock, and refresh must see that.
+	defer r.closeSpaces()
+	if err := r.openSpaces(r.sharedFiles(p)); err != nil {
 		return err
 	}
 	if err := refresh(st, p); err != nil {
@@ -165,13 +173,18 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 	}
 	var todo []change
 	if e.Shared {
-		next, raw, changed, err := r.nextMark(s, e, p.Domain, boot)
+		if s.Path != "" && strings.Contains(s.Path, "/"+cluster.DirName+"/") {
+			return nil, fmt.Errorf("%s (%s): is in a directory of cluster records: %w", s.Path, s.From, owner.ErrRefused)
+		}
+		c, err := r.joinRecord(s, e, p, boot)
 		if err != nil {
 			return nil, err
 		}
-		if changed {
-			todo = append(todo, &markChange{s: s, next: next, old: raw, log: r.Log})
-		}
+		todo = append(todo, c)
+		// An incoming migration: the same domain runs on another host,
+		// whose QEMU has the image open for writing, as it may; the
+		// chain libvirt opens here is checked again at start begin.
+		held = held || c.(*recordChange).incoming(p.Domain, r.hostID())
 	}
 	// The owner rule for header-named files judges by original owners,
 	// which only the journal knows: the plan saw current ones.

@@ -47,8 +47,8 @@ type Decision struct {
 	Perms string `json:"perms,omitempty"`
 
 	handle *owner.Handle
-	mark   *mark // for Keep on a shared filesystem: the mark to write
-	unmark bool  // remove this host's owner mark
+	record *recordUpdate // shared filesystems: the cluster record's update
+	unmark bool          // remove an earlier version's owner mark
 	grant  *acl.Change
 	active []acl.Change
 	finish bool // the entry is finished with and is removed
@@ -154,6 +154,16 @@ func (r *Runner) restore(sel selection) error {
 	if !changed && len(give) == 0 {
 		return nil
 	}
+	defer r.closeSpaces()
+	shared := map[string]uint64{}
+	for _, e := range give {
+		if e.Shared {
+			shared[e.Path] = e.Dev
+		}
+	}
+	if err := r.openSpaces(shared); err != nil {
+		return err
+	}
 	if err := r.step(); err != nil {
 		return err
 	}
@@ -210,6 +220,7 @@ func (r *Runner) collect(st *journal.State, sel selection) (give []*journal.Entr
 // entry of st the domain holds, without changing anything: the same
 // selection and the same decide as the real release.
 func (r *Runner) PlanRelease(st *journal.State, domain string, reason Reason) []Decision {
+	defer r.closeSpaces()
 	boot := r.Store.BootID
 	var out []Decision
 	for _, e := range st.HeldBy(domain) {
@@ -275,18 +286,10 @@ func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Deci
 	cur := plan.Owner{UID: uid, GID: gid}
 	d.Current = &cur
 	target := plan.Owner{UID: e.TargetUID, GID: e.TargetGID}
-	if e.Shared {
-		if m, others, keep := r.otherHostHolds(h, migrated); keep {
-			d.Verdict, d.To, d.mark = Keep, cur, m
-			if migrated {
-				d.Reason = "migrated: left with QEMU's owner on the shared filesystem"
-			} else {
-				d.Reason = "still used by host(s) " + strings.Join(others, ",") + " (migrated there): left with QEMU's owner for that host to give back"
-			}
-			return d
-		}
-		d.unmark = true
+	if e.Shared && r.decideShared(&d, e, h, migrated) {
+		return d
 	}
+	orig = d.Original
 	switch {
 	case cur == orig:
 		d.Verdict, d.Reason = Already, "already has its original owner"
@@ -389,6 +392,9 @@ func (r *Runner) carryOutDecision(d Decision, sel selection) (bool, error) {
 	if d.handle != nil {
 		defer d.handle.Close()
 	}
+	if err := d.writeRecord(true); err != nil {
+		return false, fmt.Errorf("restore %s: %w", d.Path, err)
+	}
 	var err error
 	switch d.Verdict {
 	case GiveBack:
@@ -407,11 +413,6 @@ func (r *Runner) carryOutDecision(d Decision, sel selection) (bool, error) {
 		}
 	case Keep:
 		log.Info(d.Reason)
-		if d.mark != nil {
-			if merr := d.handle.SetXattr(OwnerXattr, []byte(d.mark.String())); merr != nil {
-				log.WithError(merr).Debug("could not update the owner mark")
-			}
-		}
 	case Leave:
 		l := log.WithField("found", d.To.String())
 		if d.Kind == KindLive {
@@ -436,6 +437,11 @@ func (r *Runner) carryOutDecision(d Decision, sel selection) (bool, error) {
 	}
 	if d.unmark {
 		removeMark(d.handle, log)
+	}
+	if err := d.writeRecord(false); err != nil {
+		// The file has its owner; a later release or restore forgets
+		// the record, which no host holds now.
+		log.WithError(err).Warn("could not remove the cluster record")
 	}
 	return d.finish, nil
 }
@@ -474,6 +480,7 @@ func (r *Runner) RestoreFile(path string) error {
 		errs = append(errs, fmt.Errorf("%w: the entries it proves were given back; the rest need the administrator, and the file stays", damage))
 	}
 	sel := selection{op: "restore"}
+	defer r.closeSpaces()
 	for _, e := range st.All() {
 		if _, err := r.carryOutDecision(r.decide(e, st, false), sel); err != nil {
 			errs = append(errs, err)

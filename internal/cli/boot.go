@@ -10,7 +10,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
@@ -49,7 +48,7 @@ func cmdBoot(e *env, args []string) error {
 	if err != nil {
 		return withCode(ExitState, err)
 	}
-	if stale == 0 && !staleInventories(s.hook.StateDir) {
+	if stale == 0 && !staleInventories(s.hook.StateDir) && !staleClusterHolds(s) {
 		log.Debug("no stale records")
 		return nil
 	}
@@ -57,11 +56,15 @@ func cmdBoot(e *env, args []string) error {
 	if err != nil {
 		return withCode(ExitState, err)
 	}
-	r := &apply.Runner{Store: st, Log: s.log, Cooperative: s.qemu.Mode() == config.Cooperative}
+	r := s.runnerOn(st)
+	r.DryRun = false
 	rerr := r.Restore(apply.Selector{Stale: true})
 	// What libvirt labelled during the runs the crash ended, as far as
 	// the watcher saw it.
 	rerr = errors.Join(rerr, restoreInventories(s, r, ""))
+	// This host's holds of shared files from before the crash: the other
+	// hosts keep those files with QEMU until they go.
+	rerr = errors.Join(rerr, releaseOwnHolders(s, r, false, "boot"))
 	left, err := staleRecords(s.hook.StateDir)
 	if err != nil {
 		return withCode(ExitState, errors.Join(rerr, err))
@@ -109,6 +112,27 @@ func staleInventories(dir string) bool {
 	for _, r := range recs {
 		if r.BootID != boot {
 			return true
+		}
+	}
+	return false
+}
+
+// staleClusterHolds reports whether a cluster record of a shared file
+// names this host on an earlier boot. It creates no record directory.
+func staleClusterHolds(s *setup) bool {
+	me := journal.ReadHostID(s.hook.StateDir)
+	boot, err := journal.CurrentBootID()
+	if me == "" || err != nil {
+		return false
+	}
+	recs, _ := apply.Records(clusterRecordDirs(s), bootLockTimeout)
+	for _, rs := range recs {
+		for _, r := range rs {
+			for _, h := range r.Holders {
+				if h.Host == me && h.Boot != boot {
+					return true
+				}
+			}
 		}
 	}
 	return false

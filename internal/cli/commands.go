@@ -313,19 +313,35 @@ func cmdStatus(e *env, args []string) error {
 		}
 		entries = append(entries, se)
 	}
+	cs, cerrs := loadClusterStatus(s)
+	me := journal.ReadHostID(s.hook.StateDir)
 	if *asJSON {
+		damaged := make([]string, 0, len(cerrs))
+		for _, err := range cerrs {
+			damaged = append(damaged, err.Error())
+		}
 		return writeJSON(e.stdout, struct {
-			StateDir string        `json:"state_dir"`
-			BootID   string        `json:"boot_id"`
-			Entries  []statusEntry `json:"entries"`
-		}{s.hook.StateDir, boot, entries})
+			StateDir string          `json:"state_dir"`
+			BootID   string          `json:"boot_id"`
+			HostID   string          `json:"host_id"`
+			Entries  []statusEntry   `json:"entries"`
+			Cluster  []clusterStatus `json:"cluster"`
+			Damaged  []string        `json:"cluster_damaged"`
+		}{s.hook.StateDir, boot, me, entries, cs, damaged})
 	}
-	out := &printer{w: e.stdout}
+	if err := printStatus(e.stdout, s.hook.StateDir, entries, stale, boot); err != nil {
+		return err
+	}
+	return printClusterStatus(e.stdout, cs, cerrs, me, boot)
+}
+
+func printStatus(w io.Writer, stateDir string, entries []statusEntry, stale int, boot string) error {
+	out := &printer{w: w}
 	if len(entries) == 0 {
-		out.printf("nothing held (state in %s)\n", s.hook.StateDir)
+		out.printf("nothing held (state in %s)\n", stateDir)
 		return out.flush()
 	}
-	tw := &printer{w: tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)}
+	tw := &printer{w: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
 	tw.println("PATH\tORIGINAL\tHELD AS\tHOLDERS")
 	for _, se := range entries {
 		var hs []string
@@ -389,6 +405,10 @@ func cmdRestore(e *env, args []string) error {
 	err = r.Restore(apply.Selector{All: *all, Stale: *stale, Domain: *dom})
 	if *stale || *dom != "" {
 		err = errors.Join(err, restoreInventories(s, r, *dom))
+	}
+	if *stale || *all {
+		// This host's holds in the cluster records of shared files.
+		err = errors.Join(err, releaseOwnHolders(s, r, *all, "restore"))
 	}
 	return err
 }

@@ -12,17 +12,18 @@ import (
 // commands an admin runs by hand; anything else with four arguments is
 // libvirtd calling the hook.
 var commands = map[string]func(*env, []string) error{
-	"plan":    cmdPlan,
-	"grant":   cmdGrant,
-	"revoke":  cmdRevoke,
-	"watch":   cmdWatch,
-	"status":  cmdStatus,
-	"restore": cmdRestore,
-	"doctor":  cmdDoctor,
-	"boot":    cmdBoot,
-	"reclaim": cmdReclaim,
-	"version": cmdVersion,
-	"help":    cmdHelp,
+	"plan":        cmdPlan,
+	"grant":       cmdGrant,
+	"revoke":      cmdRevoke,
+	"watch":       cmdWatch,
+	"status":      cmdStatus,
+	"restore":     cmdRestore,
+	"doctor":      cmdDoctor,
+	"boot":        cmdBoot,
+	"forget-host": cmdForgetHost,
+	"reclaim":     cmdReclaim,
+	"version":     cmdVersion,
+	"help":        cmdHelp,
 }
 
 // libvirtOps are the operations libvirtd passes as the second argument.
@@ -46,6 +47,7 @@ const usage = `Usage:
   libvirt-dac-hook doctor [--json] [--fix] [DOMAIN-XML|-]
   libvirt-dac-hook reclaim [--dry-run] [--json] [--owner USER:GROUP] [PATH...]
   libvirt-dac-hook boot [--lock-timeout DURATION]          (run by libvirt-dac-hook-boot.service)
+  libvirt-dac-hook forget-host HOSTID                     (a host that died holding files on shared storage, for good)
   libvirt-dac-hook version
 
 Hook mode: "prepare" gives every host file the domain needs to the user QEMU runs

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
@@ -126,10 +127,12 @@ func reclaimOptions(s *setup, id config.Identity, to *reclaim.Owner, st *journal
 		return reclaim.Options{}, err
 	}
 	pol := s.planEnv(false).Policy
+	recorded := clusterOriginals(s, used)
 	return reclaim.Options{
-		QEMU:  reclaim.Owner{UID: id.UID, GID: id.GID},
-		Force: to,
-		InUse: used,
+		Recorded: recorded,
+		QEMU:     reclaim.Owner{UID: id.UID, GID: id.GID},
+		Force:    to,
+		InUse:    used,
 		Protected: func(p string) bool {
 			h, err := owner.Open(p)
 			if err != nil {
@@ -301,4 +304,36 @@ func printReclaim(e *env, rep *reclaimReport) error {
 		_, err = fmt.Fprintf(w, "%d file(s) found, gave back %d, %d failed\n", len(rep.Files), rep.GaveBack, rep.Failed)
 	}
 	return err
+}
+
+// clusterOriginals reads the cluster records of shared filesystems: a file
+// another host (or this one) holds is in use; every recorded file's
+// original owner is the one to give back.
+func clusterOriginals(s *setup, used *reclaim.InUse) func(reclaim.File) (reclaim.Owner, string, bool) {
+	recs, _ := apply.Records(clusterRecordDirs(s), s.hook.LockTimeout)
+	type orig struct {
+		ino   uint64
+		owner reclaim.Owner
+		dir   string
+	}
+	byPath := map[string]orig{}
+	for dir, rs := range recs {
+		for _, r := range rs {
+			if len(r.Holders) > 0 {
+				var hs []string
+				for _, h := range r.Holders {
+					hs = append(hs, h.String())
+				}
+				used.AddPath(r.Path, "held by "+strings.Join(hs, ", ")+" (cluster record in "+dir+")")
+			}
+			byPath[r.Path] = orig{r.Ino, reclaim.Owner{UID: r.UID, GID: r.GID}, dir}
+		}
+	}
+	return func(f reclaim.File) (reclaim.Owner, string, bool) {
+		o, ok := byPath[f.Path]
+		if !ok || o.ino != f.Ino {
+			return reclaim.Owner{}, "", false
+		}
+		return o.owner, o.dir, true
+	}
 }

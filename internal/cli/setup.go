@@ -6,6 +6,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
@@ -82,7 +83,20 @@ func (s *setup) runner() (*apply.Runner, error) {
 	if err != nil {
 		return nil, withCode(ExitState, err)
 	}
-	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun, Cooperative: s.qemu.Mode() == config.Cooperative}, nil
+	return s.runnerOn(st), nil
+}
+
+// runnerOn is the Runner of this configuration on an opened state
+// directory.
+func (s *setup) runnerOn(st *journal.Store) *apply.Runner {
+	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun, Cooperative: s.qemu.Mode() == config.Cooperative,
+		Cluster: s.clusterDirs()}
+}
+
+// clusterDirs says where this host keeps the records of files on shared
+// filesystems.
+func (s *setup) clusterDirs() cluster.Dirs {
+	return cluster.Dirs{Dir: s.hook.ClusterDir, Shared: s.qemu.SharedFilesystems}
 }
 
 // canonical resolves configured directories the way handles' paths are

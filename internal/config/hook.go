@@ -91,6 +91,12 @@ type Hook struct {
 	// owner of the image naming them, or backing files in a directory only
 	// root can write.
 	BackingAnyOwner bool
+	// ClusterDir (cluster_dir), when set, is where the records of files on
+	// shared filesystems are kept: a directory on shared storage that every
+	// host mounts at this same path (like virtlockd's file_lockspace_dir).
+	// Empty means a .libvirt-dac-hook directory at the top of each shared
+	// filesystem (or in each shared_filesystems entry of qemu.conf).
+	ClusterDir string
 }
 
 // defaultProtected are system directories no disk image belongs in. /dev
@@ -122,11 +128,16 @@ func DefaultHook() Hook {
 	return h
 }
 
-// protectStateDir adds StateDir to ProtectedPaths unless already there:
-// a domain XML naming the journal must not get it chowned to QEMU.
+// protectStateDir adds StateDir and ClusterDir to ProtectedPaths unless
+// already there: a domain XML naming the journal must not get it chowned
+// to QEMU.
 func (h *Hook) protectStateDir() {
 	if !slices.Contains(h.ProtectedPaths, h.StateDir) {
 		h.ProtectedPaths = append(h.ProtectedPaths, h.StateDir)
+	}
+	// The cluster records are the state of every host.
+	if h.ClusterDir != "" && !slices.Contains(h.ProtectedPaths, h.ClusterDir) {
+		h.ProtectedPaths = append(h.ProtectedPaths, h.ClusterDir)
 	}
 }
 
@@ -173,6 +184,10 @@ func LoadHook(path string) (Hook, error) {
 	l.bool("syslog", &h.Syslog)
 	l.str("log_file", &h.LogFile)
 	l.bool("backing_any_owner", &h.BackingAnyOwner)
+	l.str("cluster_dir", &h.ClusterDir)
+	if l.err == nil && h.ClusterDir != "" && !absClean(h.ClusterDir) {
+		return Hook{}, l.invalid("cluster_dir", "%q is not an absolute, clean path", h.ClusterDir)
+	}
 	if l.err == nil && h.LogFile != "" && !absClean(h.LogFile) {
 		return Hook{}, l.invalid("log_file", "%q is not an absolute, clean path", h.LogFile)
 	}
@@ -226,7 +241,7 @@ var hookKeys = []string{
 	"qemu_conf", "state_dir", "dry_run", "protected_paths", "allow_hardlinks",
 	"parent_search_acl", "backing_paths", "max_backing_depth", "lock_timeout",
 	"sysfs_root", "dev_root", "storage_pool_dir", "log_level", "syslog",
-	"log_file", "backing_any_owner", "live_watch",
+	"log_file", "backing_any_owner", "live_watch", "cluster_dir",
 }
 
 func absClean(p string) bool { return filepath.IsAbs(p) && filepath.Clean(p) == p }

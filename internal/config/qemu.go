@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"regexp"
 	"sync"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/virconf"
 )
 
 // DefaultQEMUConf is where libvirt's system instance reads qemu.conf.
@@ -42,6 +45,11 @@ type QEMU struct {
 	// StdioHandler is "stdio_handler": "logd" (libvirt's default: virtlogd
 	// opens chardev and console log files) or "file" (QEMU opens them).
 	StdioHandler string
+	// SharedFilesystems is "shared_filesystems" (libvirt >= 10.0): the
+	// directories libvirt takes to be on storage shared with other hosts
+	// whatever their filesystem, canonicalised as libvirt does, so that a
+	// file matches when it or a parent directory is one of them.
+	SharedFilesystems []string
 }
 
 // builtinRe matches the commented-out defaults libvirt's qemu.conf template
@@ -102,7 +110,41 @@ func LoadQEMU(path string) (QEMU, error) {
 			*key.dst = &b
 		}
 	}
+	shared, err := sharedFilesystems(cf)
+	if err != nil {
+		return q, fmt.Errorf("parse %s: %w", path, err)
+	}
+	q.SharedFilesystems = shared
 	return q, nil
+}
+
+// sharedFilesystems reads shared_filesystems as libvirt does: a list of
+// strings (not a single string), each resolved to its canonical path; a
+// path that does not resolve (yet) is kept as written, cleaned, and one
+// that is not absolute can match no file and is left out.
+func sharedFilesystems(cf *virconf.File) ([]string, error) {
+	e, ok := cf.Lookup("shared_filesystems")
+	if !ok {
+		return nil, nil
+	}
+	if e.Value.Type != virconf.List {
+		return nil, fmt.Errorf("line %d: shared_filesystems: expected a list of strings, got %s: %w", e.Line, e.Value.Type, ErrInvalid)
+	}
+	list, _, err := cf.Strings("shared_filesystems")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range list {
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		if c, err := filepath.EvalSymlinks(p); err == nil {
+			p = c
+		}
+		out = append(out, filepath.Clean(p))
+	}
+	return out, nil
 }
 
 // DynamicOwnershipEnabled reports dynamic_ownership with libvirt's default

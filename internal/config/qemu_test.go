@@ -216,3 +216,44 @@ func TestBuiltinDefaultsFromTemplate(t *testing.T) {
 		t.Errorf("RunAs() = %s, want root:daemon from the template", id)
 	}
 }
+
+// TestSharedFilesystems: shared_filesystems is read as libvirt reads it: a
+// list of strings only, each resolved to its canonical path (a symlinked
+// directory names where it leads), a path that does not resolve kept as
+// written, one that is not absolute left out.
+func TestSharedFilesystems(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "real")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	canonDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+		wantErr  bool
+	}{
+		{"unset", "", nil, false},
+		{"list", `shared_filesystems = [ "` + target + `", "/srv/nfs/" ]`, []string{filepath.Join(canonDir, "real"), "/srv/nfs"}, false},
+		{"symlink resolved", `shared_filesystems = [ "` + filepath.Join(dir, "link") + `" ]`, []string{filepath.Join(canonDir, "real")}, false},
+		{"relative left out", `shared_filesystems = [ "images", "/srv" ]`, []string{"/srv"}, false},
+		{"a string is not a list", `shared_filesystems = "/srv"`, nil, true},
+		{"a number in the list", `shared_filesystems = [ "/srv", 1 ]`, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := LoadQEMU(writeFile(t, "qemu.conf", tc.in+"\n"))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("LoadQEMU(%s) error = %v, want error %v", tc.in, err, tc.wantErr)
+			}
+			if err == nil && !cmp.Equal(q.SharedFilesystems, tc.want) {
+				t.Errorf("LoadQEMU(%s).SharedFilesystems = %q, want %q", tc.in, q.SharedFilesystems, tc.want)
+			}
+		})
+	}
+}

@@ -13,15 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// HostID names this host in owner marks on shared files: a random id made once and kept in the
-// state directory (host-id), because cloned hypervisors often share
-// /etc/machine-id. machine-id is the fallback when the file cannot be made.
+// HostID names this host in the cluster records of shared files: a random
+// id made once and kept in the state directory (host-id), because cloned
+// hypervisors often share /etc/machine-id. machine-id is the fallback when
+// the file cannot be made.
 func (s *Store) HostID() string {
 	p := filepath.Join(s.Dir, "host-id")
-	if b, err := readNoFollow(p, 256); err == nil {
-		if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00\n") {
-			return id
-		}
+	if id := ReadHostID(s.Dir); id != "" {
+		return id
 	}
 	buf := make([]byte, 16)
 	if _, err := rand.Read(buf); err == nil {
@@ -35,7 +34,7 @@ func (s *Store) HostID() string {
 
 // readNoFollow reads at most limit bytes of the regular file p, never
 // through a symlink at p: a link planted there must not make the hook
-// publish another file's first line in owner marks. (renameio replaces
+// publish another file's first line in cluster records. (renameio replaces
 // such a link when it writes, never following it.)
 func readNoFollow(p string, limit int64) ([]byte, error) {
 	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
@@ -64,4 +63,17 @@ func machineID() string {
 	}
 	h, _ := os.Hostname()
 	return strings.NewReplacer(" ", "_", ",", "_", "/", "_").Replace(h)
+}
+
+// ReadHostID returns the host id kept in the state directory dir, or ""
+// when there is none yet; it creates nothing and follows no symlink.
+func ReadHostID(dir string) string {
+	b, err := readNoFollow(filepath.Join(dir, "host-id"), 256)
+	if err != nil {
+		return ""
+	}
+	if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsAny(id, " ,/\x00\n") {
+		return id
+	}
+	return ""
 }

@@ -62,6 +62,9 @@ type Options struct {
 	Protected func(path string) bool
 	// AllowHardlinks permits regular files with more than one link.
 	AllowHardlinks bool
+	// Recorded gives the original owner the cluster records of shared
+	// filesystems keep for a path (by path and inode), and where it is.
+	Recorded func(f File) (o Owner, where string, ok bool)
 }
 
 // Verdict is what to do with one file, and why.
@@ -104,6 +107,7 @@ func Decide(f File, o Options) Verdict {
 	switch {
 	case o.Force != nil:
 		to, v.Reason = *o.Force, "--owner"
+	case o.Recorded != nil && recorded(f, o, &to, &v.Reason):
 	case f.Label != "":
 		l, err := remembered.ParseLabel(f.Label)
 		if err != nil {
@@ -135,6 +139,14 @@ func Decide(f File, o Options) Verdict {
 	v.Action, v.To = GiveBack, &to
 	v.ClearLabel = f.Label != "" || f.Refs != ""
 	return v
+}
+
+func recorded(f File, o Options, to *Owner, reason *string) bool {
+	r, where, ok := o.Recorded(f)
+	if ok {
+		*to, *reason = r, "the cluster record in "+where
+	}
+	return ok
 }
 
 // InUse names the files a running domain uses, with why: by inode, and
