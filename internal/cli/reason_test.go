@@ -48,7 +48,8 @@ func TestParseReason(t *testing.T) {
 }
 
 // TestReleaseReasonOnSharedFS: the reason reaches release. A disk on a
-// shared filesystem (a FUSE mount, as GlusterFS is) stays QEMU's after
+// shared filesystem (a local FUSE mount declared shared through qemu.conf's
+// shared_filesystems, as an NFS export would be) stays QEMU's after
 // `release end migrated` (the destination's QEMU uses it now) and is given
 // back after every other reason, "-" and one this hook does not know
 // included.
@@ -72,6 +73,7 @@ func TestReleaseReasonOnSharedFS(t *testing.T) {
 			t.Errorf("fusermount -u %s: %v: %s", shared, err, out)
 		}
 	})
+	f.writeQEMUConf(fmt.Sprintf("user = \"+%d\"\ngroup = \"+%d\"\nshared_filesystems = [ %q ]\n", qemuID, qemuID, shared))
 	disk := shared + "/disk.raw"
 	xml := f.domainXML("vm1", `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='`+disk+`'/><target dev='vda' bus='virtio'/></disk>`)
 	orig := fmt.Sprintf("%d:%d", imageUID, imageUID)
