@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/qemuproc"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 )
 
 // ProcRoot is where QEMU processes are looked for; tests may change it.

@@ -4,7 +4,7 @@ import (
 	"errors"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 )
 
 // restoreInventories gives back what the inventories of domains that no

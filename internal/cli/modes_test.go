@@ -12,9 +12,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
 )
 
 const transientDisk = `    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$ROOT/img/disk.raw'/><target dev='vda' bus='virtio'/><transient/></disk>`

@@ -15,7 +15,7 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/remembered"
 )
 
 // reclaimSummary is the message of the line `reclaim` logs at the end.

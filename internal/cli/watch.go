@@ -9,9 +9,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
 )
 
 // watcherReady bounds how long a prepare waits for the watcher it

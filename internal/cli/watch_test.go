@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
 )
 
 // TestWatcherSpawn: the prepare that starts the watcher waits for it, says

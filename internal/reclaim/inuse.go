@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/qemuproc"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 )
 
 // AddJournal marks every file the hook's journal records, by inode and by

@@ -12,8 +12,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/remembered"
 )
 
 const qemuUID, qemuGID = 64055, 994

@@ -11,9 +11,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/remembered"
 )
 
 // LockName is the lock file a running watcher holds in the state directory.
