@@ -12,11 +12,9 @@ import (
 // release that never finished. selected says which domains the restore
 // is for ("" = every domain that is not running).
 func restoreInventories(s *setup, r *apply.Runner, domain string) error {
+	// A damaged record is reported, never a reason to skip the others.
 	recs, err := inventory.List(s.hook.StateDir)
-	if err != nil {
-		return err
-	}
-	var errs []error
+	errs := []error{err}
 	for _, rec := range recs {
 		if domain != "" && rec.Domain != domain {
 			continue

@@ -1,17 +1,18 @@
 package inventory
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // Bounds on what the records may hold, so a directory with a million
@@ -25,42 +26,34 @@ const (
 	maxSize = 8 << 20
 )
 
-// File is one file as the watcher saw it: its inode and an owner.
-type File struct {
-	Dir   string `json:"dir"`
-	Name  string `json:"name"` // hex: names are bytes, not always UTF-8
-	Dev   uint64 `json:"dev"`
-	Ino   uint64 `json:"ino"`
-	Birth int64  `json:"birth,omitempty"`
-	UID   uint32 `json:"uid"`
-	GID   uint32 `json:"gid"`
-}
-
-// Path is the file's path when it was seen.
-func (f File) Path() string {
-	n, err := hex.DecodeString(f.Name)
-	if err != nil {
-		return filepath.Join(f.Dir, "?")
-	}
-	return filepath.Join(f.Dir, string(n))
-}
-
-// SameInode reports whether f and g are the same inode.
-func (f File) SameInode(g File) bool {
-	return f.Dev == g.Dev && f.Ino == g.Ino && (f.Birth == 0 || g.Birth == 0 || f.Birth == g.Birth)
-}
-
 // Record says which directories a domain's live operations are likely
 // to bring files from, and who its QEMU runs as.
 type Record struct {
-	Domain  string   `json:"domain"`
-	BootID  string   `json:"boot_id"`
-	QEMUUID uint32   `json:"qemu_uid"`
-	QEMUGID uint32   `json:"qemu_gid"`
-	Dirs    []string `json:"dirs"`
+	// Domain is the domain's name, any bytes (libvirt accepts names that
+	// are not UTF-8).
+	Domain string
+	BootID string
+	// Gen tells one record of a domain from the next: prepare's handshake
+	// with the watcher names it.
+	Gen     int64
+	QEMUUID uint32
+	QEMUGID uint32
+	Dirs    []string
 	// Held are the files prepare gave the domain's QEMU (its journal
 	// records): the watcher need not ask the journal about them.
-	Held []string `json:"held,omitempty"`
+	Held []string
+}
+
+// wireRecord is a Record on disk: names and paths as bytes (base64), so
+// that no byte of them is lost to JSON's UTF-8.
+type wireRecord struct {
+	Domain  []byte   `json:"domain"`
+	BootID  string   `json:"boot_id"`
+	Gen     int64    `json:"gen"`
+	QEMUUID uint32   `json:"qemu_uid"`
+	QEMUGID uint32   `json:"qemu_gid"`
+	Dirs    [][]byte `json:"dirs"`
+	Held    [][]byte `json:"held,omitempty"`
 }
 
 // New makes the record of a domain: dirs deduplicated, absolute and clean
@@ -88,168 +81,144 @@ func (r *Record) Covers(dir string) bool {
 	return false
 }
 
-// Stat reads name in dir: ok is false for what is never recorded (hidden
-// names, file types that are not images or device nodes, a vanished file).
-func Stat(dir, name string) (f File, ok bool) {
-	if name == "" || strings.HasPrefix(name, ".") || strings.Contains(name, "/") {
-		return File{}, false
-	}
-	var st unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, filepath.Join(dir, name), unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil {
-		return File{}, false
-	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG, unix.S_IFBLK, unix.S_IFCHR:
-	default:
-		return File{}, false
-	}
-	var birth int64
-	if st.Mask&unix.STATX_BTIME != 0 {
-		birth = st.Btime.Sec*1e9 + int64(st.Btime.Nsec)
-	}
-	return File{
-		Dir: dir, Name: hex.EncodeToString([]byte(name)),
-		Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino, Birth: birth,
-		UID: st.Uid, GID: st.Gid,
-	}, true
+// recordSuffix ends every record's file name.
+const recordSuffix = ".rec"
+
+// NameOf is the file name of domain's record: a digest of the name's
+// bytes, so any name libvirt accepts fits NAME_MAX and no byte of it
+// reaches the filesystem.
+func NameOf(domain string) string {
+	sum := sha256.Sum256([]byte(domain))
+	return hex.EncodeToString(sum[:16]) + recordSuffix
 }
 
-// Names lists dir's entries (nil when it cannot be read).
-func Names(dir string) []string {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil
+// IsRecordName reports whether a file name in the inventory directory is
+// a record's.
+func IsRecordName(name string) bool {
+	h, ok := strings.CutSuffix(name, recordSuffix)
+	if !ok || len(h) != 32 {
+		return false
 	}
-	f := os.NewFile(uintptr(fd), dir)
-	defer func() { _ = f.Close() }() // a directory read from: nothing to lose
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil
-	}
-	return names
+	_, err := hex.DecodeString(h)
+	return err == nil
 }
 
-func fileFor(stateDir, domain string) string {
-	return filepath.Join(stateDir, "inventory", hex.EncodeToString([]byte(domain))+".json")
-}
-
-// Save writes the record of its domain, replacing any earlier one
-// atomically (a reader sees the old record or the new one). Temporary
-// files that killed writers left behind are removed on the way.
+// Save writes the record of its domain durably, replacing any earlier one
+// atomically (a reader, or a boot after a crash, finds the old record or
+// the new one, whole).
 func Save(stateDir string, r *Record) error {
-	b, err := json.Marshal(r)
+	w := wireRecord{Domain: []byte(r.Domain), BootID: r.BootID, Gen: r.Gen, QEMUUID: r.QEMUUID, QEMUGID: r.QEMUGID}
+	for _, d := range r.Dirs {
+		w.Dirs = append(w.Dirs, []byte(d))
+	}
+	for _, p := range r.Held {
+		w.Held = append(w.Held, []byte(p))
+	}
+	b, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	return writeAtomic(filepath.Join(stateDir, "inventory"), filepath.Base(fileFor(stateDir, r.Domain)), b)
-}
-
-func writeAtomic(dir, name string, b []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("inventory: %w", err)
-	}
-	removeDebris(dir)
-	tmp, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("inventory: %w", err)
-	}
-	_, werr := tmp.Write(b)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("inventory: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("inventory: %w", err)
-	}
-	return nil
-}
-
-const tmpPrefix = ".tmp-"
-
-// removeDebris deletes temporary files older than a minute: a writer that
-// old was killed before its rename.
-func removeDebris(dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), tmpPrefix) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+	return writeDurable(stateDir, NameOf(r.Domain), b, true)
 }
 
 // Load reads the record of domain; (nil, nil) when there is none.
 func Load(stateDir, domain string) (*Record, error) {
-	b, err := os.ReadFile(fileFor(stateDir, domain))
+	r, err := LoadName(stateDir, NameOf(domain))
+	if err != nil || r == nil {
+		return r, err
+	}
+	if r.Domain != domain {
+		return nil, fmt.Errorf("inventory record %s names domain %q, not %q", NameOf(domain), r.Domain, domain)
+	}
+	return r, nil
+}
+
+// LoadName reads the record filed under name; (nil, nil) when there is
+// none.
+func LoadName(stateDir, name string) (*Record, error) {
+	if !IsRecordName(name) {
+		return nil, fmt.Errorf("inventory: %q is not a record's name", name)
+	}
+	b, err := readFile(stateDir, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	return Decode(b, domain)
+	r, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("inventory record %s: %w", name, err)
+	}
+	if NameOf(r.Domain) != name {
+		return nil, fmt.Errorf("inventory record %s is filed under another domain's name", name)
+	}
+	return r, nil
 }
 
-// Decode parses a record and checks it belongs to domain.
-func Decode(b []byte, domain string) (*Record, error) {
+// Decode parses a record and checks what it may hold.
+func Decode(b []byte) (*Record, error) {
 	if len(b) > maxSize {
-		return nil, fmt.Errorf("inventory of %s: %d bytes is more than %d", domain, len(b), maxSize)
+		return nil, fmt.Errorf("%d bytes is more than %d", len(b), maxSize)
 	}
-	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("inventory of %s: %w", domain, err)
+	if len(b) == 0 {
+		return nil, errors.New("empty (cut short by a crash?)")
 	}
-	if r.Domain != domain {
-		return nil, fmt.Errorf("inventory of %s names domain %q", domain, r.Domain)
+	var w wireRecord
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, err
 	}
-	if len(r.Dirs) > MaxDirs {
-		return nil, fmt.Errorf("inventory of %s: %d directories is more than %d", domain, len(r.Dirs), MaxDirs)
+	if len(w.Domain) == 0 {
+		return nil, errors.New("names no domain")
 	}
-	for _, d := range r.Dirs {
-		if !filepath.IsAbs(d) || filepath.Clean(d) != d {
-			return nil, fmt.Errorf("inventory of %s: directory %q is not absolute and clean", domain, d)
+	if len(w.Dirs) > MaxDirs {
+		return nil, fmt.Errorf("%d directories is more than %d", len(w.Dirs), MaxDirs)
+	}
+	if len(w.Held) > MaxFiles {
+		return nil, fmt.Errorf("%d held files is more than %d", len(w.Held), MaxFiles)
+	}
+	r := &Record{Domain: string(w.Domain), BootID: w.BootID, Gen: w.Gen, QEMUUID: w.QEMUUID, QEMUGID: w.QEMUGID}
+	for _, d := range w.Dirs {
+		if !absClean(string(d)) {
+			return nil, fmt.Errorf("directory %q is not absolute and clean", d)
 		}
+		r.Dirs = append(r.Dirs, string(d))
 	}
-	if len(r.Held) > MaxFiles {
-		return nil, fmt.Errorf("inventory of %s: %d held files is more than %d", domain, len(r.Held), MaxFiles)
+	for _, p := range w.Held {
+		r.Held = append(r.Held, string(p))
 	}
-	return &r, nil
+	return r, nil
 }
 
-// Remove deletes the record of domain, if any.
+func absClean(p string) bool {
+	return filepath.IsAbs(p) && filepath.Clean(p) == p && !strings.ContainsRune(p, 0)
+}
+
+// Remove deletes the record of domain, if any, durably.
 func Remove(stateDir, domain string) error {
-	err := os.Remove(fileFor(stateDir, domain))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("inventory: %w", err)
-	}
-	return nil
+	return removeFile(stateDir, NameOf(domain))
 }
 
 // List reads every record in the state directory. A record that cannot be
-// read is an error naming it; the others are still returned.
+// read (damaged, cut short) is named in the error and skipped; every
+// other record is still returned.
 func List(stateDir string) ([]*Record, error) {
-	ents, err := os.ReadDir(filepath.Join(stateDir, "inventory"))
+	dfd, err := openDir(stateDir, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
+	names := namesAt(dfd)
+	_ = unix.Close(dfd) // read only
 	var out []*Record
 	var errs []error
-	for _, e := range ents {
-		dom, ok := DomainOf(e.Name())
-		if !ok {
+	for _, n := range names {
+		if !IsRecordName(n) {
 			continue
 		}
-		r, err := Load(stateDir, dom)
+		r, err := LoadName(stateDir, n)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -261,92 +230,24 @@ func List(stateDir string) ([]*Record, error) {
 	return out, errors.Join(errs...)
 }
 
-// DomainOf names the domain whose record is in the inventory directory's
-// file name; ok is false for every other file there.
-func DomainOf(name string) (string, bool) {
-	h, ok := strings.CutSuffix(name, ".json")
-	if !ok || name == labelledName {
-		return "", false
-	}
-	dom, err := hex.DecodeString(h)
-	if err != nil || len(dom) == 0 {
-		return "", false
-	}
-	return string(dom), true
-}
-
-// labelledName is the file the watcher keeps.
-const labelledName = "labelled.json"
-
-// Labelled is what the watcher saw while domains ran: files of their
-// directories that became QEMU's (or root:root) without the journal
-// knowing them, each with the owner it had just before, by path.
-type Labelled struct {
-	Files map[string]File `json:"files"`
-}
-
-// SaveLabelled replaces the watcher's file atomically. Only the watcher
-// writes it, so no lock is needed.
-func SaveLabelled(stateDir string, l *Labelled) error {
-	b, err := json.Marshal(l)
+// Names lists dir's entries (nil when it cannot be read), following no
+// link at dir itself.
+func Names(dir string) []string {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("inventory: %w", err)
-	}
-	dir := filepath.Join(stateDir, "inventory")
-	// Never made again once gone: the state directory was removed.
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("inventory: %w", err)
-	}
-	return writeAtomic(dir, labelledName, b)
-}
-
-// RemoveLabelled deletes the watcher's file.
-func RemoveLabelled(stateDir string) error {
-	err := os.Remove(filepath.Join(stateDir, "inventory", labelledName))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("inventory: %w", err)
-	}
-	return nil
-}
-
-// LoadLabelled reads the watcher's file; empty when there is none.
-// Entries that do not name a file directly inside an absolute clean
-// directory are dropped.
-func LoadLabelled(stateDir string) (*Labelled, error) {
-	l := &Labelled{Files: map[string]File{}}
-	b, err := os.ReadFile(filepath.Join(stateDir, "inventory", labelledName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return l, nil
-	}
-	if err != nil {
-		return l, fmt.Errorf("inventory: %w", err)
-	}
-	if len(b) > maxSize {
-		return l, fmt.Errorf("inventory: %s is %d bytes, more than %d", labelledName, len(b), maxSize)
-	}
-	if err := json.Unmarshal(b, l); err != nil || l.Files == nil {
-		return &Labelled{Files: map[string]File{}}, fmt.Errorf("inventory: %s unreadable: %w", labelledName, err)
-	}
-	for p, f := range l.Files {
-		n, err := hex.DecodeString(f.Name)
-		bad := err != nil || len(n) == 0 || strings.ContainsAny(string(n), "/\x00") || string(n) == "." || string(n) == ".."
-		if bad || !filepath.IsAbs(f.Dir) || filepath.Clean(f.Dir) != f.Dir || f.Path() != p {
-			delete(l.Files, p)
-		}
-	}
-	return l, nil
-}
-
-// In returns the labelled files in the record's directories.
-func (l *Labelled) In(r *Record) []File {
-	if l == nil {
 		return nil
 	}
-	var out []File
-	for _, f := range l.Files {
-		if r.Covers(f.Dir) {
-			out = append(out, f)
-		}
+	defer func() { _ = unix.Close(fd) }()
+	return namesAt(fd)
+}
+
+// Identify is the File of the inode h holds, seen in the watched
+// directory dir, with h's current owner as the owner before.
+func Identify(h *owner.Handle, dir string) (File, error) {
+	id, err := h.Identity()
+	if err != nil {
+		return File{}, err
 	}
-	return out
+	uid, gid := h.Owner()
+	return File{Dir: dir, Path: h.Path, ID: id, UID: uid, GID: gid}, nil
 }

@@ -1,7 +1,8 @@
 package qemuproc
 
 import (
-	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,38 +15,47 @@ import (
 // ID is an inode: device and inode number.
 type ID struct{ Dev, Ino uint64 }
 
-// Proc is a running QEMU holding a file open.
+// Proc is a running QEMU of libvirt's holding a file open.
 type Proc struct {
 	PID int
-	// Domain is the guest name on QEMU's command line (-name guest=...),
-	// "" when it has none.
+	// Domain is the domain whose pid file names it.
 	Domain string
 }
 
-// OpenFiles maps every inode a running QEMU holds open to one QEMU holding
-// it. procRoot is normally "/proc". A process is QEMU by its executable's
-// name, or, when uids are given, by running as one of them (a QEMU binary
-// under another name).
-func OpenFiles(procRoot string, uids ...uint32) (map[ID]Proc, error) {
-	ents, err := os.ReadDir(procRoot)
+// RunDir is libvirt's run directory of its QEMU domains.
+const RunDir = "/run/libvirt/qemu"
+
+// OpenFiles maps every inode a QEMU of libvirt's holds open to one QEMU
+// holding it. Its processes are those the pid files in runDir
+// (normally RunDir) name, alive in procRoot (normally "/proc"), and, when
+// uids are given, running as one of them.
+func OpenFiles(runDir, procRoot string, uids ...uint32) (map[ID]Proc, error) {
+	ents, err := os.ReadDir(runDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[ID]Proc{}, nil // libvirt runs no domain
+	}
 	if err != nil {
 		return nil, err
 	}
 	out := map[ID]Proc{}
 	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
+		name, ok := strings.CutSuffix(e.Name(), ".pid")
+		if !ok || !e.Type().IsRegular() {
 			continue
 		}
-		dir := filepath.Join(procRoot, e.Name())
-		if !IsQEMU(dir) && !runsAs(dir, uids) {
+		pid, ok := readPid(filepath.Join(runDir, e.Name()))
+		if !ok {
+			continue
+		}
+		dir := filepath.Join(procRoot, strconv.Itoa(pid))
+		if len(uids) > 0 && !runsAs(dir, uids) {
 			continue
 		}
 		fds, err := os.ReadDir(filepath.Join(dir, "fd"))
 		if err != nil {
 			continue
 		}
-		p := Proc{PID: pid, Domain: guestName(dir)}
+		p := Proc{PID: pid, Domain: name}
 		for _, fd := range fds {
 			// DONT_SYNC: a hung NFS or FUSE mount behind a descriptor must
 			// not hang the caller (a release, and libvirtd's stop with it).
@@ -59,7 +69,23 @@ func OpenFiles(procRoot string, uids ...uint32) (map[ID]Proc, error) {
 	return out, nil
 }
 
-// IsQEMU reports whether the process at /proc/PID dir runs a QEMU binary.
+// readPid reads a libvirt pid file (a decimal number, maybe a newline).
+func readPid(p string) (int, bool) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, false
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer func() { _ = f.Close() }() // read only
+	b := make([]byte, 32)
+	n, _ := f.Read(b)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n])))
+	return pid, err == nil && pid > 1
+}
+
+// IsQEMU reports whether the process at /proc/PID dir runs a binary named
+// like QEMU: a hint for messages, never proof (any user can name a
+// program so).
 func IsQEMU(dir string) bool {
 	exe, err := os.Readlink(filepath.Join(dir, "exe"))
 	if err != nil {
@@ -75,28 +101,4 @@ func runsAs(dir string, uids []uint32) bool {
 	}
 	var st unix.Stat_t
 	return unix.Stat(dir, &st) == nil && slices.Contains(uids, st.Uid)
-}
-
-// guestName reads "-name guest=NAME,..." (or "-name NAME") from a QEMU
-// command line.
-func guestName(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-	if err != nil {
-		return ""
-	}
-	args := bytes.Split(b, []byte{0})
-	for i := 0; i+1 < len(args); i++ {
-		if string(args[i]) != "-name" {
-			continue
-		}
-		for _, kv := range strings.Split(string(args[i+1]), ",") {
-			if v, ok := strings.CutPrefix(kv, "guest="); ok {
-				return v
-			}
-		}
-		if !strings.Contains(string(args[i+1]), "=") {
-			return string(args[i+1])
-		}
-	}
-	return ""
 }

@@ -1,21 +1,34 @@
 package qemuproc
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-// TestOpenFiles runs a real process named like QEMU that holds a file
-// open, and one that is not QEMU holding another.
+const qemuUID, userUID = 64055, 64056
+
+// TestOpenFiles runs real processes holding files open: libvirt's QEMU
+// (a pid file in the run directory, QEMU's user), a user's program named
+// qemu-system-x86_64 (no pid file: not libvirt's), and a pid file naming
+// a process of another user (a stale file whose pid was reused).
 func TestOpenFiles(t *testing.T) {
-	dir := t.TempDir()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run processes as other users")
+	}
+	dir, run := t.TempDir(), t.TempDir()
+	if err := errors.Join(os.Chmod(filepath.Dir(dir), 0o755), os.Chmod(dir, 0o755)); err != nil {
+		t.Fatal(err)
+	}
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
-		t.Skip("no sleep binary")
+		t.Fatal(err)
 	}
 	fake := filepath.Join(dir, "qemu-system-x86_64")
 	b, err := os.ReadFile(sleep)
@@ -25,14 +38,7 @@ func TestOpenFiles(t *testing.T) {
 	if err := os.WriteFile(fake, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	held := filepath.Join(dir, "disk.img")
-	other := filepath.Join(dir, "other.img")
-	for _, p := range []string{held, other} {
-		if err := os.WriteFile(p, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	start := func(bin, file string) *exec.Cmd {
+	start := func(bin, file string, uid uint32) *exec.Cmd {
 		f, err := os.Open(file)
 		if err != nil {
 			t.Fatal(err)
@@ -40,15 +46,30 @@ func TestOpenFiles(t *testing.T) {
 		defer f.Close()
 		c := exec.Command(bin, "30")
 		c.ExtraFiles = []*os.File{f}
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
 		return c
 	}
-	q := start(fake, held)
-	start(sleep, other)
-	got, err := OpenFiles("/proc")
+	files := map[string]string{}
+	for _, n := range []string{"vm1.img", "victim.iso", "stale.img"} {
+		files[n] = filepath.Join(dir, n)
+		if err := os.WriteFile(files[n], nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pidFile := func(name string, c *exec.Cmd) {
+		if err := os.WriteFile(filepath.Join(run, name+".pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := start(sleep, files["vm1.img"], qemuUID)
+	pidFile("vm1", q)
+	start(fake, files["victim.iso"], userUID)
+	pidFile("stale", start(sleep, files["stale.img"], userUID))
+	got, err := OpenFiles(run, "/proc", qemuUID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,10 +80,15 @@ func TestOpenFiles(t *testing.T) {
 		}
 		return ID{st.Dev, st.Ino}
 	}
-	if p := got[id(held)]; p.PID != q.Process.Pid {
-		t.Errorf("OpenFiles()[disk.img] = pid %d, want the fake QEMU %d", p.PID, q.Process.Pid)
+	if p := got[id(files["vm1.img"])]; p.PID != q.Process.Pid || p.Domain != "vm1" {
+		t.Errorf("OpenFiles()[vm1.img] = %+v, want pid %d of domain vm1", p, q.Process.Pid)
 	}
-	if p, ok := got[id(other)]; ok {
-		t.Errorf("OpenFiles() lists other.img (pid %d), held only by a process that is not QEMU", p.PID)
+	for _, n := range []string{"victim.iso", "stale.img"} {
+		if p, ok := got[id(files[n])]; ok {
+			t.Errorf("OpenFiles() lists %s (pid %d), held only by a process that is not libvirt's QEMU", n, p.PID)
+		}
+	}
+	if got, err := OpenFiles(filepath.Join(run, "none"), "/proc"); err != nil || len(got) != 0 {
+		t.Errorf("OpenFiles(missing run dir) = %v, %v; want none", got, err)
 	}
 }

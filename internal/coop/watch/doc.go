@@ -1,31 +1,43 @@
-// Package watch follows, while domains run in cooperative mode, the
-// directories their live operations bring files from (their images'
-// directories, /var/lib/libvirt/images, /dev, ...). libvirt runs no hook
-// for a hot-plug, a media change or a block job: it labels the file for
-// QEMU, and by release the owner it had is gone from the inode. The
-// watcher knows each file's owner from the moment it watches the
-// directory (one scan, then inotify), and when a file the journal does not
-// know becomes QEMU's (or root:root) it keeps the owner the file had just
-// before, in the inventory directory's labelled.json. Release gives those
-// back.
+// Package watch is the watcher: a service the init system runs beside
+// libvirt's daemon (install/libvirt-dac-hook-watch.service) that sees,
+// while domains run in cooperative mode, which files libvirt labels for
+// QEMU without running a hook (hot-plug, media change, snapshots, block
+// jobs) and what owner each had just before. Release gives those back.
 //
-// One watcher runs per host, started by a prepare when none runs (an OFD
-// lock on a file in the state directory says whether one does), and
-// leaves when no domain's record is left. It only reads the watched
-// directories and writes labelled.json, which nothing else writes; it
-// changes no owner.
+// It follows the directories of this boot's records (package inventory)
+// with fanotify: a filesystem mark on each one's filesystem (a mark on
+// the directory itself where the filesystem refuses), file handles for
+// every event, the pidfd of the process that caused it, and an unlimited
+// queue, so no flood an unprivileged user makes can drop an event.
+// Before any event it reads each newly watched directory once for the
+// owners its files have; afterwards each file is known by its file
+// handle (with the inode's generation), never by path or inode number,
+// and what is known is never replaced by a later read.
 //
-// When libvirt labels a new file before the watcher reads its creation
-// (it creates a snapshot overlay or copy target and labels it a moment
-// later), the owner before is the one libvirt wrote into its
-// remember_owner xattr, trusted only on a file born since the watch
-// began, stamped with this boot, and read from the inode stat saw.
+// An owner change to a domain's QEMU owner counts as libvirt's label
+// only when the process that made it was libvirt's daemon (the pid in
+// /run/libvirtd.pid or /run/virtqemud.pid) or a fork of it still under
+// one of libvirt's thread names (libvirt forks "rpc-libvirtd" children to
+// label in QEMU's mount namespace), alive when the event was read: the
+// kernel makes the pidfd only then. An administrator's chown, a cp -a, a
+// chown from a shell, the hook itself: not libvirt's. A change whose
+// process was gone before its event was read is recorded as not proven,
+// left as libvirt leaves it, and `plan --op release` says so.
+//
+// A new file libvirt labels before its creation is read (a snapshot
+// overlay) has its owner before from libvirt's remember_owner xattr,
+// trusted only on a file born since the watch began, stamped with this
+// boot, and labelled by libvirt's own hand.
+//
+// Prepare writes its record durably and then waits, bounded, for the
+// watcher's answer on STATE_DIR/watch.sock naming that record's
+// generation (Sync); release does the same after removing its record,
+// so the watcher has handled every event queued before it is read. The
+// watcher only reads the watched directories and writes labelled.json;
+// it changes no owner.
 //
 // Owners it cannot know stay unknown: files in directories no running
-// domain's record covers; a new file labelled before the watcher reads
-// it when libvirt keeps no xattr (remember_owner = 0, NFS, read-only
-// media) or has already replaced it with a label of QEMU's; and events
-// the kernel dropped (inotify queue overflow, logged). An existing file
-// whose owner changes in the instant before libvirt labels it keeps the
-// owner the watcher knew before that change.
+// domain's record covers, changes while no watcher ran, and new files
+// labelled before they were seen where libvirt keeps no xattr
+// (remember_owner = 0, NFS).
 package watch

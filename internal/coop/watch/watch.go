@@ -3,21 +3,17 @@ package watch
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/remembered"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
-
-// LockName is the lock file a running watcher holds in the state directory.
-const LockName = "watch.lock"
 
 // Watcher follows the directories of the domains' records in StateDir.
 type Watcher struct {
@@ -26,257 +22,182 @@ type Watcher struct {
 	// Known reports whether the journal records an inode: those are the
 	// journal's to give back, not the watcher's. It is asked in batches,
 	// when the watcher writes what it saw.
-	Known func(ids []inventory.File) []bool
+	Known func(fs []inventory.File) []bool
 	// BootID is this boot's id: records of other boots are not followed.
 	BootID string
-	// Idle is how long the watcher stays without any record.
-	Idle time.Duration
 	// Flush is how long changes are gathered before they are written.
 	Flush time.Duration
+	// DaemonPidFiles are read for libvirt's daemons; nil means
+	// DaemonPidFiles.
+	DaemonPidFiles []string
+	// Ready, when set, is called once the watcher answers handshakes.
+	Ready func()
 
-	ifd   int
-	dirs  map[int]string // watch descriptor -> directory
-	wds   map[string]int
-	recs  map[string]*inventory.Record // by file name in the inventory directory
-	files map[string]map[string]inventory.File
-	// since is when each directory began to be watched (Unix ns): a file
-	// born later is new, and everything on it was written since.
-	since    map[string]int64
-	bootTime int64 // the kernel's, Unix seconds; read when first needed
-	labelled *inventory.Labelled
-	// candidates were labelled since the last flush; the journal has not
-	// been asked about them yet.
-	candidates map[string]inventory.File
+	fan      int
+	wake     [2]int                       // a pipe: the server's goroutine wakes the loop with it
+	recs     map[string]*inventory.Record // this boot's, by record name
+	all      []*inventory.Record          // every boot's: labelled entries they cover are kept
+	dirs     map[string]*dir              // by path
+	dirByFid map[string]*dir
+	// marks counts the watched directories of each filesystem mark.
+	marks    map[[2]int32]*mark
+	files    map[string]*track // by fid key
+	bootTime int64
+	dirty    time.Time // since when labelled.json is behind, zero when not
+	pending  []string  // fid keys labelled since the last flush
+	reqs     chan request
+	// reading is held while the loop reads events: a test holds it to
+	// let a process end before its event is read.
+	reading sync.Mutex
 }
 
-const dirEvents = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
-
-// Running reports whether a watcher holds the lock of stateDir. It only
-// asks (F_OFD_GETLK): taking the lock to see, even for an instant, could
-// make a watcher starting then believe another one runs.
-func Running(stateDir string) bool {
-	fd, err := unix.Open(filepath.Join(stateDir, LockName), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
-		return false
-	}
-	return lk.Type != unix.F_UNLCK
+// dir is a watched directory.
+type dir struct {
+	path string
+	fd   int // O_RDONLY: the mount for open_by_handle_at, and for scans
+	fsid [2]int32
+	fid  string
+	// since is when it began to be watched (Unix ns): a file born later
+	// is new, and everything on it was written since.
+	since int64
 }
 
-// SpawnLockName is the lock a prepare holds while it starts a watcher
-// and waits for it: prepares that run at once (a boot storm) start one
-// watcher between them, not one each.
-const SpawnLockName = "watch.spawn"
-
-// TrySpawnLock takes the spawn lock of stateDir without waiting. ok is
-// false when another process holds it (it is starting a watcher); unlock
-// releases it, and so does the holder's exit.
-func TrySpawnLock(stateDir string) (unlock func(), ok bool) {
-	fd, err := unix.Open(filepath.Join(stateDir, SpawnLockName), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		// No lock to share: start one anyway, a second watcher leaves at once.
-		return func() {}, true
-	}
-	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
-		_ = unix.Close(fd)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-			return nil, false
-		}
-		return func() {}, true // cannot tell: start one, a second leaves at once
-	}
-	return func() { _ = unix.Close(fd) }, true
+type mark struct {
+	n    int
+	fs   bool
+	path string // the directory the mark was placed through
 }
 
-// Run watches until no record is left for Idle, or stop is closed. It
-// returns nil at once when another watcher runs.
+// track is what the watcher knows of one file: the owner it last saw,
+// and, once it became QEMU's, the record of that change.
+type track struct {
+	dir  *dir
+	name string
+	seen [2]uint32
+	lab  *inventory.File
+}
+
+// Run watches until stop is closed, or the state directory is removed.
 func (w *Watcher) Run(stop <-chan struct{}) error {
-	for {
-		again, err := w.run(stop)
-		if !again || err != nil {
-			return err
-		}
+	if err := w.setup(); err != nil {
+		return err
 	}
-}
-
-// run is one watch under the lock. It reports again when a record
-// appeared while it was leaving: the prepare that wrote it saw a watcher
-// running and started none.
-func (w *Watcher) run(stop <-chan struct{}) (again bool, err error) {
-	lfd, err := unix.Open(filepath.Join(w.StateDir, LockName), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	defer w.teardown()
+	ln, err := listen(w.StateDir)
 	if err != nil {
-		return false, fmt.Errorf("watch lock: %w", err)
+		return err
 	}
-	unlock := func() {
-		if lfd >= 0 {
-			_ = unix.Close(lfd)
-			lfd = -1
-		}
+	defer func() { _ = ln.Close() }()
+	go w.serve(ln)
+	go func() {
+		<-stop
+		w.poke()
+	}()
+	if w.Ready != nil {
+		w.Ready()
 	}
-	defer unlock()
-	invWD, err := w.setup()
-	if err != nil {
-		return false, err
-	}
-	defer unix.Close(w.ifd)
-	// Locked once the directories are watched: a prepare that sees a
-	// watcher running may count on it seeing every later change.
-	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	if err := unix.FcntlFlock(uintptr(lfd), unix.F_OFD_SETLK, &lk); err != nil {
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-			return false, nil // another watcher runs
-		}
-		return false, fmt.Errorf("watch lock: %w", err)
-	}
-	invDir := filepath.Join(w.StateDir, "inventory")
-	idleSince := time.Now()
-	var dirtySince time.Time
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 256<<10)
+	lastList := time.Now()
 	for {
 		select {
 		case <-stop:
-			return false, w.flush()
+			return w.flush()
 		default:
 		}
-		if _, err := os.Stat(invDir); err != nil {
-			return false, nil // the state directory was removed: nothing left to follow
+		timeout := 10 * time.Second
+		if !w.dirty.IsZero() {
+			timeout = w.Flush
 		}
-		if len(w.recs) > 0 {
-			idleSince = time.Now()
-		} else if time.Since(idleSince) > w.Idle {
-			// Nobody left to give anything back to.
-			if err := inventory.RemoveLabelled(w.StateDir); err != nil {
-				w.Log.WithError(err).Warn("labelled files record not removed")
+		fds := []unix.PollFd{{Fd: int32(w.fan), Events: unix.POLLIN}, {Fd: int32(w.wake[0]), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int(timeout/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("poll: %w", err)
+		}
+		if fds[1].Revents&unix.POLLIN != 0 {
+			var b [64]byte
+			_, _ = unix.Read(w.wake[0], b[:])
+		}
+		w.drain(buf)
+		w.answer(buf)
+		if time.Since(lastList) >= 10*time.Second {
+			// A release whose handshake never reached the watcher still
+			// ends its domain's watch here.
+			if !w.stateDirThere() {
+				w.Log.Info("state directory removed: watcher leaves")
+				return nil
 			}
-			unlock() // a new watcher may start from here on
-			recs, _ := inventory.List(w.StateDir)
-			return len(recs) > 0, nil
+			w.reload()
+			lastList = time.Now()
 		}
-		fds := []unix.PollFd{{Fd: int32(w.ifd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, int(w.Flush/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
-			return false, fmt.Errorf("poll: %w", err)
-		}
-		if w.drain(buf, invWD) && dirtySince.IsZero() {
-			dirtySince = time.Now()
-		}
-		if !dirtySince.IsZero() && time.Since(dirtySince) >= w.Flush {
+		if !w.dirty.IsZero() && time.Since(w.dirty) >= w.Flush {
 			if err := w.flush(); err != nil {
 				w.Log.WithError(err).Warn("labelled files not written")
 			}
-			dirtySince = time.Time{}
 		}
 	}
 }
 
-// setup starts inotify on the inventory directory and on every directory
-// the records name.
-func (w *Watcher) setup() (invWD int, err error) {
-	invDir := filepath.Join(w.StateDir, "inventory")
-	if err := os.MkdirAll(invDir, 0o700); err != nil {
-		return 0, fmt.Errorf("watch: %w", err)
+func (w *Watcher) stateDirThere() bool {
+	var st unix.Stat_t
+	return unix.Lstat(filepath.Join(w.StateDir, "inventory"), &st) == nil
+}
+
+func (w *Watcher) setup() error {
+	if err := inventory.MakeDir(w.StateDir); err != nil {
+		return err
 	}
-	w.ifd, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	fan, err := fanInit()
 	if err != nil {
-		return 0, fmt.Errorf("inotify: %w", err)
+		return err
 	}
-	invWD, err = unix.InotifyAddWatch(w.ifd, invDir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_ONLYDIR)
+	w.fan = fan
+	if err := unix.Pipe2(w.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		_ = unix.Close(fan)
+		return fmt.Errorf("pipe: %w", err)
+	}
+	w.recs, w.dirs, w.dirByFid = map[string]*inventory.Record{}, map[string]*dir{}, map[string]*dir{}
+	w.marks, w.files = map[[2]int32]*mark{}, map[string]*track{}
+	w.reqs = make(chan request, 64)
+	if w.Flush <= 0 {
+		w.Flush = 50 * time.Millisecond
+	}
+	w.reload()
+	w.loadLabelled()
+	return nil
+}
+
+func (w *Watcher) teardown() {
+	for _, d := range w.dirs {
+		_ = unix.Close(d.fd)
+	}
+	_ = unix.Close(w.fan)
+	_ = unix.Close(w.wake[0])
+	_ = unix.Close(w.wake[1])
+}
+
+// poke wakes the loop.
+func (w *Watcher) poke() { _, _ = unix.Write(w.wake[1], []byte{1}) }
+
+// reload reads every record and watches exactly this boot's records'
+// directories. A damaged record is logged and skipped.
+func (w *Watcher) reload() {
+	all, err := inventory.List(w.StateDir)
 	if err != nil {
-		_ = unix.Close(w.ifd)
-		return 0, fmt.Errorf("inotify %s: %w", invDir, err)
+		w.Log.WithError(err).Warn("record unreadable: skipped")
 	}
-	w.dirs, w.wds, w.recs = map[int]string{}, map[string]int{}, map[string]*inventory.Record{}
-	w.files, w.candidates = map[string]map[string]inventory.File{}, map[string]inventory.File{}
-	w.since = map[string]int64{}
-	if w.labelled, err = inventory.LoadLabelled(w.StateDir); err != nil {
-		w.Log.WithError(err).Warn("labelled files unreadable: starting afresh")
+	w.all = all
+	recs := map[string]*inventory.Record{}
+	for _, r := range all {
+		if w.BootID == "" || r.BootID == w.BootID {
+			recs[inventory.NameOf(r.Domain)] = r
+		}
 	}
-	for _, name := range inventory.Names(invDir) {
-		w.record(name)
-	}
+	w.recs = recs
 	w.rewatch()
-	return invWD, nil
 }
 
-// drain handles every queued event; it reports whether anything was
-// labelled or given back.
-func (w *Watcher) drain(buf []byte, invWD int) (changed bool) {
-	reload := false
-	for {
-		n, err := unix.Read(w.ifd, buf)
-		if err != nil || n <= 0 {
-			break
-		}
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-			name := ""
-			if ev.Len > 0 {
-				raw := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
-				name = string(raw[:clen(raw)])
-			}
-			off += unix.SizeofInotifyEvent + int(ev.Len)
-			switch {
-			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
-				// Events were lost: what the watcher knew may be wrong, so
-				// it forgets it and reads the directories again (files
-				// QEMU holds by then stay unknown, the careful way).
-				w.Log.Warn("inotify queue overflowed: owners set in that moment are not recorded")
-				for d := range w.files {
-					w.files[d] = w.scan(d)
-				}
-			case int(ev.Wd) == invWD:
-				if w.record(name) {
-					reload = true
-				}
-			default:
-				if w.seen(w.dirs[int(ev.Wd)], name) {
-					changed = true
-				}
-			}
-		}
-	}
-	if reload {
-		w.rewatch()
-	}
-	return changed
-}
-
-func clen(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return len(b)
-}
-
-// record reads (or forgets) a domain's record after an event in the
-// inventory directory, and reports whether the set of records changed.
-func (w *Watcher) record(name string) bool {
-	dom, ok := inventory.DomainOf(name)
-	if !ok {
-		return false
-	}
-	r, err := inventory.Load(w.StateDir, dom)
-	if err != nil {
-		w.Log.WithError(err).Warn("record unreadable")
-	}
-	if r == nil || (w.BootID != "" && r.BootID != w.BootID) {
-		// Gone, or left by a boot that ended: its domain runs no more,
-		// and restore gives back what it vouches for.
-		_, had := w.recs[name]
-		delete(w.recs, name)
-		return had
-	}
-	w.recs[name] = r
-	return true
-}
-
-// rewatch watches exactly the directories of the records, reading each
-// newly watched one once for the owners its files have now.
+// rewatch watches the directories of the records, reading each newly
+// watched one once for the owners its files have now; what is known of
+// files already followed is never forgotten while their directory is.
 func (w *Watcher) rewatch() {
 	want := map[string]bool{}
 	for _, r := range w.recs {
@@ -284,161 +205,308 @@ func (w *Watcher) rewatch() {
 			want[d] = true
 		}
 	}
-	for d, wd := range w.wds {
-		if !want[d] {
-			_, _ = unix.InotifyRmWatch(w.ifd, uint32(wd))
-			delete(w.wds, d)
-			delete(w.dirs, wd)
-			delete(w.files, d)
-			delete(w.since, d)
+	for p, d := range w.dirs {
+		if !want[p] {
+			w.unwatch(d)
 		}
 	}
-	for d := range want {
-		if _, ok := w.wds[d]; ok {
-			continue
-		}
-		since := time.Now().UnixNano()
-		wd, err := unix.InotifyAddWatch(w.ifd, d, dirEvents)
-		if err != nil {
-			if !errors.Is(err, unix.ENOENT) {
-				w.Log.WithField("dir", d).WithError(err).Warn("directory not followed (fs.inotify.max_user_watches?): files labelled there keep the owner libvirt leaves")
+	for p := range want {
+		if _, ok := w.dirs[p]; !ok {
+			if err := w.watch(p); err != nil {
+				w.Log.WithField("dir", p).WithError(err).Warn("directory not followed: files libvirt labels there keep the owner libvirt leaves")
 			}
-			continue
 		}
-		w.wds[d], w.dirs[wd] = wd, d
-		w.since[d] = since
-		w.files[d] = w.scan(d)
 	}
 }
 
-// scan reads the owners the files of d have now.
-func (w *Watcher) scan(d string) map[string]inventory.File {
-	files := map[string]inventory.File{}
-	for _, n := range inventory.Names(d) {
-		if len(files) >= inventory.MaxFiles {
-			w.Log.WithField("dir", d).Warnf("more than %d files: owners of the rest are not followed", inventory.MaxFiles)
-			break
+func (w *Watcher) watch(p string) error {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil // made later: a new prepare or a reload watches it
 		}
-		if f, ok := inventory.Stat(d, n); ok && !w.qemuOwned(f) {
-			files[n] = f
+		return err
+	}
+	fsid, err := fsidOf(fd)
+	if err == nil {
+		var f fid
+		if f, err = fidOf(fd, "", fsid); err == nil {
+			d := &dir{path: p, fd: fd, fsid: fsid, fid: f.key(), since: time.Now().UnixNano()}
+			if err = w.markFor(d); err == nil {
+				w.dirs[p], w.dirByFid[d.fid] = d, d
+				w.scan(d)
+				return nil
+			}
 		}
 	}
-	return files
+	_ = unix.Close(fd)
+	return err
 }
 
-// qemuOwned reports whether f is owned by the QEMU user of a domain.
-func (w *Watcher) qemuOwned(f inventory.File) bool {
-	for _, r := range w.recs {
-		if f.UID == r.QEMUUID && f.GID == r.QEMUGID {
+// markFor makes sure the events of d's entries reach the watcher.
+func (w *Watcher) markFor(d *dir) error {
+	if m, ok := w.marks[d.fsid]; ok && m.fs {
+		m.n++
+		return nil
+	}
+	fs, err := markFS(w.fan, d.path)
+	if err != nil {
+		return err
+	}
+	if fs {
+		w.marks[d.fsid] = &mark{n: 1, fs: true, path: d.path}
+	}
+	return nil
+}
+
+func (w *Watcher) unwatch(d *dir) {
+	if m, ok := w.marks[d.fsid]; ok && m.fs {
+		if m.n--; m.n == 0 {
+			unmark(w.fan, m.path, true)
+			delete(w.marks, d.fsid)
+		}
+	} else {
+		unmark(w.fan, d.path, false)
+	}
+	for k, t := range w.files {
+		if t.dir == d && (t.lab == nil || !w.covered(t.lab.Dir)) {
+			if t.lab != nil {
+				w.markDirty()
+			}
+			delete(w.files, k)
+		}
+	}
+	delete(w.dirs, d.path)
+	delete(w.dirByFid, d.fid)
+	_ = unix.Close(d.fd)
+}
+
+// covered reports whether a record of any boot names dir: labelled
+// entries there are kept for its release or a restore.
+func (w *Watcher) covered(dir string) bool {
+	for _, r := range w.all {
+		if r.Covers(dir) {
 			return true
 		}
 	}
 	return false
 }
 
-// seen reads dir/name now. A file that became QEMU's, or root:root (what
-// libvirt "restores" to), from an owner the watcher knew becomes a
-// candidate to give back; one that got that owner back is one no more.
-// Every other owner is remembered as the file's own. It reports whether
-// anything to write changed.
-func (w *Watcher) seen(dir, name string) bool {
-	known := w.files[dir]
-	if known == nil {
-		return false
-	}
-	f, ok := inventory.Stat(dir, name)
-	prev, had := known[name]
-	if !ok {
-		delete(known, name)
-		return false
-	}
-	p := f.Path()
-	if had && !prev.SameInode(f) {
-		had = false
-	}
-	// root:root is libvirt's restore only of a file it labelled first:
-	// one the watcher saw become QEMU's. Anyone else's chown to root is
-	// an administrator's.
-	wasQEMU := false
-	if c, ok := w.candidates[p]; ok && c.SameInode(f) {
-		wasQEMU = true
-	}
-	if l, ok := w.labelled.Files[p]; ok && l.SameInode(f) {
-		wasQEMU = true
-	}
-	labelledNow := w.qemuOwned(f) || (f.UID == 0 && f.GID == 0 && wasQEMU)
-	if labelledNow {
-		if !had {
-			if wasQEMU {
-				return false // its owner before is written down already
-			}
-			if prev, had = w.remembered(dir, name, f); !had {
-				return false // its owner before is unknown
-			}
+// scan reads the owners d's files have now, for files not yet followed.
+func (w *Watcher) scan(d *dir) {
+	n := 0
+	for _, name := range inventory.Names(d.path) {
+		if n >= inventory.MaxFiles {
+			w.Log.WithField("dir", d.path).Warnf("more than %d files: owners of the rest are not followed", inventory.MaxFiles)
+			return
 		}
-		w.candidates[p] = prev
+		var st unix.Stat_t
+		if unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || !followed(st.Mode) {
+			continue
+		}
+		f, err := fidOf(d.fd, name, d.fsid)
+		if err != nil {
+			continue
+		}
+		n++
+		k := f.key()
+		if _, ok := w.files[k]; ok || w.qemuOwned(st.Uid, st.Gid) {
+			continue // known already; or QEMU's, its owner before unknown
+		}
+		w.files[k] = &track{dir: d, name: name, seen: [2]uint32{st.Uid, st.Gid}}
+	}
+}
+
+// followed: regular files and device nodes, what libvirt labels.
+func followed(mode uint32) bool {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFBLK, unix.S_IFCHR:
 		return true
 	}
-	if len(known) < inventory.MaxFiles || had {
-		known[name] = f
-	}
-	if l, ok := w.labelled.Files[p]; ok && l.SameInode(f) && l.UID == f.UID && l.GID == f.GID {
-		delete(w.labelled.Files, p) // given back
-		return true
-	}
-	delete(w.candidates, p)
 	return false
 }
 
-// remembered is the owner a file the watcher first saw already labelled
-// had before, as libvirt's remember_owner xattr says, for files born
-// while their directory was watched. libvirt creates the files of live
-// operations (snapshot overlays, copy targets) itself and labels them a
-// moment later, often before the watcher reads the creation; it writes
-// the owner it found into the xattr just before its chown. Trusted only
-// on a file born since the watch began (no label libvirt wrote on an
-// earlier file), with libvirt's own stamp of this boot, and read from the
-// very inode stat saw (opened O_PATH and compared), so that a rename in
-// between cannot lend one file another's owner. A remembered owner that
-// is QEMU's says nothing (libvirt moves the old top's label onto a
-// snapshot overlay, and the old top was QEMU's already): the owner stays
-// unknown.
-func (w *Watcher) remembered(dir, name string, f inventory.File) (inventory.File, bool) {
-	if f.Birth == 0 || f.Birth < w.since[dir] || f.Birth > time.Now().UnixNano() {
-		return inventory.File{}, false
+// qemuOwned reports whether uid:gid is the QEMU owner of a record.
+func (w *Watcher) qemuOwned(uid, gid uint32) bool {
+	for _, r := range w.recs {
+		if uid == r.QEMUUID && gid == r.QEMUGID {
+			return true
+		}
 	}
-	h, err := owner.Open(filepath.Join(dir, name))
+	return false
+}
+
+// loadLabelled takes up what an earlier run of the watcher recorded.
+func (w *Watcher) loadLabelled() {
+	l, err := inventory.LoadLabelled(w.StateDir)
 	if err != nil {
-		return inventory.File{}, false
+		w.Log.WithError(err).Warn("labelled files unreadable: starting afresh")
 	}
-	defer h.Close()
-	if uint64(h.Stat.Dev) != f.Dev || h.Stat.Ino != f.Ino || owner.Birth(h) != f.Birth {
-		return inventory.File{}, false
+	for i := range l.Files {
+		f := l.Files[i]
+		d := w.dirs[f.Dir]
+		fsid := [2]int32{}
+		if d != nil {
+			fsid = d.fsid
+		} else if fd, err := unix.Open(f.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			fsid, _ = fsidOf(fd)
+			_ = unix.Close(fd)
+		}
+		k := fid{fsid: fsid, typ: f.ID.HandleType, handle: f.ID.Handle}.key()
+		t := &track{dir: d, name: filepath.Base(f.Path), seen: [2]uint32{f.UID, f.GID}, lab: &f}
+		if h, err := owner.OpenByIdentity(f.ID, f.Path); err == nil {
+			uid, gid := h.Owner()
+			t.seen = [2]uint32{uid, gid}
+			_ = h.Close()
+		}
+		w.files[k] = t
+	}
+}
+
+// drain reads and handles every queued event.
+func (w *Watcher) drain(buf []byte) {
+	w.reading.Lock()
+	defer w.reading.Unlock()
+	for {
+		n, err := unix.Read(w.fan, buf)
+		if err != nil || n <= 0 {
+			return
+		}
+		for _, ev := range parse(buf[:n]) {
+			w.handle(ev)
+			closePidfd(ev.pidfd)
+		}
+	}
+}
+
+// handle is one event: see doc.go for what counts as libvirt's label.
+func (w *Watcher) handle(ev event) {
+	if ev.mask&unix.FAN_Q_OVERFLOW != 0 {
+		// Not expected with an unlimited queue; what is known is kept.
+		w.Log.Warn("fanotify queue overflowed: owners set in that moment are not recorded")
+		return
+	}
+	if ev.mask&unix.FAN_ONDIR != 0 || !ev.hasObj {
+		return
+	}
+	k := ev.obj.key()
+	t := w.files[k]
+	var d *dir
+	if ev.hasDir {
+		d = w.dirByFid[ev.dir.key()]
+	}
+	if d == nil && t == nil {
+		return
+	}
+	if d == nil {
+		d = t.dir
+	}
+	if d == nil {
+		return
+	}
+	p := filepath.Join(d.path, ev.name)
+	if ev.name == "" && t != nil {
+		p = filepath.Join(d.path, t.name)
+	}
+	h, err := owner.OpenHandleAt(d.fd, ev.obj.typ, ev.obj.handle, p)
+	if err != nil {
+		if t != nil && t.lab == nil {
+			delete(w.files, k) // gone
+		}
+		return
+	}
+	defer func() { _ = h.Close() }()
+	if !followed(h.Stat.Mode) {
+		return
+	}
+	cur := [2]uint32{h.Stat.Uid, h.Stat.Gid}
+	if t != nil && cur == t.seen {
+		return // no owner change (a chmod, an xattr, a rename)
+	}
+	c := w.changer(ev.pidfd)
+	log := w.Log.WithField("path", p).WithField("by", c.Who)
+	if t == nil {
+		if !w.qemuOwned(cur[0], cur[1]) {
+			if ev.hasDir && ev.name != "" {
+				w.files[k] = &track{dir: d, name: ev.name, seen: cur}
+			}
+			return
+		}
+		if !c.Libvirt {
+			return // QEMU's from the start, or by someone else's hand
+		}
+		prev, ok := w.remembered(d, h)
+		if !ok {
+			log.Info("new file labelled by libvirt, its owner before unknown: it keeps the owner libvirt leaves")
+			return
+		}
+		t = &track{dir: d, name: ev.name, seen: prev}
+		w.files[k] = t
+	}
+	rootNow := cur == [2]uint32{0, 0}
+	switch {
+	case t.lab == nil && w.qemuOwned(cur[0], cur[1]):
+		f, err := inventory.Identify(h, d.path)
+		if err != nil {
+			log.WithError(err).Warn("identity unreadable: the file keeps the owner libvirt leaves")
+			break
+		}
+		f.UID, f.GID, f.Proven, f.By = t.seen[0], t.seen[1], c.Libvirt, c.Who
+		t.lab = &f
+		w.pending = append(w.pending, k)
+		w.markDirty()
+		if c.Libvirt {
+			log.WithField("from", fmt.Sprintf("%d:%d", f.UID, f.GID)).Info("libvirt labelled a file during the run")
+		} else {
+			log.Info("a file became QEMU's, not by libvirt's hand: left as it is")
+		}
+	case t.lab != nil && cur == [2]uint32{t.lab.UID, t.lab.GID}:
+		t.lab = nil // given back
+		w.markDirty()
+	case t.lab != nil && c.Libvirt && (w.qemuOwned(cur[0], cur[1]) || rootNow):
+		// libvirt's relabel, or its "restore" to root:root: the owner
+		// before stays the one recorded.
+	case t.lab != nil:
+		// Someone else gave it another owner on purpose: theirs now.
+		log.Info("a file libvirt labelled was given another owner: no longer given back")
+		t.lab = nil
+		w.markDirty()
+	}
+	t.seen = cur
+}
+
+func (w *Watcher) markDirty() {
+	if w.dirty.IsZero() {
+		w.dirty = time.Now()
+	}
+}
+
+// remembered is the owner a file the watcher first sees labelled had
+// before, as libvirt's remember_owner xattr says: libvirt creates the
+// files of live operations (snapshot overlays, copy targets) and labels
+// them a moment later. Trusted only on a file born since its directory
+// is watched, with libvirt's stamp of this boot, read from the inode
+// held; a remembered owner that is QEMU's says nothing (libvirt moves
+// the old top's label onto a snapshot overlay).
+func (w *Watcher) remembered(d *dir, h *owner.Handle) ([2]uint32, bool) {
+	b := owner.Birth(h)
+	if b == 0 || b < d.since || b > time.Now().UnixNano() {
+		return [2]uint32{}, false
 	}
 	if w.bootTime == 0 {
 		w.bootTime = remembered.BootTime()
 	}
 	o, ok := remembered.Label(h.ProcPath(), w.bootTime)
-	if !ok {
-		return inventory.File{}, false
+	if !ok || w.qemuOwned(o.UID, o.GID) {
+		return [2]uint32{}, false
 	}
-	prev := f
-	prev.UID, prev.GID = o.UID, o.GID
-	if w.qemuOwned(prev) {
-		return inventory.File{}, false
-	}
-	return prev, true
+	return [2]uint32{o.UID, o.GID}, true
 }
 
-// flush asks the journal about the candidates and writes what it does not
-// know into labelled.json.
+// flush asks the journal about the files labelled since the last flush
+// and writes labelled.json.
 func (w *Watcher) flush() error {
-	if len(w.candidates) > 0 {
-		var fs []inventory.File
-		for _, f := range w.candidates {
-			fs = append(fs, f)
-		}
-		// Files a prepare gave QEMU are the journal's: no need to ask.
+	if len(w.pending) > 0 {
 		held := map[string]bool{}
 		for _, r := range w.recs {
 			for _, p := range r.Held {
@@ -446,27 +514,33 @@ func (w *Watcher) flush() error {
 			}
 		}
 		var ask []inventory.File
-		for _, f := range fs {
-			if !held[f.Path()] {
-				ask = append(ask, f)
+		var keys []string
+		for _, k := range w.pending {
+			if t := w.files[k]; t != nil && t.lab != nil {
+				if held[t.lab.Path] {
+					t.lab = nil // prepare gave it to QEMU: the journal's
+					continue
+				}
+				ask, keys = append(ask, *t.lab), append(keys, k)
 			}
 		}
-		fs = ask
-		var known []bool
-		if w.Known != nil && len(fs) > 0 {
-			known = w.Known(fs)
-		}
-		for i, f := range fs {
-			if known != nil && known[i] {
-				continue
+		if w.Known != nil && len(ask) > 0 {
+			if known := w.Known(ask); known != nil {
+				for i, k := range keys {
+					if known[i] {
+						w.files[k].lab = nil
+					}
+				}
 			}
-			if _, ok := w.labelled.Files[f.Path()]; !ok && len(w.labelled.Files) >= inventory.MaxFiles {
-				w.Log.Warnf("more than %d labelled files: %s not recorded", inventory.MaxFiles, f.Path())
-				continue
-			}
-			w.labelled.Files[f.Path()] = f
 		}
-		w.candidates = map[string]inventory.File{}
+		w.pending = nil
 	}
-	return inventory.SaveLabelled(w.StateDir, w.labelled)
+	l := &inventory.Labelled{}
+	for _, t := range w.files {
+		if t.lab != nil && len(l.Files) < inventory.MaxFiles {
+			l.Files = append(l.Files, *t.lab)
+		}
+	}
+	w.dirty = time.Time{}
+	return inventory.SaveLabelled(w.StateDir, l)
 }
