@@ -2,6 +2,8 @@ package cli
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -74,7 +76,30 @@ func cmdWatch(e *env, args []string) error {
 		StateDir: s.hook.StateDir, Log: log,
 		Known: journalKnows(r.Store), BootID: r.Store.BootID,
 		Flush: 50 * time.Millisecond,
-		Ready: func() { log.Info("watcher ready") },
+		Ready: func() {
+			log.Info("watcher ready")
+			if err := notifyReady(); err != nil {
+				log.WithError(err).Warn("systemd not told the watcher is ready")
+			}
+		},
 	}
 	return w.Run(stop)
+}
+
+// notifyReady tells systemd (Type=notify) that the watcher answers
+// handshakes: libvirtd, ordered after it, starts no domain before.
+func notifyReady() error {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return nil // not run by systemd
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", sock, err)
+	}
+	defer func() { _ = c.Close() }()
+	if _, err := c.Write([]byte("READY=1")); err != nil {
+		return fmt.Errorf("notify %s: %w", sock, err)
+	}
+	return nil
 }
