@@ -294,7 +294,7 @@ func checkStateDirClean(t *testing.T, f *fixture) {
 	}
 	for _, e := range ents {
 		switch e.Name() {
-		case "state.db", "lock", watch.SocketName:
+		case "state.db", "lock", watch.SocketName, watch.LockName:
 		case "inventory":
 			// Every release removed its domain's record.
 			left, _ := os.ReadDir(filepath.Join(f.state, e.Name()))

@@ -210,4 +210,3 @@ func FuzzLoadLabelled(f *testing.F) {
 		}
 	})
 }
-

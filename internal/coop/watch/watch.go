@@ -60,6 +60,9 @@ type dir struct {
 	// since is when it began to be watched (Unix ns): a file born later
 	// is new, and everything on it was written since.
 	since int64
+	// n counts the files followed there, at most inventory.MaxFiles: a
+	// user making files by the million costs a bounded watcher.
+	n int
 }
 
 type mark struct {
@@ -77,8 +80,24 @@ type track struct {
 	lab  *inventory.File
 }
 
+// LockName is the lock a watcher holds while it runs: two watchers of one
+// state directory would each write labelled.json over the other's.
+const LockName = "watch.lock"
+
 // Run watches until stop is closed, or the state directory is removed.
+// It refuses to run beside another watcher of the same state directory.
 func (w *Watcher) Run(stop <-chan struct{}) error {
+	if err := inventory.MakeDir(w.StateDir); err != nil {
+		return err
+	}
+	lfd, err := unix.Open(filepath.Join(w.StateDir, LockName), unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("watcher lock: %w", err)
+	}
+	defer func() { _ = unix.Close(lfd) }() // the lock goes with it
+	if err := unix.Flock(lfd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("another watcher runs for %s: %w", w.StateDir, err)
+	}
 	if err := w.setup(); err != nil {
 		return err
 	}
@@ -142,9 +161,6 @@ func (w *Watcher) stateDirThere() bool {
 }
 
 func (w *Watcher) setup() error {
-	if err := inventory.MakeDir(w.StateDir); err != nil {
-		return err
-	}
 	fan, err := fanInit()
 	if err != nil {
 		return err
@@ -193,6 +209,17 @@ func (w *Watcher) reload() {
 	}
 	w.recs = recs
 	w.rewatch()
+	// What no record covers any more was given back, or left, by its
+	// domain's release or a restore.
+	for k, t := range w.files {
+		if t.lab != nil && !w.covered(t.lab.Dir) {
+			t.lab = nil
+			w.markDirty()
+			if t.dir == nil {
+				delete(w.files, k)
+			}
+		}
+	}
 }
 
 // rewatch watches the directories of the records, reading each newly
@@ -313,8 +340,30 @@ func (w *Watcher) scan(d *dir) {
 		if _, ok := w.files[k]; ok || w.qemuOwned(st.Uid, st.Gid) {
 			continue // known already; or QEMU's, its owner before unknown
 		}
-		w.files[k] = &track{dir: d, name: name, seen: [2]uint32{st.Uid, st.Gid}}
+		w.follow(k, &track{dir: d, name: name, seen: [2]uint32{st.Uid, st.Gid}})
 	}
+}
+
+// follow starts following a file, within its directory's bound.
+func (w *Watcher) follow(k string, t *track) bool {
+	if t.dir.n >= inventory.MaxFiles {
+		if t.dir.n == inventory.MaxFiles {
+			w.Log.WithField("dir", t.dir.path).Warnf("more than %d files: owners of the rest are not followed", inventory.MaxFiles)
+			t.dir.n++
+		}
+		return false
+	}
+	t.dir.n++
+	w.files[k] = t
+	return true
+}
+
+// forget stops following a file.
+func (w *Watcher) forget(k string) {
+	if t := w.files[k]; t != nil && t.dir != nil && t.dir.n > 0 && t.dir.n <= inventory.MaxFiles {
+		t.dir.n--
+	}
+	delete(w.files, k)
 }
 
 // followed: regular files and device nodes, what libvirt labels.
@@ -395,11 +444,8 @@ func (w *Watcher) handle(ev event) {
 	if ev.hasDir {
 		d = w.dirByFid[ev.dir.key()]
 	}
-	if d == nil && t == nil {
-		return
-	}
-	if d == nil {
-		d = t.dir
+	if d == nil && t != nil && t.dir != nil && w.dirs[t.dir.path] == t.dir {
+		d = t.dir // moved out of a watched directory, followed still
 	}
 	if d == nil {
 		return
@@ -411,7 +457,7 @@ func (w *Watcher) handle(ev event) {
 	h, err := owner.OpenHandleAt(d.fd, ev.obj.typ, ev.obj.handle, p)
 	if err != nil {
 		if t != nil && t.lab == nil {
-			delete(w.files, k) // gone
+			w.forget(k) // gone
 		}
 		return
 	}
@@ -428,7 +474,7 @@ func (w *Watcher) handle(ev event) {
 	if t == nil {
 		if !w.qemuOwned(cur[0], cur[1]) {
 			if ev.hasDir && ev.name != "" {
-				w.files[k] = &track{dir: d, name: ev.name, seen: cur}
+				w.follow(k, &track{dir: d, name: ev.name, seen: cur})
 			}
 			return
 		}
@@ -441,7 +487,9 @@ func (w *Watcher) handle(ev event) {
 			return
 		}
 		t = &track{dir: d, name: ev.name, seen: prev}
-		w.files[k] = t
+		if !w.follow(k, t) {
+			return
+		}
 	}
 	rootNow := cur == [2]uint32{0, 0}
 	switch {

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -17,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/remembered"
 )
 
 const (
@@ -29,9 +33,16 @@ const (
 // lives until its stdin closes.
 const childEnv = "WATCH_TEST_LIBVIRT_CHOWN"
 
+// stormEnv makes the test binary, run again, a user creating files as
+// fast as it can: "DIR:COUNT".
+const stormEnv = "WATCH_TEST_CREATE_STORM"
+
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(libvirtChild(spec))
+	}
+	if spec := os.Getenv(stormEnv); spec != "" {
+		os.Exit(createStorm(spec))
 	}
 	os.Exit(m.Run())
 }
@@ -53,6 +64,20 @@ func libvirtChild(spec string) int {
 	return 0
 }
 
+func createStorm(spec string) int {
+	i := strings.LastIndexByte(spec, ':')
+	n, _ := strconv.Atoi(spec[i+1:])
+	for j := range n {
+		fd, err := unix.Open(filepath.Join(spec[:i], fmt.Sprintf("f%06d", j)), unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		_ = unix.Close(fd)
+	}
+	return 0
+}
+
 // rig is a watcher of a temporary state directory whose "libvirt daemon"
 // is this test process.
 type rig struct {
@@ -61,14 +86,26 @@ type rig struct {
 	dir   string
 	gen   int64
 	w     *Watcher
+	// stop ends the watcher (once).
+	stop func()
 }
 
 func newRig(t *testing.T, dir string) *rig {
 	t.Helper()
+	return newRigAt(t, "", dir)
+}
+
+// newRigAt starts a watcher of state ("" for a new one) following dir
+// ("" for a new one).
+func newRigAt(t *testing.T, state, dir string) *rig {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("fanotify needs root")
+		t.Fatal("fanotify needs root: run the tests as root")
 	}
-	r := &rig{t: t, state: t.TempDir(), dir: dir}
+	if state == "" {
+		state = t.TempDir()
+	}
+	r := &rig{t: t, state: state, dir: dir}
 	if r.dir == "" {
 		r.dir = t.TempDir()
 	}
@@ -86,12 +123,16 @@ func newRig(t *testing.T, dir string) *rig {
 	w.Ready = func() { close(ready) }
 	r.w = w
 	go func() { done <- w.Run(stop) }()
-	t.Cleanup(func() {
-		close(stop)
-		if err := <-done; err != nil {
-			t.Errorf("watcher: %v", err)
-		}
-	})
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			close(stop)
+			if err := <-done; err != nil {
+				t.Errorf("watcher: %v", err)
+			}
+		})
+	}
+	t.Cleanup(r.stop)
 	select {
 	case <-ready:
 	case err := <-done:
@@ -237,4 +278,176 @@ func TestWhoLabelled(t *testing.T) {
 func unsafePtr(s string) *byte {
 	b := append([]byte(s), 0)
 	return &b[0]
+}
+
+// TestFloodLosesNothing: while the watcher is kept from reading, a user
+// makes far more events in a watched directory than a bounded fanotify
+// queue holds (16384); libvirt's labels of five victims' ISOs made after
+// them are all still seen, with the owners known before.
+func TestFloodLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := errors.Join(os.Chmod(filepath.Dir(dir), 0o755), os.Chown(dir, userUID, userUID)); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, dir)
+	var victims []string
+	for i := range 5 {
+		victims = append(victims, r.file(fmt.Sprintf("victim%d.iso", i), userUID+1+i))
+	}
+	r.sync()
+	exe := filepath.Join(filepath.Dir(dir), "storm")
+	if b, err := os.ReadFile(os.Args[0]); err != nil || os.WriteFile(exe, b, 0o755) != nil {
+		t.Fatalf("copy the test binary: %v", err)
+	}
+	storm := exec.Command(exe)
+	storm.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d", stormEnv, dir, 17000))
+	storm.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: userUID, Gid: userUID}}
+	r.w.reading.Lock()
+	out, err := storm.CombinedOutput()
+	for _, v := range victims {
+		if err := os.Chown(v, qemuUID, qemuGID); err != nil { // libvirt's daemon itself
+			t.Error(err)
+		}
+	}
+	r.w.reading.Unlock()
+	if err != nil {
+		t.Fatalf("storm: %v %s", err, out)
+	}
+	r.sync()
+	l := r.labelled()
+	for i, v := range victims {
+		if f, ok := l[v]; !ok || !f.Proven || f.UID != uint32(userUID+1+i) {
+			t.Errorf("labelled[%s] = %+v, %v; want libvirt's label from %d", filepath.Base(v), f, ok, userUID+1+i)
+		}
+	}
+}
+
+// TestLateForANewFile: libvirt creates a live operation's file as root,
+// remembers that owner in its xattr and labels the file for QEMU, all
+// before the watcher reads the creation. It takes the owner before from
+// libvirt's xattr, only for a file born while the directory was watched,
+// stamped with this boot, and never a remembered owner that is QEMU's.
+func TestLateForANewFile(t *testing.T) {
+	r := newRig(t, "")
+	stamp := strconv.FormatInt(remembered.BootTime(), 10)
+	mk := func(name, label string) string {
+		t.Helper()
+		p := filepath.Join(r.dir, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if label != "" {
+			for k, v := range map[string]string{remembered.XattrDAC: label, remembered.XattrRefDAC: "1", remembered.XattrTimestamp: stamp} {
+				if err := unix.Setxattr(p, k, []byte(v), 0); err != nil {
+					t.Fatalf("trusted xattr on %s: %v", p, err)
+				}
+			}
+		}
+		if err := os.Chown(p, qemuUID, qemuGID); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Birth times come from the kernel's coarse clock, which may lag the
+	// watch's start by a tick: files born in that tick count as old.
+	time.Sleep(50 * time.Millisecond)
+	r.w.reading.Lock()
+	overlay := mk("s1.qcow2", "+0:+0")
+	moved := mk("moved.qcow2", fmt.Sprintf("+%d:+%d", qemuUID, qemuGID))
+	plain := mk("plain.raw", "")
+	hot := mk("hot.raw", "+1000:+1001")
+	stamp = "1600000000" // a copy of a file libvirt labelled on an earlier boot
+	stale := mk("stale.img", "+1002:+1002")
+	r.w.reading.Unlock()
+	r.sync()
+	l := r.labelled()
+	want := map[string]string{overlay: "0:0", hot: "1000:1001"}
+	for _, p := range []string{overlay, moved, plain, hot, stale} {
+		got := ""
+		if f, ok := l[p]; ok && f.Proven {
+			got = fmt.Sprintf("%d:%d", f.UID, f.GID)
+		}
+		if got != want[p] {
+			t.Errorf("%s: owner before = %q, want %q", filepath.Base(p), got, want[p])
+		}
+	}
+}
+
+// TestAdminChownToRoot: an administrator takes a file away from a user
+// (chown root:root) in a watched directory; QEMU never had it, so it is
+// nothing to give back. One libvirt labelled and an administrator then
+// gave to someone else is no longer given back either.
+func TestAdminChownToRoot(t *testing.T) {
+	r := newRig(t, "")
+	taken := r.file("taken.img", userUID)
+	regiven := r.file("regiven.img", userUID)
+	r.sync()
+	r.shell("chown", "0:0", taken)
+	r.libvirtChown(regiven, qemuUID, qemuGID)
+	r.shell("chown", "4242:4242", regiven)
+	l := r.labelled()
+	for _, p := range []string{taken, regiven} {
+		if f, ok := l[p]; ok {
+			t.Errorf("labelled[%s] = %+v, want nothing", filepath.Base(p), f)
+		}
+	}
+}
+
+// TestRestartKeepsLabels: a watcher stopped and started again (systemctl
+// restart) with the domain running still has what it saw before, and
+// sees libvirt's labels made after.
+func TestRestartKeepsLabels(t *testing.T) {
+	dir := t.TempDir()
+	before := func() *rig {
+		r := newRig(t, dir)
+		return r
+	}()
+	early := before.file("early.img", userUID)
+	before.sync()
+	before.libvirtChown(early, qemuUID, qemuGID)
+	before.stop()
+	// A new watcher on the same state directory, as after a restart.
+	after := newRigAt(t, before.state, dir)
+	late := after.file("late.img", userUID+1)
+	after.sync()
+	after.libvirtChown(late, qemuUID, qemuGID)
+	l := after.labelled()
+	if f, ok := l[early]; !ok || !f.Proven || f.UID != userUID {
+		t.Errorf("after the restart, labelled[early.img] = %+v, %v; want kept", f, ok)
+	}
+	if f, ok := l[late]; !ok || !f.Proven || f.UID != userUID+1 {
+		t.Errorf("after the restart, labelled[late.img] = %+v, %v; want seen", f, ok)
+	}
+}
+
+// TestHandshake: prepare's handshake names its record's generation; a
+// watcher answers only once it holds that one, and with none running
+// the error says so at once.
+func TestHandshake(t *testing.T) {
+	t.Run("one watcher per state directory", func(t *testing.T) {
+		r := newRig(t, "")
+		w := &Watcher{StateDir: r.state, Log: r.w.Log}
+		if err := w.Run(make(chan struct{})); err == nil || !strings.Contains(err.Error(), "another watcher runs") {
+			t.Errorf("a second watcher's Run = %v, want a refusal", err)
+		}
+	})
+	if err := Sync(t.TempDir(), "vm1", 1, time.Second); !errors.Is(err, ErrNoWatcher) {
+		t.Errorf("Sync with no watcher = %v, want ErrNoWatcher", err)
+	}
+	r := newRig(t, "")
+	if err := Sync(r.state, "vm1", r.gen+1, 5*time.Second); err == nil {
+		t.Error("Sync naming a generation not written = nil, want an error")
+	}
+	if err := Sync(r.state, "vm2", 0, 5*time.Second); err != nil {
+		t.Errorf("Sync of a removed record = %v", err)
+	}
+	if err := inventory.Remove(r.state, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Sync(r.state, "vm1", 0, 5*time.Second); err != nil {
+		t.Errorf("Sync after vm1's record is removed = %v", err)
+	}
+	if len(r.w.dirs) != 0 {
+		t.Errorf("watcher still follows %d directories after the only record is removed", len(r.w.dirs))
+	}
 }
