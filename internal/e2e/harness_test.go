@@ -373,6 +373,9 @@ func (h *harness) setup() error {
 	if err := waitLibvirt(30 * time.Second); err != nil {
 		return err
 	}
+	if err := h.startWatcher(); err != nil {
+		return err
+	}
 	destroyLeftovers()
 	fmt.Printf("e2e: libvirtd up; qemu runs as %s (%s); hook %s; work dir %s\n",
 		h.qemu.name, h.qemu.owner(), h.hookBin, h.workDir)
@@ -395,7 +398,8 @@ func (h *harness) teardown() error {
 		if h.startedLibvirtd {
 			destroyLeftovers()
 		}
-		h.teardownErr = undoRun(rec, os.Getenv("LIBVIRT_DAC_HOOK_E2E_KEEP") == "1")
+		werr := h.stopWatcher()
+		h.teardownErr = errors.Join(werr, undoRun(rec, os.Getenv("LIBVIRT_DAC_HOOK_E2E_KEEP") == "1"))
 	})
 	return h.teardownErr
 }
