@@ -31,16 +31,35 @@ type Changer struct {
 	Who string
 }
 
+// witness judges, as soon as a batch is read, who made each event's
+// change, and closes the pidfds. A process is looked at once a batch.
+func (w *Watcher) witness(evs []event) {
+	seen := map[int]Changer{}
+	daemons := w.daemons()
+	for i := range evs {
+		ev := &evs[i]
+		if ev.pidfd < 0 {
+			ev.who = Changer{Who: "a process gone before its event was read"}
+			continue
+		}
+		pid := pidOf(ev.pidfd)
+		c, ok := seen[pid]
+		if !ok || pid <= 0 {
+			c = changer(ev.pidfd, pid, daemons)
+			seen[pid] = c
+		}
+		ev.who = c
+		closePidfd(ev.pidfd)
+		ev.pidfd = -1
+	}
+}
+
 // changer judges the process of an event from its pidfd (FAN_REPORT_PIDFD):
 // the kernel makes one only while the process lives, so the evidence is
 // read from /proc and then proven still the same process by the pidfd
 // naming the same pid (a pid is not reused while a pidfd holds it and
 // the process is not reaped).
-func (w *Watcher) changer(pidfd int) Changer {
-	if pidfd < 0 {
-		return Changer{Who: "a process gone before its event was read"}
-	}
-	pid := pidOf(pidfd)
+func changer(pidfd, pid int, daemons []int) Changer {
 	if pid <= 0 {
 		return Changer{Who: "a process gone before its event was read"}
 	}
@@ -49,7 +68,7 @@ func (w *Watcher) changer(pidfd int) Changer {
 		return Changer{Who: fmt.Sprintf("pid %d, gone while it was read", pid)}
 	}
 	who := fmt.Sprintf("pid %d (%s, parent %d)", pid, name, ppid)
-	for _, d := range w.daemons() {
+	for _, d := range daemons {
 		if pid == d {
 			return Changer{Libvirt: true, Who: "libvirt's daemon, " + who}
 		}

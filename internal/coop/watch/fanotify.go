@@ -76,6 +76,8 @@ type event struct {
 	name     string
 	hasDir   bool
 	hasObj   bool
+	// who made the change, judged when the event was read.
+	who Changer
 }
 
 const (

@@ -67,9 +67,11 @@ func (w *Watcher) serve(ln *net.UnixListener) {
 				_, _ = fmt.Fprintf(c, "err %s\n", err)
 				return
 			}
-			w.reqs <- req
-			w.poke()
-			_, _ = fmt.Fprintf(c, "%s\n", <-req.reply)
+			select {
+			case w.reqs <- req:
+				_, _ = fmt.Fprintf(c, "%s\n", <-req.reply)
+			case <-w.done:
+			}
 		}()
 	}
 }
@@ -86,28 +88,21 @@ func parseRequest(line string) (request, error) {
 	return request{name: f[1], gen: gen, reply: make(chan string, 1)}, nil
 }
 
-// answer handles the queued handshakes, after the events queued before.
-func (w *Watcher) answer(buf []byte) {
-	for {
-		select {
-		case req := <-w.reqs:
-			w.drain(buf)
-			w.reload()
-			err := w.flush()
-			r := w.recs[req.name]
-			switch {
-			case err != nil:
-				req.reply <- "err labelled files not written: " + err.Error()
-			case req.gen == 0 && r == nil, r != nil && r.Gen == req.gen:
-				req.reply <- "ok"
-			case r == nil:
-				req.reply <- "err no record of this boot filed as " + req.name
-			default:
-				req.reply <- fmt.Sprintf("err record %s has generation %d, not %d", req.name, r.Gen, req.gen)
-			}
-		default:
-			return
-		}
+// answer handles a handshake, once the events queued before it are
+// handled (settle).
+func (w *Watcher) answer(req request) {
+	w.reload()
+	err := w.flush()
+	r := w.recs[req.name]
+	switch {
+	case err != nil:
+		req.reply <- "err labelled files not written: " + err.Error()
+	case req.gen == 0 && r == nil, r != nil && r.Gen == req.gen:
+		req.reply <- "ok"
+	case r == nil:
+		req.reply <- "err no record of this boot filed as " + req.name
+	default:
+		req.reply <- fmt.Sprintf("err record %s has generation %d, not %d", req.name, r.Gen, req.gen)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -49,6 +51,8 @@ type Watcher struct {
 	// reading is held while the loop reads events: a test holds it to
 	// let a process end before its event is read.
 	reading sync.Mutex
+	quit    atomic.Bool
+	done    chan struct{} // closed when Run returns
 }
 
 // dir is a watched directory.
@@ -108,36 +112,45 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 	}
 	defer func() { _ = ln.Close() }()
 	go w.serve(ln)
+	// batches is unbuffered: a batch the reader sent before it answers a
+	// barrier has been received by then.
+	batches, barrier := make(chan []event), make(chan chan struct{}, 1)
+	readerDone := make(chan struct{})
 	go func() {
-		<-stop
-		w.poke()
+		defer close(readerDone)
+		w.reader(batches, barrier)
+	}()
+	defer func() {
+		w.quit.Store(true)
+		close(w.done)
+		w.poke() // the reader sees quit and leaves
+		for {
+			select {
+			case <-batches:
+			case <-readerDone:
+				return
+			}
+		}
 	}()
 	if w.Ready != nil {
 		w.Ready()
 	}
-	buf := make([]byte, 256<<10)
-	lastList := time.Now()
+	relist := time.NewTicker(10 * time.Second)
+	defer relist.Stop()
+	var flushAt <-chan time.Time
 	for {
+		if !w.dirty.IsZero() && flushAt == nil {
+			flushAt = time.After(w.Flush)
+		}
 		select {
 		case <-stop:
 			return w.flush()
-		default:
-		}
-		timeout := 10 * time.Second
-		if !w.dirty.IsZero() {
-			timeout = w.Flush
-		}
-		fds := []unix.PollFd{{Fd: int32(w.fan), Events: unix.POLLIN}, {Fd: int32(w.wake[0]), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, int(timeout/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("poll: %w", err)
-		}
-		if fds[1].Revents&unix.POLLIN != 0 {
-			var b [64]byte
-			_, _ = unix.Read(w.wake[0], b[:])
-		}
-		w.drain(buf)
-		w.answer(buf)
-		if time.Since(lastList) >= 10*time.Second {
+		case evs := <-batches:
+			w.handleAll(evs)
+		case req := <-w.reqs:
+			w.settle(batches, barrier)
+			w.answer(req)
+		case <-relist.C:
 			// A release whose handshake never reached the watcher still
 			// ends its domain's watch here.
 			if !w.stateDirThere() {
@@ -145,13 +158,80 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 				return nil
 			}
 			w.reload()
-			lastList = time.Now()
-		}
-		if !w.dirty.IsZero() && time.Since(w.dirty) >= w.Flush {
+		case <-flushAt:
+			flushAt = nil
 			if err := w.flush(); err != nil {
 				w.Log.WithError(err).Warn("labelled files not written")
 			}
 		}
+	}
+}
+
+// reader reads events as soon as the kernel queues them, on a thread of
+// its own at the highest nice level, and takes the evidence of who made
+// each change then: a fork of libvirt's daemon lives only for its
+// chowns, and is reaped a moment later. Each batch is handed on, in
+// order; a barrier is answered once everything queued before it is.
+func (w *Watcher) reader(batches chan<- []event, barrier <-chan chan struct{}) {
+	runtime.LockOSThread()
+	// Best effort: a busy host must not delay the read past the
+	// changer's exit.
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -20)
+	buf := make([]byte, 256<<10)
+	for !w.quit.Load() {
+		fds := []unix.PollFd{{Fd: int32(w.fan), Events: unix.POLLIN}, {Fd: int32(w.wake[0]), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
+			w.Log.WithError(err).Error("poll: watcher stops reading events")
+			return
+		}
+		if fds[1].Revents&unix.POLLIN != 0 {
+			var b [64]byte
+			_, _ = unix.Read(w.wake[0], b[:])
+		}
+		w.readAll(buf, batches)
+		select {
+		case ack := <-barrier:
+			// Whatever was queued before the barrier was asked for.
+			w.readAll(buf, batches)
+			close(ack)
+		default:
+		}
+	}
+}
+
+// readAll reads until the queue is empty, handing each batch on.
+func (w *Watcher) readAll(buf []byte, batches chan<- []event) {
+	w.reading.Lock()
+	defer w.reading.Unlock()
+	for {
+		n, err := unix.Read(w.fan, buf)
+		if err != nil || n <= 0 {
+			return
+		}
+		evs := parse(buf[:n])
+		w.witness(evs)
+		batches <- evs
+	}
+}
+
+// settle returns once every event queued before it is handled.
+func (w *Watcher) settle(batches <-chan []event, barrier chan<- chan struct{}) {
+	ack := make(chan struct{})
+	barrier <- ack // room for one: only this loop asks, and waits
+	w.poke()
+	for {
+		select {
+		case evs := <-batches:
+			w.handleAll(evs)
+		case <-ack:
+			return
+		}
+	}
+}
+
+func (w *Watcher) handleAll(evs []event) {
+	for _, ev := range evs {
+		w.handle(ev)
 	}
 }
 
@@ -172,7 +252,8 @@ func (w *Watcher) setup() error {
 	}
 	w.recs, w.dirs, w.dirByFid = map[string]*inventory.Record{}, map[string]*dir{}, map[string]*dir{}
 	w.marks, w.files = map[[2]int32]*mark{}, map[string]*track{}
-	w.reqs = make(chan request, 64)
+	w.reqs = make(chan request)
+	w.done = make(chan struct{})
 	if w.Flush <= 0 {
 		w.Flush = 50 * time.Millisecond
 	}
@@ -412,22 +493,6 @@ func (w *Watcher) loadLabelled() {
 	}
 }
 
-// drain reads and handles every queued event.
-func (w *Watcher) drain(buf []byte) {
-	w.reading.Lock()
-	defer w.reading.Unlock()
-	for {
-		n, err := unix.Read(w.fan, buf)
-		if err != nil || n <= 0 {
-			return
-		}
-		for _, ev := range parse(buf[:n]) {
-			w.handle(ev)
-			closePidfd(ev.pidfd)
-		}
-	}
-}
-
 // handle is one event: see doc.go for what counts as libvirt's label.
 func (w *Watcher) handle(ev event) {
 	if ev.mask&unix.FAN_Q_OVERFLOW != 0 {
@@ -469,7 +534,7 @@ func (w *Watcher) handle(ev event) {
 	if t != nil && cur == t.seen {
 		return // no owner change (a chmod, an xattr, a rename)
 	}
-	c := w.changer(ev.pidfd)
+	c := ev.who
 	log := w.Log.WithField("path", p).WithField("by", c.Who)
 	if t == nil {
 		if !w.qemuOwned(cur[0], cur[1]) {
