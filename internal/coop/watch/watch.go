@@ -548,7 +548,7 @@ func (w *Watcher) handle(ev event) {
 		}
 		prev, ok := w.remembered(d, h)
 		if !ok {
-			log.Info("new file labelled by libvirt, its owner before unknown: it keeps the owner libvirt leaves")
+			log.Debug("new file labelled by libvirt, its owner before unknown: it keeps the owner libvirt leaves")
 			return
 		}
 		t = &track{dir: d, name: ev.name, seen: prev}
