@@ -314,7 +314,10 @@ func cmdStatus(e *env, args []string) error {
 	out := &printer{w: e.stdout}
 	if len(entries) == 0 {
 		out.printf("nothing held (state in %s)\n", s.hook.StateDir)
-		return out.flush()
+		if err := out.flush(); err != nil {
+			return err
+		}
+		return printLabelled(e, s, *file)
 	}
 	tw := &printer{w: tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)}
 	tw.println("PATH\tORIGINAL\tHELD AS\tHOLDERS")
@@ -343,7 +346,10 @@ func cmdStatus(e *env, args []string) error {
 	if stale > 0 {
 		out.printf("%d stale record(s): no domain of this boot holds them; `libvirt-dac-hook restore --stale` gives them back\n", stale)
 	}
-	return out.flush()
+	if err := out.flush(); err != nil {
+		return err
+	}
+	return printLabelled(e, s, *file)
 }
 
 func cmdRestore(e *env, args []string) error {

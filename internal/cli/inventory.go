@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"text/tabwriter"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
@@ -30,4 +31,31 @@ func restoreInventories(s *setup, r *apply.Runner, domain string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// printLabelled adds to status what the watcher saw libvirt label during
+// the runs of domains still recorded (cooperative mode), and which of
+// those release will not give back because the change was not shown to be
+// libvirt's. Nothing when there is none, or status reads a state file.
+func printLabelled(e *env, s *setup, stateFile string) error {
+	if stateFile != "" {
+		return nil
+	}
+	l, err := inventory.LoadLabelled(s.hook.StateDir)
+	if err != nil {
+		return withCode(ExitState, err)
+	}
+	if len(l.Files) == 0 {
+		return nil
+	}
+	tw := &printer{w: tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)}
+	tw.println("\nBECAME QEMU'S DURING A RUN\tOWNER BEFORE\tAT RELEASE")
+	for _, f := range l.Files {
+		what := "given back (libvirt labelled it)"
+		if !f.Proven {
+			what = "left as it is: not shown to be libvirt's label (" + f.By + ")"
+		}
+		tw.printf("%s\t%d:%d\t%s\n", f.Path, f.UID, f.GID, what)
+	}
+	return tw.flush()
 }

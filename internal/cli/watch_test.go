@@ -1,7 +1,9 @@
 package cli_test
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
@@ -23,4 +25,27 @@ func labelledFile(t *testing.T, p string) inventory.File {
 	}
 	f.Proven = true
 	return f
+}
+
+// TestStatusSaysWhatIsNotGivenBack: a file that became QEMU's during a
+// run by a change not shown to be libvirt's is named by status, and
+// release leaves it as it is.
+func TestStatusSaysWhatIsNotGivenBack(t *testing.T) {
+	f := newFixture(t)
+	f.write("img/odd.iso", "iso", imageUID+9)
+	xml := f.prepareCooperative()
+	odd := labelledFile(t, f.path("img/odd.iso"))
+	odd.Proven, odd.By = false, "a process gone before its event was read"
+	if err := os.Chown(f.path("img/odd.iso"), qemuID, qemuID); err != nil {
+		t.Fatal(err)
+	}
+	if err := inventory.SaveLabelled(f.state, &inventory.Labelled{Files: []inventory.File{odd}}); err != nil {
+		t.Fatal(err)
+	}
+	res := run(noRead{t}, "status")
+	if res.code != 0 || !strings.Contains(res.stdout, f.path("img/odd.iso")) || !strings.Contains(res.stdout, "not shown to be libvirt's label (a process gone") {
+		t.Errorf("status = %+v, want odd.iso named as not given back", res)
+	}
+	f.release(xml)
+	f.checkOwners(map[string]string{f.path("img/odd.iso"): qemuOwner})
 }

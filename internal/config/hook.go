@@ -60,10 +60,9 @@ type Hook struct {
 	// ParentACL (parent_search_acl): grant QEMU search permission on
 	// parent directories it cannot traverse, with an ACL entry.
 	ParentACL bool
-	// LiveWatch (live_watch): in cooperative mode, run the watcher that
-	// records owners of files appearing in a running domain's directories,
-	// so files created after the start and then hot-plugged get their
-	// owner back too.
+	// LiveWatch (live_watch): in cooperative mode, write the domain's
+	// record and make the handshake with the watcher service, so files
+	// libvirt labels during the run get their owner back too.
 	LiveWatch bool
 	// BackingPaths (backing_paths) restricts where files named in image
 	// headers (backing files, VMDK extents, qcow2 data files) may be: at
