@@ -53,7 +53,7 @@ func (h *harness) startWatcher() error {
 		select {
 		case err := <-watcher.done:
 			watcher.cmd = nil
-			return fmt.Errorf("watcher exited before listening: %v (see %s)", err, log.Name())
+			return fmt.Errorf("watcher exited before listening: %w (see %s)", err, log.Name())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -80,7 +80,6 @@ func (h *harness) stopWatcher() error {
 		return nil
 	case <-time.After(15 * time.Second):
 		_ = watcher.cmd.Process.Kill()
-		<-watcher.done
-		return errors.New("watcher still running 15s after SIGTERM: killed")
+		return fmt.Errorf("watcher still running 15s after SIGTERM: killed (%w)", <-watcher.done)
 	}
 }

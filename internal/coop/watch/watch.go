@@ -534,28 +534,44 @@ func (w *Watcher) handle(ev event) {
 	if t != nil && cur == t.seen {
 		return // no owner change (a chmod, an xattr, a rename)
 	}
-	c := ev.who
-	log := w.Log.WithField("path", p).WithField("by", c.Who)
+	log := w.Log.WithField("path", p).WithField("by", ev.who.Who)
 	if t == nil {
-		if !w.qemuOwned(cur[0], cur[1]) {
-			if ev.hasDir && ev.name != "" {
-				w.follow(k, &track{dir: d, name: ev.name, seen: cur})
-			}
-			return
-		}
-		if !c.Libvirt {
-			return // QEMU's from the start, or by someone else's hand
-		}
-		prev, ok := w.remembered(d, h)
-		if !ok {
-			log.Debug("new file labelled by libvirt, its owner before unknown: it keeps the owner libvirt leaves")
-			return
-		}
-		t = &track{dir: d, name: ev.name, seen: prev}
-		if !w.follow(k, t) {
+		if t = w.newFile(k, d, h, ev, log); t == nil {
 			return
 		}
 	}
+	w.judge(k, t, d, h, ev.who, log)
+}
+
+// newFile starts following a file first seen now: with its owner, unless
+// that is QEMU's already; then only libvirt's remembered owner of a new
+// file it labelled can say what it was before.
+func (w *Watcher) newFile(k string, d *dir, h *owner.Handle, ev event, log logrus.FieldLogger) *track {
+	cur := [2]uint32{h.Stat.Uid, h.Stat.Gid}
+	if !w.qemuOwned(cur[0], cur[1]) {
+		if ev.hasDir && ev.name != "" {
+			w.follow(k, &track{dir: d, name: ev.name, seen: cur})
+		}
+		return nil
+	}
+	if !ev.who.Libvirt {
+		return nil // QEMU's from the start, or by someone else's hand
+	}
+	prev, ok := w.remembered(d, h)
+	if !ok {
+		log.Debug("new file labelled by libvirt, its owner before unknown: it keeps the owner libvirt leaves")
+		return nil
+	}
+	t := &track{dir: d, name: ev.name, seen: prev}
+	if !w.follow(k, t) {
+		return nil
+	}
+	return t
+}
+
+// judge is an owner change of a followed file, by c.
+func (w *Watcher) judge(k string, t *track, d *dir, h *owner.Handle, c Changer, log logrus.FieldLogger) {
+	cur := [2]uint32{h.Stat.Uid, h.Stat.Gid}
 	rootNow := cur == [2]uint32{0, 0}
 	switch {
 	case t.lab == nil && w.qemuOwned(cur[0], cur[1]):
