@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -81,5 +82,42 @@ func (h *harness) stopWatcher() error {
 	case <-time.After(15 * time.Second):
 		_ = watcher.cmd.Process.Kill()
 		return fmt.Errorf("watcher still running 15s after SIGTERM: killed (%w)", <-watcher.done)
+	}
+}
+
+// TestWatcherRestart: the watcher stopped and started again (as
+// `systemctl restart libvirt-dac-hook-watch` does) while a domain runs.
+// A disk attached before the restart and one attached after both get
+// their owners back when the domain stops, in both cooperative modes.
+func TestWatcherRestart(t *testing.T) {
+	if e2e == nil {
+		t.Skip("e2e harness not set up")
+	}
+	for _, m := range []ownershipMode{coopRemember, coopNoRemember} {
+		t.Run(m.name, func(t *testing.T) {
+			e2e.useMode(t, m)
+			f := newFixture(t)
+			q := f.h.qemu.owner()
+			name := domainPrefix + "watch-restart"
+			boot := f.hotplugDomain(name)
+			attach := func(tr *tracked, target string) {
+				t.Helper()
+				f.mustVirsh(name, "attach-disk", name, tr.path, target, "--targetbus", "scsi", "--subdriver", "raw", "--live")
+			}
+			early := f.rawImage("early.raw", f.h.alice.owner())
+			attach(early, "sda")
+			f.want("attached before the restart", q, name, early, boot)
+			if err := f.h.stopWatcher(); err != nil {
+				t.Fatalf("stop the watcher: %v", err)
+			}
+			if err := f.h.startWatcher(); err != nil {
+				t.Fatalf("start the watcher again: %v", err)
+			}
+			late := f.rawImage("late.raw", f.h.bob.owner())
+			attach(late, "sdb")
+			f.want("attached after the restart", q, name, early, late, boot)
+			f.destroy(name)
+			f.check("after destroy", false, name)
+		})
 	}
 }

@@ -93,7 +93,7 @@ func parse(buf []byte) []event {
 	for len(buf) >= metaLen {
 		m := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[0]))
 		n := int(m.Event_len)
-		if n < metaLen || n > len(buf) || int(m.Metadata_len) < metaLen {
+		if n < metaLen || n > len(buf) || int(m.Metadata_len) < metaLen || int(m.Metadata_len) > n {
 			break
 		}
 		ev := event{mask: m.Mask, pidfd: -1}
