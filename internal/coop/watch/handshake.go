@@ -91,8 +91,11 @@ func parseRequest(line string) (request, error) {
 // answer handles a handshake, once the events queued before it are
 // handled (settle).
 func (w *Watcher) answer(req request) {
-	w.reload()
-	err := w.flush()
+	w.reloadOne(req.name)
+	var err error
+	if !w.dirty.IsZero() || len(w.pending) > 0 {
+		err = w.flush()
+	}
 	r := w.recs[req.name]
 	switch {
 	case err != nil:

@@ -38,7 +38,7 @@ type Watcher struct {
 	fan      int
 	wake     [2]int                       // a pipe: the server's goroutine wakes the loop with it
 	recs     map[string]*inventory.Record // this boot's, by record name
-	all      []*inventory.Record          // every boot's: labelled entries they cover are kept
+	all      map[string]*inventory.Record // every boot's, by record name: labelled entries they cover are kept
 	dirs     map[string]*dir              // by path
 	dirByFid map[string]*dir
 	// marks counts the watched directories of each filesystem mark.
@@ -250,7 +250,8 @@ func (w *Watcher) setup() error {
 		_ = unix.Close(fan)
 		return fmt.Errorf("pipe: %w", err)
 	}
-	w.recs, w.dirs, w.dirByFid = map[string]*inventory.Record{}, map[string]*dir{}, map[string]*dir{}
+	w.recs, w.all = map[string]*inventory.Record{}, map[string]*inventory.Record{}
+	w.dirs, w.dirByFid = map[string]*dir{}, map[string]*dir{}
 	w.marks, w.files = map[[2]int32]*mark{}, map[string]*track{}
 	w.reqs = make(chan request)
 	w.done = make(chan struct{})
@@ -281,14 +282,39 @@ func (w *Watcher) reload() {
 	if err != nil {
 		w.Log.WithError(err).Warn("record unreadable: skipped")
 	}
-	w.all = all
-	recs := map[string]*inventory.Record{}
+	w.all, w.recs = map[string]*inventory.Record{}, map[string]*inventory.Record{}
 	for _, r := range all {
-		if w.BootID == "" || r.BootID == w.BootID {
-			recs[inventory.NameOf(r.Domain)] = r
-		}
+		w.take(inventory.NameOf(r.Domain), r)
 	}
-	w.recs = recs
+	w.settleRecords()
+}
+
+// reloadOne reads the one record a handshake names again: a boot storm's
+// prepares each cost the watcher one record read, not all of them.
+func (w *Watcher) reloadOne(name string) {
+	r, err := inventory.LoadName(w.StateDir, name)
+	if err != nil {
+		w.Log.WithError(err).Warn("record unreadable: skipped")
+	}
+	delete(w.all, name)
+	delete(w.recs, name)
+	w.take(name, r)
+	w.settleRecords()
+}
+
+func (w *Watcher) take(name string, r *inventory.Record) {
+	if r == nil {
+		return
+	}
+	w.all[name] = r
+	if w.BootID == "" || r.BootID == w.BootID {
+		w.recs[name] = r
+	}
+}
+
+// settleRecords watches what the records name now, and drops what they no
+// longer cover.
+func (w *Watcher) settleRecords() {
 	w.rewatch()
 	// What no record covers any more was given back, or left, by its
 	// domain's release or a restore.
