@@ -5,10 +5,11 @@
 // jobs) and what owner each had just before. Release gives those back.
 //
 // It follows the directories of this boot's records (package inventory)
-// with fanotify: a filesystem mark on each one's filesystem (a mark on
-// the directory itself where the filesystem refuses), file handles for
-// every event, the pidfd of the process that caused it, and an unlimited
-// queue, so no flood an unprivileged user makes can drop an event.
+// with fanotify: a mark on each directory for the events of its entries
+// (not on whole filesystems, whose every change would reach it), file
+// handles for every event, the pidfd of the process that caused it, and
+// an unlimited queue, so no flood an unprivileged user makes can drop an
+// event.
 // Before any event it reads each newly watched directory once for the
 // owners its files have; afterwards each file is known by its file
 // handle (with the inode's generation), never by path or inode number,

@@ -28,26 +28,20 @@ func fanInit() (int, error) {
 	return fd, nil
 }
 
-// markFS marks the whole filesystem of dir; where the filesystem refuses
-// (no usable fsid, as on some btrfs subvolumes and FUSE mounts) dir
-// itself is marked, for the events of its entries. fs reports which.
-func markFS(fan int, dir string) (fs bool, err error) {
-	err = unix.FanotifyMark(fan, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, fanEvents, unix.AT_FDCWD, dir)
-	if err == nil {
-		return true, nil
+// markDir marks the directory dirfd holds for the events of its entries.
+// A mark on the directory, not on its whole filesystem: a filesystem mark
+// on / would make every change on the host's root filesystem an event
+// for the watcher to read and judge, and the directories the records name
+// are all it follows.
+func markDir(fan, dirfd int) error {
+	if err := unix.FanotifyMark(fan, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, fanEvents|unix.FAN_EVENT_ON_CHILD, dirfd, ""); err != nil {
+		return fmt.Errorf("fanotify mark: %w", err)
 	}
-	if err2 := unix.FanotifyMark(fan, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW, fanEvents|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, dir); err2 != nil {
-		return false, fmt.Errorf("fanotify mark %s: %w (filesystem mark: %w)", dir, err2, err)
-	}
-	return false, nil
+	return nil
 }
 
-func unmark(fan int, dir string, fs bool) {
-	if fs {
-		_ = unix.FanotifyMark(fan, unix.FAN_MARK_REMOVE|unix.FAN_MARK_FILESYSTEM, fanEvents, unix.AT_FDCWD, dir)
-		return
-	}
-	_ = unix.FanotifyMark(fan, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW, fanEvents|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, dir)
+func unmarkDir(fan, dirfd int) {
+	_ = unix.FanotifyMark(fan, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR, fanEvents|unix.FAN_EVENT_ON_CHILD, dirfd, "")
 }
 
 // fid is a file handle on a filesystem, as fanotify reports it.

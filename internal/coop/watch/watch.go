@@ -41,8 +41,6 @@ type Watcher struct {
 	all      map[string]*inventory.Record // every boot's, by record name: labelled entries they cover are kept
 	dirs     map[string]*dir              // by path
 	dirByFid map[string]*dir
-	// marks counts the watched directories of each filesystem mark.
-	marks    map[[2]int32]*mark
 	files    map[string]*track // by fid key
 	bootTime int64
 	dirty    time.Time // since when labelled.json is behind, zero when not
@@ -67,12 +65,6 @@ type dir struct {
 	// n counts the files followed there, at most inventory.MaxFiles: a
 	// user making files by the million costs a bounded watcher.
 	n int
-}
-
-type mark struct {
-	n    int
-	fs   bool
-	path string // the directory the mark was placed through
 }
 
 // track is what the watcher knows of one file: the owner it last saw,
@@ -252,7 +244,7 @@ func (w *Watcher) setup() error {
 	}
 	w.recs, w.all = map[string]*inventory.Record{}, map[string]*inventory.Record{}
 	w.dirs, w.dirByFid = map[string]*dir{}, map[string]*dir{}
-	w.marks, w.files = map[[2]int32]*mark{}, map[string]*track{}
+	w.files = map[string]*track{}
 	w.reqs = make(chan request)
 	w.done = make(chan struct{})
 	if w.Flush <= 0 {
@@ -366,7 +358,7 @@ func (w *Watcher) watch(p string) error {
 		var f fid
 		if f, err = fidOf(fd, "", fsid); err == nil {
 			d := &dir{path: p, fd: fd, fsid: fsid, fid: f.key(), since: time.Now().UnixNano()}
-			if err = w.markFor(d); err == nil {
+			if err = markDir(w.fan, fd); err == nil {
 				w.dirs[p], w.dirByFid[d.fid] = d, d
 				w.scan(d)
 				return nil
@@ -377,31 +369,8 @@ func (w *Watcher) watch(p string) error {
 	return err
 }
 
-// markFor makes sure the events of d's entries reach the watcher.
-func (w *Watcher) markFor(d *dir) error {
-	if m, ok := w.marks[d.fsid]; ok && m.fs {
-		m.n++
-		return nil
-	}
-	fs, err := markFS(w.fan, d.path)
-	if err != nil {
-		return err
-	}
-	if fs {
-		w.marks[d.fsid] = &mark{n: 1, fs: true, path: d.path}
-	}
-	return nil
-}
-
 func (w *Watcher) unwatch(d *dir) {
-	if m, ok := w.marks[d.fsid]; ok && m.fs {
-		if m.n--; m.n == 0 {
-			unmark(w.fan, m.path, true)
-			delete(w.marks, d.fsid)
-		}
-	} else {
-		unmark(w.fan, d.path, false)
-	}
+	unmarkDir(w.fan, d.fd)
 	for k, t := range w.files {
 		if t.dir == d && (t.lab == nil || !w.covered(t.lab.Dir)) {
 			if t.lab != nil {
