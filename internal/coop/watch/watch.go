@@ -36,7 +36,7 @@ type Watcher struct {
 	Ready func()
 
 	fan      int
-	wake     [2]int                       // a pipe: the server's goroutine wakes the loop with it
+	wake     [2]int                       // a pipe that wakes the reader
 	recs     map[string]*inventory.Record // this boot's, by record name
 	all      map[string]*inventory.Record // every boot's, by record name: labelled entries they cover are kept
 	dirs     map[string]*dir              // by path
@@ -46,7 +46,7 @@ type Watcher struct {
 	dirty    time.Time // since when labelled.json is behind, zero when not
 	pending  []string  // fid keys labelled since the last flush
 	reqs     chan request
-	// reading is held while the loop reads events: a test holds it to
+	// reading is held while the reader reads events: a test holds it to
 	// let a process end before its event is read.
 	reading sync.Mutex
 	quit    atomic.Bool
@@ -370,7 +370,21 @@ func (w *Watcher) watch(p string) error {
 }
 
 func (w *Watcher) unwatch(d *dir) {
-	unmarkDir(w.fan, d.fd)
+	delete(w.dirs, d.path)
+	// Another path of the records may name the same directory (a bind
+	// mount, a symlink on the way): its mark is theirs too.
+	var same *dir
+	for _, o := range w.dirs {
+		if o.fid == d.fid {
+			same = o
+		}
+	}
+	if same == nil {
+		unmarkDir(w.fan, d.fd)
+		delete(w.dirByFid, d.fid)
+	} else {
+		w.dirByFid[d.fid] = same
+	}
 	for k, t := range w.files {
 		if t.dir == d && (t.lab == nil || !w.covered(t.lab.Dir)) {
 			if t.lab != nil {
@@ -379,8 +393,6 @@ func (w *Watcher) unwatch(d *dir) {
 			delete(w.files, k)
 		}
 	}
-	delete(w.dirs, d.path)
-	delete(w.dirByFid, d.fid)
 	_ = unix.Close(d.fd)
 }
 
