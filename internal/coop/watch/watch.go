@@ -562,7 +562,12 @@ func (w *Watcher) newFile(k string, d *dir, h *owner.Handle, ev event, log logru
 		return nil
 	}
 	if !ev.who.Libvirt {
-		return nil // QEMU's from the start, or by someone else's hand
+		// QEMU's from the start, or by someone else's hand (a cp -a of a
+		// file libvirt labelled, xattrs and all): followed as QEMU's, so
+		// that libvirt labelling it later cannot lend it the owner the
+		// copied xattr names.
+		w.follow(k, &track{dir: d, name: ev.name, seen: cur})
+		return nil
 	}
 	prev, ok := w.remembered(d, h)
 	if !ok {

@@ -451,3 +451,42 @@ func TestHandshake(t *testing.T) {
 		t.Errorf("watcher still follows %d directories after the only record is removed", len(r.w.dirs))
 	}
 }
+
+// TestCopyThenLabelled: root's cp -a of a file libvirt labelled carries
+// libvirt's xattrs with this boot's stamp; read only after the copy is
+// whole (QEMU's already) and libvirt then labels the copy itself, it is
+// still lent nothing from those xattrs.
+func TestCopyThenLabelled(t *testing.T) {
+	r := newRig(t, "")
+	hot := r.file("hot.img", userUID)
+	r.sync()
+	for k, v := range map[string]string{
+		remembered.XattrDAC:       fmt.Sprintf("+%d:+%d", userUID, userUID),
+		remembered.XattrRefDAC:    "1",
+		remembered.XattrTimestamp: strconv.FormatInt(remembered.BootTime(), 10),
+	} {
+		if err := unix.Setxattr(hot, k, []byte(v), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.libvirtChown(hot, qemuUID, qemuGID)
+	time.Sleep(50 * time.Millisecond) // the copy is born after the watch began, by the coarse clock too
+	clone := filepath.Join(r.dir, "clone.img")
+	r.w.reading.Lock()
+	out, err := exec.Command("cp", "-a", hot, clone).CombinedOutput()
+	if err == nil {
+		err = os.Chown(clone, qemuUID, qemuGID) // libvirt's daemon labels the copy
+	}
+	r.w.reading.Unlock()
+	if err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	r.sync()
+	l := r.labelled()
+	if f, ok := l[hot]; !ok || !f.Proven || f.UID != userUID {
+		t.Errorf("labelled[hot.img] = %+v, %v; want libvirt's label from %d", f, ok, userUID)
+	}
+	if f, ok := l[clone]; ok && f.Proven {
+		t.Errorf("labelled[clone.img] = %+v: the copy lent the owner its copied xattr names", f)
+	}
+}
