@@ -6,9 +6,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
@@ -102,4 +104,19 @@ func notifyReady() error {
 		return fmt.Errorf("notify %s: %w", sock, err)
 	}
 	return nil
+}
+
+// checkWatcher reports, in cooperative mode, whether a watcher answers:
+// without one, files libvirt labels during a run keep the owner it
+// leaves them.
+func checkWatcher(rep *report, s *setup) {
+	if s.qemu.Mode() != config.Cooperative || !s.hook.LiveWatch {
+		return
+	}
+	if err := watch.Ping(s.hook.StateDir, 2*time.Second); err != nil {
+		rep.add(finding{"watcher", statusWarn, err.Error() + ": files libvirt labels during a run keep the owner libvirt leaves them",
+			"systemctl enable --now libvirt-dac-hook-watch (without systemd: run `libvirt-dac-hook watch` beside libvirtd)"})
+		return
+	}
+	rep.add(finding{"watcher", statusOK, "answers on " + filepath.Join(s.hook.StateDir, watch.SocketName), ""})
 }

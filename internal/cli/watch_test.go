@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,4 +49,34 @@ func TestStatusSaysWhatIsNotGivenBack(t *testing.T) {
 	}
 	f.release(xml)
 	f.checkOwners(map[string]string{f.path("img/odd.iso"): qemuOwner})
+}
+
+// TestDoctorWatcher: in cooperative mode doctor says whether a watcher
+// answers.
+func TestDoctorWatcher(t *testing.T) {
+	f := newFixture(t)
+	finding := func() (status, detail string) {
+		t.Helper()
+		res := run(noRead{t}, "doctor", "--json")
+		var rep struct {
+			Findings []struct{ Check, Status, Detail string } `json:"findings"`
+		}
+		if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+			t.Fatalf("%v: %s", err, res.stdout)
+		}
+		for _, fd := range rep.Findings {
+			if fd.Check == "watcher" {
+				return fd.Status, fd.Detail
+			}
+		}
+		t.Fatalf("no watcher finding in %s", res.stdout)
+		return "", ""
+	}
+	if st, d := finding(); st != "warn" || !strings.Contains(d, "no watcher running") {
+		t.Errorf("doctor without a watcher: watcher = %s (%s), want a warning", st, d)
+	}
+	f.startWatcher()
+	if st, d := finding(); st != "ok" {
+		t.Errorf("doctor with a watcher: watcher = %s (%s), want ok", st, d)
+	}
 }

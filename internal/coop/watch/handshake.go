@@ -141,3 +141,9 @@ func Sync(stateDir, domain string, gen int64, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// Ping reports whether a watcher answers for stateDir (a handshake about
+// no domain).
+func Ping(stateDir string, timeout time.Duration) error {
+	return Sync(stateDir, "", 0, timeout)
+}
