@@ -7,7 +7,7 @@
 //     runs as), and the watcher's labelled.json (files libvirt labelled,
 //     each with the inode's identity and the owner it had before).
 //   - watch: the watcher, a service the init system runs beside
-//     libvirtd or virtqemud. It follows the records' filesystems with
+//     libvirtd or virtqemud. It follows the records' directories with
 //     fanotify and counts an owner change as libvirt's label only when
 //     the process that made it was libvirt's daemon or a fork of it,
 //     alive when the event was read. It answers prepare's handshake on
