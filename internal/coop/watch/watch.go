@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -51,6 +52,11 @@ type Watcher struct {
 	reading sync.Mutex
 	quit    atomic.Bool
 	done    chan struct{} // closed when Run returns
+	// queue is what the reader read and the main loop has yet to handle;
+	// queued tells the main loop there is some.
+	qmu    sync.Mutex
+	queue  []item
+	queued chan struct{}
 }
 
 // dir is a watched directory.
@@ -104,25 +110,17 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 	}
 	defer func() { _ = ln.Close() }()
 	go w.serve(ln)
-	// batches is unbuffered: a batch the reader sent before it answers a
-	// barrier has been received by then.
-	batches, barrier := make(chan []event), make(chan chan struct{}, 1)
+	barrier := make(chan chan struct{}, 1)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		w.reader(batches, barrier)
+		w.reader(barrier)
 	}()
 	defer func() {
 		w.quit.Store(true)
 		close(w.done)
 		w.poke() // the reader sees quit and leaves
-		for {
-			select {
-			case <-batches:
-			case <-readerDone:
-				return
-			}
-		}
+		<-readerDone
 	}()
 	if w.Ready != nil {
 		w.Ready()
@@ -137,10 +135,10 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 		select {
 		case <-stop:
 			return w.flush()
-		case evs := <-batches:
-			w.handleAll(evs)
+		case <-w.queued:
+			w.consume()
 		case req := <-w.reqs:
-			w.settle(batches, barrier)
+			w.settle(barrier)
 			w.answer(req)
 		case <-relist.C:
 			// A release whose handshake never reached the watcher still
@@ -160,15 +158,17 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 }
 
 // reader reads events as soon as the kernel queues them, on a thread of
-// its own at the highest nice level, and takes the evidence of who made
-// each change then: a fork of libvirt's daemon lives only for its
-// chowns, and is reaped a moment later. Each batch is handed on, in
-// order; a barrier is answered once everything queued before it is.
-func (w *Watcher) reader(batches chan<- []event, barrier <-chan chan struct{}) {
-	runtime.LockOSThread()
-	// Best effort: a busy host must not delay the read past the
-	// changer's exit.
-	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -20)
+// its own scheduled ahead of ordinary processes (SCHED_FIFO, else the
+// highest nice level), and takes the evidence of who made each change
+// then: a fork of libvirt's daemon lives only for its chowns, and is
+// reaped a moment later. Batches go to a queue the main loop empties, so
+// a busy main loop never delays a read; a barrier is put in the queue
+// once everything the kernel had queued before it is read.
+func (w *Watcher) reader(barrier <-chan chan struct{}) {
+	runtime.LockOSThread() // never unlocked: the thread ends with the reader
+	if err := schedFIFO(); err != nil {
+		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -20)
+	}
 	buf := make([]byte, 256<<10)
 	for !w.quit.Load() {
 		fds := []unix.PollFd{{Fd: int32(w.fan), Events: unix.POLLIN}, {Fd: int32(w.wake[0]), Events: unix.POLLIN}}
@@ -180,43 +180,96 @@ func (w *Watcher) reader(batches chan<- []event, barrier <-chan chan struct{}) {
 			var b [64]byte
 			_, _ = unix.Read(w.wake[0], b[:])
 		}
-		w.readAll(buf, batches)
+		if err := w.readAll(buf); err != nil {
+			// Never spin at real-time priority on a descriptor that keeps
+			// failing.
+			w.Log.WithError(err).Warn("reading fanotify events")
+			time.Sleep(100 * time.Millisecond)
+		}
 		select {
 		case ack := <-barrier:
 			// Whatever was queued before the barrier was asked for.
-			w.readAll(buf, batches)
-			close(ack)
+			_ = w.readAll(buf) // an error is logged at the next read
+			w.push(item{ack: ack})
 		default:
 		}
 	}
 }
 
-// readAll reads until the queue is empty, handing each batch on.
-func (w *Watcher) readAll(buf []byte, batches chan<- []event) {
+// schedFIFO puts the calling thread in the lowest real-time priority: it
+// runs as soon as an event wakes it, ahead of every ordinary process,
+// and the kernel's real-time throttling still leaves the host its share.
+func schedFIFO() error {
+	param := struct{ prio int32 }{1}
+	if _, _, e := unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(unix.Gettid()), 1 /* SCHED_FIFO */, uintptr(unsafe.Pointer(&param))); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// item is what the reader queues: a batch of events, or a barrier's
+// answer.
+type item struct {
+	evs []event
+	ack chan struct{}
+}
+
+func (w *Watcher) push(it item) {
+	w.qmu.Lock()
+	w.queue = append(w.queue, it)
+	w.qmu.Unlock()
+	select {
+	case w.queued <- struct{}{}:
+	default: // the main loop is told already
+	}
+}
+
+// consume handles everything queued, in order.
+func (w *Watcher) consume() {
+	w.qmu.Lock()
+	items := w.queue
+	w.queue = nil
+	w.qmu.Unlock()
+	for _, it := range items {
+		if it.ack != nil {
+			close(it.ack)
+			continue
+		}
+		w.handleAll(it.evs)
+	}
+}
+
+// readAll reads until the kernel's queue is empty, queuing each batch;
+// an error is one other than that.
+func (w *Watcher) readAll(buf []byte) error {
 	w.reading.Lock()
 	defer w.reading.Unlock()
 	for {
 		n, err := unix.Read(w.fan, buf)
-		if err != nil || n <= 0 {
-			return
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || (err == nil && n <= 0) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read fanotify events: %w", err)
 		}
 		evs := parse(buf[:n])
 		w.witness(evs)
-		batches <- evs
+		w.push(item{evs: evs})
 	}
 }
 
 // settle returns once every event queued before it is handled.
-func (w *Watcher) settle(batches <-chan []event, barrier chan<- chan struct{}) {
+func (w *Watcher) settle(barrier chan<- chan struct{}) {
 	ack := make(chan struct{})
 	barrier <- ack // room for one: only this loop asks, and waits
 	w.poke()
 	for {
+		<-w.queued
+		w.consume()
 		select {
-		case evs := <-batches:
-			w.handleAll(evs)
 		case <-ack:
 			return
+		default:
 		}
 	}
 }
@@ -247,6 +300,7 @@ func (w *Watcher) setup() error {
 	w.files = map[string]*track{}
 	w.reqs = make(chan request)
 	w.done = make(chan struct{})
+	w.queued = make(chan struct{}, 1)
 	if w.Flush <= 0 {
 		w.Flush = 50 * time.Millisecond
 	}
