@@ -21,9 +21,11 @@
 // one of libvirt's thread names (libvirt forks "rpc-libvirtd" children to
 // label in QEMU's mount namespace), alive when the event was read: the
 // kernel makes the pidfd only then. An administrator's chown, a cp -a, a
-// chown from a shell, the hook itself: not libvirt's. A change whose
-// process was gone before its event was read is recorded as not proven,
-// left as libvirt leaves it, and `plan --op release` says so.
+// chown from a shell, the hook itself: not libvirt's. Events are read on
+// a thread of their own at the lowest real-time priority, so that the
+// evidence is taken before libvirt reaps its fork. A change whose process
+// was gone before its event was read is recorded as not proven, left as
+// libvirt leaves it, and status says so.
 //
 // A new file libvirt labels before its creation is read (a snapshot
 // overlay) has its owner before from libvirt's remember_owner xattr,
