@@ -305,11 +305,16 @@ func cmdStatus(e *env, args []string) error {
 		entries = append(entries, se)
 	}
 	if *asJSON {
+		lab, err := labelledStatus(s, *file)
+		if err != nil {
+			return err
+		}
 		return writeJSON(e.stdout, struct {
-			StateDir string        `json:"state_dir"`
-			BootID   string        `json:"boot_id"`
-			Entries  []statusEntry `json:"entries"`
-		}{s.hook.StateDir, boot, entries})
+			StateDir string          `json:"state_dir"`
+			BootID   string          `json:"boot_id"`
+			Entries  []statusEntry   `json:"entries"`
+			Labelled []labelledEntry `json:"labelled,omitempty"`
+		}{s.hook.StateDir, boot, entries, lab})
 	}
 	out := &printer{w: e.stdout}
 	if len(entries) == 0 {

@@ -47,6 +47,16 @@ func TestStatusSaysWhatIsNotGivenBack(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stdout, f.path("img/odd.iso")) || !strings.Contains(res.stdout, "not shown to be libvirt's label (a process gone") {
 		t.Errorf("status = %+v, want odd.iso named as not given back", res)
 	}
+	res = run(noRead{t}, "status", "--json")
+	var st struct {
+		Labelled []struct {
+			Path      string `json:"path"`
+			GivenBack bool   `json:"given_back"`
+		} `json:"labelled"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &st); err != nil || len(st.Labelled) != 1 || st.Labelled[0].Path != f.path("img/odd.iso") || st.Labelled[0].GivenBack {
+		t.Errorf("status --json labelled = %+v (%v), want odd.iso, not given back\n%s", st.Labelled, err, res.stdout)
+	}
 	f.release(xml)
 	f.checkOwners(map[string]string{f.path("img/odd.iso"): qemuOwner})
 }
