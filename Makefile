@@ -103,12 +103,14 @@ bench: build
 #   $(MANDIR)/man8/libvirt-dac-hook.8    the man page
 #   $(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf   only if absent
 #   $(SYSTEMDUNITDIR)/libvirt-dac-hook-boot.service, enabled when systemd runs
+#   $(SYSTEMDUNITDIR)/libvirt-dac-hook-watch.service, enabled and started then
 #   $(STATEDIR)                          0700
 # and records in $(STATEDIR)/installed-files what it added, for uninstall.
 # A hook at $(HOOKDIR)/qemu that is not libvirt-dac-hook is never replaced.
 SBINDIR   ?= $(PREFIX)/sbin
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 UNIT      := libvirt-dac-hook-boot.service
+WATCHUNIT := libvirt-dac-hook-watch.service
 # systemctl runs only for a real install on a host booted with systemd:
 # never for a DESTDIR (a package root, a test tree), in a chroot or in a
 # container without it.
@@ -126,21 +128,25 @@ install: build
 	install -m 0755 $(BIN) "$$d$$bin.tmp" && mv -f "$$d$$bin.tmp" "$$d$$bin"; \
 	ln -sfn "$$bin" "$$hook.tmp" && mv -fT "$$hook.tmp" "$$hook"; \
 	install -m 0644 install/libvirt-dac-hook.8 "$$d$(MANDIR)/man8/libvirt-dac-hook.8"; \
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@STATEDIR@|$(STATEDIR)|g' install/$(UNIT).in > "$$d$(SYSTEMDUNITDIR)/$(UNIT)"; \
-	chmod 0644 "$$d$(SYSTEMDUNITDIR)/$(UNIT)"; \
+	for u in $(UNIT) $(WATCHUNIT); do \
+	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@STATEDIR@|$(STATEDIR)|g' install/$$u.in > "$$d$(SYSTEMDUNITDIR)/$$u"; \
+	  chmod 0644 "$$d$(SYSTEMDUNITDIR)/$$u"; \
+	done; \
 	list="$$d$(STATEDIR)/installed-files"; \
-	printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" > "$$list.tmp"; \
+	printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" "$(SYSTEMDUNITDIR)/$(WATCHUNIT)" > "$$list.tmp"; \
 	if [ -f "$$list" ] && grep -qx "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" "$$list"; then echo "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" >> "$$list.tmp"; fi; \
 	if [ ! -e "$$d$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" ]; then \
 	  install -m 0644 install/libvirt-dac-hook.conf "$$d$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf"; \
 	  echo "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" >> "$$list.tmp"; \
 	fi; \
 	mv -f "$$list.tmp" "$$list"; \
-	echo "installed $$d$$bin, $$hook -> $$bin, the man page, $$d$(SYSTEMDUNITDIR)/$(UNIT)"; \
+	echo "installed $$d$$bin, $$hook -> $$bin, the man page, $$d$(SYSTEMDUNITDIR)/$(UNIT), $$d$(SYSTEMDUNITDIR)/$(WATCHUNIT)"; \
 	if [ -n "$(SYSTEMCTL)" ]; then \
 	  $(SYSTEMCTL) daemon-reload && $(SYSTEMCTL) enable $(UNIT) && echo "enabled $(UNIT): it gives back stale records at boot, before libvirtd"; \
+	  $(SYSTEMCTL) enable $(WATCHUNIT) && $(SYSTEMCTL) restart $(WATCHUNIT) && echo "enabled and started $(WATCHUNIT): the watcher of cooperative mode, started with libvirtd and virtqemud"; \
 	else \
-	  echo "systemd is not running here (or DESTDIR is set): enable the boot unit on the target with 'systemctl enable $(UNIT)'"; \
+	  echo "systemd is not running here (or DESTDIR is set): enable the boot unit on the target with 'systemctl enable $(UNIT) $(WATCHUNIT)'"; \
+	  echo "  (without systemd, start '$(SBINDIR)/libvirt-dac-hook watch' beside libvirtd: cooperative mode needs it running)"; \
 	fi; \
 	echo "next:"; \
 	echo "  1. cooperative mode is recommended: 'dynamic_ownership = 1' in $(SYSCONFDIR)/libvirt/qemu.conf (libvirt's default;"; \
@@ -159,9 +165,10 @@ uninstall:
 	if [ ! -f "$$list" ]; then \
 	  echo "$$list is missing (an install by an older Makefile?): removing the files make install puts in place, not the config"; \
 	  install -d -m 0700 "$$d$(STATEDIR)"; \
-	  printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" > "$$list"; \
+	  printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" "$(SYSTEMDUNITDIR)/$(WATCHUNIT)" > "$$list"; \
 	fi; \
 	if [ -n "$(SYSTEMCTL)" ] && grep -qx "$(SYSTEMDUNITDIR)/$(UNIT)" "$$list"; then $(SYSTEMCTL) disable $(UNIT) || true; fi; \
+	if [ -n "$(SYSTEMCTL)" ] && grep -qx "$(SYSTEMDUNITDIR)/$(WATCHUNIT)" "$$list"; then $(SYSTEMCTL) disable --now $(WATCHUNIT) || true; fi; \
 	while IFS= read -r f; do \
 	  p="$$d$$f"; \
 	  case "$$f" in \
@@ -224,7 +231,7 @@ packages: build
 	cp $(BIN) dist/stage/libvirt-dac-hook
 	cp $(README) dist/stage/README.md
 	cp $(CONF) dist/stage/libvirt-dac-hook.conf
-	sed -e 's|@SBINDIR@|/usr/sbin|g' -e 's|@STATEDIR@|/var/lib/libvirt-dac-hook|g' install/$(UNIT).in > dist/stage/$(UNIT)
+	for u in $(UNIT) $(WATCHUNIT); do sed -e 's|@SBINDIR@|/usr/sbin|g' -e 's|@STATEDIR@|/var/lib/libvirt-dac-hook|g' install/$$u.in > dist/stage/$$u; done
 	@for s in preinstall postinstall postremove preremove; do \
 	  { printf '#!/bin/sh\nPHASE=%s\n' $$s; cat install/scripts/maintainer.sh; } > dist/stage/scripts/$$s; \
 	done

@@ -37,6 +37,7 @@ HOOK=/etc/libvirt/hooks/qemu
 CONF=/etc/libvirt/libvirt-dac-hook.conf
 MAN=/usr/share/man/man8/libvirt-dac-hook.8
 UNIT=/usr/lib/systemd/system/libvirt-dac-hook-boot.service
+WATCHUNIT=/usr/lib/systemd/system/libvirt-dac-hook-watch.service
 STATE=/var/lib/libvirt-dac-hook
 
 echo "== make install DESTDIR"
@@ -53,14 +54,23 @@ check "unit runs the installed binary" grep -qx "ExecStart=$SBIN boot --lock-tim
 check "unit is conditioned on the journal" grep -qx "ConditionPathExists=|$STATE/state.db" "$D$UNIT"
 check "unit has no placeholder left" bash -c "! grep -q @ '$D$UNIT'"
 check "unit ordered before libvirtd and virtqemud" grep -q '^Before=libvirtd.service virtqemud.service' "$D$UNIT"
+check "watcher unit installed 0644" test "$(mode_of "$D$WATCHUNIT")" = 644
+check "watcher unit runs the installed binary" grep -qx "ExecStart=$SBIN watch" "$D$WATCHUNIT"
+check "watcher unit tells systemd when it is ready" grep -qx "Type=notify" "$D$WATCHUNIT"
+check "watcher unit restarted on failure" grep -qx "Restart=on-failure" "$D$WATCHUNIT"
+check "watcher unit ready before libvirtd and virtqemud" grep -qx "Before=libvirtd.service virtqemud.service" "$D$WATCHUNIT"
+check "watcher unit started with libvirtd and virtqemud" grep -qx "WantedBy=libvirtd.service virtqemud.service" "$D$WATCHUNIT"
+check "watcher unit has no placeholder left" bash -c "! grep -q @ '$D$WATCHUNIT'"
 check "no systemctl for a DESTDIR" grep -q "enable the boot unit on the target" "$T/install.log"
+check "install says how to run the watcher without systemd" grep -q "libvirt-dac-hook watch' beside libvirtd" "$T/install.log"
 check "install message recommends cooperative mode" grep -q "dynamic_ownership = 1" "$T/install.log"
 check "install message says to restart libvirtd" grep -q "restart libvirtd" "$T/install.log"
 if command -v systemd-analyze >/dev/null; then
 	# verify checks that ExecStart is executable: point it at the tree's copy.
 	mkdir -p "$T/verify"
 	sed "s|^ExecStart=$SBIN|ExecStart=$D$SBIN|" "$D$UNIT" >"$T/verify/libvirt-dac-hook-boot.service"
-	systemd-analyze verify --man=no "$T/verify/libvirt-dac-hook-boot.service" >"$T/verify.log" 2>&1 || { cat "$T/verify.log"; fail "systemd-analyze verify"; }
+	sed "s|^ExecStart=$SBIN|ExecStart=$D$SBIN|" "$D$WATCHUNIT" >"$T/verify/libvirt-dac-hook-watch.service"
+	systemd-analyze verify --man=no "$T/verify/libvirt-dac-hook-boot.service" "$T/verify/libvirt-dac-hook-watch.service" >"$T/verify.log" 2>&1 || { cat "$T/verify.log"; fail "systemd-analyze verify"; }
 	check "systemd-analyze verify is silent" test ! -s "$T/verify.log"
 else
 	echo "   note: no systemd-analyze here; unit not verified"

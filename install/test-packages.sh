@@ -98,6 +98,8 @@ MARKER=libvirt-dac-hook-binary-marker-v1
 MOVED=00-original-qemu-hook
 UNITFILE=/usr/lib/systemd/system/libvirt-dac-hook-boot.service
 UNITLINK=/etc/systemd/system/multi-user.target.wants/libvirt-dac-hook-boot.service
+WATCHFILE=/usr/lib/systemd/system/libvirt-dac-hook-watch.service
+WATCHLINK=/etc/systemd/system/libvirtd.service.wants/libvirt-dac-hook-watch.service
 
 passed=0
 current=""
@@ -233,6 +235,7 @@ for want in \
 	"drwx------ $STATE" \
 	"-rw-r--r-- $MAN" \
 	"-rw-r--r-- $UNITFILE" \
+	"-rw-r--r-- $WATCHFILE" \
 	"-rw-r--r-- $DOC/README.md" \
 	"-rw-r--r-- $DOC/LICENSE"; do
 	check "deb has '$want'" grep -qxF -- "$want" "$BK/deb.list"
@@ -249,6 +252,9 @@ check "deb man page is roff" grep -q '^\.TH LIBVIRT-DAC-HOOK 8' "$BK/man"
 dpkg-deb --fsys-tarfile "$DEB" | tar -xO ".$UNITFILE" >"$BK/unit"
 check "deb unit runs /usr/sbin/libvirt-dac-hook boot" grep -qx "ExecStart=$SBIN boot --lock-timeout 10s" "$BK/unit"
 check "deb unit has no placeholder" bash -c "! grep -q @ '$BK/unit'"
+dpkg-deb --fsys-tarfile "$DEB" | tar -xO ".$WATCHFILE" >"$BK/watchunit"
+check "deb watcher unit runs /usr/sbin/libvirt-dac-hook watch" grep -qx "ExecStart=$SBIN watch" "$BK/watchunit"
+check "deb watcher unit starts before libvirtd and virtqemud" grep -qx "Before=libvirtd.service virtqemud.service" "$BK/watchunit"
 if command -v systemd-analyze >/dev/null; then
 	# verify wants ExecStart executable: point it at the package's binary.
 	mkdir -p "$BK/verify"
@@ -410,6 +416,7 @@ check "$UNITFILE installed" test -f "$UNITFILE"
 if command -v systemctl >/dev/null; then
 	check "postinst enabled the boot unit" test -L "$UNITLINK"
 	check "postinst said so" grep -q "enabled libvirt-dac-hook-boot.service" "$BK/install.log"
+	check "postinst enabled the watcher with libvirtd" test -L "$WATCHLINK"
 fi
 check "preinst said where the old hook went" grep -qF "$HOOKD/$moved" "$BK/install.log"
 
@@ -548,6 +555,7 @@ check "state with records kept" test -f "$STATE/test-record"
 check "prerm warned about records" grep -q "WARNING" "$BK/remove.log"
 check "$UNITFILE gone" absent "$UNITFILE"
 check "prerm disabled the boot unit" absent "$UNITLINK"
+check "prerm disabled the watcher" absent "$WATCHLINK"
 
 step "dpkg -P keeps records, removes the rest"
 run "$BK/purge.log" dpkg -P "$PKG"

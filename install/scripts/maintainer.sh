@@ -23,10 +23,13 @@
 #     executable there after the main hook) and record its name in
 #     /var/lib/libvirt-dac-hook/moved-hook;
 #   - after: make /etc/libvirt/hooks/qemu a symlink to our binary, create the
-#     state dir, enable libvirt-dac-hook-boot.service on first install, and
+#     state dir, enable libvirt-dac-hook-boot.service and enable and start
+#     libvirt-dac-hook-watch.service on first install (restart the watcher
+#     on upgrade, so it runs the new binary), and
 #     say what the admin still has to do (we never edit qemu.conf and never
 #     restart libvirtd);
-#   - on final removal: disable the boot unit, remove our hook and put the
+#   - on final removal: disable the boot unit, stop and disable the
+#     watcher, remove our hook and put the
 #     moved one back;
 #   - on purge (dpkg) or final erase (rpm): delete the state dir only if it
 #     holds no record of a file the hook changed.
@@ -47,6 +50,7 @@ QEMUCONF=$R/etc/libvirt/qemu.conf
 MARKER=libvirt-dac-hook-binary-marker-v1
 MOVED_NAME=00-original-qemu-hook
 UNIT=libvirt-dac-hook-boot.service
+WATCHUNIT=libvirt-dac-hook-watch.service
 
 say() { echo "libvirt-dac-hook: $*"; }
 
@@ -71,7 +75,7 @@ has_records() {
 	for f in "$STATE"/* "$STATE"/.[!.]*; do
 		exists "$f" || continue
 		case "${f##*/}" in
-		lock | host-id | moved-hook | moved-hook.* | installed-files | watch.lock | watch.spawn | state.json.migrated | .journal-empty) ;;
+		lock | host-id | moved-hook | moved-hook.* | installed-files | watch.sock | watch.lock | watch.spawn | state.json.migrated | .journal-empty) ;;
 		state.json) if grep -q '"path"' "$f"; then return 0; fi ;;
 		state.db) journal_empty "$f" || return 0 ;;
 		inventory) inventory_empty "$f" || return 0 ;;
@@ -96,7 +100,7 @@ journal_empty() {
 # inventory_empty: no domain's record of directories is left (labelled.json
 # and temporary files are the watcher's, meaningless without one).
 inventory_empty() {
-	for g in "$1"/*.json; do
+	for g in "$1"/*.rec "$1"/*.json; do
 		exists "$g" || continue
 		case "${g##*/}" in labelled.json) ;; *) return 1 ;; esac
 	done
@@ -241,7 +245,7 @@ purge_state() {
 		say "Inspect it (libvirt-dac-hook status, with the package installed), then delete it by hand."
 		return 0
 	fi
-	rm -f "$STATE/lock" "$STATE/state.json" "$STATE/state.db" "$STATE/state.json.migrated" "$STATE/watch.lock" "$STATE/watch.spawn" \
+	rm -f "$STATE/lock" "$STATE/state.json" "$STATE/state.db" "$STATE/state.json.migrated" "$STATE/watch.sock" "$STATE/watch.lock" "$STATE/watch.spawn" \
 		"$STATE/host-id" "$STATE/.journal-empty" "$RECORD" "$RECORD.link" "$RECORD.created-qemu.d"
 	rm -rf "$STATE/inventory"
 	rmdir "$STATE" 2>/dev/null || say "kept $STATE: it is not empty."
@@ -289,10 +293,30 @@ enable_unit() {
 	else
 		say "could not enable $UNIT (no systemctl here?); where systemd runs: systemctl enable $UNIT"
 	fi
+	if systemctl_root enable "$WATCHUNIT"; then
+		say "enabled $WATCHUNIT: the watcher of cooperative mode, started with libvirtd and virtqemud."
+	fi
+	start_watcher
+}
+
+# start_watcher: (re)start the watcher where systemd runs, so it runs this
+# binary; a domain running across the restart keeps its record, which the
+# new watcher reads again. Without systemd nothing starts it: cooperative
+# mode then needs `libvirt-dac-hook watch` run beside libvirtd.
+start_watcher() {
+	if systemd_running; then
+		systemctl restart "$WATCHUNIT" >/dev/null 2>&1 || say "could not start $WATCHUNIT: see 'systemctl status $WATCHUNIT'"
+	else
+		say "no systemd running: start '/usr/sbin/libvirt-dac-hook watch' beside libvirtd for cooperative mode."
+	fi
 }
 
 disable_unit() {
 	systemctl_root disable "$UNIT" || true
+	if systemd_running; then
+		systemctl stop "$WATCHUNIT" >/dev/null 2>&1 || true
+	fi
+	systemctl_root disable "$WATCHUNIT" || true
 }
 
 reload_systemd() {
@@ -333,6 +357,7 @@ postinstall:install | postinstall:upgrade)
 		enable_unit
 	else
 		reload_systemd
+		start_watcher
 	fi
 	if [ -n "$fresh" ] || [ "$action" = install ]; then
 		advise

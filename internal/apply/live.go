@@ -4,15 +4,20 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/qemuproc"
 )
 
-// ProcRoot is where QEMU processes are looked for; tests may change it.
-var ProcRoot = "/proc"
+// ProcRoot and RunDir are where QEMU processes are looked for: /proc,
+// and libvirt's run directory whose pid files name its QEMUs. Tests may
+// change them.
+var (
+	ProcRoot = "/proc"
+	RunDir   = qemuproc.RunDir
+)
 
 // KindLive marks, in decisions, a file of a domain's inventory: labelled
 // by libvirt during the run, not recorded by prepare.
@@ -90,30 +95,35 @@ func closeAll(ds []Decision) {
 }
 
 // decideInventory decides for every file of rec that libvirt may have
-// labelled. A file gets its recorded owner back only when it is the inode
-// recorded, the journal has no record of it (the journal's rules decide
-// those), its owner is now the domain's QEMU owner or root:root, and no
-// running QEMU holds it open. Files with their recorded owner, or gone,
-// are not listed; GiveBack decisions carry an open handle.
+// labelled. A file gets its recorded owner back only when libvirt was
+// shown to have made the change (see package watch), it is provably the
+// inode recorded (file handle, generation, birth), the journal has no
+// record of it (the journal's rules decide those), its owner is now the
+// domain's QEMU owner or root:root, and no QEMU of libvirt's holds it
+// open. Files with their recorded owner, or gone, are not listed;
+// GiveBack decisions carry an open handle.
 func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled, st *journal.State) ([]Decision, error) {
 	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}
 	var out []Decision
 	for _, f := range obs.In(rec) {
 		orig := plan.Owner{UID: f.UID, GID: f.GID}
-		h, err := owner.Open(f.Path())
+		h, err := owner.OpenByIdentity(f.ID, f.Path)
 		if err != nil {
-			continue
+			continue // not provably the file recorded: changed nowhere
 		}
 		id := h.ID()
 		uid, gid := h.Owner()
 		cur := plan.Owner{UID: uid, GID: gid}
 		d := Decision{Path: h.Path, Kind: KindLive, Current: &cur, Original: orig, To: orig, handle: h}
 		switch {
-		case id.Dev != f.Dev || id.Ino != f.Ino || !owner.SameBirth(f.Birth, h),
-			st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()) != nil,
-			cur == orig:
+		case st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()) != nil, cur == orig:
 			h.Close()
 			continue
+		case !f.Proven:
+			d.Verdict, d.To = Leave, cur
+			d.Reason = fmt.Sprintf("became QEMU's during the run, but the change was not shown to be libvirt's (%s): left as it is (recorded before %s)", f.By, orig)
+			h.Close()
+			d.handle = nil
 		case r.isShared(h):
 			// Another host's QEMU may use it now (a migration): this
 			// host cannot see that, so it is left for reclaim.
@@ -136,7 +146,7 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 	if !hasGiveBack(out) {
 		return out, nil
 	}
-	inUse, err := qemuproc.OpenFiles(ProcRoot)
+	inUse, err := qemuproc.OpenFiles(RunDir, ProcRoot, rec.QEMUUID)
 	if err != nil {
 		closeAll(out)
 		return nil, fmt.Errorf("list files open by QEMU: %w", err)

@@ -2,9 +2,10 @@ package apply
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
@@ -26,11 +27,8 @@ func TestReleaseInventorySharedFS(t *testing.T) {
 			if err := inventory.Save(f.state, rec); err != nil {
 				t.Fatal(err)
 			}
-			before, ok := inventory.Stat(f.root, "hot.img")
-			if !ok {
-				t.Fatal("hot.img not statable")
-			}
-			if err := inventory.SaveLabelled(f.state, &inventory.Labelled{Files: map[string]inventory.File{before.Path(): before}}); err != nil {
+			before := labelledFile(t, f.root, "hot.img", true)
+			if err := inventory.SaveLabelled(f.state, &inventory.Labelled{Files: []inventory.File{before}}); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Chown(f.path("hot.img"), qemuUID, qemuGID); err != nil { // libvirt's label
@@ -46,6 +44,23 @@ func TestReleaseInventorySharedFS(t *testing.T) {
 	}
 }
 
+// labelledFile is what the watcher records of dir/name just before
+// libvirt's label: its identity and its owner now.
+func labelledFile(t *testing.T, dir, name string, proven bool) inventory.File {
+	t.Helper()
+	h, err := owner.Open(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	f, err := inventory.Identify(h, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Proven = proven
+	return f
+}
+
 // TestReleaseInventoryAfterQEMUsChgrp: a file libvirt labelled during the
 // run, which QEMU's user then gave one of its own groups, is still QEMU's
 // user's: it is given back, not left with QEMU as an admin's change.
@@ -55,11 +70,8 @@ func TestReleaseInventoryAfterQEMUsChgrp(t *testing.T) {
 	if err := inventory.Save(f.state, rec); err != nil {
 		t.Fatal(err)
 	}
-	before, ok := inventory.Stat(f.root, "hot.img")
-	if !ok {
-		t.Fatal("hot.img not statable")
-	}
-	if err := inventory.SaveLabelled(f.state, &inventory.Labelled{Files: map[string]inventory.File{before.Path(): before}}); err != nil {
+	before := labelledFile(t, f.root, "hot.img", true)
+	if err := inventory.SaveLabelled(f.state, &inventory.Labelled{Files: []inventory.File{before}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chown(f.path("hot.img"), qemuUID, 4343); err != nil { // libvirt's label, then QEMU's chgrp

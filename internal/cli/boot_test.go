@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
 
@@ -143,13 +143,9 @@ func TestBootGivesBackWhatTheWatcherSaw(t *testing.T) {
 	if err := os.MkdirAll(f.state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	l := &inventory.Labelled{Files: map[string]inventory.File{}}
+	l := &inventory.Labelled{}
 	for _, rel := range []string{"img/hot.iso", "img/admin.iso"} {
-		fi, ok := inventory.Stat(f.path("img"), filepath.Base(rel))
-		if !ok {
-			t.Fatalf("stat %s", rel)
-		}
-		l.Files[f.path(rel)] = fi // the owner before libvirt's label
+		l.Files = append(l.Files, labelledFile(t, f.path(rel))) // the owner before libvirt's label
 		if err := os.Chown(f.path(rel), qemuID, qemuID); err != nil {
 			t.Fatal(err)
 		}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/version"
@@ -320,19 +320,27 @@ func cmdStatus(e *env, args []string) error {
 		for _, err := range cerrs {
 			damaged = append(damaged, err.Error())
 		}
+		lab, err := labelledStatus(s, *file)
+		if err != nil {
+			return err
+		}
 		return writeJSON(e.stdout, struct {
 			StateDir string          `json:"state_dir"`
 			BootID   string          `json:"boot_id"`
 			HostID   string          `json:"host_id"`
 			Entries  []statusEntry   `json:"entries"`
+			Labelled []labelledEntry `json:"labelled,omitempty"`
 			Cluster  []clusterStatus `json:"cluster"`
 			Damaged  []string        `json:"cluster_damaged"`
-		}{s.hook.StateDir, boot, me, entries, cs, damaged})
+		}{s.hook.StateDir, boot, me, entries, lab, cs, damaged})
 	}
 	if err := printStatus(e.stdout, s.hook.StateDir, entries, stale, boot); err != nil {
 		return err
 	}
-	return printClusterStatus(e.stdout, cs, cerrs, me, boot)
+	if err := printClusterStatus(e.stdout, cs, cerrs, me, boot); err != nil {
+		return err
+	}
+	return printLabelled(e, s, *file)
 }
 
 func printStatus(w io.Writer, stateDir string, entries []statusEntry, stale int, boot string) error {

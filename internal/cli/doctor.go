@@ -107,6 +107,7 @@ func cmdDoctor(e *env, args []string) error {
 	checkQEMUConf(rep, s)
 	checkHookInstalled(rep)
 	checkBootUnit(rep)
+	checkWatcher(rep, s)
 	if idErr == nil {
 		checkStateDirs(rep, s, *fix)
 	}

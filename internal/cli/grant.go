@@ -13,10 +13,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/qemuproc"
 )
 
 // libvirtRunDir is where libvirtd keeps the status of running QEMU

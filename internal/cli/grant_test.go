@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
@@ -66,10 +67,20 @@ func (f *fixture) fakeQEMUHolding(rel string) *exec.Cmd {
 	defer file.Close()
 	c := exec.Command(f.path("qemu-system-x86_64"), "600")
 	c.ExtraFiles = []*os.File{file}
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: qemuID, Gid: qemuID}}
 	if err := c.Start(); err != nil {
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	// libvirt's QEMU: its run directory names it.
+	dir := f.path("run")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(cli.SetRunDir(dir))
+	if err := os.WriteFile(filepath.Join(dir, "holder.pid"), fmt.Appendf(nil, "%d\n", c.Process.Pid), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
 	return c
 }
 

@@ -7,11 +7,12 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
@@ -124,6 +125,7 @@ func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
 		log.WithError(lerr).Warn("inventory unreadable: files libvirt labelled during the run keep the owner libvirt left")
 	}
 	if rec != nil {
+		syncWatcher(s, name, rec.Gen, "release") // what it saw, written down
 		forget := func() error { return inventory.Remove(s.hook.StateDir, name) }
 		if ierr := r.ReleaseInventory(rec, "release", forget); ierr != nil {
 			log.WithError(ierr).Error("release of files labelled during the run incomplete")
@@ -175,6 +177,7 @@ func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 		// Which directories the watcher follows for this domain, so that
 		// files libvirt labels during the run get their owners back.
 		rec := inventory.New(name, r.Store.BootID, p.Target.UID, p.Target.GID, inventoryDirs(p))
+		rec.Gen = time.Now().UnixNano()
 		for _, st := range p.Steps {
 			if st.Handle != nil && (st.Action == plan.Chown || st.Action == plan.Keep) && len(rec.Held) < inventory.MaxFiles {
 				rec.Held = append(rec.Held, st.Handle.Path)
@@ -183,7 +186,7 @@ func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 		if err := inventory.Save(s.hook.StateDir, rec); err != nil {
 			s.log.WithField("domain", name).WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
 		} else {
-			startWatcher(s)
+			syncWatcher(s, name, rec.Gen, "prepare")
 		}
 	}
 	return nil

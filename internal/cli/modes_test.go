@@ -12,16 +12,16 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
 )
 
 const transientDisk = `    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$ROOT/img/disk.raw'/><target dev='vda' bus='virtio'/><transient/></disk>`
 
-// startWatcher runs the watcher in this process (the test binary is not
-// the hook, so prepare starts none) once the domains' records exist, and
-// waits until it follows their directories.
+// startWatcher runs the watcher in this process, as the init system
+// would beside libvirtd; this test process plays libvirt's daemon (its
+// pid is the daemon's pid file), so its own chowns are libvirt's labels.
 func (f *fixture) startWatcher() {
 	f.t.Helper()
 	log := logrus.New()
@@ -30,7 +30,15 @@ func (f *fixture) startWatcher() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	w := &watch.Watcher{StateDir: f.state, Log: log, Known: cli.JournalKnows(store), Idle: time.Minute, Flush: 5 * time.Millisecond}
+	pidFile := f.path("libvirtd.pid")
+	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	w := &watch.Watcher{
+		StateDir: f.state, Log: log, Known: cli.JournalKnows(store), BootID: store.BootID,
+		Flush: 5 * time.Millisecond, DaemonPidFiles: []string{pidFile}, Ready: func() { close(ready) },
+	}
 	stop, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- w.Run(stop) }()
 	f.t.Cleanup(func() {
@@ -39,11 +47,39 @@ func (f *fixture) startWatcher() {
 			f.t.Errorf("watcher: %v", err)
 		}
 	})
-	for deadline := time.Now().Add(5 * time.Second); !watch.Running(f.state); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			f.t.Fatal("watcher did not start")
+	select {
+	case <-ready:
+	case err := <-done:
+		f.t.Fatalf("watcher: %v", err)
+	}
+}
+
+// sync makes the handshake prepare makes for domain's record: the
+// watcher has handled every event so far and written what it saw.
+func (f *fixture) sync(domain string) {
+	f.t.Helper()
+	r, err := inventory.Load(f.state, domain)
+	if err != nil || r == nil {
+		f.t.Fatalf("record of %s: %v, %v", domain, r, err)
+	}
+	if err := watch.Sync(f.state, domain, r.Gen, 10*time.Second); err != nil {
+		f.t.Fatalf("handshake: %v", err)
+	}
+}
+
+// labelledEntry is what the watcher wrote down of rel, if anything.
+func (f *fixture) labelledEntry(rel string) (inventory.File, bool) {
+	f.t.Helper()
+	l, err := inventory.LoadLabelled(f.state)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, e := range l.Files {
+		if e.Path == f.path(rel) {
+			return e, true
 		}
 	}
+	return inventory.File{}, false
 }
 
 // prepareCooperative prepares vm1 with the standard disks, as libvirt
@@ -58,24 +94,16 @@ func (f *fixture) prepareCooperative() string {
 }
 
 // labelled chowns rel as libvirt would when labelling it for QEMU (or
-// "restoring" it), and waits until the watcher has written down the
-// owner it had before.
+// "restoring" it), and makes sure the watcher has written down the owner
+// it had before.
 func (f *fixture) labelled(rel string, uid, gid int) {
 	f.t.Helper()
 	if err := os.Chown(f.path(rel), uid, gid); err != nil {
 		f.t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		l, err := inventory.LoadLabelled(f.state)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		if _, ok := l.Files[f.path(rel)]; ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("the watcher did not record %s being labelled", rel)
-		}
+	f.sync("vm1")
+	if e, ok := f.labelledEntry(rel); !ok || !e.Proven {
+		f.t.Fatalf("the watcher did not record %s being labelled by libvirt: %+v", rel, e)
 	}
 }
 

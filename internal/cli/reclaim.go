@@ -12,11 +12,11 @@ import (
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/remembered"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
 )
 
 // reclaimSummary is the message of the line `reclaim` logs at the end.
@@ -123,7 +123,7 @@ func reclaimOptions(s *setup, id config.Identity, to *reclaim.Owner, st *journal
 	}
 	used := reclaim.NewInUse()
 	used.AddJournal(st)
-	if err := used.AddProcesses(procRoot, id.UID); err != nil {
+	if err := used.AddProcesses(libvirtRunDir, procRoot, id.UID); err != nil {
 		return reclaim.Options{}, err
 	}
 	pol := s.planEnv(false).Policy

@@ -71,7 +71,12 @@ func TestReclaim(t *testing.T) {
 	if err := os.Symlink(f.path("pool/running.raw"), filepath.Join(proc, "42", "fd", "7")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chown(filepath.Join(proc, "42"), qemuID, qemuID); err != nil {
+		t.Fatal(err)
+	}
+	f.write("run/running.pid", "42", 0)
 	defer cli.SetProcRoot(proc)()
+	defer cli.SetRunDir(f.path("run"))()
 
 	reclaimJSON := func(args ...string) (reclaimOut, result) {
 		t.Helper()

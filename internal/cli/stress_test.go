@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
 )
 
 // stressSeedEnv overrides the stress test's random seed.
@@ -79,14 +82,13 @@ func TestStressConcurrentHooks(t *testing.T) {
 
 func stress(t *testing.T, bin string, searchACL bool) {
 	f := newFixture(t)
-	// The hooks start a real watcher for the fixture's state directory;
-	// it must be gone before the directory is removed (cleanups run last
-	// registered first).
-	t.Cleanup(func() { stopWatchers(t, f.state) })
 	f.writeConf("lock_timeout = 30\n")
 	if searchACL {
 		f.writeConf("lock_timeout = 30\nparent_search_acl = 1\n")
 	}
+	// The watcher runs as the service would, and every prepare and
+	// release makes its handshake with it.
+	startWatcherProcess(t, bin, f.state)
 	seed := stressSeed(t)
 	t.Logf("seed %d (set $%s to repeat or vary)", seed, stressSeedEnv)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -292,12 +294,12 @@ func checkStateDirClean(t *testing.T, f *fixture) {
 	}
 	for _, e := range ents {
 		switch e.Name() {
-		case "state.db", "lock", "watch.lock", "watch.spawn":
+		case "state.db", "lock", watch.SocketName, watch.LockName:
 		case "inventory":
 			// Every release removed its domain's record.
 			left, _ := os.ReadDir(filepath.Join(f.state, e.Name()))
 			for _, l := range left {
-				// labelled.json is the watcher's, gone when it leaves.
+				// labelled.json is the watcher's.
 				if l.Name() != "labelled.json" {
 					t.Errorf("inventory record %s left after every release", l.Name())
 				}
@@ -321,31 +323,30 @@ func qemuCan(t *testing.T, op, p string) bool {
 	return err == nil
 }
 
-// stopWatchers ends watcher processes of stateDir (found by the lock they
-// hold open) and waits for them to exit.
-func stopWatchers(t *testing.T, stateDir string) {
+// startWatcherProcess runs `bin watch` for stateDir until the test ends
+// (it is stopped before the directory is removed: cleanups run last
+// registered first), and waits until it answers.
+func startWatcherProcess(t *testing.T, bin, stateDir string) {
 	t.Helper()
-	lock := filepath.Join(stateDir, "watch.lock")
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	var pids []int
-	for _, p := range procs {
-		fds, _ := os.ReadDir(filepath.Join(p, "fd"))
-		for _, fd := range fds {
-			if target, err := os.Readlink(filepath.Join(p, "fd", fd.Name())); err == nil && target == lock {
-				if pid, err := strconv.Atoi(filepath.Base(p)); err == nil && pid != os.Getpid() {
-					pids = append(pids, pid)
-				}
-				break
-			}
+	c := exec.Command(bin, "watch")
+	c.Env = append(os.Environ(), "LIBVIRT_DAC_HOOK_STATE_DIR="+stateDir)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.Process.Signal(syscall.SIGTERM)
+		if err := c.Wait(); err != nil {
+			t.Errorf("watcher: %v", err)
 		}
-	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, pid := range pids {
-		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+	})
+	sock := filepath.Join(stateDir, watch.SocketName)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if conn, err := net.Dial("unix", sock); err == nil {
+			_ = conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("watcher not listening after 10s")
 		}
 	}
 }

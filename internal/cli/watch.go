@@ -3,92 +3,37 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
-	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/watch"
 )
 
-// watcherReady bounds how long a prepare waits for the watcher it
-// started to watch the domain's directories.
-const watcherReady = 2 * time.Second
+// watcherWait bounds a hook's handshake with the watcher: libvirt waits
+// for the hook, and a watcher that hangs must not hang a domain's start.
+const watcherWait = 5 * time.Second
 
-// watcherSpawn starts the watcher process, unless another prepare is
-// starting one, and waits until it watches the directories of the
-// records written so far (it takes its lock only then), so that libvirt,
-// which labels and starts QEMU after this prepare, finds it watching: a
-// snapshot taken a moment after the start is seen. A watcher that is
-// already running picks a new record up from its inotify event, within
-// milliseconds, while libvirt is still starting QEMU. Tests replace it,
-// because there the executable is the test binary.
-var watcherSpawn = func(s *setup) error {
-	unlock, spawner := watch.TrySpawnLock(s.hook.StateDir)
-	var exited <-chan error
-	if spawner {
-		defer unlock()
-		if !watch.Running(s.hook.StateDir) {
-			var err error
-			if exited, err = spawnWatcher(); err != nil {
-				return err
-			}
-		}
+// syncWatcher is the handshake of prepare (gen: the record just written)
+// and release (the record about to be read back): see watch.Sync. A
+// failed one is logged; the hook goes on, with what the watcher saw so
+// far.
+func syncWatcher(s *setup, name string, gen int64, op string) {
+	err := watch.Sync(s.hook.StateDir, name, gen, watcherWait)
+	switch {
+	case err == nil:
+	case errors.Is(err, watch.ErrNoWatcher) && op == "prepare":
+		s.log.WithField("domain", name).WithError(err).Warn("no watcher runs (libvirt-dac-hook-watch.service): files libvirt labels during this run keep the owner libvirt leaves them")
+	case errors.Is(err, watch.ErrNoWatcher):
+	default:
+		s.log.WithField("domain", name).WithField("op", op).WithError(err).Warn("watcher did not answer: files libvirt labelled during the run may keep the owner libvirt leaves")
 	}
-	deadline := time.Now().Add(watcherReady)
-	for !watch.Running(s.hook.StateDir) {
-		select {
-		case err := <-exited:
-			if watch.Running(s.hook.StateDir) {
-				return nil // it found another watcher running
-			}
-			if err == nil {
-				return errors.New("watcher exited before watching: see its log lines")
-			}
-			return fmt.Errorf("watcher exited before watching: %w; see its log lines", err)
-		case <-time.After(2 * time.Millisecond):
-		}
-		if !spawner {
-			// The prepare starting one is done with it, and none runs.
-			if again, ok := watch.TrySpawnLock(s.hook.StateDir); ok {
-				again()
-				if !watch.Running(s.hook.StateDir) {
-					return errors.New("the watcher another prepare started is not running")
-				}
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("watcher not watching after %s: files labelled right after the start may keep the owner libvirt leaves", watcherReady)
-		}
-	}
-	return nil
-}
-
-// watcherExe is the program run as `PROGRAM watch`: this one.
-var watcherExe = os.Executable
-
-// spawnWatcher starts `watch` in its own session; exited reports its end.
-func spawnWatcher() (exited <-chan error, err error) {
-	exe, err := watcherExe()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, "watch")
-	// No descriptor of libvirtd's may stay open in the watcher: libvirtd
-	// reads the hook's stdout and stderr until they close. nil means
-	// /dev/null, and every other descriptor is close-on-exec.
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	return done, nil
 }
 
 // journalKnows answers the watcher from a read-only view of the journal:
@@ -101,24 +46,14 @@ func journalKnows(st *journal.Store) func([]inventory.File) []bool {
 			return nil // unknown: release asks the journal again
 		}
 		for i, f := range fs {
-			out[i] = view.Lookup((&journal.Entry{Dev: f.Dev, Ino: f.Ino}).Key()) != nil
+			out[i] = view.Lookup((&journal.Entry{Dev: f.ID.Dev, Ino: f.ID.Ino}).Key()) != nil
 		}
 		return out
 	}
 }
 
-// startWatcher makes sure a watcher keeps the inventories current.
-func startWatcher(s *setup) {
-	if !s.hook.LiveWatch || watch.Running(s.hook.StateDir) {
-		return
-	}
-	if err := watcherSpawn(s); err != nil {
-		s.log.WithError(err).Warn("watcher not started: files created after a domain started keep the owner libvirt leaves them")
-	}
-}
-
 func cmdWatch(e *env, args []string) error {
-	fs := newFlags(e, "watch", "watch\n\nKeeps the inventories of running domains current (cooperative mode); prepare starts it, it exits when no domain is left.")
+	fs := newFlags(e, "watch", "watch\n\nThe watcher of cooperative mode: follows the directories of running domains and records which files libvirt labels for QEMU during their runs. Run by the init system (libvirt-dac-hook-watch.service) beside libvirtd or virtqemud; runs until stopped.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -138,10 +73,51 @@ func cmdWatch(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	log := s.log.WithField("op", "watch")
 	w := &watch.Watcher{
-		StateDir: s.hook.StateDir, Log: s.log.WithField("op", "watch"),
+		StateDir: s.hook.StateDir, Log: log,
 		Known: journalKnows(r.Store), BootID: r.Store.BootID,
-		Idle: 30 * time.Second, Flush: 50 * time.Millisecond,
+		Flush:          50 * time.Millisecond,
+		DaemonPidFiles: s.hook.DaemonPidFiles,
+		Ready: func() {
+			log.Info("watcher ready")
+			if err := notifyReady(); err != nil {
+				log.WithError(err).Warn("systemd not told the watcher is ready")
+			}
+		},
 	}
 	return w.Run(stop)
+}
+
+// notifyReady tells systemd (Type=notify) that the watcher answers
+// handshakes: libvirtd, ordered after it, starts no domain before.
+func notifyReady() error {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return nil // not run by systemd
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", sock, err)
+	}
+	defer func() { _ = c.Close() }()
+	if _, err := c.Write([]byte("READY=1")); err != nil {
+		return fmt.Errorf("notify %s: %w", sock, err)
+	}
+	return nil
+}
+
+// checkWatcher reports, in cooperative mode, whether a watcher answers:
+// without one, files libvirt labels during a run keep the owner it
+// leaves them.
+func checkWatcher(rep *report, s *setup) {
+	if s.qemu.Mode() != config.Cooperative || !s.hook.LiveWatch {
+		return
+	}
+	if err := watch.Ping(s.hook.StateDir, 2*time.Second); err != nil {
+		rep.add(finding{"watcher", statusWarn, err.Error() + ": files libvirt labels during a run keep the owner libvirt leaves them",
+			"systemctl enable --now libvirt-dac-hook-watch (without systemd: run `libvirt-dac-hook watch` beside libvirtd)"})
+		return
+	}
+	rep.add(finding{"watcher", statusOK, "answers on " + filepath.Join(s.hook.StateDir, watch.SocketName), ""})
 }

@@ -60,11 +60,15 @@ type Hook struct {
 	// ParentACL (parent_search_acl): grant QEMU search permission on
 	// parent directories it cannot traverse, with an ACL entry.
 	ParentACL bool
-	// LiveWatch (live_watch): in cooperative mode, run the watcher that
-	// records owners of files appearing in a running domain's directories,
-	// so files created after the start and then hot-plugged get their
-	// owner back too.
+	// LiveWatch (live_watch): in cooperative mode, write the domain's
+	// record and make the handshake with the watcher service, so files
+	// libvirt labels during the run get their owner back too.
 	LiveWatch bool
+	// DaemonPidFiles (daemon_pid_files) are the pid files of libvirt's
+	// daemon (monolithic libvirtd, or modular virtqemud): the watcher
+	// counts an owner change as libvirt's label only when that daemon, or
+	// a fork of it, made it. Set it when libvirtd runs with --pid-file.
+	DaemonPidFiles []string
 	// BackingPaths (backing_paths) restricts where files named in image
 	// headers (backing files, VMDK extents, qcow2 data files) may be: at
 	// or below one of them. Empty means the naming image's own directory,
@@ -116,6 +120,7 @@ func DefaultHook() Hook {
 		ProtectedPaths:  slices.Clone(defaultProtected),
 		ParentACL:       true,
 		LiveWatch:       true,
+		DaemonPidFiles:  []string{"/run/libvirtd.pid", "/run/virtqemud.pid"},
 		MaxBackingDepth: 64,
 		LockTimeout:     30 * time.Second,
 		SysfsRoot:       "/sys",
@@ -172,6 +177,7 @@ func LoadHook(path string) (Hook, error) {
 	l.bool("allow_hardlinks", &h.AllowHardlinks)
 	l.bool("parent_search_acl", &h.ParentACL)
 	l.bool("live_watch", &h.LiveWatch)
+	l.paths("daemon_pid_files", &h.DaemonPidFiles)
 	l.paths("backing_paths", &h.BackingPaths)
 	depth, timeout := int64(h.MaxBackingDepth), int64(h.LockTimeout/time.Second)
 	l.int("max_backing_depth", &depth, 1, maxBackingDepthLimit)
@@ -241,7 +247,7 @@ var hookKeys = []string{
 	"qemu_conf", "state_dir", "dry_run", "protected_paths", "allow_hardlinks",
 	"parent_search_acl", "backing_paths", "max_backing_depth", "lock_timeout",
 	"sysfs_root", "dev_root", "storage_pool_dir", "log_level", "syslog",
-	"log_file", "backing_any_owner", "live_watch", "cluster_dir",
+	"log_file", "backing_any_owner", "live_watch", "cluster_dir", "daemon_pid_files",
 }
 
 func absClean(p string) bool { return filepath.IsAbs(p) && filepath.Clean(p) == p }

@@ -77,6 +77,9 @@ type host struct {
 	nsID     string // readlink /proc/KEEPER/ns/mnt
 	logd     *daemonProc
 	libvirtd *daemonProc
+	// watch is the hook's watcher of cooperative mode, run beside
+	// libvirtd as libvirt-dac-hook-watch.service would run it.
+	watch *daemonProc
 }
 
 // daemonProc is a daemon run in the foreground as our child, so its exit
@@ -327,7 +330,7 @@ func (hs *host) writeConfig(m ownershipMode, dryRun bool) error {
 	}
 	hs.mode = m
 	conf := fmt.Sprintf("# written by internal/e2e for host %s\n"+
-		"state_dir = %q\nlog_file = %q\nqemu_conf = %q\n", hs.name, hs.stateDir, hs.logFile, "/etc/libvirt/qemu.conf")
+		"state_dir = %q\nlog_file = %q\nqemu_conf = %q\ndaemon_pid_files = [ %q ]\n", hs.name, hs.stateDir, hs.logFile, "/etc/libvirt/qemu.conf", libvirtdPidFile)
 	if dryRun {
 		conf += "dry_run = 1\n"
 	}
@@ -502,14 +505,24 @@ func (hs *host) startDaemons() error {
 	}) || hs.logd.exited() {
 		return fmt.Errorf("host %s: virtlogd did not come up: %s", hs.name, tailFile(filepath.Join(hs.dir, "virtlogd.stderr"), 10))
 	}
+	// The watcher's unit is ordered before libvirtd's, and answers
+	// handshakes before any domain starts.
+	if err := hs.startWatcher(); err != nil {
+		return err
+	}
 	return hs.startLibvirtd()
 }
+
+// libvirtdPidFile is where a host's libvirtd writes its pid, and so where
+// the host's watcher looks for libvirt's daemon (daemon_pid_files): the
+// default, /run/libvirtd.pid, is the machine's daemon's (and locked by it).
+const libvirtdPidFile = "/run/libvirt/libvirtd.pid"
 
 func (hs *host) startLibvirtd() error {
 	var err error
 	// The pid file goes to the host's /run/libvirt: the default,
 	// /run/libvirtd.pid, is the machine's daemon's (and locked by it).
-	if hs.libvirtd, err = hs.startDaemon("libvirtd", "libvirtd", "--pid-file", "/run/libvirt/libvirtd.pid"); err != nil {
+	if hs.libvirtd, err = hs.startDaemon("libvirtd", "libvirtd", "--pid-file", libvirtdPidFile); err != nil {
 		return err
 	}
 	return hs.waitLibvirt(30 * time.Second)
@@ -574,7 +587,7 @@ func (hs *host) stop() error {
 		// does not find it, and another host's QEMU must be left alone).
 		qemus = childQEMUs(hs.libvirtd.cmd.Process.Pid)
 	}
-	errs = append(errs, hs.libvirtd.stop(), hs.logd.stop())
+	errs = append(errs, hs.libvirtd.stop(), hs.stopWatcher(), hs.logd.stop())
 	hs.libvirtd, hs.logd = nil, nil
 	errs = append(errs, killPids(qemus), killNamespace(hs.nsID, ""))
 	_ = hs.keeper.Process.Kill()

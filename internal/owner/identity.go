@@ -236,3 +236,25 @@ func onDevice(dir string, dev uint64) bool {
 	var st unix.Stat_t
 	return unix.Stat(dir, &st) == nil && uint64(st.Dev) == dev
 }
+
+// OpenHandleAt opens the inode of a file handle (from fanotify or
+// name_to_handle_at) on the filesystem of mountFd, without following a
+// link, as a Handle whose Path is path when given, else where the
+// inode is now. ESTALE: the inode is gone.
+func OpenHandleAt(mountFd int, handleType int32, handle []byte, path string) (*Handle, error) {
+	fd, err := unix.OpenByHandleAt(mountFd, unix.NewFileHandle(handleType, handle), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("open by handle: %w", err)
+	}
+	h := &Handle{fd: fd, Path: path}
+	if err := h.Refresh(); err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	if h.Path == "" {
+		if p, err := os.Readlink(h.ProcPath()); err == nil {
+			h.Path = p
+		}
+	}
+	return h, nil
+}

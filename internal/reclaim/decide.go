@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/remembered"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/remembered"
 )
 
 // libvirt's remember_owner xattrs, as Scan reports and Decide judges them.

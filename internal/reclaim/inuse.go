@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/qemuproc"
 )
 
 // AddJournal marks every file the hook's journal records, by inode and by
@@ -29,12 +29,12 @@ func (u *InUse) AddJournal(st *journal.State) {
 	}
 }
 
-// AddProcesses marks every inode a running QEMU has open: the open files
-// of processes whose executable is qemu-system-* or qemu-kvm, or that run
-// as uid, read from procRoot ("/proc"). A process that exits while read
-// is skipped.
-func (u *InUse) AddProcesses(procRoot string, uid uint32) error {
-	open, err := qemuproc.OpenFiles(procRoot, uid)
+// AddProcesses marks every inode a QEMU of libvirt's has open: the
+// processes named by the pid files in runDir ("/run/libvirt/qemu"),
+// running as uid, read from procRoot ("/proc"). A process that exits
+// while read is skipped.
+func (u *InUse) AddProcesses(runDir, procRoot string, uid uint32) error {
+	open, err := qemuproc.OpenFiles(runDir, procRoot, uid)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", procRoot, err)
 	}

@@ -20,13 +20,13 @@ func ino(t *testing.T, p string) (uint64, uint64) {
 	return st.Dev, st.Ino
 }
 
-// TestAddProcesses reads a fake /proc: pid 10 is a QEMU by its executable,
-// pid 20 an unrelated process, pid 30 a process running as QEMU's user.
+// TestAddProcesses reads a fake /proc and run directory: only a process a
+// pid file of libvirt's names, running as QEMU's user, is QEMU.
 func TestAddProcesses(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	proc := filepath.Join(dir, "proc")
-	tree(t, dir, map[string]int{"img/used.raw": qemuUID, "img/other.raw": qemuUID, "img/byuid.raw": qemuUID, "img/free.raw": qemuUID})
+	tree(t, dir, map[string]int{"img/used.raw": qemuUID, "img/other.raw": qemuUID, "img/byuid.raw": qemuUID, "img/stale.raw": qemuUID, "img/free.raw": qemuUID})
 	mk := func(pid, exe, open string, uid int, cmdline string) {
 		p := filepath.Join(proc, pid)
 		if err := os.MkdirAll(filepath.Join(p, "fd"), 0o755); err != nil {
@@ -45,14 +45,24 @@ func TestAddProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mk("10", "/usr/bin/qemu-system-x86_64", "img/used.raw", 0, "qemu-system-x86_64\x00-name\x00guest=vm1,debug-threads=on\x00")
-	mk("20", "/usr/bin/cat", "img/other.raw", 0, "cat\x00")
+	// libvirt's QEMU of vm1; a user's program named like QEMU; a process
+	// of QEMU's user that no pid file of libvirt's names; a pid file that
+	// names a process of another user (stale, its pid reused).
+	mk("10", "/usr/bin/qemu-system-x86_64", "img/used.raw", qemuUID, "qemu-system-x86_64\x00-name\x00guest=vm1,debug-threads=on\x00")
+	mk("20", "/home/u/qemu-system-x86_64", "img/other.raw", 1000, "qemu-system-x86_64\x00")
 	mk("30", "/usr/libexec/helper", "img/byuid.raw", qemuUID, "helper\x00")
+	mk("40", "/usr/bin/sleep", "img/stale.raw", 1000, "sleep\x00")
+	run := t.TempDir()
+	for name, pid := range map[string]string{"vm1": "10", "gone": "40"} {
+		if err := os.WriteFile(filepath.Join(run, name+".pid"), []byte(pid), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.Mkdir(filepath.Join(proc, "self"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	u := NewInUse()
-	if err := u.AddProcesses(proc, qemuUID); err != nil {
+	if err := u.AddProcesses(run, proc, qemuUID); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -61,8 +71,9 @@ func TestAddProcesses(t *testing.T) {
 		why  string
 	}{
 		{"img/used.raw", true, "open by QEMU pid 10 (domain vm1)"},
-		{"img/byuid.raw", true, "open by QEMU pid 30"},
+		{"img/byuid.raw", false, ""},
 		{"img/other.raw", false, ""},
+		{"img/stale.raw", false, ""},
 		{"img/free.raw", false, ""},
 	} {
 		why, used := u.Of(ino(t, filepath.Join(dir, tc.file)))

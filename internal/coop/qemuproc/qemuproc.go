@@ -1,0 +1,104 @@
+package qemuproc
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ID is an inode: device and inode number.
+type ID struct{ Dev, Ino uint64 }
+
+// Proc is a running QEMU of libvirt's holding a file open.
+type Proc struct {
+	PID int
+	// Domain is the domain whose pid file names it.
+	Domain string
+}
+
+// RunDir is libvirt's run directory of its QEMU domains.
+const RunDir = "/run/libvirt/qemu"
+
+// OpenFiles maps every inode a QEMU of libvirt's holds open to one QEMU
+// holding it. Its processes are those the pid files in runDir
+// (normally RunDir) name, alive in procRoot (normally "/proc"), and, when
+// uids are given, running as one of them.
+func OpenFiles(runDir, procRoot string, uids ...uint32) (map[ID]Proc, error) {
+	ents, err := os.ReadDir(runDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[ID]Proc{}, nil // libvirt runs no domain
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[ID]Proc{}
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".pid")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		pid, ok := readPid(filepath.Join(runDir, e.Name()))
+		if !ok {
+			continue
+		}
+		dir := filepath.Join(procRoot, strconv.Itoa(pid))
+		if len(uids) > 0 && !runsAs(dir, uids) {
+			continue
+		}
+		fds, err := os.ReadDir(filepath.Join(dir, "fd"))
+		if err != nil {
+			continue
+		}
+		p := Proc{PID: pid, Domain: name}
+		for _, fd := range fds {
+			// DONT_SYNC: a hung NFS or FUSE mount behind a descriptor must
+			// not hang the caller (a release, and libvirtd's stop with it).
+			var st unix.Statx_t
+			if unix.Statx(unix.AT_FDCWD, filepath.Join(dir, "fd", fd.Name()), unix.AT_STATX_DONT_SYNC, unix.STATX_INO, &st) != nil {
+				continue
+			}
+			out[ID{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino}] = p
+		}
+	}
+	return out, nil
+}
+
+// readPid reads a libvirt pid file (a decimal number, maybe a newline).
+func readPid(p string) (int, bool) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, false
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer func() { _ = f.Close() }() // read only
+	b := make([]byte, 32)
+	n, _ := f.Read(b)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n])))
+	return pid, err == nil && pid > 1
+}
+
+// IsQEMU reports whether the process at /proc/PID dir runs a binary named
+// like QEMU: a hint for messages, never proof (any user can name a
+// program so).
+func IsQEMU(dir string) bool {
+	exe, err := os.Readlink(filepath.Join(dir, "exe"))
+	if err != nil {
+		return false
+	}
+	base := filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
+	return strings.HasPrefix(base, "qemu-system-") || base == "qemu-kvm"
+}
+
+func runsAs(dir string, uids []uint32) bool {
+	if len(uids) == 0 {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Stat(dir, &st) == nil && slices.Contains(uids, st.Uid)
+}

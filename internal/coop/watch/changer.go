@@ -1,0 +1,157 @@
+package watch
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// DaemonPidFiles are the pid files of the daemons whose changes are
+// libvirt's labels: the monolithic libvirtd and the modular virtqemud.
+var DaemonPidFiles = []string{"/run/libvirtd.pid", "/run/virtqemud.pid"}
+
+// libvirtThreads are the thread names (comm, at most 15 bytes) a fork of
+// libvirt's daemon carries from the thread that forked it: libvirt
+// forks to label inside QEMU's mount namespace. An exec'd child (the
+// hook, qemu-img, a shell) has its program's name instead.
+var libvirtThreads = []string{"rpc-", "prio-rpc-", "qemu-event", "vm-", "libvirtd", "virtqemud", "daemon-init"}
+
+// Changer is who made a change, as far as the event showed.
+type Changer struct {
+	// Libvirt is set when the process was libvirt's daemon, or a fork of
+	// it under one of libvirt's thread names, alive when the event was
+	// read.
+	Libvirt bool
+	// Who says what was seen, for logs and status.
+	Who string
+}
+
+// witness judges, as soon as a batch is read, who made each event's
+// change, and closes the pidfds. A process is looked at once a batch.
+func (w *Watcher) witness(evs []event) {
+	seen := map[int]Changer{}
+	daemons := w.daemons()
+	for i := range evs {
+		ev := &evs[i]
+		if ev.pidfd < 0 {
+			ev.who = Changer{Who: "a process gone before its event was read"}
+			continue
+		}
+		pid := pidOf(ev.pidfd)
+		c, ok := seen[pid]
+		if !ok || pid <= 0 {
+			c = changer(ev.pidfd, pid, daemons)
+			seen[pid] = c
+		}
+		ev.who = c
+		closePidfd(ev.pidfd)
+		ev.pidfd = -1
+	}
+}
+
+// changer judges the process of an event from its pidfd (FAN_REPORT_PIDFD):
+// the kernel makes one only while the process lives, so the evidence is
+// read from /proc and then proven still the same process by the pidfd
+// naming the same pid (a pid is not reused while a pidfd holds it and
+// the process is not reaped).
+func changer(pidfd, pid int, daemons []int) Changer {
+	if pid <= 0 {
+		return Changer{Who: "a process gone before its event was read"}
+	}
+	name, ppid, ok := procStatus(pid)
+	if !ok || pidOf(pidfd) != pid {
+		return Changer{Who: fmt.Sprintf("pid %d, gone while it was read", pid)}
+	}
+	who := fmt.Sprintf("pid %d (%s, parent %d)", pid, name, ppid)
+	for _, d := range daemons {
+		if pid == d {
+			return Changer{Libvirt: true, Who: "libvirt's daemon, " + who}
+		}
+		if ppid == d && isLibvirtThread(name) {
+			return Changer{Libvirt: true, Who: "a fork of libvirt's daemon, " + who}
+		}
+	}
+	return Changer{Who: who + ", not libvirt's daemon or a fork of it"}
+}
+
+func isLibvirtThread(name string) bool {
+	for _, p := range libvirtThreads {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// daemons reads the pids of libvirt's daemons from their pid files.
+func (w *Watcher) daemons() []int {
+	files := w.DaemonPidFiles
+	if files == nil {
+		files = DaemonPidFiles
+	}
+	var out []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// pidOf reads the pid a pidfd names (its fdinfo's Pid line); 0 or less
+// once the process is reaped.
+func pidOf(pidfd int) int {
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(pidfd))
+	if err != nil {
+		return 0
+	}
+	for _, l := range bytes.Split(b, []byte{'\n'}) {
+		if v, ok := bytes.CutPrefix(l, []byte("Pid:")); ok {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil {
+				return 0
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// procStatus reads a process's name and parent from /proc/PID/status.
+func procStatus(pid int) (name string, ppid int, ok bool) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "", 0, false
+	}
+	defer func() { _ = f.Close() }() // read only
+	sc := bufio.NewScanner(f)
+	got := 0
+	for sc.Scan() && got < 2 {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Name":
+			name, got = v, got+1
+		case "PPid":
+			ppid, _ = strconv.Atoi(v)
+			got++
+		}
+	}
+	return name, ppid, got == 2
+}
+
+// closePidfd closes an event's pidfd, if any.
+func closePidfd(fd int) {
+	if fd >= 0 {
+		_ = unix.Close(fd)
+	}
+}
