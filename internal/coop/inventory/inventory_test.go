@@ -210,6 +210,7 @@ func FuzzLoadLabelled(f *testing.F) {
 		}
 	})
 }
+
 // TestSymlinksInTheStateDirectory: a symlink planted at STATE/inventory
 // (to a directory an attacker reads, or /etc) is never followed: no
 // writer creates, replaces or removes anything where it leads, and no
