@@ -66,6 +66,7 @@ func TestLoadHook(t *testing.T) {
 			`allow_hardlinks = 1`,
 			`parent_search_acl = 0`,
 			`live_watch = 0`,
+			`daemon_pid_files = [ "/run/libvirt/libvirtd.pid" ]`,
 			`backing_paths = [ "/var/lib/libvirt/images", "/srv/vm" ]`,
 			`max_backing_depth = 8`,
 			`lock_timeout = 0`,
@@ -78,6 +79,7 @@ func TestLoadHook(t *testing.T) {
 			*h = Hook{
 				QEMUConf: "/tmp/q/qemu.conf", StateDir: "/tmp/state", DryRun: true,
 				ProtectedPaths: []string{"/etc", "/tmp/state"}, AllowHardlinks: true, ParentACL: false,
+				DaemonPidFiles:  []string{"/run/libvirt/libvirtd.pid"},
 				BackingPaths:    []string{"/var/lib/libvirt/images", "/srv/vm"},
 				MaxBackingDepth: 8, LockTimeout: 0, SysfsRoot: "/tmp/sys", DevRoot: "/tmp/dev",
 				StoragePoolDir: "/tmp/pools", LogLevel: "debug", Syslog: false,
