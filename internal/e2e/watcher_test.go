@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -42,7 +43,10 @@ func (hs *host) startWatcher() error {
 	}) && !hs.watch.exited() {
 		return nil
 	}
-	return fmt.Errorf("host %s: the watcher does not answer on %s: %v: %s", hs.name, sock, derr, tailFile(filepath.Join(hs.dir, "watch.stderr"), 10))
+	if derr == nil {
+		derr = errors.New("it exited")
+	}
+	return fmt.Errorf("host %s: the watcher does not answer on %s: %w: %s", hs.name, sock, derr, tailFile(filepath.Join(hs.dir, "watch.stderr"), 10))
 }
 
 // stopWatcher stops the host's watcher as systemctl stop does (SIGTERM,
