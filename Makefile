@@ -100,7 +100,7 @@ bench: build
 # `make install` puts in place everything the README uses:
 #   $(SBINDIR)/libvirt-dac-hook          the binary (the command admins run)
 #   $(HOOKDIR)/qemu                      a symlink to it (what libvirtd runs)
-#   $(MANDIR)/man8/libvirt-dac-hook.8    the man page
+#   $(MANDIR)/man8/libvirt-dac-hook.8, man5/libvirt-dac-hook.conf.5   the man pages
 #   $(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf   only if absent
 #   $(SYSTEMDUNITDIR)/libvirt-dac-hook-boot.service, enabled when systemd runs
 #   $(SYSTEMDUNITDIR)/libvirt-dac-hook-watch.service, enabled and started then
@@ -123,17 +123,18 @@ install: build
 	  echo "move it to $(HOOKDIR)/qemu.d/ (libvirt >= 6.5 runs every executable there) and run make install again."; \
 	  exit 1; \
 	fi; \
-	install -d -m 0755 "$$d$(SBINDIR)" "$$d$(HOOKDIR)" "$$d$(MANDIR)/man8" "$$d$(SYSCONFDIR)/libvirt" "$$d$(SYSTEMDUNITDIR)"; \
+	install -d -m 0755 "$$d$(SBINDIR)" "$$d$(HOOKDIR)" "$$d$(MANDIR)/man8" "$$d$(MANDIR)/man5" "$$d$(SYSCONFDIR)/libvirt" "$$d$(SYSTEMDUNITDIR)"; \
 	install -d -m 0700 "$$d$(STATEDIR)"; \
 	install -m 0755 $(BIN) "$$d$$bin.tmp" && mv -f "$$d$$bin.tmp" "$$d$$bin"; \
 	ln -sfn "$$bin" "$$hook.tmp" && mv -fT "$$hook.tmp" "$$hook"; \
 	install -m 0644 install/libvirt-dac-hook.8 "$$d$(MANDIR)/man8/libvirt-dac-hook.8"; \
+	install -m 0644 install/libvirt-dac-hook.conf.5 "$$d$(MANDIR)/man5/libvirt-dac-hook.conf.5"; \
 	for u in $(UNIT) $(WATCHUNIT); do \
 	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@STATEDIR@|$(STATEDIR)|g' install/$$u.in > "$$d$(SYSTEMDUNITDIR)/$$u"; \
 	  chmod 0644 "$$d$(SYSTEMDUNITDIR)/$$u"; \
 	done; \
 	list="$$d$(STATEDIR)/installed-files"; \
-	printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" "$(SYSTEMDUNITDIR)/$(WATCHUNIT)" > "$$list.tmp"; \
+	printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(MANDIR)/man5/libvirt-dac-hook.conf.5" "$(SYSTEMDUNITDIR)/$(UNIT)" "$(SYSTEMDUNITDIR)/$(WATCHUNIT)" > "$$list.tmp"; \
 	if [ -f "$$list" ] && grep -qx "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" "$$list"; then echo "$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" >> "$$list.tmp"; fi; \
 	if [ ! -e "$$d$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf" ]; then \
 	  install -m 0644 install/libvirt-dac-hook.conf "$$d$(SYSCONFDIR)/libvirt/libvirt-dac-hook.conf"; \
@@ -165,7 +166,7 @@ uninstall:
 	if [ ! -f "$$list" ]; then \
 	  echo "$$list is missing (an install by an older Makefile?): removing the files make install puts in place, not the config"; \
 	  install -d -m 0700 "$$d$(STATEDIR)"; \
-	  printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(SYSTEMDUNITDIR)/$(UNIT)" "$(SYSTEMDUNITDIR)/$(WATCHUNIT)" > "$$list"; \
+	  printf '%s\n' "$$bin" "$(HOOKDIR)/qemu" "$(MANDIR)/man8/libvirt-dac-hook.8" "$(MANDIR)/man5/libvirt-dac-hook.conf.5" "$(SYSTEMDUNITDIR)/$(UNIT)" "$(SYSTEMDUNITDIR)/$(WATCHUNIT)" > "$$list"; \
 	fi; \
 	if [ -n "$(SYSTEMCTL)" ] && grep -qx "$(SYSTEMDUNITDIR)/$(UNIT)" "$$list"; then $(SYSTEMCTL) disable $(UNIT) || true; fi; \
 	if [ -n "$(SYSTEMCTL)" ] && grep -qx "$(SYSTEMDUNITDIR)/$(WATCHUNIT)" "$$list"; then $(SYSTEMCTL) disable --now $(WATCHUNIT) || true; fi; \
@@ -228,6 +229,7 @@ packages: build
 	@test -f $(CONF) || { echo "$(CONF) is missing: it goes into the packages"; exit 1; }
 	rm -rf dist/stage && mkdir -p dist/stage/scripts $(DIST)
 	gzip -9n < install/libvirt-dac-hook.8 > dist/stage/libvirt-dac-hook.8.gz
+	gzip -9n < install/libvirt-dac-hook.conf.5 > dist/stage/libvirt-dac-hook.conf.5.gz
 	cp $(BIN) dist/stage/libvirt-dac-hook
 	cp $(README) dist/stage/README.md
 	cp $(CONF) dist/stage/libvirt-dac-hook.conf

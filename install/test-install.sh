@@ -48,6 +48,7 @@ check "hook is a symlink to $SBIN" test "$(readlink "$D$HOOK")" = "$SBIN"
 check "config installed 0644" test "$(mode_of "$D$CONF")" = 644
 check "config is the shipped one" cmp -s "$D$CONF" install/libvirt-dac-hook.conf
 check "man page installed" grep -q '^\.TH LIBVIRT-DAC-HOOK 8' "$D$MAN"
+check "settings man page installed" grep -q '^\.TH LIBVIRT-DAC-HOOK.CONF 5' "$D/usr/share/man/man5/libvirt-dac-hook.conf.5"
 check "state dir 0700" test "$(mode_of "$D$STATE")" = 700
 check "unit installed" test -f "$D$UNIT"
 check "unit runs the installed binary" grep -qx "ExecStart=$SBIN boot --lock-timeout 10s" "$D$UNIT"

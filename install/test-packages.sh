@@ -234,6 +234,7 @@ for want in \
 	"-rw-r--r-- $CONF" \
 	"drwx------ $STATE" \
 	"-rw-r--r-- $MAN" \
+	"-rw-r--r-- /usr/share/man/man5/libvirt-dac-hook.conf.5.gz" \
 	"-rw-r--r-- $UNITFILE" \
 	"-rw-r--r-- $WATCHFILE" \
 	"-rw-r--r-- $DOC/README.md" \

@@ -48,6 +48,7 @@ const usage = `Usage:
   libvirt-dac-hook reclaim [--dry-run] [--json] [--owner USER:GROUP] [PATH...]
   libvirt-dac-hook boot [--lock-timeout DURATION]          (run by libvirt-dac-hook-boot.service)
   libvirt-dac-hook forget-host HOSTID                     (a host that died holding files on shared storage, for good)
+  libvirt-dac-hook watch                                  (the watcher of cooperative mode, run by libvirt-dac-hook-watch.service)
   libvirt-dac-hook version
 
 Hook mode: "prepare" gives every host file the domain needs to the user QEMU runs
