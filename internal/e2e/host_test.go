@@ -424,7 +424,13 @@ func (hs *host) startKeeper() error {
 }
 
 // pid is the keeper's pid: /proc/PID/root is the host's view of the files.
-func (hs *host) pid() int { return hs.keeper.Process.Pid }
+// It is -1 once the host stopped: its paths then name nothing.
+func (hs *host) pid() int {
+	if hs.keeper == nil {
+		return -1
+	}
+	return hs.keeper.Process.Pid
+}
 
 // path is p as the host's daemons see it, openable from the tests.
 func (hs *host) path(p string) string {
@@ -671,6 +677,9 @@ func killNamespace(ns, workDir string) error {
 // virsh runs one virsh command against the host's daemon and returns its
 // combined output, which holds libvirt's error text on failure.
 func (hs *host) virsh(timeout time.Duration, args ...string) (string, error) {
+	if hs.keeper == nil {
+		return "", fmt.Errorf("host %s is stopped", hs.name)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "virsh", append([]string{"-q", "-c", hs.uri()}, args...)...).CombinedOutput()
