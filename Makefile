@@ -46,11 +46,23 @@ unit:
 # `go test ./...` never runs it; vet it here with the tag, since `make vet`
 # cannot see it. Narrow it with E2E_RUN and E2E_SKIP (go test -run and
 # -skip patterns), e.g. E2E_SKIP=TestLive leaves out the live operations.
+# It runs once per libvirt in E2E_LIBVIRT: 9 is the machine's (Debian 12),
+# 11 is Debian 13's, installed once into a root directory under
+# /var/cache/libvirt-dac-hook-e2e (internal/e2e/libvirt_test.go). Each
+# run's log is /tmp/libvirt-dac-hook-e2e-libvirt$$V.log.
 E2E_RUN ?= .
 E2E_SKIP ?=
+E2E_LIBVIRT ?= 9 11
 e2e: build
 	$(GO) vet -tags e2e ./internal/e2e/...
-	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m -run '$(E2E_RUN)' -skip '$(E2E_SKIP)' -v ./internal/e2e/... 2>&1 | tee /tmp/libvirt-dac-hook-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIP|\s+\S+_test.go)' ; test $${PIPESTATUS[0]} -eq 0
+	@for v in $(E2E_LIBVIRT); do \
+	  echo "== e2e against libvirt $$v (log /tmp/libvirt-dac-hook-e2e-libvirt$$v.log)"; \
+	  LIBVIRT_DAC_HOOK_E2E_LIBVIRT=$$v $(GO) test -tags e2e -count=1 -timeout 40m -run '$(E2E_RUN)' -skip '$(E2E_SKIP)' -v ./internal/e2e/ 2>&1 | tee /tmp/libvirt-dac-hook-e2e-libvirt$$v.log | grep -E '^(e2e: |=== RUN|--- |PASS|FAIL|ok|SKIP|\s+\S+_test.go)' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "e2e against libvirt $$v failed"; exit 1; }; \
+	done
+	@echo "== e2e of shared filesystems without libvirt (log /tmp/libvirt-dac-hook-e2e-sharedfs.log)"
+	@$(GO) test -tags e2e -count=1 -timeout 20m -run '$(E2E_RUN)' -skip '$(E2E_SKIP)' -v ./internal/e2e/sharedfs/ 2>&1 | tee /tmp/libvirt-dac-hook-e2e-sharedfs.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIP|\s+\S+_test.go)' ; \
+	  test $${PIPESTATUS[0]} -eq 0
 
 # Each fuzz target runs for $(FUZZTIME); `make fuzz-long` runs them longer.
 # A run that ends in the fuzz engine's own "context deadline exceeded" (a

@@ -30,6 +30,14 @@
 //
 //	sudo go test -tags e2e -count=1 -v -run 'TestLive/coop-remember/AttachDetach' ./internal/e2e/
 //
+// LIBVIRT_DAC_HOOK_E2E_LIBVIRT picks the libvirt: 9 (the default) is the
+// machine's, Debian 12's libvirt 9.0 and QEMU 7.2; 11 is Debian 13's
+// libvirt 11.3 and QEMU 10.0, installed once with mmdebstrap into
+// /var/cache/libvirt-dac-hook-e2e/trixie-root (from the machine's Debian
+// mirror, reused by later runs) and run with that directory as its
+// namespace's root (libvirt_test.go). `make e2e` runs the suite against
+// both (E2E_LIBVIRT="9 11").
+//
 // LIBVIRT_DAC_HOOK_E2E_KEEP=1 keeps the work directory (images, hook log,
 // state) for inspection. As root and without CI=true, a host that cannot
 // run the suite skips it; under CI=true that is a failure.

@@ -56,7 +56,7 @@ type host struct {
 	uuid string // host_uuid in libvirtd.conf
 
 	// lv is the libvirt the host runs: the machine's, or another
-	// distribution's in a root directory the daemons are chrooted into.
+	// distribution's in a root directory that becomes their namespace's root.
 	lv libvirtRelease
 
 	etcDir   string // bind-mounted at /etc/libvirt
@@ -109,7 +109,7 @@ func (h *harness) newHost(name string, lv libvirtRelease, m ownershipMode, extra
 		return nil, err
 	}
 	if err := hs.startKeeper(); err != nil {
-		return nil, err
+		return hs, errors.Join(err, hs.stop())
 	}
 	if err := hs.startDaemons(); err != nil {
 		return hs, errors.Join(err, hs.stop())
@@ -285,8 +285,29 @@ func (hs *host) installHook() error {
 	if err != nil {
 		return fmt.Errorf("read hook binary: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(hs.etcDir, "hooks", "qemu"), data, 0o755)
+	if err := writeFileAtomic(filepath.Join(hs.etcDir, "hooks", "qemu"), data, 0o755); err != nil {
+		return err
+	}
+	return hs.installRecorder()
 }
+
+// installRecorder adds a script to the host's hooks/qemu.d (libvirt >= 6.5
+// runs each after hooks/qemu, with the same arguments) that appends every
+// call's arguments to hookCalls: what libvirt passes, as TestHookCalls
+// reads it. It reads the domain XML and prints nothing, so the XML that
+// "migrate" and "restore" filter stays as it is.
+func (hs *host) installRecorder() error {
+	d := filepath.Join(hs.etcDir, "hooks", "qemu.d")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", d, err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n# written by internal/e2e: records the arguments of every hook call\ncat >/dev/null\nprintf '%%s|%%s|%%s|%%s\\n' \"$1\" \"$2\" \"$3\" \"$4\" >>%s\n", shq(hs.hookCalls()))
+	return writeFileAtomic(filepath.Join(d, "zz-dachook-e2e-record"), []byte(script), 0o755)
+}
+
+// hookCalls is the file installRecorder's script appends to: one line
+// per hook call, "DOMAIN|OP|SUBOP|EXTRA".
+func (hs *host) hookCalls() string { return filepath.Join(hs.dir, "hook-calls.log") }
 
 // writeConfig writes qemu.conf for mode m and the hook's config (dryRun:
 // hook mode only logs). libvirtd reads them when it starts.
@@ -323,10 +344,12 @@ func (hs *host) writeConfig(m ownershipMode, dryRun bool) error {
 // keeper of the namespace.
 //
 // For a libvirt in a root directory (lv.root) the mounts go under the
-// root, which also gets the machine's /dev, /proc, /sys, the directory of
+// root, which also gets the machine's /dev (with a devpts of its own),
+// a /proc, the machine's /sys, the directory of
 // the work dir (same path: the images are the machine's) and the
 // machine's /etc/passwd and /etc/group (the same names for the same ids,
-// in qemu.conf, labels and /dev/kvm's group); the keeper then chroots.
+// in qemu.conf, labels and /dev/kvm's group); the keeper then makes it
+// the namespace's root (pivot_root).
 func (hs *host) keeperScript() string {
 	r := hs.lv.root
 	var b strings.Builder
@@ -337,7 +360,11 @@ func (hs *host) keeperScript() string {
 		fmt.Fprintf(&b, "mkdir -p %s\nmount %s %s %s\n", shq(r+dst), opt, shq(src), shq(r+dst))
 	}
 	if r != "" {
+		fmt.Fprintf(&b, "mount --bind %s %s\n", shq(r), shq(r))
 		bind("--rbind", "/dev", "/dev")
+		// A devpts of the root's own, as containers have: QEMU's pty
+		// serial finds no /dev/pts entry through the machine's.
+		fmt.Fprintf(&b, "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts %s\n", shq(r+"/dev/pts"))
 		bind("--rbind", "/sys", "/sys")
 		fmt.Fprintf(&b, "mount -t proc proc %s\n", shq(r+"/proc"))
 		fmt.Fprintf(&b, "mount -t tmpfs -o mode=1777 dachook-e2e-tmp %s\n", shq(r+"/tmp"))
@@ -351,12 +378,14 @@ func (hs *host) keeperScript() string {
 		bind("--bind", hs.own(d), d)
 	}
 	fmt.Fprintf(&b, "mkdir -p %s\nmount -t tmpfs -o mode=0755 dachook-e2e-run %s\n", shq(r+"/run/libvirt"), shq(r+"/run/libvirt"))
-	b.WriteString("echo ready\n")
 	if r != "" {
-		fmt.Fprintf(&b, "exec chroot %s sleep infinity\n", shq(r))
-	} else {
-		b.WriteString("exec sleep infinity\n")
+		// pivot_root rather than chroot: the namespace's "/" is then the
+		// root, and its mount table reads as a real host's does to libvirt
+		// (which builds QEMU's /dev from it); the machine's root is gone.
+		fmt.Fprintf(&b, "mkdir -p %s\ncd %s\npivot_root . .dachook-e2e-oldroot\ncd /\numount -l /.dachook-e2e-oldroot\n",
+			shq(r+"/.dachook-e2e-oldroot"), shq(r))
 	}
+	b.WriteString("echo ready\nexec sleep infinity\n")
 	return b.String()
 }
 
@@ -534,21 +563,66 @@ func (hs *host) stop() error {
 		return nil
 	}
 	var errs []error
+	var qemus []int
 	if hs.libvirtd != nil && !hs.libvirtd.exited() {
 		hs.destroyLeftovers()
+		// A QEMU that outlived destroy: this host's, by its parent (QEMU
+		// runs in a mount namespace of its own, so the host's namespace
+		// does not find it, and another host's QEMU must be left alone).
+		qemus = childQEMUs(hs.libvirtd.cmd.Process.Pid)
 	}
 	errs = append(errs, hs.libvirtd.stop(), hs.logd.stop())
 	hs.libvirtd, hs.logd = nil, nil
-	errs = append(errs, killNamespace(hs.nsID, hs.h.workDir))
+	errs = append(errs, killPids(qemus), killNamespace(hs.nsID, ""))
 	_ = hs.keeper.Process.Kill()
 	_ = hs.keeper.Wait()
 	hs.keeper = nil
 	return errors.Join(errs...)
 }
 
-// killNamespace kills every process left in mount namespace ns, and every
-// QEMU process whose command line names a file under workDir (QEMU runs
-// in a namespace of its own, a child of the host's).
+// childQEMUs lists the QEMU processes whose parent is pid.
+func childQEMUs(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(s[j+1:])
+		if len(f) > 2 && f[2] == strconv.Itoa(pid) && strings.HasPrefix(s[i+1:j], "qemu-system") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// killPids kills pids and waits until they are gone.
+func killPids(pids []int) error {
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range pids {
+		if !waitFor(5*time.Second, func() bool { return !alive(pid) }) {
+			return fmt.Errorf("pid %d still runs after SIGKILL", pid)
+		}
+	}
+	return nil
+}
+
+// killNamespace kills every process left in mount namespace ns and, when
+// workDir is set (undoing a killed run, all of whose hosts go), every QEMU
+// process whose command line names a file under workDir (QEMU runs in a
+// namespace of its own, a child of the host's).
 func killNamespace(ns, workDir string) error {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -572,13 +646,8 @@ func killNamespace(ns, workDir string) error {
 			pids = append(pids, pid)
 		}
 	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	for _, pid := range pids {
-		if !waitFor(5*time.Second, func() bool { return !alive(pid) }) {
-			return fmt.Errorf("pid %d of namespace %s still runs after SIGKILL", pid, ns)
-		}
+	if err := killPids(pids); err != nil {
+		return fmt.Errorf("namespace %s: %w", ns, err)
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ package e2e
 //     into a root directory kept outside the clone
 //     (/var/cache/libvirt-dac-hook-e2e/trixie-root, made on first use from
 //     the Debian mirror the machine's apt uses, reused afterwards), its
-//     daemons chrooted there (host_test.go). Debian 13 ships libvirt's
+//     daemons run with it as their root (host_test.go). Debian 13 ships libvirt's
 //     monolithic libvirtd, not the modular virtqemud (its libvirt-daemon
 //     package has no modular daemons), so that is what runs: libvirtd with
 //     the QEMU and storage drivers, and virtlogd.
@@ -29,7 +29,7 @@ type libvirtRelease struct {
 	name string // "9", "11": the LIBVIRT_DAC_HOOK_E2E_LIBVIRT value
 	// major is the version `virsh version` must report for the daemon.
 	major string
-	// root is the directory the daemons are chrooted into; "" for the
+	// root is the directory that is the daemons' root; "" for the
 	// machine's own libvirt.
 	root string
 }

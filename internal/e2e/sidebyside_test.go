@@ -281,9 +281,9 @@ func TestSideBySideWithLibvirtDAC(t *testing.T) {
 		d.OS.Loader = ovmfCode
 		d.OS.NVRAM = file("vm_VARS.fd", vars, "UEFI NVRAM")
 		if h.host.lv.root == "" {
-			// The table reads owners at the machine's paths; a chrooted
-			// host's firmware is not there (TestNVRAM checks it is left
-			// alone on every host).
+			// The table reads owners at the machine's paths, where the
+			// firmware of a host with a root of its own is not
+			// (TestNVRAM checks it is left alone on every host).
 			add(ovmfCode, "UEFI loader (root's, read-only)")
 		}
 	}
