@@ -67,7 +67,7 @@ func Open(dir string, timeout time.Duration) (*Space, error) {
 			what := "is owned by"
 			if created {
 				_ = unix.Rmdir(dir)
-				what = "was created by root for"
+				what = "was created by root but belongs to"
 			}
 			return nil, fmt.Errorf("%s %s uid %d: %w", dir, what, st.Uid, ErrRootSquash)
 		}
