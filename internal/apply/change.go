@@ -91,6 +91,7 @@ func (c *recordChange) incoming(domain, me string) bool {
 	}
 	return false
 }
+
 func (c *recordChange) do() error { return c.sp.Put(c.next) }
 
 func (c *recordChange) undo() error {
