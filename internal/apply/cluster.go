@@ -52,19 +52,28 @@ func (r *Runner) otherHosts(m mark) []string {
 }
 
 // space returns the locked record directory of the file at path on
-// device dev, opening it on first use; the Runner keeps it until
-// closeSpaces (a process must not open one twice: see cluster.Space).
+// device dev, opening it on first use (see spaceDir).
 func (r *Runner) space(path string, dev uint64) (*cluster.Space, error) {
-	dir := r.Cluster.For(path, dev)
+	sp, err := r.spaceDir(r.Cluster.For(path, dev))
+	switch {
+	case errors.Is(err, cluster.ErrRootSquash):
+		return nil, fmt.Errorf("cluster records of %s: %w; export the filesystem with no_root_squash to every hypervisor, or set cluster_dir to a directory on shared storage root can write from every host", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("cluster records of %s: %w", path, err)
+	}
+	return sp, nil
+}
+
+// spaceDir returns the record directory dir, locked: opened on first use
+// and kept until closeSpaces, because a process must not open one twice
+// (see cluster.Space).
+func (r *Runner) spaceDir(dir string) (*cluster.Space, error) {
 	if sp := r.spaces[dir]; sp != nil {
 		return sp, nil
 	}
 	sp, err := cluster.Open(dir, r.Store.LockTimeout)
 	if err != nil {
-		if errors.Is(err, cluster.ErrRootSquash) {
-			return nil, fmt.Errorf("cluster records of %s: %w; export the filesystem with no_root_squash to every hypervisor, or set cluster_dir to a directory on shared storage root can write from every host", path, err)
-		}
-		return nil, fmt.Errorf("cluster records of %s: %w", path, err)
+		return nil, err
 	}
 	if r.spaces == nil {
 		r.spaces = map[string]*cluster.Space{}
@@ -73,21 +82,21 @@ func (r *Runner) space(path string, dev uint64) (*cluster.Space, error) {
 	return sp, nil
 }
 
-// openSpaces locks the record directories of the given files in one
-// order (sorted), so two hosts locking several never deadlock.
+// openSpaces locks the record directories of the given files (path to
+// device) in one order, sorted, so two hosts locking several never
+// deadlock.
 func (r *Runner) openSpaces(files map[string]uint64) error {
-	dirs := map[string][2]any{}
+	byDir := map[string]string{}
 	for p, dev := range files {
-		dirs[r.Cluster.For(p, dev)] = [2]any{p, dev}
+		byDir[r.Cluster.For(p, dev)] = p
 	}
-	keys := make([]string, 0, len(dirs))
-	for d := range dirs {
-		keys = append(keys, d)
+	dirs := make([]string, 0, len(byDir))
+	for d := range byDir {
+		dirs = append(dirs, d)
 	}
-	slices.Sort(keys)
-	for _, d := range keys {
-		f := dirs[d]
-		if _, err := r.space(f[0].(string), f[1].(uint64)); err != nil {
+	slices.Sort(dirs)
+	for _, d := range dirs {
+		if _, err := r.space(byDir[d], files[byDir[d]]); err != nil {
 			return err
 		}
 	}
@@ -293,7 +302,7 @@ func (r *Runner) ReleaseHolders(dirs []string, match func(cluster.Holder) bool, 
 	for _, dir := range dirs {
 		sp, err := r.spaceDir(dir)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("cluster records in %s: %w", dir, err))
 			continue
 		}
 		recs, lerrs := sp.List()
@@ -305,21 +314,6 @@ func (r *Runner) ReleaseHolders(dirs []string, match func(cluster.Holder) bool, 
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (r *Runner) spaceDir(dir string) (*cluster.Space, error) {
-	if sp := r.spaces[dir]; sp != nil {
-		return sp, nil
-	}
-	sp, err := cluster.Open(dir, r.Store.LockTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("cluster records in %s: %w", dir, err)
-	}
-	if r.spaces == nil {
-		r.spaces = map[string]*cluster.Space{}
-	}
-	r.spaces[dir] = sp
-	return sp, nil
 }
 
 func (r *Runner) releaseRecord(sp *cluster.Space, rec *cluster.Record, match func(cluster.Holder) bool, op string) error {

@@ -31,7 +31,7 @@ const lockName = "lock"
 // default).
 const nobody = 65534
 
-var errNobody = errors.New("the uid a root_squash export gives root's files")
+var errNobody = errors.New("the uid root_squash exports give root's files")
 
 // Space is one record directory, locked by this process from Open to
 // Close. POSIX locks belong to the process: a process must open a
@@ -58,12 +58,18 @@ func Open(dir string, timeout time.Duration) (*Space, error) {
 	}
 	s := &Space{Dir: dir, dirFd: fd, lockFd: -1}
 	if err := trusted(fd, dir, unix.S_IFDIR); err != nil {
+		var st unix.Stat_t
+		_ = unix.Fstat(fd, &st)
 		s.Close()
 		if created || errors.Is(err, errNobody) {
 			// Root made it and does not own it: the server maps root to
 			// another user (root_squash, all_squash).
-			_ = unix.Rmdir(dir)
-			return nil, fmt.Errorf("%w: %w", ErrRootSquash, err)
+			what := "is owned by"
+			if created {
+				_ = unix.Rmdir(dir)
+				what = "was created by root but belongs to"
+			}
+			return nil, fmt.Errorf("%s %s uid %d: %w", dir, what, st.Uid, ErrRootSquash)
 		}
 		return nil, err
 	}

@@ -372,7 +372,9 @@ func (hs *host) keeperScript() string {
 		fmt.Fprintf(&b, "mount -t proc proc %s\n", shq(r+"/proc"))
 		fmt.Fprintf(&b, "mount -t tmpfs -o mode=1777 dachook-e2e-tmp %s\n", shq(r+"/tmp"))
 		parent := filepath.Dir(hs.h.workDir)
-		bind("--bind", parent, parent)
+		// --rbind: with the filesystems mounted below the work dir (the
+		// migration topic's shared storage).
+		bind("--rbind", parent, parent)
 		for _, f := range []string{"/etc/passwd", "/etc/group"} {
 			fmt.Fprintf(&b, "mount --bind %s %s\n", shq(f), shq(r+f))
 		}
