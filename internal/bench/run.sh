@@ -64,6 +64,10 @@ cc -O2 -o "$tmp/bin/floorc" "$FLOOR_C"
 # The previous release, built from its tag the way `make build` builds.
 if [ -z "${PREV:-}" ]; then
 	PREV_REF=${PREV_REF:-$(git -C "$root" describe --tags --abbrev=0 --match 'v*' HEAD^ 2>/dev/null || true)}
+	# A clone without tags still has the commit 0.2.0 was tagged at.
+	if [ -z "$PREV_REF" ] && git -C "$root" cat-file -e 7b8b60d^{commit} 2>/dev/null; then
+		PREV_REF=7b8b60d
+	fi
 	if [ -n "$PREV_REF" ]; then
 		mkdir "$tmp/prev-src"
 		git -C "$root" archive "$PREV_REF" | tar -x -C "$tmp/prev-src"
