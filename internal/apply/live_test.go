@@ -9,17 +9,21 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
-// TestReleaseInventorySharedFS: a file libvirt labelled on a filesystem
-// other hosts mount (a migration's destination may use it now) is left
-// with its owner; on a local filesystem it is given back.
-func TestReleaseInventorySharedFS(t *testing.T) {
+// TestReleaseInventory: a file libvirt labelled during the run is given
+// back on a local filesystem, also after QEMU's user gave it one of its own
+// groups (still QEMU's user's, so no admin's change); on a filesystem other
+// hosts mount (a migration's destination may use it now) it is left with
+// its owner.
+func TestReleaseInventory(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		shared bool
+		gid    uint32 // the group the file has at release
 		want   func(f *fixture) [2]uint32
 	}{
-		{"local", false, func(f *fixture) [2]uint32 { return f.orig[f.path("hot.img")] }},
-		{"shared", true, func(*fixture) [2]uint32 { return qemu }},
+		{"local", false, qemuGID, func(f *fixture) [2]uint32 { return f.orig[f.path("hot.img")] }},
+		{"local after QEMU's chgrp", false, 4343, func(f *fixture) [2]uint32 { return f.orig[f.path("hot.img")] }},
+		{"shared", true, qemuGID, func(*fixture) [2]uint32 { return qemu }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, "hot.img")
@@ -31,7 +35,7 @@ func TestReleaseInventorySharedFS(t *testing.T) {
 			if err := inventory.SaveLabelled(f.state, &inventory.Labelled{Files: []inventory.File{before}}); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Chown(f.path("hot.img"), qemuUID, qemuGID); err != nil { // libvirt's label
+			if err := os.Chown(f.path("hot.img"), qemuUID, int(tc.gid)); err != nil { // libvirt's label (then QEMU's chgrp)
 				t.Fatal(err)
 			}
 			r := f.runner(nil)
@@ -59,28 +63,4 @@ func labelledFile(t *testing.T, dir, name string, proven bool) inventory.File {
 	}
 	f.Proven = proven
 	return f
-}
-
-// TestReleaseInventoryAfterQEMUsChgrp: a file libvirt labelled during the
-// run, which QEMU's user then gave one of its own groups, is still QEMU's
-// user's: it is given back, not left with QEMU as an admin's change.
-func TestReleaseInventoryAfterQEMUsChgrp(t *testing.T) {
-	f := newFixture(t, "hot.img")
-	rec := inventory.New("vm1", f.boot, qemuUID, qemuGID, []string{f.root})
-	if err := inventory.Save(f.state, rec); err != nil {
-		t.Fatal(err)
-	}
-	before := labelledFile(t, f.root, "hot.img", true)
-	if err := inventory.SaveLabelled(f.state, &inventory.Labelled{Files: []inventory.File{before}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(f.path("hot.img"), qemuUID, 4343); err != nil { // libvirt's label, then QEMU's chgrp
-		t.Fatal(err)
-	}
-	r := f.runner(nil)
-	r.SharedFS = func(*owner.Handle) bool { return false }
-	if err := r.ReleaseInventory(rec, "release", nil); err != nil {
-		t.Fatal(err)
-	}
-	f.wantOwner("hot.img", f.orig[f.path("hot.img")])
 }
