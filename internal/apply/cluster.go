@@ -28,10 +28,7 @@ import (
 // original back and removes the record.
 
 // Host is this host's id in cluster records.
-func (r *Runner) Host() string { return r.hostID() }
-
-// hostID is this host's id in cluster records.
-func (r *Runner) hostID() string {
+func (r *Runner) Host() string {
 	if r.HostID == "" {
 		r.HostID = r.Store.HostID()
 	}
@@ -41,7 +38,7 @@ func (r *Runner) hostID() string {
 // otherHosts are the mark's hosts that are not this machine (on any boot:
 // this machine's earlier boots hold nothing any more).
 func (r *Runner) otherHosts(m mark) []string {
-	me := r.hostID()
+	me := r.Host()
 	var out []string
 	for _, h := range m.Hosts {
 		if id, _, _ := strings.Cut(h, "/"); id != me {
@@ -138,7 +135,7 @@ func (r *Runner) sharedFiles(p *plan.Plan) map[string]uint64 {
 //
 // Without a record, an owner mark of an earlier version naming another
 // host is the source of the original instead.
-func (r *Runner) joinRecord(s *plan.Step, e *journal.Entry, p *plan.Plan, boot string) (change, error) {
+func (r *Runner) joinRecord(s *plan.Step, e *journal.Entry, p *plan.Plan, boot string) (*recordChange, error) {
 	id := s.Handle.ID()
 	sp, err := r.space(s.Path, id.Dev)
 	if err != nil {
@@ -148,7 +145,7 @@ func (r *Runner) joinRecord(s *plan.Step, e *journal.Entry, p *plan.Plan, boot s
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w; if no host uses the file, give it its owner and remove the record", s.Path, s.From, err)
 	}
-	me, cur, target := r.hostID(), *s.Current, *s.Target
+	me, cur, target := r.Host(), *s.Current, *s.Target
 	firstHere := len(e.LiveHolders(boot)) <= 1
 	var rec *cluster.Record
 	switch {
@@ -176,7 +173,7 @@ func (r *Runner) joinRecord(s *plan.Step, e *journal.Entry, p *plan.Plan, boot s
 			r.Log.WithFields(logrus.Fields{"path": s.Path, "record": sp.Dir, "recorded_ino": old.Ino, "ino": id.Ino}).Warn("cluster record of a file since replaced: recorded afresh")
 		}
 		rec = &cluster.Record{Path: s.Path, Ino: id.Ino}
-		if m, _, ok := readMark(s.Handle); ok && firstHere && cur == target && len(r.otherHosts(m)) > 0 {
+		if m, ok := readMark(s.Handle); ok && firstHere && cur == target && len(r.otherHosts(m)) > 0 {
 			e.UID, e.GID = m.Owner.UID, m.Owner.GID
 		}
 	}
@@ -200,8 +197,8 @@ type recordUpdate struct {
 // domain of this host holds any more: this host lets go in the record; if
 // another host still holds it, or libvirt says the domain migrated, the
 // file keeps QEMU's owner. done is false when d is to be decided as on a local
-// filesystem, with d.Original and d.To from the record, which every host
-// agrees on.
+// filesystem: with d.Original and d.To from the record, which every host
+// agrees on, when there is one for this inode; else from the journal.
 func (r *Runner) decideShared(d *Decision, e *journal.Entry, h *owner.Handle, migrated bool) (done bool) {
 	cur := *d.Current
 	sp, err := r.space(e.Path, h.ID().Dev)
@@ -218,7 +215,7 @@ func (r *Runner) decideShared(d *Decision, e *journal.Entry, h *owner.Handle, mi
 		return r.decideMarked(d, h, migrated)
 	}
 	next := rec.Clone()
-	me := r.hostID()
+	me := r.Host()
 	next.Drop(func(hd cluster.Holder) bool { return hd.Host == me })
 	d.record = &recordUpdate{sp: sp, next: next, keep: true}
 	d.Original = plan.Owner{UID: rec.UID, GID: rec.GID}
@@ -253,7 +250,7 @@ func (r *Runner) decideShared(d *Decision, e *journal.Entry, h *owner.Handle, mi
 // decideMarked is decideShared for a file with no cluster record, which
 // an earlier version may have marked (OwnerXattr).
 func (r *Runner) decideMarked(d *Decision, h *owner.Handle, migrated bool) (done bool) {
-	m, _, ok := readMark(h)
+	m, ok := readMark(h)
 	others := r.otherHosts(m)
 	if migrated || (ok && len(others) > 0) {
 		d.Verdict, d.To = Keep, *d.Current
@@ -318,12 +315,15 @@ func (r *Runner) ReleaseHolders(dirs []string, match func(cluster.Holder) bool, 
 
 func (r *Runner) releaseRecord(sp *cluster.Space, rec *cluster.Record, match func(cluster.Holder) bool, op string) error {
 	next := rec.Clone()
-	if !next.Drop(match) && len(rec.Holders) > 0 {
+	dropped := next.Drop(match)
+	if !dropped && len(rec.Holders) > 0 {
 		return nil
 	}
 	log := r.Log.WithFields(logrus.Fields{"op": op, "path": rec.Path})
-	if err := sp.Put(next); err != nil {
-		return err
+	if dropped {
+		if err := sp.Put(next); err != nil {
+			return err
+		}
 	}
 	if len(next.Holders) > 0 {
 		log.WithField("holders", len(next.Holders)).Info("still used by host(s) " + strings.Join(cluster.Hosts(next.Holders), ", ") + ": left with QEMU's owner")

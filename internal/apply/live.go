@@ -99,8 +99,8 @@ func closeAll(ds []Decision) {
 // shown to have made the change (see package watch), it is provably the
 // inode recorded (file handle, generation, birth), the journal has no
 // record of it (the journal's rules decide those), its owner is now the
-// domain's QEMU owner or root:root, and no QEMU of libvirt's holds it
-// open. Files with their recorded owner, or gone, are not listed;
+// domain's QEMU owner, QEMU's user with another group, or root:root, and
+// no QEMU of libvirt's holds it open. Files with their recorded owner, or gone, are not listed;
 // GiveBack decisions carry an open handle.
 func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled, st *journal.State) ([]Decision, error) {
 	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}

@@ -173,7 +173,7 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 	}
 	var todo []change
 	if e.Shared {
-		if s.Path != "" && strings.Contains(s.Path, "/"+cluster.DirName+"/") {
+		if strings.Contains(s.Path, "/"+cluster.DirName+"/") {
 			return nil, fmt.Errorf("%s (%s): is in a directory of cluster records: %w", s.Path, s.From, owner.ErrRefused)
 		}
 		c, err := r.joinRecord(s, e, p, boot)
@@ -184,7 +184,7 @@ func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot 
 		// An incoming migration: the same domain runs on another host,
 		// whose QEMU has the image open for writing, as it may; the
 		// chain libvirt opens here is checked again at start begin.
-		held = held || c.(*recordChange).incoming(p.Domain, r.hostID())
+		held = held || c.incoming(p.Domain, r.Host())
 	}
 	// The owner rule for header-named files judges by original owners,
 	// which only the journal knows: the plan saw current ones.
@@ -243,7 +243,8 @@ func joinHolders(e *journal.Entry, s *plan.Step, p *plan.Plan, boot string) erro
 // recordPerms records the mode and ACL of a file that is not QEMU's user's
 // yet: while QEMU owns it, it can chmod it and add ACL entries (a
 // compromised one would add one for an accomplice), and release puts
-// these back. A file QEMU's user owned already is its own to change. A
+// these back. A file that already had the owner QEMU gets (user and group) is its own
+// to change. A
 // filesystem that will not say (a FUSE one refusing getxattr) leaves them
 // unknown, as in entries of earlier versions: the owner is still given
 // back, and the domain still starts.

@@ -87,13 +87,13 @@ func parseUint32(s string) (uint32, error) {
 	return v, nil
 }
 
-func readMark(h *owner.Handle) (mark, []byte, bool) {
+// readMark reads an earlier version's mark on the file h holds.
+func readMark(h *owner.Handle) (mark, bool) {
 	b, ok, err := h.GetXattr(OwnerXattr)
 	if err != nil || !ok {
-		return mark{}, nil, false
+		return mark{}, false
 	}
-	m, ok := parseMark(b)
-	return m, b, ok
+	return parseMark(b)
 }
 
 // removeMark takes an earlier version's mark off a file whose owner has

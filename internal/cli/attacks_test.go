@@ -195,7 +195,7 @@ func TestAttackCopyCarriesXattrs(t *testing.T) {
 	hot := f.path("pool/hot.img")
 	// libvirt's label, remember_owner = 1: the xattrs first, then chown.
 	for k, v := range map[string]string{
-		remembered.XattrDAC:       owned(userUID)[0:0] + "+" + strconv.Itoa(userUID) + ":+" + strconv.Itoa(userUID),
+		remembered.XattrDAC:       "+" + strconv.Itoa(userUID) + ":+" + strconv.Itoa(userUID),
 		remembered.XattrRefDAC:    "1",
 		remembered.XattrTimestamp: strconv.FormatInt(remembered.BootTime(), 10),
 	} {

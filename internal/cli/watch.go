@@ -20,6 +20,9 @@ import (
 // for the hook, and a watcher that hangs must not hang a domain's start.
 const watcherWait = 5 * time.Second
 
+// watcherPing bounds doctor's question whether a watcher answers.
+const watcherPing = 2 * time.Second
+
 // syncWatcher is the handshake of prepare (gen: the record just written)
 // and release (the record about to be read back): see watch.Sync. A
 // failed one is logged; the hook goes on, with what the watcher saw so
@@ -114,7 +117,7 @@ func checkWatcher(rep *report, s *setup) {
 	if s.qemu.Mode() != config.Cooperative || !s.hook.LiveWatch {
 		return
 	}
-	if err := watch.Ping(s.hook.StateDir, 2*time.Second); err != nil {
+	if err := watch.Ping(s.hook.StateDir, watcherPing); err != nil {
 		rep.add(finding{"watcher", statusWarn, err.Error() + ": files libvirt labels during a run keep the owner libvirt leaves them",
 			"systemctl enable --now libvirt-dac-hook-watch (without systemd: run `libvirt-dac-hook watch` beside libvirtd)"})
 		return

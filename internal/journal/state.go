@@ -66,7 +66,8 @@ type Entry struct {
 	// Perms are the file's permission bits and access ACL before QEMU
 	// got it, which release puts back when they changed while QEMU owned
 	// the file. Nil when unknown: entries recorded by earlier versions,
-	// ACL grant entries, and files QEMU's user owned already.
+	// ACL grant entries, and files that already had the owner QEMU got
+	// (user and group).
 	Perms *owner.Perms `json:"perms,omitempty"`
 }
 

@@ -99,7 +99,8 @@ func (c *OwnerCheck) Judge(recorded func(dev, ino uint64) (uid, gid uint32, ok b
 // settled reports whether no journal record can change Judge's answer
 // from what the owners at plan time give, so the directory need not be
 // examined. A file the journal holds is owned by its target (QEMU) now, so
-// a root-owned file has no record to override its owner; a file owned by
+// a root-owned file has no record to override its owner (QEMU running as
+// root gets nothing from the hook, so no target is root); a file owned by
 // its namer's owner, neither of them QEMU, likewise.
 func (c *OwnerCheck) settled() bool {
 	return c.FileUID == 0 || (c.FileUID == c.NamerUID && c.FileUID != c.Target)

@@ -36,7 +36,7 @@ func (u *InUse) AddJournal(st *journal.State) {
 func (u *InUse) AddProcesses(runDir, procRoot string, uid uint32) error {
 	open, err := qemuproc.OpenFiles(runDir, procRoot, uid)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", procRoot, err)
+		return fmt.Errorf("QEMU processes of %s: %w", runDir, err)
 	}
 	for id, p := range open {
 		who := fmt.Sprintf("open by QEMU pid %d", p.PID)

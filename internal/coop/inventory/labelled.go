@@ -65,11 +65,6 @@ func SaveLabelled(stateDir string, l *Labelled) error {
 	return writeDurable(stateDir, labelledName, b, false)
 }
 
-// RemoveLabelled deletes the watcher's file.
-func RemoveLabelled(stateDir string) error {
-	return removeFile(stateDir, labelledName)
-}
-
 // LoadLabelled reads the watcher's file; empty when there is none.
 // Entries whose directory or path is not absolute and clean, or whose
 // path is not directly in the directory, are dropped.

@@ -34,8 +34,9 @@
 //
 // Prepare writes its record durably and then waits, bounded, for the
 // watcher's answer on STATE_DIR/watch.sock naming that record's
-// generation (Sync); release does the same after removing its record,
-// so the watcher has handled every event queued before it is read. The
+// generation (Sync); release does the same, naming the record it is
+// about to read back and remove, so the watcher has handled every event
+// queued before it is read. The
 // watcher only reads the watched directories and writes labelled.json;
 // it changes no owner.
 //

@@ -24,7 +24,7 @@ const SocketName = "watch.sock"
 var ErrNoWatcher = errors.New("no watcher running")
 
 // request is one handshake: "sync NAME GEN": the watcher reads record
-// NAME again (GEN 0: it is removed), handles every event queued before,
+// NAME again (GEN 0: a ping, naming no record), handles every event queued before,
 // writes labelled.json, and answers "ok" once the record it holds has
 // generation GEN.
 type request struct {
@@ -110,7 +110,8 @@ func (w *Watcher) answer(req request) {
 }
 
 // Sync is the handshake of a prepare (gen: the record's generation, just
-// written durably) or of a release (gen 0, the record just removed): it
+// written durably) or of a release (gen: the generation of the record it
+// is about to read back and remove): it
 // returns once the watcher follows the record's directories as written,
 // has handled every event queued before, and has written what it saw. It
 // waits at most timeout. With no watcher listening the error wraps
