@@ -17,16 +17,30 @@ GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 FUZZTIME  ?= 5s
 MARKER    := libvirt-dac-hook-binary-marker-v1
 
-.PHONY: all build test unit e2e vet lint fuzz fuzz-long bench install uninstall test-install packages clean
+.PHONY: all build test deps unit e2e vet lint fuzz fuzz-long bench install uninstall test-install packages clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./hook
 
-# The whole test suite: vet and lint, unit tests, brief fuzzing, then real
-# libvirtd + QEMU.
-test: vet lint unit fuzz e2e
+# The whole test suite: the Debian packages its tests need, vet and lint,
+# unit tests, brief fuzzing, then real libvirtd + QEMU.
+test: deps vet lint unit fuzz e2e
+
+# deps installs, with apt, the packages the tests use (the unit tests need
+# acl and qemu-utils; the e2e suite libvirt, QEMU, OVMF, mmdebstrap for its
+# Debian 13 root, GlusterFS and bindfs for its shared storage; the package
+# tests rpm and busybox-static). Nothing happens when all are there.
+TEST_DEBS := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
+	acl attr rpm ovmf busybox-static mmdebstrap glusterfs-server glusterfs-client bindfs
+deps:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "missing packages: $$missing (and no apt-get to install them)"; exit 1; }; \
+	  echo "installing with apt-get: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 vet:
 	$(GO) vet ./...
