@@ -384,7 +384,7 @@ func cmdRestore(e *env, args []string) error {
 	stale := fs.Bool("stale", false, "restore records no domain of this boot holds (after a host crash)")
 	dom := fs.String("domain", "", "restore everything domain NAME holds (after a lost release)")
 	all := fs.Bool("all", false, "restore everything (only when no VM using these files runs)")
-	file := fs.String("state-file", "", "restore everything a state file kept aside lists (e.g. state.json.damaged-*), then mark it restored")
+	file := fs.String("state-file", "", "restore everything a state file kept aside lists (e.g. state.db.damaged-*), then mark it restored")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ const usage = `Usage:
   libvirt-dac-hook grant [--format FMT] DOMAIN PATH...   (hand files to a running domain before hot-plugging them)
   libvirt-dac-hook revoke DOMAIN PATH...                 (give them back early, after detaching)
   libvirt-dac-hook status [--json] [--state-file FILE]
-  libvirt-dac-hook restore (--stale | --domain NAME | --all) [--state-file FILE]
+  libvirt-dac-hook restore (--stale | --domain NAME | --all | --state-file FILE)
   libvirt-dac-hook doctor [--json] [--fix] [DOMAIN-XML|-]
   libvirt-dac-hook reclaim [--dry-run] [--json] [--owner USER:GROUP] [PATH...]
   libvirt-dac-hook boot [--lock-timeout DURATION]          (run by libvirt-dac-hook-boot.service)
