@@ -68,12 +68,16 @@ func writableByOthers(h *owner.Handle, qemuUID uint32) error {
 	if h.Stat.Mode&0o020 != 0 && groupOthers(h.Stat.Gid, qemuUID) {
 		return fmt.Errorf("%w: it is group-writable (mode %o) and group %d has members besides QEMU's user; run `chmod g-w %s`", ErrWritable, h.Stat.Mode&0o7777, h.Stat.Gid, h.Path)
 	}
-	a, err := acl.Get(h.Fd(), h.Stat.Mode)
+	raw, err := h.RawACL()
 	if err != nil {
-		if errors.Is(err, acl.ErrNotSupported) {
-			return nil
-		}
 		return err
+	}
+	if raw == nil {
+		return nil // the mode says it all, and was checked above
+	}
+	a, err := acl.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("the ACL of %s: %w", h.Path, err)
 	}
 	mask := acl.Read | acl.Write | acl.Exec
 	for _, e := range a {

@@ -1,12 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"regexp"
-	"sync"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/virconf"
 )
@@ -52,13 +51,43 @@ type QEMU struct {
 	SharedFilesystems []string
 }
 
-// builtinRe matches the commented-out defaults libvirt's qemu.conf template
-// carries, e.g. `#user = "libvirt-qemu"`.
-// It is compiled on first use: a package-level MustCompile costs every
-// hook call, ignored events included, at start-up.
-var builtinRe = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`(?m)^#(user|group) = "([A-Za-z0-9_.+-]+)"\s*$`)
-})
+// builtinDefault reads one of the commented-out defaults libvirt's qemu.conf
+// template carries, `#user = "libvirt-qemu"` or `#group = "libvirt-qemu"`:
+// key is "user" or "group" and value the name, ok false for any other line.
+// A hand-written scan rather than a regular expression: the template is
+// ~1,000 lines and the hook reads it on every prepare and release, where a
+// multi-line regexp cost a sixth of a one-disk call.
+func builtinDefault(line []byte) (key, value string, ok bool) {
+	rest, found := bytes.CutPrefix(line, []byte("#"))
+	if !found {
+		return "", "", false
+	}
+	for _, k := range []string{"user", "group"} {
+		v, found := bytes.CutPrefix(rest, []byte(k+` = "`))
+		if !found {
+			continue
+		}
+		end := bytes.IndexByte(v, '"')
+		if end <= 0 || !builtinName(v[:end]) || len(bytes.TrimRight(v[end+1:], " \t\r\f")) != 0 {
+			return "", "", false
+		}
+		return k, string(v[:end]), true
+	}
+	return "", "", false
+}
+
+// builtinName says whether b is made only of the characters libvirt's
+// configure accepts in QEMU_USER/QEMU_GROUP names: [A-Za-z0-9_.+-].
+func builtinName(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '+', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // LoadQEMU reads the qemu.conf at path. A missing file is not an error:
 // libvirt then runs on its built-in defaults, and so does the returned QEMU
@@ -74,12 +103,13 @@ func LoadQEMU(path string) (QEMU, error) {
 	if err != nil {
 		return q, err
 	}
-	for _, m := range builtinRe().FindAllSubmatch(raw, -1) {
+	for line := range bytes.Lines(raw) {
+		k, v, ok := builtinDefault(bytes.TrimSuffix(line, []byte("\n")))
 		switch {
-		case string(m[1]) == "user" && q.BuiltinUser == "":
-			q.BuiltinUser = string(m[2])
-		case string(m[1]) == "group" && q.BuiltinGroup == "":
-			q.BuiltinGroup = string(m[2])
+		case ok && k == "user" && q.BuiltinUser == "":
+			q.BuiltinUser = v
+		case ok && k == "group" && q.BuiltinGroup == "":
+			q.BuiltinGroup = v
 		}
 	}
 	for _, key := range []struct {

@@ -257,3 +257,28 @@ func TestSharedFilesystems(t *testing.T) {
 		})
 	}
 }
+
+func TestBuiltinDefault(t *testing.T) {
+	for _, tc := range []struct {
+		line, key, value string
+		ok               bool
+	}{
+		{`#user = "libvirt-qemu"`, "user", "libvirt-qemu", true},
+		{`#group = "kvm"`, "group", "kvm", true},
+		{"#group = \"kvm\" \t\r", "group", "kvm", true},
+		{`#user = "a.b+c_d-9"`, "user", "a.b+c_d-9", true},
+		{`user = "qemu"`, "", "", false},      // a setting, not the template's default
+		{`# user = "qemu"`, "", "", false},    // prose in the template
+		{`#user = ""`, "", "", false},         // no name
+		{`#user = "qe mu"`, "", "", false},    // not a name libvirt builds with
+		{`#user = "qemu" # x`, "", "", false}, // trailing text
+		{`#user = "qemu`, "", "", false},      // unterminated
+		{`#user="qemu"`, "", "", false},       // not the template's spelling
+		{`#dynamic_ownership = 1`, "", "", false},
+	} {
+		k, v, ok := builtinDefault([]byte(tc.line))
+		if k != tc.key || v != tc.value || ok != tc.ok {
+			t.Errorf("builtinDefault(%q) = %q, %q, %v; want %q, %q, %v", tc.line, k, v, ok, tc.key, tc.value, tc.ok)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"sort"
+	"strconv"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
@@ -74,10 +75,20 @@ type Entry struct {
 // Key identifies an entry: a chown entry by inode, an ACL entry by inode
 // and the uid it grants.
 func (e *Entry) Key() string {
+	// strconv, not fmt: keys are built for every entry a call touches and
+	// in every sort comparison.
+	b := make([]byte, 0, 48)
 	if e.ACL != nil {
-		return fmt.Sprintf("acl:%d:%d:%d", e.Dev, e.Ino, e.TargetUID)
+		b = append(b, "acl:"...)
 	}
-	return fmt.Sprintf("%d:%d", e.Dev, e.Ino)
+	b = strconv.AppendUint(b, e.Dev, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, e.Ino, 10)
+	if e.ACL != nil {
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(e.TargetUID), 10)
+	}
+	return string(b)
 }
 
 // LiveHolders returns the holders taken on boot.
@@ -311,24 +322,38 @@ func (s *State) view(f func(*reader)) {
 func (s *State) query(bucket []byte, prefixes [][]byte, skip []byte, pred func(*Entry) bool) []*Entry {
 	var out []*Entry
 	s.view(func(r *reader) {
-		seen := make(map[string]bool)
-		consider := func(key string) {
-			if seen[key] {
-				return
-			}
-			seen[key] = true
-			if e := s.get(r, key); e != nil && pred(e) {
+		// Every key is considered once: the index's keys first, then
+		// those this state holds (loaded, added or removed), then the rest
+		// its family touched. Callers query once per file, so the entries
+		// this state already holds are tested in place, not looked up
+		// again: a prepare of N files would otherwise cost N² lookups.
+		var scanned map[string]bool
+		for _, p := range prefixes {
+			r.scan(bucket, p, skip, func(key string) {
+				if scanned[key] {
+					return
+				}
+				if scanned == nil {
+					scanned = make(map[string]bool)
+				}
+				scanned[key] = true
+				if e := s.get(r, key); e != nil && pred(e) {
+					out = append(out, e)
+				}
+			})
+		}
+		for k, e := range s.slots {
+			if e != nil && !scanned[k] && pred(e) {
 				out = append(out, e)
 			}
 		}
-		for _, p := range prefixes {
-			r.scan(bucket, p, skip, consider)
-		}
 		for k := range s.fam.base {
-			consider(k)
-		}
-		for k := range s.slots {
-			consider(k)
+			if _, held := s.slots[k]; held || scanned[k] {
+				continue
+			}
+			if e := s.get(r, k); e != nil && pred(e) {
+				out = append(out, e)
+			}
 		}
 	})
 	sortEntries(out)

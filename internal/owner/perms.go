@@ -47,13 +47,15 @@ func (h *Handle) Perms() (Perms, error) {
 	return Perms{Mode: st.Mode & 0o7777, ACL: a}, nil
 }
 
+// RawACL returns the access ACL of the inode held as the kernel stores it
+// (system.posix_acl_access), nil when it has none or the filesystem keeps
+// none.
+func (h *Handle) RawACL() ([]byte, error) { return h.rawACL() }
+
 func (h *Handle) rawACL() ([]byte, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Getxattr(h.fdPath(), aclXattr, buf)
-		runtime.KeepAlive(h)
+		n, err := h.getxattr(aclXattr, buf)
 		switch {
 		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
 			return nil, nil

@@ -9,22 +9,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The xattr calls go through /proc/thread-self/fd/N: f*xattr refuse O_PATH
-// descriptors (EBADF), and the l* variants would act on a symlink rather
-// than the inode held. The thread is locked so thread-self stays ours.
+// The xattr calls go through /proc/thread-self/fd/N, unless the handle has
+// a descriptor open for reading: f*xattr refuse O_PATH descriptors
+// (EBADF), and the l* variants would act on a symlink rather than the
+// inode held. The thread is locked so thread-self stays ours.
 
 func (h *Handle) fdPath() string {
 	return "/proc/thread-self/fd/" + strconv.Itoa(h.fd)
 }
 
+// getxattr reads the attribute name of the inode held into buf. Through
+// the descriptor opened for reading when there is one (fgetxattr takes
+// it, and skips the walk of /proc a path costs on every file), else
+// through the O_PATH descriptor's /proc path.
+func (h *Handle) getxattr(name string, buf []byte) (int, error) {
+	defer runtime.KeepAlive(h)
+	if h.hasRFD {
+		return unix.Fgetxattr(h.rfd, name, buf)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return unix.Getxattr(h.fdPath(), name, buf)
+}
+
 // GetXattr reads an extended attribute of the inode held; ok is false when
 // it is not set or the filesystem has no such namespace.
 func (h *Handle) GetXattr(name string) (val []byte, ok bool, err error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	buf := make([]byte, 256)
-	n, err := unix.Getxattr(h.fdPath(), name, buf)
-	runtime.KeepAlive(h)
+	n, err := h.getxattr(name, buf)
 	switch {
 	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP):
 		return nil, false, nil

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -245,7 +246,19 @@ func headerPrint(info image.Info, err error) string {
 	case err != nil:
 		return "error"
 	}
-	return fmt.Sprintf("%q", fmt.Sprintf("%#v", info))
+	// Every field quoted, so no two headers print alike; strconv, not
+	// fmt's %#v, which cost as much as reading the header.
+	b := make([]byte, 0, 64+len(info.BackingName)+len(info.DataFile))
+	for _, f := range []string{info.Format, info.BackingName, info.BackingFormat, info.DataFile} {
+		b = strconv.AppendQuote(b, f)
+		b = append(b, ' ')
+	}
+	b = strconv.AppendInt(b, int64(len(info.Extents)), 10)
+	for _, e := range info.Extents {
+		b = append(b, ' ')
+		b = strconv.AppendQuote(b, e)
+	}
+	return string(b)
 }
 
 // baseFrom is the XML element a header-found file hangs off: files named
