@@ -62,8 +62,8 @@ func builtinDefault(line []byte) (key, value string, ok bool) {
 	if !found {
 		return "", "", false
 	}
-	for _, k := range []string{"user", "group"} {
-		v, found := bytes.CutPrefix(rest, []byte(k+` = "`))
+	for _, k := range builtinKeys {
+		v, found := bytes.CutPrefix(rest, k.prefix)
 		if !found {
 			continue
 		}
@@ -71,10 +71,15 @@ func builtinDefault(line []byte) (key, value string, ok bool) {
 		if end <= 0 || !builtinName(v[:end]) || len(bytes.TrimRight(v[end+1:], " \t\r\f")) != 0 {
 			return "", "", false
 		}
-		return k, string(v[:end]), true
+		return k.name, string(v[:end]), true
 	}
 	return "", "", false
 }
+
+var builtinKeys = []struct {
+	name   string
+	prefix []byte
+}{{"user", []byte(`user = "`)}, {"group", []byte(`group = "`)}}
 
 // builtinName says whether b is made only of the characters libvirt's
 // configure accepts in QEMU_USER/QEMU_GROUP names: [A-Za-z0-9_.+-].

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -24,7 +25,15 @@ func readConfRaw(path string) (*virconf.File, []byte, error) {
 	defer func() { _ = f.Close() }() // opened read-only: a close error loses nothing
 	// Read one byte past the limit so that an oversized file is refused
 	// rather than silently truncated into something that parses.
-	data, err := io.ReadAll(io.LimitReader(f, virconf.MaxSize+1))
+	// The buffer is sized from fstat, so a 50 KiB qemu.conf is one read,
+	// not a dozen growing copies (the file may still change size: the
+	// limit, not the size seen, bounds the read).
+	buf := bytes.NewBuffer(nil)
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() < virconf.MaxSize {
+		buf.Grow(int(fi.Size()) + bytes.MinRead)
+	}
+	_, err = buf.ReadFrom(io.LimitReader(f, virconf.MaxSize+1))
+	data := buf.Bytes()
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
