@@ -34,7 +34,11 @@ var syslogSocket = "/dev/log"
 // level.
 func newLogger(e *env, h config.Hook, hookMode bool, s *setup) *logrus.Logger {
 	log := logrus.New()
+	// Every sink is a hook with its own formatter; the logger's own output
+	// is discarded, and formatting each entry for it too cost a fifth of
+	// the logging.
 	log.SetOutput(io.Discard)
+	log.SetFormatter(discardFormatter{})
 	level, err := logrus.ParseLevel(h.LogLevel)
 	if err != nil {
 		level = logrus.InfoLevel
@@ -108,6 +112,11 @@ func levelsUpTo(top logrus.Level) []logrus.Level {
 	}
 	return out
 }
+
+// discardFormatter formats nothing, for the discarded output.
+type discardFormatter struct{}
+
+func (discardFormatter) Format(*logrus.Entry) ([]byte, error) { return nil, nil }
 
 // writerHook sends entries to a writer with its own formatter.
 type writerHook struct {

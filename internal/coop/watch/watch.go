@@ -3,8 +3,11 @@ package watch
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +49,10 @@ type Watcher struct {
 	bootTime int64
 	dirty    time.Time // since when labelled.json is behind, zero when not
 	pending  []string  // fid keys labelled since the last flush
-	reqs     chan request
+	// written is what labelled.json was last written with, by this
+	// watcher; nil before its first write.
+	written []inventory.File
+	reqs    chan request
 	// reading is held while the reader reads events: a test holds it to
 	// let a process end before its event is read.
 	reading sync.Mutex
@@ -730,12 +736,22 @@ func (w *Watcher) flush() error {
 		}
 		w.pending = nil
 	}
-	l := &inventory.Labelled{}
-	for _, t := range w.files {
-		if t.lab != nil && len(l.Files) < inventory.MaxFiles {
+	l := &inventory.Labelled{Files: []inventory.File{}}
+	for _, k := range slices.Sorted(maps.Keys(w.files)) {
+		if t := w.files[k]; t.lab != nil && len(l.Files) < inventory.MaxFiles {
 			l.Files = append(l.Files, *t.lab)
 		}
 	}
 	w.dirty = time.Time{}
-	return inventory.SaveLabelled(w.StateDir, l)
+	// Most flushes follow the hook's own chowns, which change nothing
+	// here: the file already says it, and a durable write is what each
+	// handshake of a release would wait for.
+	if w.written != nil && reflect.DeepEqual(w.written, l.Files) {
+		return nil
+	}
+	if err := inventory.SaveLabelled(w.StateDir, l); err != nil {
+		return err
+	}
+	w.written = l.Files
+	return nil
 }

@@ -490,3 +490,36 @@ func TestCopyThenLabelled(t *testing.T) {
 		t.Errorf("labelled[clone.img] = %+v: the copy lent the owner its copied xattr names", f)
 	}
 }
+
+// TestFlushWritesOnlyChanges: a handshake after changes that label
+// nothing new (an administrator's chown, the hook's own) leaves
+// labelled.json as it was, not rewritten; a label libvirt adds is written.
+func TestFlushWritesOnlyChanges(t *testing.T) {
+	r := newRig(t, "")
+	first := r.file("first.img", userUID)
+	r.sync()
+	r.libvirtChown(first, qemuUID, qemuGID)
+	inode := func() uint64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(r.state, "inventory", "labelled.json"), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	before := inode()
+	other := r.file("other.img", userUID)
+	r.shell("chown", fmt.Sprintf("%d:%d", userUID+1, userUID+1), other)
+	if after := inode(); after != before {
+		t.Errorf("labelled.json rewritten (inode %d, was %d) though nothing new was labelled", after, before)
+	}
+	second := r.file("second.img", userUID)
+	r.sync()
+	r.libvirtChown(second, qemuUID, qemuGID)
+	if after := inode(); after == before {
+		t.Error("labelled.json not rewritten after libvirt labelled a file")
+	}
+	if _, ok := r.labelled()[second]; !ok {
+		t.Errorf("labelled = %v, want %s in it", r.labelled(), second)
+	}
+}
