@@ -100,6 +100,22 @@ func (r *Runner) openSpaces(files map[string]uint64) error {
 	return nil
 }
 
+// openSpacesOf locks, in openSpaces' order, the record directories of the
+// entries on shared filesystems, before any is decided: decided one by
+// one they would be locked in the entries' order, and two hosts could each
+// hold the directory the other waits for until the lock timeout. A
+// directory that cannot be locked here is tried again, and reported, by
+// the decision that needs it.
+func (r *Runner) openSpacesOf(entries []*journal.Entry) {
+	shared := map[string]uint64{}
+	for _, e := range entries {
+		if e.Shared {
+			shared[e.Path] = e.Dev
+		}
+	}
+	_ = r.openSpaces(shared)
+}
+
 // closeSpaces lets go of every record directory this Runner locked.
 func (r *Runner) closeSpaces() {
 	for d, sp := range r.spaces {

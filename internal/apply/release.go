@@ -223,7 +223,9 @@ func (r *Runner) PlanRelease(st *journal.State, domain string, reason Reason) []
 	defer r.closeSpaces()
 	boot := r.Store.BootID
 	var out []Decision
-	for _, e := range st.HeldBy(domain) {
+	held := st.HeldBy(domain)
+	r.openSpacesOf(held)
+	for _, e := range held {
 		var others []string
 		for _, h := range e.LiveHolders(boot) {
 			if h.Domain != domain {
@@ -481,7 +483,9 @@ func (r *Runner) RestoreFile(path string) error {
 	}
 	sel := selection{op: "restore"}
 	defer r.closeSpaces()
-	for _, e := range st.All() {
+	all := st.All()
+	r.openSpacesOf(all)
+	for _, e := range all {
 		if _, err := r.carryOutDecision(r.decide(e, st, false), sel); err != nil {
 			errs = append(errs, err)
 		}
