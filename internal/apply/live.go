@@ -8,7 +8,6 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
 // ProcRoot and RunDir are where QEMU processes are looked for: /proc,
@@ -103,17 +102,17 @@ func closeAll(ds []Decision) {
 // no QEMU of libvirt's holds it open. Files with their recorded owner, or gone, are not listed;
 // GiveBack decisions carry an open handle.
 func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled, st *journal.State) ([]Decision, error) {
-	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}
+	qemu := owner.UIDGID{UID: rec.QEMUUID, GID: rec.QEMUGID}
 	var out []Decision
 	for _, f := range obs.In(rec) {
-		orig := plan.Owner{UID: f.UID, GID: f.GID}
+		orig := owner.UIDGID{UID: f.UID, GID: f.GID}
 		h, err := owner.OpenByIdentity(f.ID, f.Path)
 		if err != nil {
 			continue // not provably the file recorded: changed nowhere
 		}
 		id := h.ID()
 		uid, gid := h.Owner()
-		cur := plan.Owner{UID: uid, GID: gid}
+		cur := owner.UIDGID{UID: uid, GID: gid}
 		d := Decision{Path: h.Path, Kind: KindLive, Current: &cur, Original: orig, To: orig, handle: h}
 		switch {
 		case st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()) != nil, cur == orig:

@@ -112,7 +112,7 @@ func refresh(st *journal.State, p *plan.Plan) error {
 			continue
 		}
 		uid, gid := s.Handle.Owner()
-		s.Current = &plan.Owner{UID: uid, GID: gid}
+		s.Current = &owner.UIDGID{UID: uid, GID: gid}
 	}
 	return nil
 }
@@ -226,7 +226,7 @@ func joinHolders(e *journal.Entry, s *plan.Step, p *plan.Plan, boot string) erro
 	}
 	if others == 0 {
 		cur := *s.Current
-		if len(live) == 0 && cur != (plan.Owner{UID: e.TargetUID, GID: e.TargetGID}) && cur != (plan.Owner{UID: e.UID, GID: e.GID}) {
+		if len(live) == 0 && cur != (owner.UIDGID{UID: e.TargetUID, GID: e.TargetGID}) && cur != (owner.UIDGID{UID: e.UID, GID: e.GID}) {
 			// Left by an earlier boot or a release that died, but someone
 			// (the admin) has given the file another owner since: theirs
 			// is the original now, not our old record.

@@ -49,13 +49,13 @@ func cmdReclaim(e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var to *reclaim.Owner
+	var to *owner.UIDGID
 	if *force != "" {
 		id, err := config.ParseLabel(*force)
 		if err != nil {
 			return withCode(ExitUsage, fmt.Errorf("--owner: %w", err))
 		}
-		to = &reclaim.Owner{UID: id.UID, GID: id.GID}
+		to = &owner.UIDGID{UID: id.UID, GID: id.GID}
 	}
 	s, err := loadSetup(e, false)
 	if err != nil {
@@ -110,7 +110,7 @@ func cmdReclaim(e *env, args []string) error {
 // protected paths, and every inode a running domain uses (the journal's,
 // read from st or, when st is nil, from the state file without locking,
 // and QEMU processes' open files).
-func reclaimOptions(s *setup, id config.Identity, to *reclaim.Owner, st *journal.State) (reclaim.Options, error) {
+func reclaimOptions(s *setup, id config.Identity, to *owner.UIDGID, st *journal.State) (reclaim.Options, error) {
 	if st == nil {
 		var err error
 		st, err = journal.LoadFile(filepath.Join(s.hook.StateDir, "state.json"))
@@ -130,7 +130,7 @@ func reclaimOptions(s *setup, id config.Identity, to *reclaim.Owner, st *journal
 	recorded := clusterOriginals(s, used)
 	return reclaim.Options{
 		Recorded: recorded,
-		QEMU:     reclaim.Owner{UID: id.UID, GID: id.GID},
+		QEMU:     owner.UIDGID{UID: id.UID, GID: id.GID},
 		Force:    to,
 		InUse:    used,
 		Protected: func(p string) bool {
@@ -151,7 +151,7 @@ func reclaimOptions(s *setup, id config.Identity, to *reclaim.Owner, st *journal
 // pending entry (no holders: a crash from here on leaves it for `restore
 // --stale` or the boot unit to finish), chowned through the handle, and
 // forgotten.
-func giveBackReclaimed(s *setup, id config.Identity, to *reclaim.Owner, rep *reclaimReport) error {
+func giveBackReclaimed(s *setup, id config.Identity, to *owner.UIDGID, rep *reclaimReport) error {
 	give := 0
 	for _, v := range rep.Files {
 		if v.Action == reclaim.GiveBack {
@@ -309,11 +309,11 @@ func printReclaim(e *env, rep *reclaimReport) error {
 // clusterOriginals reads the cluster records of shared filesystems: a file
 // another host (or this one) holds is in use; every recorded file's
 // original owner is the one to give back.
-func clusterOriginals(s *setup, used *reclaim.InUse) func(reclaim.File) (reclaim.Owner, string, bool) {
+func clusterOriginals(s *setup, used *reclaim.InUse) func(reclaim.File) (owner.UIDGID, string, bool) {
 	recs, _ := apply.Records(clusterRecordDirs(s), s.hook.LockTimeout)
 	type orig struct {
 		ino   uint64
-		owner reclaim.Owner
+		owner owner.UIDGID
 		dir   string
 	}
 	byPath := map[string]orig{}
@@ -326,13 +326,13 @@ func clusterOriginals(s *setup, used *reclaim.InUse) func(reclaim.File) (reclaim
 				}
 				used.AddPath(r.Path, "held by "+strings.Join(hs, ", ")+" (cluster record in "+dir+")")
 			}
-			byPath[r.Path] = orig{r.Ino, reclaim.Owner{UID: r.UID, GID: r.GID}, dir}
+			byPath[r.Path] = orig{r.Ino, owner.UIDGID{UID: r.UID, GID: r.GID}, dir}
 		}
 	}
-	return func(f reclaim.File) (reclaim.Owner, string, bool) {
+	return func(f reclaim.File) (owner.UIDGID, string, bool) {
 		o, ok := byPath[f.Path]
 		if !ok || o.ino != f.Ino {
-			return reclaim.Owner{}, "", false
+			return owner.UIDGID{}, "", false
 		}
 		return o.owner, o.dir, true
 	}

@@ -147,6 +147,6 @@ func Inspect(h *owner.Handle) (File, error) {
 	if err := unix.Stat(dir, &dst); err != nil {
 		return File{}, fmt.Errorf("stat %s: %w", dir, err)
 	}
-	f.Dir = Owner{UID: dst.Uid, GID: dst.Gid}
+	f.Dir = owner.UIDGID{UID: dst.Uid, GID: dst.Gid}
 	return f, nil
 }
