@@ -115,7 +115,7 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 		cur := owner.UIDGID{UID: uid, GID: gid}
 		d := Decision{Path: h.Path, Kind: KindLive, Current: &cur, Original: orig, To: orig, handle: h}
 		switch {
-		case st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()) != nil, cur == orig:
+		case st.Lookup(journal.Key(id)) != nil, cur == orig:
 			h.Close()
 			continue
 		case !f.Proven:
@@ -155,8 +155,7 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 		if d.Verdict != GiveBack {
 			continue
 		}
-		id := d.handle.ID()
-		if p, ok := inUse[qemuproc.ID{Dev: id.Dev, Ino: id.Ino}]; ok {
+		if p, ok := inUse[d.handle.ID()]; ok {
 			d.Verdict, d.To = Keep, *d.Current
 			d.Reason = fmt.Sprintf("still open by a running QEMU (pid %d): left with its owner", p.PID)
 		}

@@ -87,7 +87,7 @@ func (r *Runner) Restore(sel Selector) error {
 func (r *Runner) Revoke(domain string, ids []owner.ID) error {
 	keys := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		keys[(&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()] = true
+		keys[journal.Key(id)] = true
 	}
 	return r.restore(selection{domain: domain, keys: keys, op: "revoke"})
 }

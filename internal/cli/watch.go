@@ -49,7 +49,7 @@ func journalKnows(st *journal.Store) func([]inventory.File) []bool {
 			return nil // unknown: release asks the journal again
 		}
 		for i, f := range fs {
-			out[i] = view.Lookup((&journal.Entry{Dev: f.ID.Dev, Ino: f.ID.Ino}).Key()) != nil
+			out[i] = view.Lookup(journal.Key(f.ID.Inode())) != nil
 		}
 		return out
 	}

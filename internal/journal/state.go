@@ -75,9 +75,18 @@ type Entry struct {
 // and the uid it grants.
 func (e *Entry) Key() string {
 	if e.ACL != nil {
-		return fmt.Sprintf("acl:%d:%d:%d", e.Dev, e.Ino, e.TargetUID)
+		return ACLKey(owner.ID{Dev: e.Dev, Ino: e.Ino}, e.TargetUID)
 	}
-	return fmt.Sprintf("%d:%d", e.Dev, e.Ino)
+	return Key(owner.ID{Dev: e.Dev, Ino: e.Ino})
+}
+
+// Key is the key of the chown entry of inode id.
+func Key(id owner.ID) string { return fmt.Sprintf("%d:%d", id.Dev, id.Ino) }
+
+// ACLKey is the key of the entry of the search ACL granted to uid on
+// directory id.
+func ACLKey(id owner.ID, uid uint32) string {
+	return fmt.Sprintf("acl:%d:%d:%d", id.Dev, id.Ino, uid)
 }
 
 // LiveHolders returns the holders taken on boot.

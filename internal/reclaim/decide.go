@@ -43,6 +43,9 @@ type File struct {
 	Refs  string `json:"libvirt_refs,omitempty"`
 }
 
+// ID is the file's inode.
+func (f File) ID() owner.ID { return owner.ID{Dev: f.Dev, Ino: f.Ino} }
+
 // Options are the facts Decide judges files against.
 type Options struct {
 	// QEMU is the user and group QEMU runs as (qemu.conf).
@@ -145,20 +148,19 @@ func recorded(f File, o Options, to *owner.UIDGID, reason *string) bool {
 // InUse names the files a running domain uses, with why: by inode, and
 // by path for records whose device number may be another boot's.
 type InUse struct {
-	inodes map[[2]uint64]string
+	inodes map[owner.ID]string
 	paths  map[string]string
 }
 
 // NewInUse returns an empty InUse.
 func NewInUse() *InUse {
-	return &InUse{inodes: make(map[[2]uint64]string), paths: make(map[string]string)}
+	return &InUse{inodes: make(map[owner.ID]string), paths: make(map[string]string)}
 }
 
-// Add records dev:ino as used, keeping the first reason.
-func (u *InUse) Add(dev, ino uint64, why string) {
-	k := [2]uint64{dev, ino}
-	if _, ok := u.inodes[k]; !ok {
-		u.inodes[k] = why
+// Add records inode id as used, keeping the first reason.
+func (u *InUse) Add(id owner.ID, why string) {
+	if _, ok := u.inodes[id]; !ok {
+		u.inodes[id] = why
 	}
 }
 
@@ -169,18 +171,18 @@ func (u *InUse) AddPath(p, why string) {
 	}
 }
 
-// Of reports whether dev:ino is used, and why.
-func (u *InUse) Of(dev, ino uint64) (string, bool) {
+// Of reports whether inode id is used, and why.
+func (u *InUse) Of(id owner.ID) (string, bool) {
 	if u == nil {
 		return "", false
 	}
-	why, ok := u.inodes[[2]uint64{dev, ino}]
+	why, ok := u.inodes[id]
 	return why, ok
 }
 
 // OfFile reports whether f is used, by inode or by path, and why.
 func (u *InUse) OfFile(f File) (string, bool) {
-	if why, ok := u.Of(f.Dev, f.Ino); ok {
+	if why, ok := u.Of(f.ID()); ok {
 		return why, ok
 	}
 	if u == nil {

@@ -12,7 +12,7 @@ func TestDecide(t *testing.T) {
 	base := File{Path: "/img/a.raw", Kind: Regular, Dev: 1, Ino: 10, Owner: qemu, Nlink: 1, Dir: owner.UIDGID{UID: 0, GID: 0}}
 	with := func(mod func(*File)) File { f := base; mod(&f); return f }
 	used := NewInUse()
-	used.Add(1, 11, "open by QEMU pid 7")
+	used.Add(owner.ID{Dev: 1, Ino: 11}, "open by QEMU pid 7")
 	used.AddPath("/img/recorded.raw", "recorded in the hook's journal")
 	alice := owner.UIDGID{UID: 1000, GID: 1000}
 	for _, tc := range []struct {

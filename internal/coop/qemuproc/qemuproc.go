@@ -10,10 +10,9 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-)
 
-// ID is an inode: device and inode number.
-type ID struct{ Dev, Ino uint64 }
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+)
 
 // Proc is a running QEMU of libvirt's holding a file open.
 type Proc struct {
@@ -29,15 +28,15 @@ const RunDir = "/run/libvirt/qemu"
 // holding it. Its processes are those the pid files in runDir
 // (normally RunDir) name, alive in procRoot (normally "/proc"), and, when
 // uids are given, running as one of them.
-func OpenFiles(runDir, procRoot string, uids ...uint32) (map[ID]Proc, error) {
+func OpenFiles(runDir, procRoot string, uids ...uint32) (map[owner.ID]Proc, error) {
 	ents, err := os.ReadDir(runDir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[ID]Proc{}, nil // libvirt runs no domain
+		return map[owner.ID]Proc{}, nil // libvirt runs no domain
 	}
 	if err != nil {
 		return nil, err
 	}
-	out := map[ID]Proc{}
+	out := map[owner.ID]Proc{}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".pid")
 		if !ok || !e.Type().IsRegular() {
@@ -63,7 +62,7 @@ func OpenFiles(runDir, procRoot string, uids ...uint32) (map[ID]Proc, error) {
 			if unix.Statx(unix.AT_FDCWD, filepath.Join(dir, "fd", fd.Name()), unix.AT_STATX_DONT_SYNC, unix.STATX_INO, &st) != nil {
 				continue
 			}
-			out[ID{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino}] = p
+			out[owner.ID{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino}] = p
 		}
 	}
 	return out, nil
