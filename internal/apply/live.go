@@ -10,14 +10,6 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
-// ProcRoot and RunDir are where QEMU processes are looked for: /proc,
-// and libvirt's run directory whose pid files name its QEMUs. Tests may
-// change them.
-var (
-	ProcRoot = "/proc"
-	RunDir   = qemuproc.RunDir
-)
-
 // KindLive marks, in decisions, a file of a domain's inventory: labelled
 // by libvirt during the run, not recorded by prepare.
 const KindLive = "live"
@@ -145,7 +137,7 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 	if !hasGiveBack(out) {
 		return out, nil
 	}
-	inUse, err := qemuproc.OpenFiles(RunDir, ProcRoot, rec.QEMUUID)
+	inUse, err := qemuproc.OpenFiles(qemuproc.RunDir, qemuproc.ProcRoot, rec.QEMUUID)
 	if err != nil {
 		closeAll(out)
 		return nil, fmt.Errorf("list files open by QEMU: %w", err)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -15,7 +14,7 @@ import (
 // clusterRecordDirs are the record directories of shared filesystems this
 // host sees now.
 func clusterRecordDirs(s *setup) []string {
-	return s.clusterDirs().Known(filepath.Join(procRoot, "self", "mountinfo"))
+	return s.clusterDirs().Known("/proc/self/mountinfo")
 }
 
 // cmdForgetHost is the admin's answer to a host that died holding files

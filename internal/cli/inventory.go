@@ -6,6 +6,7 @@ import (
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 )
 
 // restoreInventories gives back what the inventories of domains that no
@@ -21,7 +22,7 @@ func restoreInventories(s *setup, r *apply.Runner, domain string) error {
 			continue
 		}
 		if domain == "" && rec.BootID == r.Store.BootID {
-			if _, err := runningDomain(rec.Domain); err == nil || !errors.Is(err, errNotRunning) {
+			if _, err := qemuproc.Running(rec.Domain); err == nil || !errors.Is(err, qemuproc.ErrNotRunning) {
 				continue // still running, or cannot tell: its release will come
 			}
 		}

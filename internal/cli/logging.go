@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
 )
 
 // logTag is the syslog identifier of every entry: `journalctl -t
@@ -160,7 +161,7 @@ var messageIDs = map[string]string{
 	"the ACL mask gained x, which also lets these entries search the directory until release": MsgACLMaskWidened,
 	"still open by a running QEMU: left with its owner":                                       MsgLeftAlone,
 	bootSummary:             MsgBootRestore,
-	reclaimSummary:          MsgReclaim,
+	reclaim.Summary:         MsgReclaim,
 	"reclaim failed":        MsgReclaimFailed,
 	"mode and ACL put back": MsgPermsRestored,
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
 )
 
 // fakeJournal is a datagram socket standing in for journald's.
@@ -272,7 +273,7 @@ func TestMessageID(t *testing.T) {
 		{"migrated: left with QEMU's owner on the shared filesystem", MsgMigrated},
 		{"dry run: would chown", MsgDryRun},
 		{bootSummary, MsgBootRestore},
-		{reclaimSummary, MsgReclaim},
+		{reclaim.Summary, MsgReclaim},
 		{"reclaim failed", MsgReclaimFailed},
 		{"something else", ""},
 	} {

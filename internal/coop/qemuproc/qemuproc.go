@@ -21,9 +21,6 @@ type Proc struct {
 	Domain string
 }
 
-// RunDir is libvirt's run directory of its QEMU domains.
-const RunDir = "/run/libvirt/qemu"
-
 // OpenFiles maps every inode a QEMU of libvirt's holds open to one QEMU
 // holding it. Its processes are those the pid files in runDir
 // (normally RunDir) name, alive in procRoot (normally "/proc"), and, when
@@ -42,7 +39,7 @@ func OpenFiles(runDir, procRoot string, uids ...uint32) (map[owner.ID]Proc, erro
 		if !ok || !e.Type().IsRegular() {
 			continue
 		}
-		pid, ok := readPid(filepath.Join(runDir, e.Name()))
+		pid, ok := ReadPid(filepath.Join(runDir, e.Name()))
 		if !ok {
 			continue
 		}
@@ -66,20 +63,6 @@ func OpenFiles(runDir, procRoot string, uids ...uint32) (map[owner.ID]Proc, erro
 		}
 	}
 	return out, nil
-}
-
-// readPid reads a libvirt pid file (a decimal number, maybe a newline).
-func readPid(p string) (int, bool) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, false
-	}
-	f := os.NewFile(uintptr(fd), p)
-	defer func() { _ = f.Close() }() // read only
-	b := make([]byte, 32)
-	n, _ := f.Read(b)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n])))
-	return pid, err == nil && pid > 1
 }
 
 // IsQEMU reports whether the process at /proc/PID dir runs a binary named
