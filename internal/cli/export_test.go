@@ -1,13 +1,5 @@
 package cli
 
-// SetDoctorPaths points doctor at a test's hook path and libvirt state
-// directories; the returned func puts the real ones back.
-func SetDoctorPaths(hook string, dirs []string) func() {
-	oldHook, oldDirs := hookPath, stateDirs
-	hookPath, stateDirs = hook, dirs
-	return func() { hookPath, stateDirs = oldHook, oldDirs }
-}
-
 // JournalKnows is the watcher's question to the journal.
 var JournalKnows = journalKnows
 

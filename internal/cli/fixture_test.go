@@ -16,6 +16,7 @@ import (
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/doctor"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
 
@@ -288,4 +289,12 @@ func setProcRoot(dir string) func() {
 	old := qemuproc.ProcRoot
 	qemuproc.ProcRoot = dir
 	return func() { qemuproc.ProcRoot = old }
+}
+
+// setDoctorPaths points doctor at a test's hook path and libvirt state
+// directories; the returned func puts the real ones back.
+func setDoctorPaths(hook string, dirs []string) func() {
+	oldHook, oldDirs := doctor.HookPath, doctor.StateDirs
+	doctor.HookPath, doctor.StateDirs = hook, dirs
+	return func() { doctor.HookPath, doctor.StateDirs = oldHook, oldDirs }
 }
