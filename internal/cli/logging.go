@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
 )
@@ -160,7 +161,7 @@ var messageIDs = map[string]string{
 	"release of files labelled during the run incomplete":                                     MsgReleaseIncomplete,
 	"the ACL mask gained x, which also lets these entries search the directory until release": MsgACLMaskWidened,
 	"still open by a running QEMU: left with its owner":                                       MsgLeftAlone,
-	bootSummary:             MsgBootRestore,
+	apply.BootSummary:       MsgBootRestore,
 	reclaim.Summary:         MsgReclaim,
 	"reclaim failed":        MsgReclaimFailed,
 	"mode and ACL put back": MsgPermsRestored,

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
 )
@@ -272,7 +273,7 @@ func TestMessageID(t *testing.T) {
 		{"owner changed by someone else while held (found 0:0, QEMU had 64055:64055): left alone", MsgLeftAlone},
 		{"migrated: left with QEMU's owner on the shared filesystem", MsgMigrated},
 		{"dry run: would chown", MsgDryRun},
-		{bootSummary, MsgBootRestore},
+		{apply.BootSummary, MsgBootRestore},
 		{reclaim.Summary, MsgReclaim},
 		{"reclaim failed", MsgReclaimFailed},
 		{"something else", ""},
