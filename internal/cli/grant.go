@@ -2,15 +2,10 @@ package cli
 
 import (
 	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/grant"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
@@ -53,64 +48,22 @@ func cmdGrant(e *env, args []string) error {
 	if _, err := s.identity(); err != nil {
 		return withCode(ExitConfig, err)
 	}
-	d := &domain.Domain{Name: name, UUID: live.UUID, Label: live.Label, Relabel: live.Relabel}
-	for _, p := range paths {
-		r, err := grantResource(p, *format)
-		if err != nil {
-			return withCode(ExitInput, fmt.Errorf("domain %s: %w", name, err))
-		}
-		d.Resources = append(d.Resources, r)
-	}
-	p, err := plan.Build(d, s.planEnv(false))
+	d, err := grant.Domain(live, paths, *format)
 	if err != nil {
-		return fmt.Errorf("domain %s: %w", name, err)
+		return withCode(ExitInput, err)
 	}
-	defer p.Close()
-	r, err := s.runner()
+	p, err := grant.Grant(d, s.planEnv(false), s.runner)
 	if err != nil {
 		return err
 	}
-	r.Op = "grant"
-	if err := r.Prepare(p); err != nil {
-		return fmt.Errorf("domain %s: %w", name, err)
-	}
+	defer p.Close()
+	out := &printer{w: e.stdout}
 	for _, st := range p.Steps {
 		if st.Action == plan.Chown || st.Action == plan.Keep {
-			if _, err := fmt.Fprintf(e.stdout, "granted %s to %s (%s)\n", st.Path, name, st.Target); err != nil {
-				return err
-			}
+			out.printf("granted %s to %s (%s)\n", st.Path, name, st.Target)
 		}
 	}
-	return nil
-}
-
-// grantResource turns a PATH argument into the resource prepare would
-// have for a disk with that source: regular files and block devices are
-// disk images, character devices host devices.
-func grantResource(p, format string) (domain.Resource, error) {
-	if !filepath.IsAbs(p) {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return domain.Resource{}, fmt.Errorf("%s: %w", p, err)
-		}
-		p = abs
-	}
-	p = filepath.Clean(p)
-	fi, err := os.Stat(p)
-	if err != nil {
-		return domain.Resource{}, fmt.Errorf("%s: %w", p, err)
-	}
-	r := domain.Resource{Path: p, From: "grant"}
-	switch m := fi.Mode(); {
-	case m.IsRegular(), m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0:
-		r.Kind, r.Expect, r.Format = domain.KindDisk, domain.TypeRegular|domain.TypeBlock, format
-		r.ProbeBacking = format != "raw"
-	case m&fs.ModeCharDevice != 0:
-		r.Kind, r.Expect = domain.KindHostdevChar, domain.TypeChar
-	default:
-		return domain.Resource{}, fmt.Errorf("%s is a %s: grant hands over disk images, block devices and device nodes", p, m.Type())
-	}
-	return r, nil
+	return out.flush()
 }
 
 func cmdRevoke(e *env, args []string) error {
@@ -121,24 +74,15 @@ func cmdRevoke(e *env, args []string) error {
 	if fs.NArg() < 2 {
 		return withCode(ExitUsage, errors.New("usage: libvirt-dac-hook "+strings.SplitN(revokeSynopsis, "\n", 2)[0]))
 	}
-	name, paths := fs.Arg(0), fs.Args()[1:]
 	s, err := loadSetup(e, false)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	ids := make([]owner.ID, 0, len(paths))
-	for _, p := range paths {
-		h, err := owner.Open(p)
-		if err != nil {
-			return withCode(ExitInput, fmt.Errorf("domain %s: %w", name, err))
-		}
-		ids = append(ids, h.ID())
-		h.Close()
+	err = grant.Revoke(fs.Arg(0), fs.Args()[1:], s.runner)
+	var bad *grant.PathError
+	if errors.As(err, &bad) {
+		return withCode(ExitInput, err)
 	}
-	r, err := s.runner()
-	if err != nil {
-		return err
-	}
-	return r.Revoke(name, ids)
+	return err
 }
