@@ -277,18 +277,18 @@ func fixStateDir(env Env, h *owner.Handle, want config.Identity) error {
 // CheckDomain adds to rep whether QEMU will be able to open every
 // resource of domain d after prepare: the plan as `plan` shows it, each
 // file judged by its permissions, filesystem and mount.
-func (rep *Report) CheckDomain(env Env, d *domain.Domain) {
-	rep.Domain = d.Name
+func (r *Report) CheckDomain(env Env, d *domain.Domain) {
+	r.Domain = d.Name
 	penv := env.Plan
 	penv.Tolerant = true
 	p, err := plan.Build(d, penv)
 	if err != nil {
-		rep.add(Finding{"domain " + d.Name, StatusProblem, err.Error(), ""})
+		r.add(Finding{"domain " + d.Name, StatusProblem, err.Error(), ""})
 		return
 	}
 	defer p.Close()
 	for _, n := range p.Notes {
-		rep.add(Finding{"domain " + d.Name, StatusWarn, n, ""})
+		r.add(Finding{"domain " + d.Name, StatusWarn, n, ""})
 	}
 	for _, st := range p.Steps {
 		v := Resource{Path: st.Path, Kind: st.Kind, From: st.From, Action: string(st.Action), ReadOnly: st.ReadOnly, Status: StatusOK}
@@ -303,8 +303,8 @@ func (rep *Report) CheckDomain(env Env, d *domain.Domain) {
 		default:
 			v.Detail = st.Reason
 		}
-		rep.count(v.Status)
-		rep.Resources = append(rep.Resources, v)
+		r.count(v.Status)
+		r.Resources = append(r.Resources, v)
 	}
 }
 
@@ -365,8 +365,8 @@ func fsName(t int64) string {
 }
 
 // Summary is doctor's last line: it counts what the lines above say.
-func (rep *Report) Summary() string {
-	return plural(rep.Problems, "problem") + ", " + plural(rep.Warnings, "warning")
+func (r *Report) Summary() string {
+	return plural(r.Problems, "problem") + ", " + plural(r.Warnings, "warning")
 }
 
 func plural(n int, what string) string {
