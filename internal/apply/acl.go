@@ -7,14 +7,8 @@ import (
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
-
-// aclKey is the journal key of a search grant for uid on a directory.
-func aclKey(id owner.ID, uid uint32) string {
-	return (&journal.Entry{Dev: id.Dev, Ino: id.Ino, TargetUID: uid, ACL: json.RawMessage("{}")}).Key()
-}
 
 // holdACL records that p's domain holds the search grant of step s. A grant
 // already recorded keeps the change it recorded, unless the plan found the
@@ -22,7 +16,7 @@ func aclKey(id owner.ID, uid uint32) string {
 func holdACL(st *journal.State, s *plan.Step, p *plan.Plan, boot string) (*journal.Entry, error) {
 	id := s.Handle.ID()
 	uid := s.ACL.UID
-	e := st.Lookup(aclKey(id, uid))
+	e := st.Lookup(journal.ACLKey(id, uid))
 	if e == nil && !s.ACL.Changed() {
 		// Searchable through a user:<uid> entry that is not ours: the
 		// admin's, and not ours to take away.

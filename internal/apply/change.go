@@ -8,6 +8,7 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
@@ -29,7 +30,7 @@ type change interface {
 // chownChange gives a file to QEMU's user.
 type chownChange struct {
 	s        *plan.Step
-	from, to plan.Owner
+	from, to owner.UIDGID
 }
 
 func (c *chownChange) step() *plan.Step { return c.s }

@@ -169,7 +169,7 @@ func (r *Runner) joinRecord(s *plan.Step, e *journal.Entry, p *plan.Plan, boot s
 		rec = old.Clone()
 		// This host's earlier boots hold nothing any more.
 		rec.Drop(func(h cluster.Holder) bool { return h.Host == me && h.Boot != boot })
-		orig, held := plan.Owner{UID: rec.UID, GID: rec.GID}, plan.Owner{UID: rec.TargetUID, GID: rec.TargetGID}
+		orig, held := owner.UIDGID{UID: rec.UID, GID: rec.GID}, owner.UIDGID{UID: rec.TargetUID, GID: rec.TargetGID}
 		others := rec.Others(me)
 		switch {
 		case len(others) > 0 && held != target:
@@ -234,9 +234,9 @@ func (r *Runner) decideShared(d *Decision, e *journal.Entry, h *owner.Handle, mi
 	me := r.Host()
 	next.Drop(func(hd cluster.Holder) bool { return hd.Host == me })
 	d.record = &recordUpdate{sp: sp, next: next, keep: true}
-	d.Original = plan.Owner{UID: rec.UID, GID: rec.GID}
+	d.Original = owner.UIDGID{UID: rec.UID, GID: rec.GID}
 	d.To = d.Original
-	target := plan.Owner{UID: rec.TargetUID, GID: rec.TargetGID}
+	target := owner.UIDGID{UID: rec.TargetUID, GID: rec.TargetGID}
 	switch {
 	case len(next.Holders) > 0 && r.Cooperative && cur != target && (cur == rootOwner || cur == d.Original):
 		// libvirt took the file back from QEMU (it does not know the

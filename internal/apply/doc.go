@@ -18,4 +18,9 @@
 //     durably forget it.
 //
 // Both run entirely under the journal's lock.
+//
+// Recovery gives back what no release will (recover.go): Recover for
+// `restore` and the boot unit (the journal's entries, the inventories of
+// domains no longer running, this host's cluster holds), Boot, which
+// opens nothing when nothing is stale, and ForgetHost.
 package apply

@@ -8,15 +8,6 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
-)
-
-// ProcRoot and RunDir are where QEMU processes are looked for: /proc,
-// and libvirt's run directory whose pid files name its QEMUs. Tests may
-// change them.
-var (
-	ProcRoot = "/proc"
-	RunDir   = qemuproc.RunDir
 )
 
 // KindLive marks, in decisions, a file of a domain's inventory: labelled
@@ -103,20 +94,20 @@ func closeAll(ds []Decision) {
 // no QEMU of libvirt's holds it open. Files with their recorded owner, or gone, are not listed;
 // GiveBack decisions carry an open handle.
 func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled, st *journal.State) ([]Decision, error) {
-	qemu := plan.Owner{UID: rec.QEMUUID, GID: rec.QEMUGID}
+	qemu := owner.UIDGID{UID: rec.QEMUUID, GID: rec.QEMUGID}
 	var out []Decision
 	for _, f := range obs.In(rec) {
-		orig := plan.Owner{UID: f.UID, GID: f.GID}
+		orig := owner.UIDGID{UID: f.UID, GID: f.GID}
 		h, err := owner.OpenByIdentity(f.ID, f.Path)
 		if err != nil {
 			continue // not provably the file recorded: changed nowhere
 		}
 		id := h.ID()
 		uid, gid := h.Owner()
-		cur := plan.Owner{UID: uid, GID: gid}
+		cur := owner.UIDGID{UID: uid, GID: gid}
 		d := Decision{Path: h.Path, Kind: KindLive, Current: &cur, Original: orig, To: orig, handle: h}
 		switch {
-		case st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()) != nil, cur == orig:
+		case st.Lookup(journal.Key(id)) != nil, cur == orig:
 			h.Close()
 			continue
 		case !f.Proven:
@@ -146,7 +137,7 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 	if !hasGiveBack(out) {
 		return out, nil
 	}
-	inUse, err := qemuproc.OpenFiles(RunDir, ProcRoot, rec.QEMUUID)
+	inUse, err := qemuproc.OpenFiles(qemuproc.RunDir, qemuproc.ProcRoot, rec.QEMUUID)
 	if err != nil {
 		closeAll(out)
 		return nil, fmt.Errorf("list files open by QEMU: %w", err)
@@ -156,8 +147,7 @@ func (r *Runner) decideInventory(rec *inventory.Record, obs *inventory.Labelled,
 		if d.Verdict != GiveBack {
 			continue
 		}
-		id := d.handle.ID()
-		if p, ok := inUse[qemuproc.ID{Dev: id.Dev, Ino: id.Ino}]; ok {
+		if p, ok := inUse[d.handle.ID()]; ok {
 			d.Verdict, d.To = Keep, *d.Current
 			d.Reason = fmt.Sprintf("still open by a running QEMU (pid %d): left with its owner", p.PID)
 		}

@@ -112,7 +112,7 @@ func refresh(st *journal.State, p *plan.Plan) error {
 			continue
 		}
 		uid, gid := s.Handle.Owner()
-		s.Current = &plan.Owner{UID: uid, GID: gid}
+		s.Current = &owner.UIDGID{UID: uid, GID: gid}
 	}
 	return nil
 }
@@ -149,7 +149,7 @@ func (r *Runner) record(st *journal.State, p *plan.Plan) ([]change, error) {
 // checking that every running holder needs the same owner.
 func (r *Runner) recordFile(st *journal.State, s *plan.Step, p *plan.Plan, boot string) ([]change, error) {
 	id := s.Handle.ID()
-	e := st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key())
+	e := st.Lookup(journal.Key(id))
 	if e == nil {
 		e = r.adoptStale(st, s, boot)
 	}
@@ -226,7 +226,7 @@ func joinHolders(e *journal.Entry, s *plan.Step, p *plan.Plan, boot string) erro
 	}
 	if others == 0 {
 		cur := *s.Current
-		if len(live) == 0 && cur != (plan.Owner{UID: e.TargetUID, GID: e.TargetGID}) && cur != (plan.Owner{UID: e.UID, GID: e.GID}) {
+		if len(live) == 0 && cur != (owner.UIDGID{UID: e.TargetUID, GID: e.TargetGID}) && cur != (owner.UIDGID{UID: e.UID, GID: e.GID}) {
 			// Left by an earlier boot or a release that died, but someone
 			// (the admin) has given the file another owner since: theirs
 			// is the original now, not our old record.
@@ -309,7 +309,7 @@ func (r *Runner) adoptStale(st *journal.State, s *plan.Step, boot string) *journ
 // recordedOwner answers, from st, who owned an inode before QEMU got it.
 func recordedOwner(st *journal.State) func(dev, ino uint64) (uid, gid uint32, ok bool) {
 	return func(dev, ino uint64) (uint32, uint32, bool) {
-		e := st.Lookup((&journal.Entry{Dev: dev, Ino: ino}).Key())
+		e := st.Lookup(journal.Key(owner.ID{Dev: dev, Ino: ino}))
 		if e == nil {
 			return 0, 0, false
 		}

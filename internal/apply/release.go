@@ -12,7 +12,6 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/acl"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
 // Verdict is what a release does with one recorded entry.
@@ -36,11 +35,11 @@ type Decision struct {
 	Kind    string         `json:"kind,omitempty"`
 	Verdict Verdict        `json:"action"`
 	Reason  string         `json:"reason,omitempty"`
-	Current *plan.Owner    `json:"current,omitempty"`
+	Current *owner.UIDGID  `json:"current,omitempty"`
 	// To is the owner the file ends with (its original for GiveBack).
-	To plan.Owner `json:"target"`
+	To owner.UIDGID `json:"target"`
 	// Original is the owner recorded before QEMU got the file.
-	Original plan.Owner `json:"original"`
+	Original owner.UIDGID `json:"original"`
 	// Perms, when set, says the file's mode or ACL changed while QEMU
 	// owned it and is put back: "mode 0666 acl u::rw-,u:4242:rw-,... →
 	// mode 0600".
@@ -88,7 +87,7 @@ func (r *Runner) Restore(sel Selector) error {
 func (r *Runner) Revoke(domain string, ids []owner.ID) error {
 	keys := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		keys[(&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key()] = true
+		keys[journal.Key(id)] = true
 	}
 	return r.restore(selection{domain: domain, keys: keys, op: "revoke"})
 }
@@ -234,7 +233,7 @@ func (r *Runner) PlanRelease(st *journal.State, domain string, reason Reason) []
 		}
 		if len(others) > 0 {
 			out = append(out, Decision{Path: e.Path, Kind: kindFor(e, domain), Verdict: Keep, Reason: "still held by " + strings.Join(others, ", "),
-				To: plan.Owner{UID: e.TargetUID, GID: e.TargetGID}, Original: plan.Owner{UID: e.UID, GID: e.GID}, Current: currentOwner(e.Path)})
+				To: owner.UIDGID{UID: e.TargetUID, GID: e.TargetGID}, Original: owner.UIDGID{UID: e.UID, GID: e.GID}, Current: currentOwner(e.Path)})
 			continue
 		}
 		d := r.decide(e, st, reason.Migrated())
@@ -256,21 +255,21 @@ func kindFor(e *journal.Entry, domain string) string {
 	return ""
 }
 
-func currentOwner(p string) *plan.Owner {
+func currentOwner(p string) *owner.UIDGID {
 	h, err := owner.Open(p)
 	if err != nil {
 		return nil
 	}
 	defer h.Close()
 	uid, gid := h.Owner()
-	return &plan.Owner{UID: uid, GID: gid}
+	return &owner.UIDGID{UID: uid, GID: gid}
 }
 
 // decide works out what giving e back means now, only ever on the inode
 // that was recorded. It reads the host and changes nothing; the handle it
 // opens is carried in the decision for carryOutDecision.
 func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Decision {
-	orig := plan.Owner{UID: e.UID, GID: e.GID}
+	orig := owner.UIDGID{UID: e.UID, GID: e.GID}
 	d := Decision{Entry: e, Path: e.Path, Original: orig, To: orig, finish: true}
 	if e.ACL != nil {
 		return r.decideGrant(d, e, st)
@@ -285,9 +284,9 @@ func (r *Runner) decide(e *journal.Entry, st *journal.State, migrated bool) Deci
 	}
 	d.handle = h
 	uid, gid := h.Owner()
-	cur := plan.Owner{UID: uid, GID: gid}
+	cur := owner.UIDGID{UID: uid, GID: gid}
 	d.Current = &cur
-	target := plan.Owner{UID: e.TargetUID, GID: e.TargetGID}
+	target := owner.UIDGID{UID: e.TargetUID, GID: e.TargetGID}
 	if e.Shared && r.decideShared(&d, e, h, migrated) {
 		return d
 	}
@@ -355,7 +354,7 @@ func permsString(p owner.Perms) string {
 // rootOwner is what libvirt's DAC driver "restores" a file to when it
 // remembers no owner (remember_owner = 0, no xattrs on NFS, block devices,
 // xattrs lost in a crash).
-var rootOwner = plan.Owner{}
+var rootOwner = owner.UIDGID{}
 
 // locate finds the inode e recorded (see locate); when it cannot, d says
 // why and ok is false.

@@ -8,7 +8,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
 // OwnerXattr is the owner mark earlier versions wrote on files of shared
@@ -28,7 +27,7 @@ const OwnerXattr = "trusted.libvirt-dac-hook.owner"
 const maxMarkHosts = 64
 
 type mark struct {
-	Owner plan.Owner
+	Owner owner.UIDGID
 	Hosts []string // "machine-id/boot-id" of each host holding the file
 }
 

@@ -50,7 +50,7 @@ func (r *Runner) VerifyStart(d *domain.Domain, runsAsRoot func(label string) boo
 			return fmt.Errorf("%s (%s): %w", res.Path, res.From, err)
 		}
 		id := h.ID()
-		e := st.Lookup((&journal.Entry{Dev: id.Dev, Ino: id.Ino}).Key())
+		e := st.Lookup(journal.Key(id))
 		same := e != nil && owner.SameBirth(e.Birth, h)
 		h.Close()
 		if !same || !holdsLive(e, d.Name, r.Store.BootID) {

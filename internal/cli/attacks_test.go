@@ -61,7 +61,7 @@ func coopRig(t *testing.T) (*fixture, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cli.SetLiveDirs([]string{f.path("pool")}))
-	t.Cleanup(cli.SetRunDir(f.path("run"))) // no QEMU of the host's libvirt counts
+	t.Cleanup(setRunDir(f.path("run"))) // no QEMU of the host's libvirt counts
 	f.startWatcher()
 	return f, f.prepareCooperative()
 }
@@ -92,7 +92,7 @@ func TestAttackInodeReuseWithoutBirthTime(t *testing.T) {
 	pool := f.path("pool")
 	mountNoBirth(t, f.path("pool.img"), pool)
 	t.Cleanup(cli.SetLiveDirs([]string{pool}))
-	t.Cleanup(cli.SetRunDir(f.path("run")))
+	t.Cleanup(setRunDir(f.path("run")))
 	f.startWatcher()
 	xml := f.prepareCooperative()
 	f.write("pool/hot.img", "user's disk", userUID)
@@ -352,7 +352,7 @@ func TestAttackOddDomainNames(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(cli.SetLiveDirs([]string{f.path("pool")}))
-			t.Cleanup(cli.SetRunDir(f.path("run")))
+			t.Cleanup(setRunDir(f.path("run")))
 			f.startWatcher()
 			f.write("pool/hot.img", "hot", userUID)
 			xml := f.domainXML(tc.domain, standardDisks)

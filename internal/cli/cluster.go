@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -15,13 +14,11 @@ import (
 // clusterRecordDirs are the record directories of shared filesystems this
 // host sees now.
 func clusterRecordDirs(s *setup) []string {
-	return s.clusterDirs().Known(filepath.Join(procRoot, "self", "mountinfo"))
+	return apply.ClusterRecordDirs(s.clusterDirs())
 }
 
 // cmdForgetHost is the admin's answer to a host that died holding files
-// on shared storage and never comes back: its holds are dropped from every
-// cluster record this host sees, and files no host holds any more get
-// their original owners back.
+// on shared storage and never comes back: see apply.Runner.ForgetHost.
 func cmdForgetHost(e *env, args []string) error {
 	fs := newFlags(e, "forget-host", "forget-host HOSTID\n\nA host that died holding files on shared storage and will not come back: drops its holds from the cluster records\n(`status` lists them by host) and gives back the files no other host holds. Only when that host runs no QEMU any more.")
 	if err := parseFlags(fs, args); err != nil {
@@ -31,31 +28,15 @@ func cmdForgetHost(e *env, args []string) error {
 		return withCode(ExitUsage, errors.New("give the id of the host to forget (as `status` shows it)"))
 	}
 	gone := fs.Arg(0)
-	s, err := loadSetup(e, false)
+	s, r, err := byHand(e)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	r, err := s.runner()
-	if err != nil {
-		return err
-	}
-	r.DryRun = false
 	if gone == r.Host() {
 		return withCode(ExitUsage, fmt.Errorf("%s is this host: use `libvirt-dac-hook restore`", gone))
 	}
-	return r.ReleaseHolders(clusterRecordDirs(s), func(h cluster.Holder) bool { return h.Host == gone }, "forget-host")
-}
-
-// releaseOwnHolders drops this host's holds from the cluster records:
-// those of earlier boots (restore --stale, boot), or all (restore --all).
-func releaseOwnHolders(s *setup, r *apply.Runner, all bool, op string) error {
-	dirs := clusterRecordDirs(s)
-	if len(dirs) == 0 {
-		return nil
-	}
-	me, boot := r.Host(), r.Store.BootID
-	return r.ReleaseHolders(dirs, func(h cluster.Holder) bool { return h.Host == me && (all || h.Boot != boot) }, op)
+	return r.ForgetHost(gone)
 }
 
 // clusterStatus is the cluster part of `status`.

@@ -397,28 +397,15 @@ func cmdRestore(e *env, args []string) error {
 	if n != 1 || fs.NArg() > 0 {
 		return withCode(ExitUsage, errors.New("give exactly one of --stale, --domain NAME, --all, --state-file FILE"))
 	}
-	s, err := loadSetup(e, false)
+	s, r, err := byHand(e)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	r, err := s.runner()
-	if err != nil {
-		return err
-	}
-	r.DryRun = false
 	if *file != "" {
 		return r.RestoreFile(*file)
 	}
-	err = r.Restore(apply.Selector{All: *all, Stale: *stale, Domain: *dom})
-	if *stale || *dom != "" {
-		err = errors.Join(err, restoreInventories(s, r, *dom))
-	}
-	if *stale || *all {
-		// This host's holds in the cluster records of shared files.
-		err = errors.Join(err, releaseOwnHolders(s, r, *all, "restore"))
-	}
-	return err
+	return r.Recover(apply.Selector{All: *all, Stale: *stale, Domain: *dom}, "restore")
 }
 
 func cmdVersion(e *env, args []string) error {

@@ -60,7 +60,7 @@ func TestDoctor(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	defer cli.SetDoctorPaths(hook, []string{closed, open})()
+	defer setDoctorPaths(hook, []string{closed, open})()
 	f.writeQEMUConf("user = \"+64055\"\ngroup = \"+64055\"\ndynamic_ownership = 0\n")
 	// An image its owner cannot read: after the chown QEMU cannot either.
 	f.write("img/noread.raw", "", imageUID)
@@ -146,7 +146,7 @@ func TestDoctorVerdict(t *testing.T) {
 	if err := os.Chown(other, 1234, 1234); err != nil {
 		t.Fatal(err)
 	}
-	defer cli.SetDoctorPaths(hook, []string{other, filepath.Join(f.root, "absent")})()
+	defer setDoctorPaths(hook, []string{other, filepath.Join(f.root, "absent")})()
 	for _, tc := range []struct {
 		name, conf, mode string
 	}{

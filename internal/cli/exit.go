@@ -49,7 +49,8 @@ func exitCode(err error) int {
 	if errors.As(err, &ce) {
 		return ce.code
 	}
-	if errors.Is(err, journal.ErrLockTimeout) || errors.Is(err, journal.ErrDamaged) {
+	var unusable *journal.UnusableError
+	if errors.As(err, &unusable) || errors.Is(err, journal.ErrLockTimeout) || errors.Is(err, journal.ErrDamaged) {
 		return ExitState
 	}
 	return ExitFailed

@@ -1,23 +1,5 @@
 package cli
 
-import "github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
-
-// SetDoctorPaths points doctor at a test's hook path and libvirt state
-// directories; the returned func puts the real ones back.
-func SetDoctorPaths(hook string, dirs []string) func() {
-	oldHook, oldDirs := hookPath, stateDirs
-	hookPath, stateDirs = hook, dirs
-	return func() { hookPath, stateDirs = oldHook, oldDirs }
-}
-
-// SetRunDir points grant at a test's libvirt run directory; the returned
-// func puts the real one back.
-func SetRunDir(dir string) func() {
-	old, oldApply := libvirtRunDir, apply.RunDir
-	libvirtRunDir, apply.RunDir = dir, dir
-	return func() { libvirtRunDir, apply.RunDir = old, oldApply }
-}
-
 // JournalKnows is the watcher's question to the journal.
 var JournalKnows = journalKnows
 

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/doctor"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
 
@@ -271,4 +273,28 @@ type noRead struct{ t *testing.T }
 func (r noRead) Read([]byte) (int, error) {
 	r.t.Errorf("stdin was read")
 	return 0, io.EOF
+}
+
+// setRunDir points the hook at a test's libvirt run directory; the
+// returned func puts the real one back.
+func setRunDir(dir string) func() {
+	old := qemuproc.RunDir
+	qemuproc.RunDir = dir
+	return func() { qemuproc.RunDir = old }
+}
+
+// setProcRoot points the hook's view of QEMU processes at a test's
+// process tree; the returned func puts the real one back.
+func setProcRoot(dir string) func() {
+	old := qemuproc.ProcRoot
+	qemuproc.ProcRoot = dir
+	return func() { qemuproc.ProcRoot = old }
+}
+
+// setDoctorPaths points doctor at a test's hook path and libvirt state
+// directories; the returned func puts the real ones back.
+func setDoctorPaths(hook string, dirs []string) func() {
+	oldHook, oldDirs := doctor.HookPath, doctor.StateDirs
+	doctor.HookPath, doctor.StateDirs = hook, dirs
+	return func() { doctor.HookPath, doctor.StateDirs = oldHook, oldDirs }
 }

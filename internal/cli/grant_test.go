@@ -8,8 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
 )
 
 // fakeRunning makes the fixture's libvirt run directory say that domain
@@ -20,7 +18,7 @@ func (f *fixture) fakeRunning(name string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		f.t.Fatal(err)
 	}
-	f.t.Cleanup(cli.SetRunDir(dir))
+	f.t.Cleanup(setRunDir(dir))
 	if err := os.WriteFile(filepath.Join(dir, name+".pid"), fmt.Appendf(nil, "%d\n", f.fakeQEMU()), 0o600); err != nil {
 		f.t.Fatal(err)
 	}
@@ -77,7 +75,7 @@ func (f *fixture) fakeQEMUHolding(rel string) *exec.Cmd {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		f.t.Fatal(err)
 	}
-	f.t.Cleanup(cli.SetRunDir(dir))
+	f.t.Cleanup(setRunDir(dir))
 	if err := os.WriteFile(filepath.Join(dir, "holder.pid"), fmt.Appendf(nil, "%d\n", c.Process.Pid), 0o600); err != nil {
 		f.t.Fatal(err)
 	}

@@ -14,7 +14,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
 )
 
 // logTag is the syslog identifier of every entry: `journalctl -t
@@ -168,8 +170,8 @@ var messageIDs = map[string]string{
 	"release of files labelled during the run incomplete":                                     MsgReleaseIncomplete,
 	"the ACL mask gained x, which also lets these entries search the directory until release": MsgACLMaskWidened,
 	"still open by a running QEMU: left with its owner":                                       MsgLeftAlone,
-	bootSummary:             MsgBootRestore,
-	reclaimSummary:          MsgReclaim,
+	apply.BootSummary:       MsgBootRestore,
+	reclaim.Summary:         MsgReclaim,
 	"reclaim failed":        MsgReclaimFailed,
 	"mode and ACL put back": MsgPermsRestored,
 }

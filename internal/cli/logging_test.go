@@ -14,7 +14,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
 )
 
 // fakeJournal is a datagram socket standing in for journald's.
@@ -271,8 +273,8 @@ func TestMessageID(t *testing.T) {
 		{"owner changed by someone else while held (found 0:0, QEMU had 64055:64055): left alone", MsgLeftAlone},
 		{"migrated: left with QEMU's owner on the shared filesystem", MsgMigrated},
 		{"dry run: would chown", MsgDryRun},
-		{bootSummary, MsgBootRestore},
-		{reclaimSummary, MsgReclaim},
+		{apply.BootSummary, MsgBootRestore},
+		{reclaim.Summary, MsgReclaim},
 		{"reclaim failed", MsgReclaimFailed},
 		{"something else", ""},
 	} {

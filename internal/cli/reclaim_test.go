@@ -75,8 +75,8 @@ func TestReclaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.write("run/running.pid", "42", 0)
-	defer cli.SetProcRoot(proc)()
-	defer cli.SetRunDir(f.path("run"))()
+	defer setProcRoot(proc)()
+	defer setRunDir(f.path("run"))()
 
 	reclaimJSON := func(args ...string) (reclaimOut, result) {
 		t.Helper()

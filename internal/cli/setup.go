@@ -86,6 +86,24 @@ func (s *setup) runner() (*apply.Runner, error) {
 	return s.runnerOn(st), nil
 }
 
+// byHand is the start of every command that gives owners back by hand
+// (restore, forget-host): the configuration and a Runner on its state
+// directory that acts even when dry_run is on, since dry_run is for hook
+// mode. The caller closes the setup.
+func byHand(e *env) (*setup, *apply.Runner, error) {
+	s, err := loadSetup(e, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := s.runner()
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	r.DryRun = false
+	return s, r, nil
+}
+
 // runnerOn is the Runner of this configuration on an opened state
 // directory.
 func (s *setup) runnerOn(st *journal.Store) *apply.Runner {

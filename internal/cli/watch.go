@@ -6,11 +6,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
@@ -19,9 +17,6 @@ import (
 // watcherWait bounds a hook's handshake with the watcher: libvirt waits
 // for the hook, and a watcher that hangs must not hang a domain's start.
 const watcherWait = 5 * time.Second
-
-// watcherPing bounds doctor's question whether a watcher answers.
-const watcherPing = 2 * time.Second
 
 // syncWatcher is the handshake of prepare (gen: the record just written)
 // and release (the record about to be read back): see watch.Sync. A
@@ -49,7 +44,7 @@ func journalKnows(st *journal.Store) func([]inventory.File) []bool {
 			return nil // unknown: release asks the journal again
 		}
 		for i, f := range fs {
-			out[i] = view.Lookup((&journal.Entry{Dev: f.ID.Dev, Ino: f.ID.Ino}).Key()) != nil
+			out[i] = view.Lookup(journal.Key(f.ID.Inode())) != nil
 		}
 		return out
 	}
@@ -108,19 +103,4 @@ func notifyReady() error {
 		return fmt.Errorf("notify %s: %w", sock, err)
 	}
 	return nil
-}
-
-// checkWatcher reports, in cooperative mode, whether a watcher answers:
-// without one, files libvirt labels during a run keep the owner it
-// leaves them.
-func checkWatcher(rep *report, s *setup) {
-	if s.qemu.Mode() != config.Cooperative || !s.hook.LiveWatch {
-		return
-	}
-	if err := watch.Ping(s.hook.StateDir, watcherPing); err != nil {
-		rep.add(finding{"watcher", statusWarn, err.Error() + ": files libvirt labels during a run keep the owner libvirt leaves them",
-			"systemctl enable --now libvirt-dac-hook-watch (without systemd: run `libvirt-dac-hook watch` beside libvirtd)"})
-		return
-	}
-	rep.add(finding{"watcher", statusOK, "answers on " + filepath.Join(s.hook.StateDir, watch.SocketName), ""})
 }

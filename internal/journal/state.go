@@ -75,19 +75,32 @@ type Entry struct {
 // Key identifies an entry: a chown entry by inode, an ACL entry by inode
 // and the uid it grants.
 func (e *Entry) Key() string {
-	// strconv, not fmt: keys are built for every entry a call touches and
-	// in every sort comparison.
-	b := make([]byte, 0, 48)
 	if e.ACL != nil {
-		b = append(b, "acl:"...)
+		return ACLKey(owner.ID{Dev: e.Dev, Ino: e.Ino}, e.TargetUID)
 	}
-	b = strconv.AppendUint(b, e.Dev, 10)
+	return Key(owner.ID{Dev: e.Dev, Ino: e.Ino})
+}
+
+// Key is the key of the chown entry of inode id. strconv, not fmt: keys
+// are built for every entry a call touches and in every sort comparison.
+func Key(id owner.ID) string {
+	b := make([]byte, 0, 41)
+	b = strconv.AppendUint(b, id.Dev, 10)
 	b = append(b, ':')
-	b = strconv.AppendUint(b, e.Ino, 10)
-	if e.ACL != nil {
-		b = append(b, ':')
-		b = strconv.AppendUint(b, uint64(e.TargetUID), 10)
-	}
+	b = strconv.AppendUint(b, id.Ino, 10)
+	return string(b)
+}
+
+// ACLKey is the key of the entry of the search ACL granted to uid on
+// directory id.
+func ACLKey(id owner.ID, uid uint32) string {
+	b := make([]byte, 0, 56)
+	b = append(b, "acl:"...)
+	b = strconv.AppendUint(b, id.Dev, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, id.Ino, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(uid), 10)
 	return string(b)
 }
 

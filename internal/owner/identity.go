@@ -43,6 +43,10 @@ type Identity struct {
 	MountID    int    `json:"mount_id,omitempty"`
 }
 
+// Inode is the device and inode number of the identity, the key every
+// record of the inode is found by.
+func (id Identity) Inode() ID { return ID{Dev: id.Dev, Ino: id.Ino} }
+
 // Identity takes the identity of the inode h holds. A filesystem without
 // file handles or generations gives an Identity without them; only a
 // failure to read what the filesystem does offer is an error.

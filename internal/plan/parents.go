@@ -86,7 +86,7 @@ func (b *builder) parent(st *Step, dir string, uid uint32, gids []uint32) error 
 	step := &Step{
 		Path: dir, Kind: KindParentDir, From: r.From, Action: SearchACL,
 		Reason:  fmt.Sprintf("add ACL user:%d:--x", uid),
-		Current: &Owner{duid, dgid},
+		Current: &owner.UIDGID{UID: duid, GID: dgid},
 		Handle:  h, ACL: &c,
 	}
 	if !c.Changed() {

@@ -25,24 +25,16 @@ const (
 	Error Action = "error" // cannot be done (dry run only; prepare fails instead)
 )
 
-// Owner is a uid:gid pair.
-type Owner struct {
-	UID uint32 `json:"uid"`
-	GID uint32 `json:"gid"`
-}
-
-func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
-
 // Step is one host file and what prepare does with it.
 type Step struct {
-	Path     string `json:"path"`
-	Kind     string `json:"kind"`
-	From     string `json:"from"`
-	Action   Action `json:"action"`
-	Reason   string `json:"reason,omitempty"`
-	Current  *Owner `json:"current,omitempty"`
-	Target   *Owner `json:"target,omitempty"`
-	ReadOnly bool   `json:"readonly,omitempty"`
+	Path     string        `json:"path"`
+	Kind     string        `json:"kind"`
+	From     string        `json:"from"`
+	Action   Action        `json:"action"`
+	Reason   string        `json:"reason,omitempty"`
+	Current  *owner.UIDGID `json:"current,omitempty"`
+	Target   *owner.UIDGID `json:"target,omitempty"`
+	ReadOnly bool          `json:"readonly,omitempty"`
 	// ACL is the change a SearchACL step makes (computed from the ACL the
 	// directory has now; prepare records it before making it).
 	ACL    *acl.Change `json:"acl,omitempty"`
@@ -80,11 +72,11 @@ type Step struct {
 
 // Plan is everything prepare would do for one domain.
 type Plan struct {
-	Domain string   `json:"domain"`
-	UUID   string   `json:"uuid,omitempty"`
-	Target *Owner   `json:"target,omitempty"`
-	Steps  []*Step  `json:"resources"`
-	Notes  []string `json:"notes,omitempty"`
+	Domain string        `json:"domain"`
+	UUID   string        `json:"uuid,omitempty"`
+	Target *owner.UIDGID `json:"target,omitempty"`
+	Steps  []*Step       `json:"resources"`
+	Notes  []string      `json:"notes,omitempty"`
 	// Mode is the hook's mode the plan was shown for (set by the caller).
 	Mode string `json:"mode,omitempty"`
 }
@@ -194,7 +186,7 @@ type builder struct {
 	pathBytes int
 	// domainTarget is the owner for resources without their own label;
 	// nil when the domain needs nothing changed.
-	domainTarget *Owner
+	domainTarget *owner.UIDGID
 	skipAll      string
 	// domainGroups are QEMU's groups when a static DAC label, not
 	// qemu.conf, names the owner: the label user's own (libvirt runs QEMU
@@ -211,11 +203,11 @@ func (b *builder) build(d *domain.Domain) error {
 		if err != nil {
 			return &StepError{From: "seclabel[model=dac]/label", Err: err}
 		}
-		b.domainTarget = &Owner{id.UID, id.GID}
+		b.domainTarget = &owner.UIDGID{UID: id.UID, GID: id.GID}
 		// A labelled QEMU gets the label user's groups, not qemu.conf's.
 		b.domainGroups = append([]uint32{id.GID}, id.Groups...)
 	default:
-		b.domainTarget = &Owner{b.env.RunAs.UID, b.env.RunAs.GID}
+		b.domainTarget = &owner.UIDGID{UID: b.env.RunAs.UID, GID: b.env.RunAs.GID}
 	}
 	if b.domainTarget != nil && b.domainTarget.UID == 0 {
 		b.skipAll = "QEMU runs as root"
@@ -328,7 +320,7 @@ func (b *builder) file(r *domain.Resource, given string, want owner.Want, depth 
 	uid, gid := h.Owner()
 	st := &Step{
 		Path: h.Path, Kind: string(r.Kind), From: r.From,
-		Current: &Owner{uid, gid}, Target: target,
+		Current: &owner.UIDGID{UID: uid, GID: gid}, Target: target,
 		ReadOnly: r.ReadOnly, Shared: r.Shared, Handle: h,
 		LinkOwners: linkOwners,
 	}
@@ -376,7 +368,7 @@ func (b *builder) skipReason(r *domain.Resource) string {
 // it opens them: those of r's own DAC label when it has one, else the
 // domain's. rootLabel reports a label that runs QEMU as root, for which
 // nothing needs changing.
-func (b *builder) runAs(r *domain.Resource) (target *Owner, gids []uint32, rootLabel bool, err error) {
+func (b *builder) runAs(r *domain.Resource) (target *owner.UIDGID, gids []uint32, rootLabel bool, err error) {
 	if r.Label == "" {
 		if b.domainGroups != nil {
 			return b.domainTarget, b.domainGroups, false, nil
@@ -390,14 +382,14 @@ func (b *builder) runAs(r *domain.Resource) (target *Owner, gids []uint32, rootL
 	if id.UID == 0 {
 		return nil, nil, true, nil
 	}
-	return &Owner{id.UID, id.GID}, append([]uint32{id.GID}, id.Groups...), false, nil
+	return &owner.UIDGID{UID: id.UID, GID: id.GID}, append([]uint32{id.GID}, id.Groups...), false, nil
 }
 
 // check applies the owner policy to the file h holds, and the rules for
 // header-named files when headerOf is set. It returns the link owners
 // admitted pending the journal's word and, for a header-named file, what
 // its owner rule assumed: prepare checks both again under its lock.
-func (b *builder) check(h *owner.Handle, r *domain.Resource, want owner.Want, target *Owner, headerOf *Step) ([]uint32, *OwnerCheck, error) {
+func (b *builder) check(h *owner.Handle, r *domain.Resource, want owner.Want, target *owner.UIDGID, headerOf *Step) ([]uint32, *OwnerCheck, error) {
 	var linkOwners []uint32
 	err := b.env.Policy.Check(h, want)
 	if errors.Is(err, owner.ErrLinkOwner) && h.Stat.Uid == target.UID {

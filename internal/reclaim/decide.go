@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/remembered"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // libvirt's remember_owner xattrs, as Scan reports and Decide judges them.
@@ -14,16 +15,8 @@ const (
 	XattrTimestamp = remembered.XattrTimestamp
 )
 
-// Owner is a uid and gid.
-type Owner struct {
-	UID uint32 `json:"uid"`
-	GID uint32 `json:"gid"`
-}
-
 // Root is root:root, what a file gets back when nothing records its owner.
-var Root = Owner{}
-
-func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
+var Root = owner.UIDGID{}
 
 // Kind is what a file is.
 type Kind string
@@ -36,26 +29,29 @@ const (
 
 // File is what Scan found out about one inode owned by QEMU's user.
 type File struct {
-	Path  string `json:"path"`
-	Kind  Kind   `json:"kind"`
-	Dev   uint64 `json:"dev"`
-	Ino   uint64 `json:"ino"`
-	Owner Owner  `json:"owner"`
-	Nlink uint64 `json:"nlink"`
+	Path  string       `json:"path"`
+	Kind  Kind         `json:"kind"`
+	Dev   uint64       `json:"dev"`
+	Ino   uint64       `json:"ino"`
+	Owner owner.UIDGID `json:"owner"`
+	Nlink uint64       `json:"nlink"`
 	// Dir is the owner of the directory the file is in.
-	Dir Owner `json:"dir_owner"`
+	Dir owner.UIDGID `json:"dir_owner"`
 	// Label and Refs are libvirt's remember_owner xattrs as read, ""
 	// when absent.
 	Label string `json:"libvirt_label,omitempty"`
 	Refs  string `json:"libvirt_refs,omitempty"`
 }
 
+// ID is the file's inode.
+func (f File) ID() owner.ID { return owner.ID{Dev: f.Dev, Ino: f.Ino} }
+
 // Options are the facts Decide judges files against.
 type Options struct {
 	// QEMU is the user and group QEMU runs as (qemu.conf).
-	QEMU Owner
+	QEMU owner.UIDGID
 	// Force, when set, is the owner every file gets (--owner).
-	Force *Owner
+	Force *owner.UIDGID
 	// InUse names the files a running domain uses, with why; nil is none.
 	InUse *InUse
 	// Protected reports paths the hook never changes (protected_paths).
@@ -64,7 +60,7 @@ type Options struct {
 	AllowHardlinks bool
 	// Recorded gives the original owner the cluster records of shared
 	// filesystems keep for a path (by path and inode), and where it is.
-	Recorded func(f File) (o Owner, where string, ok bool)
+	Recorded func(f File) (o owner.UIDGID, where string, ok bool)
 }
 
 // Verdict is what to do with one file, and why.
@@ -73,7 +69,7 @@ type Verdict struct {
 	// Action is "give back" or "skip".
 	Action string `json:"action"`
 	// To is the owner it gets back (when Action is "give back").
-	To *Owner `json:"to,omitempty"`
+	To *owner.UIDGID `json:"to,omitempty"`
 	// Reason says where To comes from, or why the file is skipped.
 	Reason string `json:"reason"`
 	// ClearLabel: libvirt's xattrs are removed with the give-back, so
@@ -103,7 +99,7 @@ func Decide(f File, o Options) Verdict {
 	if why, used := o.InUse.OfFile(f); used {
 		return skip("in use: " + why)
 	}
-	var to Owner
+	var to owner.UIDGID
 	switch {
 	case o.Force != nil:
 		to, v.Reason = *o.Force, "--owner"
@@ -113,7 +109,7 @@ func Decide(f File, o Options) Verdict {
 		if err != nil {
 			return skip(fmt.Sprintf("libvirt's %s is unreadable (%s); give --owner", XattrDAC, err))
 		}
-		to = Owner(l)
+		to = l
 		v.Reason = "libvirt remembered " + strings.TrimRight(f.Label, "\x00") + " in " + XattrDAC
 		if f.Refs != "" {
 			v.Reason += fmt.Sprintf(" (%s = %s, stale: no running QEMU uses the file)", XattrRefDAC, strings.TrimRight(f.Refs, "\x00"))
@@ -141,7 +137,7 @@ func Decide(f File, o Options) Verdict {
 	return v
 }
 
-func recorded(f File, o Options, to *Owner, reason *string) bool {
+func recorded(f File, o Options, to *owner.UIDGID, reason *string) bool {
 	r, where, ok := o.Recorded(f)
 	if ok {
 		*to, *reason = r, "the cluster record in "+where
@@ -152,20 +148,19 @@ func recorded(f File, o Options, to *Owner, reason *string) bool {
 // InUse names the files a running domain uses, with why: by inode, and
 // by path for records whose device number may be another boot's.
 type InUse struct {
-	inodes map[[2]uint64]string
+	inodes map[owner.ID]string
 	paths  map[string]string
 }
 
 // NewInUse returns an empty InUse.
 func NewInUse() *InUse {
-	return &InUse{inodes: make(map[[2]uint64]string), paths: make(map[string]string)}
+	return &InUse{inodes: make(map[owner.ID]string), paths: make(map[string]string)}
 }
 
-// Add records dev:ino as used, keeping the first reason.
-func (u *InUse) Add(dev, ino uint64, why string) {
-	k := [2]uint64{dev, ino}
-	if _, ok := u.inodes[k]; !ok {
-		u.inodes[k] = why
+// Add records inode id as used, keeping the first reason.
+func (u *InUse) Add(id owner.ID, why string) {
+	if _, ok := u.inodes[id]; !ok {
+		u.inodes[id] = why
 	}
 }
 
@@ -176,18 +171,18 @@ func (u *InUse) AddPath(p, why string) {
 	}
 }
 
-// Of reports whether dev:ino is used, and why.
-func (u *InUse) Of(dev, ino uint64) (string, bool) {
+// Of reports whether inode id is used, and why.
+func (u *InUse) Of(id owner.ID) (string, bool) {
 	if u == nil {
 		return "", false
 	}
-	why, ok := u.inodes[[2]uint64{dev, ino}]
+	why, ok := u.inodes[id]
 	return why, ok
 }
 
 // OfFile reports whether f is used, by inode or by path, and why.
 func (u *InUse) OfFile(f File) (string, bool) {
-	if why, ok := u.Of(f.Dev, f.Ino); ok {
+	if why, ok := u.Of(f.ID()); ok {
 		return why, ok
 	}
 	if u == nil {

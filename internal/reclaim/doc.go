@@ -8,6 +8,8 @@
 // is, what libvirt's remember_owner xattrs say, who owns its directory.
 // InUse collects the inodes a running domain uses: those the hook's
 // journal records and those a running QEMU process has open. Decide is
-// pure: facts in, verdict out. Changing owners is the caller's (it must
-// journal the change first); this package never changes anything.
+// pure: facts in, verdict out. Env.Judge decides every file found against
+// the host as it is; Env.GiveBack changes owners, write-ahead: under the
+// journal's lock, each file is judged again on its handle, recorded
+// durably, then chowned through that handle and forgotten.
 package reclaim

@@ -6,6 +6,7 @@ import (
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // AddJournal marks every file the hook's journal records, by inode and by
@@ -24,7 +25,7 @@ func (u *InUse) AddJournal(st *journal.State) {
 		if len(hs) > 0 {
 			why = "recorded in the hook's journal, held by " + strings.Join(hs, ", ") + " (`status` tells whether that is stale)"
 		}
-		u.Add(e.Dev, e.Ino, why)
+		u.Add(owner.ID{Dev: e.Dev, Ino: e.Ino}, why)
 		u.AddPath(e.Path, why)
 	}
 }
@@ -43,7 +44,7 @@ func (u *InUse) AddProcesses(runDir, procRoot string, uid uint32) error {
 		if p.Domain != "" {
 			who += " (domain " + p.Domain + ")"
 		}
-		u.Add(id.Dev, id.Ino, who)
+		u.Add(id, who)
 	}
 	return nil
 }

@@ -9,15 +9,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
-func ino(t *testing.T, p string) (uint64, uint64) {
+func ino(t *testing.T, p string) owner.ID {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Stat(p, &st); err != nil {
 		t.Fatal(err)
 	}
-	return st.Dev, st.Ino
+	return owner.ID{Dev: st.Dev, Ino: st.Ino}
 }
 
 // TestAddProcesses reads a fake /proc and run directory: only a process a
@@ -89,13 +90,13 @@ func TestAddJournal(t *testing.T) {
 	st.Add(&journal.Entry{Path: "/b", Dev: 1, Ino: 3})
 	u := NewInUse()
 	u.AddJournal(st)
-	if why, ok := u.Of(1, 2); !ok || !strings.Contains(why, "held by vm1, vm2") {
+	if why, ok := u.Of(owner.ID{Dev: 1, Ino: 2}); !ok || !strings.Contains(why, "held by vm1, vm2") {
 		t.Errorf("held entry: %v %q", ok, why)
 	}
-	if why, ok := u.Of(1, 3); !ok || !strings.Contains(why, "pending") {
+	if why, ok := u.Of(owner.ID{Dev: 1, Ino: 3}); !ok || !strings.Contains(why, "pending") {
 		t.Errorf("pending entry: %v %q", ok, why)
 	}
-	if _, ok := u.Of(1, 4); ok {
+	if _, ok := u.Of(owner.ID{Dev: 1, Ino: 4}); ok {
 		t.Errorf("an inode the journal does not record is in use")
 	}
 	if why, ok := u.OfFile(File{Path: "/b", Dev: 7, Ino: 8}); !ok || !strings.Contains(why, "pending") {

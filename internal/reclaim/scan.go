@@ -27,7 +27,7 @@ import (
 func Scan(roots []string, uid uint32) ([]File, []string, error) {
 	var files []File
 	var notes []string
-	seen := make(map[[2]uint64]bool)
+	seen := make(map[owner.ID]bool)
 	for _, root := range roots {
 		found, ns, err := scanRoot(root, uid, seen)
 		if err != nil {
@@ -39,7 +39,7 @@ func Scan(roots []string, uid uint32) ([]File, []string, error) {
 	return files, notes, nil
 }
 
-func scanRoot(root string, uid uint32, seen map[[2]uint64]bool) ([]File, []string, error) {
+func scanRoot(root string, uid uint32, seen map[owner.ID]bool) ([]File, []string, error) {
 	if !filepath.IsAbs(root) {
 		return nil, nil, fmt.Errorf("%s: path is not absolute", root)
 	}
@@ -90,7 +90,7 @@ func scanRoot(root string, uid uint32, seen map[[2]uint64]bool) ([]File, []strin
 		if st.Uid != uid {
 			return nil
 		}
-		k := [2]uint64{st.Dev, st.Ino}
+		k := owner.ID{Dev: st.Dev, Ino: st.Ino}
 		if seen[k] {
 			return nil
 		}
@@ -147,6 +147,6 @@ func Inspect(h *owner.Handle) (File, error) {
 	if err := unix.Stat(dir, &dst); err != nil {
 		return File{}, fmt.Errorf("stat %s: %w", dir, err)
 	}
-	f.Dir = Owner{UID: dst.Uid, GID: dst.Gid}
+	f.Dir = owner.UIDGID{UID: dst.Uid, GID: dst.Gid}
 	return f, nil
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 const qemuUID = 64055
@@ -99,11 +101,11 @@ func TestScan(t *testing.T) {
 	for _, f := range files {
 		switch filepath.Base(f.Path) {
 		case "a.raw":
-			if f.Label != "+1000:+100" || f.Refs != "1" || f.Dir != (Owner{0, 0}) {
+			if f.Label != "+1000:+100" || f.Refs != "1" || f.Dir != (owner.UIDGID{UID: 0, GID: 0}) {
 				t.Errorf("a.raw: label %q refs %q dir %v", f.Label, f.Refs, f.Dir)
 			}
 		case "b.qcow2":
-			if f.Dir != (Owner{1000, 100}) || f.Label != "" || f.Kind != Regular || f.Owner.UID != qemuUID {
+			if f.Dir != (owner.UIDGID{UID: 1000, GID: 100}) || f.Label != "" || f.Kind != Regular || f.Owner.UID != qemuUID {
 				t.Errorf("b.qcow2: %+v", f)
 			}
 		}

@@ -1,7 +1,11 @@
-// Package qemuproc finds the files the QEMU processes of libvirt's
-// domains hold open: a file some QEMU still uses must not be given back,
-// even when no record says which domain has it (a disk hot-plugged into
-// another domain, labelled by libvirt during that domain's run).
+// Package qemuproc reads libvirt's run directory of its QEMU domains
+// (RunDir): whether a domain runs, and as what (Running, from its pid file
+// and status XML, without calling back into libvirt), and which files the
+// QEMU processes of libvirt's domains hold open (OpenFiles): a file some
+// QEMU still uses must not be given back, even when no record says which
+// domain has it (a disk hot-plugged into another domain, labelled by
+// libvirt during that domain's run). ReadPid is the one reader of pid
+// files, libvirt's and its daemons'.
 //
 // A process is one of libvirt's QEMUs when a pid file in libvirt's run
 // directory (/run/libvirt/qemu/DOMAIN.pid, root's alone to write) names

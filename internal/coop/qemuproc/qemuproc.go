@@ -10,10 +10,9 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-)
 
-// ID is an inode: device and inode number.
-type ID struct{ Dev, Ino uint64 }
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+)
 
 // Proc is a running QEMU of libvirt's holding a file open.
 type Proc struct {
@@ -22,28 +21,25 @@ type Proc struct {
 	Domain string
 }
 
-// RunDir is libvirt's run directory of its QEMU domains.
-const RunDir = "/run/libvirt/qemu"
-
 // OpenFiles maps every inode a QEMU of libvirt's holds open to one QEMU
 // holding it. Its processes are those the pid files in runDir
 // (normally RunDir) name, alive in procRoot (normally "/proc"), and, when
 // uids are given, running as one of them.
-func OpenFiles(runDir, procRoot string, uids ...uint32) (map[ID]Proc, error) {
+func OpenFiles(runDir, procRoot string, uids ...uint32) (map[owner.ID]Proc, error) {
 	ents, err := os.ReadDir(runDir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[ID]Proc{}, nil // libvirt runs no domain
+		return map[owner.ID]Proc{}, nil // libvirt runs no domain
 	}
 	if err != nil {
 		return nil, err
 	}
-	out := map[ID]Proc{}
+	out := map[owner.ID]Proc{}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".pid")
 		if !ok || !e.Type().IsRegular() {
 			continue
 		}
-		pid, ok := readPid(filepath.Join(runDir, e.Name()))
+		pid, ok := ReadPid(filepath.Join(runDir, e.Name()))
 		if !ok {
 			continue
 		}
@@ -63,24 +59,10 @@ func OpenFiles(runDir, procRoot string, uids ...uint32) (map[ID]Proc, error) {
 			if unix.Statx(unix.AT_FDCWD, filepath.Join(dir, "fd", fd.Name()), unix.AT_STATX_DONT_SYNC, unix.STATX_INO, &st) != nil {
 				continue
 			}
-			out[ID{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino}] = p
+			out[owner.ID{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino}] = p
 		}
 	}
 	return out, nil
-}
-
-// readPid reads a libvirt pid file (a decimal number, maybe a newline).
-func readPid(p string) (int, bool) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, false
-	}
-	f := os.NewFile(uintptr(fd), p)
-	defer func() { _ = f.Close() }() // read only
-	b := make([]byte, 32)
-	n, _ := f.Read(b)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n])))
-	return pid, err == nil && pid > 1
 }
 
 // IsQEMU reports whether the process at /proc/PID dir runs a binary named

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 const qemuUID, userUID = 64055, 64056
@@ -73,12 +75,12 @@ func TestOpenFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := func(p string) ID {
+	id := func(p string) owner.ID {
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err != nil {
 			t.Fatal(err)
 		}
-		return ID{st.Dev, st.Ino}
+		return owner.ID{Dev: st.Dev, Ino: st.Ino}
 	}
 	if p := got[id(files["vm1.img"])]; p.PID != q.Process.Pid || p.Domain != "vm1" {
 		t.Errorf("OpenFiles()[vm1.img] = %+v, want pid %d of domain vm1", p, q.Process.Pid)

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // The xattrs libvirt's DAC driver keeps on a file it labelled.
@@ -23,27 +25,19 @@ var Xattrs = []string{XattrDAC, XattrRefDAC, XattrTimestamp}
 // ErrBadLabel is wrapped when libvirt's remembered owner cannot be parsed.
 var ErrBadLabel = errors.New("not a +UID:+GID label")
 
-// Owner is a uid and gid.
-type Owner struct {
-	UID uint32 `json:"uid"`
-	GID uint32 `json:"gid"`
-}
-
-func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
-
 // ParseLabel parses libvirt's remembered DAC label, "+UID:+GID" (libvirt
 // writes the plus signs; a bare number is accepted too).
-func ParseLabel(s string) (Owner, error) {
+func ParseLabel(s string) (owner.UIDGID, error) {
 	u, g, ok := strings.Cut(strings.TrimRight(s, "\x00"), ":")
 	if !ok {
-		return Owner{}, fmt.Errorf("%q: %w", s, ErrBadLabel)
+		return owner.UIDGID{}, fmt.Errorf("%q: %w", s, ErrBadLabel)
 	}
 	uid, err1 := strconv.ParseUint(strings.TrimPrefix(u, "+"), 10, 32)
 	gid, err2 := strconv.ParseUint(strings.TrimPrefix(g, "+"), 10, 32)
 	if err1 != nil || err2 != nil || u == "" || g == "" || u == "+" || g == "+" {
-		return Owner{}, fmt.Errorf("%q: %w", s, ErrBadLabel)
+		return owner.UIDGID{}, fmt.Errorf("%q: %w", s, ErrBadLabel)
 	}
-	return Owner{UID: uint32(uid), GID: uint32(gid)}, nil
+	return owner.UIDGID{UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
 // Label reads the owner libvirt remembered for the inode at path, a path
@@ -53,7 +47,7 @@ func ParseLabel(s string) (Owner, error) {
 // not parse, or one libvirt itself would discard as a previous boot's
 // (timestamp_dac is not bootTime, Unix seconds): libvirt writes the host
 // boot time there, "%llu" or, in older releases, "HOSTUUID-%llu".
-func Label(path string, bootTime int64) (o Owner, ok bool) {
+func Label(path string, bootTime int64) (o owner.UIDGID, ok bool) {
 	get := func(name string) (string, bool) {
 		var buf [128]byte
 		n, err := unix.Getxattr(path, name, buf[:])
@@ -64,15 +58,15 @@ func Label(path string, bootTime int64) (o Owner, ok bool) {
 	}
 	refs, ok := get(XattrRefDAC)
 	if n, err := strconv.ParseUint(refs, 10, 32); !ok || err != nil || n == 0 {
-		return Owner{}, false
+		return owner.UIDGID{}, false
 	}
 	ts, ok := get(XattrTimestamp)
 	if !ok || !sameBoot(ts, bootTime) {
-		return Owner{}, false
+		return owner.UIDGID{}, false
 	}
 	label, ok := get(XattrDAC)
 	if !ok {
-		return Owner{}, false
+		return owner.UIDGID{}, false
 	}
 	o, err := ParseLabel(label)
 	return o, err == nil

@@ -9,23 +9,25 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 func TestParseLabel(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want Owner
+		want owner.UIDGID
 		err  bool
 	}{
-		{"+1000:+100", Owner{1000, 100}, false},
-		{"+0:+0", Owner{0, 0}, false},
-		{"0:0", Owner{0, 0}, false},
-		{"+1000:+100\x00", Owner{1000, 100}, false},
-		{"1000", Owner{}, true},
-		{"+:+1", Owner{}, true},
-		{"alice:users", Owner{}, true},
-		{"+4294967296:+0", Owner{}, true},
-		{"", Owner{}, true},
+		{"+1000:+100", owner.UIDGID{UID: 1000, GID: 100}, false},
+		{"+0:+0", owner.UIDGID{UID: 0, GID: 0}, false},
+		{"0:0", owner.UIDGID{UID: 0, GID: 0}, false},
+		{"+1000:+100\x00", owner.UIDGID{UID: 1000, GID: 100}, false},
+		{"1000", owner.UIDGID{}, true},
+		{"+:+1", owner.UIDGID{}, true},
+		{"alice:users", owner.UIDGID{}, true},
+		{"+4294967296:+0", owner.UIDGID{}, true},
+		{"", owner.UIDGID{}, true},
 	} {
 		got, err := ParseLabel(tc.in)
 		if (err != nil) != tc.err || got != tc.want {
@@ -77,18 +79,18 @@ func TestLabel(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		kv   map[string]string
-		want Owner
+		want owner.UIDGID
 		ok   bool
 	}{
-		{"labelled", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "2", XattrTimestamp: now}, Owner{1000, 100}, true},
-		{"utmp a second off", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1", XattrTimestamp: "1796156682"}, Owner{1000, 100}, true},
-		{"older format", map[string]string{XattrDAC: "+7:+8", XattrRefDAC: "1", XattrTimestamp: "1b6e2c3a-7d35-4a58-9b2a-7e3e0c6f2d11-1796156681"}, Owner{7, 8}, true},
-		{"previous boot", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1", XattrTimestamp: "1796000000"}, Owner{}, false},
-		{"no timestamp", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1"}, Owner{}, false},
-		{"no refs", map[string]string{XattrDAC: "+1000:+100", XattrTimestamp: now}, Owner{}, false},
-		{"refs zero", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "0", XattrTimestamp: now}, Owner{}, false},
-		{"bad label", map[string]string{XattrDAC: "alice", XattrRefDAC: "1", XattrTimestamp: now}, Owner{}, false},
-		{"none", nil, Owner{}, false},
+		{"labelled", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "2", XattrTimestamp: now}, owner.UIDGID{UID: 1000, GID: 100}, true},
+		{"utmp a second off", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1", XattrTimestamp: "1796156682"}, owner.UIDGID{UID: 1000, GID: 100}, true},
+		{"older format", map[string]string{XattrDAC: "+7:+8", XattrRefDAC: "1", XattrTimestamp: "1b6e2c3a-7d35-4a58-9b2a-7e3e0c6f2d11-1796156681"}, owner.UIDGID{UID: 7, GID: 8}, true},
+		{"previous boot", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1", XattrTimestamp: "1796000000"}, owner.UIDGID{}, false},
+		{"no timestamp", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "1"}, owner.UIDGID{}, false},
+		{"no refs", map[string]string{XattrDAC: "+1000:+100", XattrTimestamp: now}, owner.UIDGID{}, false},
+		{"refs zero", map[string]string{XattrDAC: "+1000:+100", XattrRefDAC: "0", XattrTimestamp: now}, owner.UIDGID{}, false},
+		{"bad label", map[string]string{XattrDAC: "alice", XattrRefDAC: "1", XattrTimestamp: now}, owner.UIDGID{}, false},
+		{"none", nil, owner.UIDGID{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := set(strings.ReplaceAll(tc.name, " ", "-"), tc.kv)

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
 )
 
 // DaemonPidFiles are the pid files of the daemons whose changes are
@@ -96,11 +98,7 @@ func (w *Watcher) daemons() []int {
 	}
 	var out []int
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+		if pid, ok := qemuproc.ReadPid(f); ok {
 			out = append(out, pid)
 		}
 	}

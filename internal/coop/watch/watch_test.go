@@ -447,6 +447,9 @@ func TestHandshake(t *testing.T) {
 	if err := Sync(r.state, "vm1", 0, 5*time.Second); err != nil {
 		t.Errorf("Sync after vm1's record is removed = %v", err)
 	}
+	// w.dirs is the main loop's: read it once Run has returned (teardown
+	// closes the directories but keeps the map).
+	r.stop()
 	if len(r.w.dirs) != 0 {
 		t.Errorf("watcher still follows %d directories after the only record is removed", len(r.w.dirs))
 	}

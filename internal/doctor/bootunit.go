@@ -1,4 +1,4 @@
-package cli
+package doctor
 
 import (
 	"os"
@@ -18,9 +18,9 @@ var unitDirs = []string{"/etc/systemd/system", "/usr/local/lib/systemd/system", 
 // checkBootUnit reports whether the boot unit is installed and enabled
 // (wanted by one of the targets or daemons its [Install] names): without
 // it, records a host crash leaves stay until `restore --stale`.
-func checkBootUnit(rep *report) {
+func checkBootUnit(rep *Report) {
 	if _, err := os.Stat(filepath.Join(systemdRoot, "/run/systemd/system")); err != nil {
-		rep.add(finding{"boot unit", statusOK, "systemd is not running: after a host crash, run `libvirt-dac-hook restore --stale` before starting libvirtd", ""})
+		rep.add(Finding{"boot unit", StatusOK, "systemd is not running: after a host crash, run `libvirt-dac-hook restore --stale` before starting libvirtd", ""})
 		return
 	}
 	found := ""
@@ -32,14 +32,14 @@ func checkBootUnit(rep *report) {
 		}
 	}
 	if found == "" {
-		rep.add(finding{"boot unit", statusWarn, bootUnit + " is not installed: records a host crash leaves stay until `restore --stale`", "make install, or install the package"})
+		rep.add(Finding{"boot unit", StatusWarn, bootUnit + " is not installed: records a host crash leaves stay until `restore --stale`", "make install, or install the package"})
 		return
 	}
 	for _, w := range []string{"multi-user.target", "libvirtd.service", "virtqemud.service"} {
 		if _, err := os.Stat(filepath.Join(systemdRoot, "/etc/systemd/system", w+".wants", bootUnit)); err == nil {
-			rep.add(finding{"boot unit", statusOK, found + " enabled (wanted by " + w + ")", ""})
+			rep.add(Finding{"boot unit", StatusOK, found + " enabled (wanted by " + w + ")", ""})
 			return
 		}
 	}
-	rep.add(finding{"boot unit", statusWarn, found + " is not enabled: records a host crash leaves stay until `restore --stale`", "systemctl enable " + bootUnit})
+	rep.add(Finding{"boot unit", StatusWarn, found + " is not enabled: records a host crash leaves stay until `restore --stale`", "systemctl enable " + bootUnit})
 }
