@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
@@ -69,7 +70,16 @@ func TestReleaseReasonOnSharedFS(t *testing.T) {
 		t.Fatalf("bindfs %s %s: %v: %s", f.path("img"), shared, err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("fusermount", "-u", shared).CombinedOutput(); err != nil {
+		// FUSE sends the release of a closed file to bindfs after close
+		// returns, and the mount is busy until bindfs has handled it.
+		var out []byte
+		var err error
+		for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if out, err = exec.Command("fusermount", "-u", shared).CombinedOutput(); err == nil || time.Now().After(end) {
+				break
+			}
+		}
+		if err != nil {
 			t.Errorf("fusermount -u %s: %v: %s", shared, err, out)
 		}
 	})
