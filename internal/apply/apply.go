@@ -47,6 +47,10 @@ type Runner struct {
 	n  int
 	// spaces are the record directories locked by this call.
 	spaces map[string]*cluster.Space
+	// shared caches isShared by handle: prepare asks for every file twice
+	// (which record directories to lock, then each entry), and the answer
+	// costs two statfs and, on FUSE, a read of the mount table.
+	shared map[*owner.Handle]bool
 }
 
 func (r *Runner) op() string {
@@ -60,6 +64,18 @@ func (r *Runner) isShared(h *owner.Handle) bool {
 	if r.SharedFS != nil {
 		return r.SharedFS(h)
 	}
+	if v, ok := r.shared[h]; ok {
+		return v
+	}
+	v := r.sharedNow(h)
+	if r.shared == nil {
+		r.shared = map[*owner.Handle]bool{}
+	}
+	r.shared[h] = v
+	return v
+}
+
+func (r *Runner) sharedNow(h *owner.Handle) bool {
 	sf, err := h.Statfs()
 	if err != nil || sf.Flags&unix.ST_RDONLY != 0 {
 		// Nothing on a read-only mount changes owner, so there is nothing
