@@ -1,13 +1,10 @@
 package owner
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -203,26 +200,13 @@ func mountPoint(mountID int) (string, bool) {
 	if mnt, ok := mounts.byID[mountID]; ok {
 		return mnt, true
 	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := os.ReadFile(mountinfoPath)
 	if err != nil {
 		return "", false
 	}
 	mounts.byID = map[int]string{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		id, _, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		n, err := strconv.Atoi(id)
-		if err != nil {
-			continue
-		}
-		if _, mnt, _, ok := parseMountinfo(line); ok {
-			mounts.byID[n] = mnt
-		}
+	for _, m := range ParseMounts(b) {
+		mounts.byID[int(m.ID)] = m.Point
 	}
 	mnt, ok := mounts.byID[mountID]
 	return mnt, ok
