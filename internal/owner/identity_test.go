@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func identityOf(t *testing.T, p string) Identity {
@@ -105,5 +107,44 @@ func TestIdentityOfDeviceNode(t *testing.T) {
 	}
 	if id.Ino == 0 {
 		t.Errorf("Identity(/dev/null) has no inode number")
+	}
+}
+
+// TestOpenHandleAt: a handle opens its inode under the path given, or
+// where it is now; once the inode is deleted the error is ErrNotSameFile.
+func TestOpenHandleAt(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := identityOf(t, p)
+	if len(id.Handle) == 0 {
+		t.Skip("the test directory's filesystem has no file handles")
+	}
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unix.Close(dfd) }()
+	for _, tc := range []struct{ path, want string }{{"/given/name", "/given/name"}, {"", p}} {
+		h, err := OpenHandleAt(dfd, id.HandleType, id.Handle, tc.path)
+		if err != nil {
+			t.Fatalf("OpenHandleAt(path %q) = %v", tc.path, err)
+		}
+		if h.Path != tc.want || h.ID() != id.Inode() {
+			t.Errorf("OpenHandleAt(path %q) = %s inode %v, want %s inode %v", tc.path, h.Path, h.ID(), tc.want, id.Inode())
+		}
+		_ = h.Close()
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := OpenHandleAt(dfd, id.HandleType, id.Handle, p); !errors.Is(err, ErrNotSameFile) {
+		if h != nil {
+			_ = h.Close()
+		}
+		t.Errorf("OpenHandleAt of a deleted file = %v, want ErrNotSameFile", err)
 	}
 }
