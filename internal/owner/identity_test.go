@@ -23,16 +23,24 @@ func identityOf(t *testing.T, p string) Identity {
 	return id
 }
 
-func TestOpenByIdentity(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "disk.img")
+// handledFile makes a file in a temp dir and takes its identity; the test
+// is skipped where the filesystem gives no file handles.
+func handledFile(t *testing.T) (dir, p string, id Identity) {
+	t.Helper()
+	dir = t.TempDir()
+	p = filepath.Join(dir, "disk.img")
 	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	id := identityOf(t, p)
+	id = identityOf(t, p)
 	if len(id.Handle) == 0 {
 		t.Skipf("%s: the filesystem gives no file handles", dir)
 	}
+	return dir, p, id
+}
+
+func TestOpenByIdentity(t *testing.T) {
+	dir, p, id := handledFile(t)
 	moved := filepath.Join(dir, "renamed.img")
 	if err := os.Rename(p, moved); err != nil {
 		t.Fatal(err)
@@ -114,15 +122,7 @@ func TestIdentityOfDeviceNode(t *testing.T) {
 // where it is now; once the inode is deleted the error is ErrNotSameFile.
 func TestOpenHandleAt(t *testing.T) {
 	needRoot(t)
-	dir := t.TempDir()
-	p := filepath.Join(dir, "disk.img")
-	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	id := identityOf(t, p)
-	if len(id.Handle) == 0 {
-		t.Skip("the test directory's filesystem has no file handles")
-	}
+	dir, p, id := handledFile(t)
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
