@@ -41,6 +41,10 @@ type Runner struct {
 	// files libvirt "restored" to root:root, its fallback when it
 	// remembers no owner.
 	Cooperative bool
+	// LiveDirs are the directories RecordLive adds to every domain's
+	// record besides those of its files; nil means DefaultLiveDirs.
+	// Tests point them at their own trees.
+	LiveDirs []string
 	// Op names the operation in log lines of Prepare: "prepare" when
 	// empty; "grant" when an admin hands files to a running domain.
 	Op string

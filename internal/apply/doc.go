@@ -23,4 +23,9 @@
 // `restore` and the boot unit (the journal's entries, the inventories of
 // domains no longer running, this host's cluster holds), Boot, which
 // opens nothing when nothing is stale, and ForgetHost.
+//
+// Cooperative mode's part of a run (live.go): RecordLive writes, after
+// Prepare, the inventory record the watcher follows; ReleaseLive gives
+// back what libvirt labelled during the run; JournalKnows tells the
+// watcher which changes were the hook's own.
 package apply

@@ -3,16 +3,112 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"time"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/qemuproc"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
 
 // KindLive marks, in decisions, a file of a domain's inventory: labelled
 // by libvirt during the run, not recorded by prepare.
 const KindLive = "live"
+
+// DefaultLiveDirs are recorded for every domain in cooperative mode
+// besides the directories of its own images: libvirt's default image
+// directories, and /dev for block devices and device nodes hot-plugged
+// later.
+var DefaultLiveDirs = []string{"/var/lib/libvirt/images", "/var/lib/libvirt/boot", "/dev"}
+
+// RecordLive writes, after Prepare carried out p in cooperative mode, the
+// domain's inventory record: the directories the watcher follows for it
+// (those of its files and LiveDirs, so that files libvirt labels during
+// the run get their owners back), who its QEMU runs as, and the files
+// prepare gave it (the journal's, not libvirt's labels). It returns the
+// record's generation, which the watcher's handshake names; 0 and no
+// record when the plan gives QEMU nothing (it runs as root).
+func (r *Runner) RecordLive(p *plan.Plan) (int64, error) {
+	if p.Target == nil {
+		return 0, nil
+	}
+	rec := inventory.New(p.Domain, r.Store.BootID, p.Target.UID, p.Target.GID, r.liveDirs(p))
+	rec.Gen = time.Now().UnixNano()
+	for _, st := range p.Steps {
+		if st.Handle != nil && (st.Action == plan.Chown || st.Action == plan.Keep) && len(rec.Held) < inventory.MaxFiles {
+			rec.Held = append(rec.Held, st.Handle.Path)
+		}
+	}
+	if err := inventory.Save(r.Store.Dir, rec); err != nil {
+		return 0, err
+	}
+	return rec.Gen, nil
+}
+
+// liveDirs are the directories whose files a domain's live operations are
+// likely to bring in: those of its regular files, plus LiveDirs.
+func (r *Runner) liveDirs(p *plan.Plan) []string {
+	extra := r.LiveDirs
+	if extra == nil {
+		extra = DefaultLiveDirs
+	}
+	dirs := make([]string, 0, len(extra)+len(p.Steps))
+	for _, d := range extra {
+		// inotify does not follow a symlinked directory
+		// (/var/lib/libvirt/images -> /srv/images): watch where it leads.
+		if target, err := filepath.EvalSymlinks(d); err == nil {
+			d = target
+		}
+		dirs = append(dirs, d)
+	}
+	for _, st := range p.Steps {
+		if st.Path == "" || domain.Kind(st.Kind).Types()&domain.TypeRegular == 0 {
+			continue
+		}
+		dirs = append(dirs, filepath.Dir(st.Path))
+	}
+	return dirs
+}
+
+// ReleaseLive is release's part in cooperative mode: it reads the
+// domain's inventory record, calls sync with its generation (the
+// watcher's handshake, so that what it saw is written down), gives back
+// what libvirt labelled during the run (ReleaseInventory), and removes the
+// record once nothing is left for later. No record, or one that cannot be
+// read (logged), gives nothing back.
+func (r *Runner) ReleaseLive(name string, sync func(gen int64)) error {
+	rec, err := inventory.Load(r.Store.Dir, name)
+	if err != nil {
+		r.Log.WithField("domain", name).WithError(err).Warn("inventory unreadable: files libvirt labelled during the run keep the owner libvirt left")
+	}
+	if rec == nil {
+		return nil
+	}
+	sync(rec.Gen)
+	forget := func() error { return inventory.Remove(r.Store.Dir, name) }
+	return r.ReleaseInventory(rec, "release", forget)
+}
+
+// JournalKnows answers the watcher from a read-only view of the journal:
+// the hook's own chowns (journal first, then chown) are not libvirt's.
+// A journal that cannot be read answers nothing (nil): release asks it
+// again.
+func JournalKnows(st *journal.Store) func([]inventory.File) []bool {
+	return func(fs []inventory.File) []bool {
+		out := make([]bool, len(fs))
+		view, err := st.Load()
+		if err != nil {
+			return nil
+		}
+		for i, f := range fs {
+			out[i] = view.Lookup(journal.Key(f.ID.Inode())) != nil
+		}
+		return out
+	}
+}
 
 // ReleaseInventory gives back, after libvirt's restore, the files of a
 // domain's directories that libvirt labelled during the run and left owned

@@ -3,9 +3,12 @@ package apply
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
@@ -63,4 +66,33 @@ func labelledFile(t *testing.T, dir, name string, proven bool) inventory.File {
 	}
 	f.Proven = proven
 	return f
+}
+
+// TestCheckTransient: only strict mode refuses <transient/> disks, and
+// the refusal names the disks and the qemu.conf to change.
+func TestCheckTransient(t *testing.T) {
+	off, on := false, true
+	for _, tc := range []struct {
+		name      string
+		transient []string
+		dynamic   *bool
+		want      string // "" for no error; else a part of the message
+	}{
+		{"strict, none", nil, &off, ""},
+		{"strict, two", []string{"vda", "vdb"}, &off, "disk vda, vdb is <transient/>"},
+		{"cooperative", []string{"vda"}, &on, ""},
+		{"libvirt's default is cooperative", []string{"vda"}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &domain.Domain{Name: "vm", Transient: tc.transient}
+			q := config.QEMU{Path: "/etc/libvirt/qemu.conf", DynamicOwnership: tc.dynamic}
+			err := CheckTransient(d, q)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("CheckTransient(%v) = %v, want nil", tc.transient, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), q.Path)):
+				t.Errorf("CheckTransient(%v) = %v, want an error with %q and %s", tc.transient, err, tc.want, q.Path)
+			}
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
@@ -14,6 +15,18 @@ import (
 // ErrUnchecked is wrapped when libvirt is about to give QEMU an image
 // that prepare did not check.
 var ErrUnchecked = errors.New("prepare did not check it")
+
+// CheckTransient refuses, in strict mode, a domain with <transient/>
+// disks: libvirt creates their overlays after the hook ran, and with
+// libvirt's labelling off nothing gives those to QEMU. Cooperative mode
+// takes them (libvirt labels the overlay).
+func CheckTransient(d *domain.Domain, q config.QEMU) error {
+	if len(d.Transient) == 0 || q.Mode() != config.Strict {
+		return nil
+	}
+	return fmt.Errorf("disk %s is <transient/>: libvirt creates its overlay after this hook ran, and in strict mode (dynamic_ownership = 0 in %s) nothing gives it to QEMU; "+
+		"use cooperative mode (set dynamic_ownership = 1 and restart libvirtd) or remove <transient/> from the disk", strings.Join(d.Transient, ", "), q.Path)
+}
 
 // VerifyStart runs after libvirt's labelling and before QEMU starts
 // (libvirt's "start begin"): the XML then holds the backing chains libvirt

@@ -1,10 +1,8 @@
 package cli
 
-// JournalKnows is the watcher's question to the journal.
-var JournalKnows = journalKnows
-
 // SetLiveDirs replaces the directories every cooperative domain's record
-// names besides its own; the returned func puts the real ones back.
+// names besides its own (apply.DefaultLiveDirs); the returned func puts
+// the real ones back.
 func SetLiveDirs(dirs []string) func() {
 	old := liveDirs
 	liveDirs = dirs

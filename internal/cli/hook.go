@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/domain"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 )
@@ -120,17 +116,10 @@ func releaseHook(s *setup, r *apply.Runner, name, extra string) error {
 	if s.hook.DryRun {
 		return err
 	}
-	rec, lerr := inventory.Load(s.hook.StateDir, name)
-	if lerr != nil {
-		log.WithError(lerr).Warn("inventory unreadable: files libvirt labelled during the run keep the owner libvirt left")
-	}
-	if rec != nil {
-		syncWatcher(s, name, rec.Gen, "release") // what it saw, written down
-		forget := func() error { return inventory.Remove(s.hook.StateDir, name) }
-		if ierr := r.ReleaseInventory(rec, "release", forget); ierr != nil {
-			log.WithError(ierr).Error("release of files labelled during the run incomplete")
-			err = errors.Join(err, ierr)
-		}
+	sync := func(gen int64) { syncWatcher(s, name, gen, "release") }
+	if lerr := r.ReleaseLive(name, sync); lerr != nil {
+		log.WithError(lerr).Error("release of files labelled during the run incomplete")
+		err = errors.Join(err, lerr)
 	}
 	return err
 }
@@ -150,72 +139,40 @@ func parseReason(extra string) (reason apply.Reason, known bool) {
 	return apply.ReasonNone, false
 }
 
+// prepareHook checks and carries out the domain's plan and, in
+// cooperative mode, records what the watcher follows during the run.
 func prepareHook(e *env, s *setup, r *apply.Runner, name string) error {
 	d, err := readDomain(e, name)
 	if err != nil {
 		return err
 	}
-	mode := s.qemu.Mode()
-	if len(d.Transient) > 0 && mode == config.Strict {
-		return fmt.Errorf("disk %s is <transient/>: libvirt creates its overlay after this hook ran, and in strict mode (dynamic_ownership = 0 in %s) nothing gives it to QEMU; "+
-			"use cooperative mode (set dynamic_ownership = 1 and restart libvirtd) or remove <transient/> from the disk", strings.Join(d.Transient, ", "), s.qemu.Path)
+	if err := apply.CheckTransient(d, s.qemu); err != nil {
+		return err
 	}
 	if _, err := s.identity(); err != nil {
 		return err
 	}
+	log := s.log.WithField("domain", name)
 	p, err := plan.Build(d, s.planEnv(false))
 	if err != nil {
-		s.log.WithField("domain", name).WithError(err).Error("prepare refused")
+		log.WithError(err).Error("prepare refused")
 		return err
 	}
 	defer p.Close()
 	if err := r.Prepare(p); err != nil {
-		s.log.WithField("domain", name).WithError(err).Error("prepare failed")
+		log.WithError(err).Error("prepare failed")
 		return err
 	}
-	if mode == config.Cooperative && p.Target != nil && !s.hook.DryRun && s.hook.LiveWatch {
-		// Which directories the watcher follows for this domain, so that
-		// files libvirt labels during the run get their owners back.
-		rec := inventory.New(name, r.Store.BootID, p.Target.UID, p.Target.GID, inventoryDirs(p))
-		rec.Gen = time.Now().UnixNano()
-		for _, st := range p.Steps {
-			if st.Handle != nil && (st.Action == plan.Chown || st.Action == plan.Keep) && len(rec.Held) < inventory.MaxFiles {
-				rec.Held = append(rec.Held, st.Handle.Path)
-			}
-		}
-		if err := inventory.Save(s.hook.StateDir, rec); err != nil {
-			s.log.WithField("domain", name).WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
-		} else {
-			syncWatcher(s, name, rec.Gen, "prepare")
-		}
+	if !s.watchesLive() {
+		return nil
+	}
+	gen, err := r.RecordLive(p)
+	if err != nil {
+		log.WithError(err).Warn("files libvirt labels during the run will keep the owner libvirt leaves")
+	} else if gen != 0 {
+		syncWatcher(s, name, gen, "prepare")
 	}
 	return nil
-}
-
-// liveDirs are recorded for every domain in cooperative mode besides the
-// directories of its own images: libvirt's default image directories, and
-// /dev for block devices and device nodes hot-plugged later.
-var liveDirs = []string{"/var/lib/libvirt/images", "/var/lib/libvirt/boot", "/dev"}
-
-// inventoryDirs are the directories whose files a domain's live operations
-// are likely to bring in: those of its files, plus liveDirs.
-func inventoryDirs(p *plan.Plan) []string {
-	dirs := make([]string, 0, len(liveDirs)+len(p.Steps))
-	for _, d := range liveDirs {
-		// inotify does not follow a symlinked directory
-		// (/var/lib/libvirt/images -> /srv/images): watch where it leads.
-		if target, err := filepath.EvalSymlinks(d); err == nil {
-			d = target
-		}
-		dirs = append(dirs, d)
-	}
-	for _, st := range p.Steps {
-		if st.Path == "" || domain.Kind(st.Kind).Types()&domain.TypeRegular == 0 {
-			continue
-		}
-		dirs = append(dirs, filepath.Dir(st.Path))
-	}
-	return dirs
 }
 
 func readXML(r io.Reader) ([]byte, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cli"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
@@ -36,7 +37,7 @@ func (f *fixture) startWatcher() {
 	}
 	ready := make(chan struct{})
 	w := &watch.Watcher{
-		StateDir: f.state, Log: log, Known: cli.JournalKnows(store), BootID: store.BootID,
+		StateDir: f.state, Log: log, Known: apply.JournalKnows(store), BootID: store.BootID,
 		Flush: 5 * time.Millisecond, DaemonPidFiles: []string{pidFile}, Ready: func() { close(ready) },
 	}
 	stop, done := make(chan struct{}), make(chan error, 1)

@@ -104,11 +104,22 @@ func byHand(e *env) (*setup, *apply.Runner, error) {
 	return s, r, nil
 }
 
+// liveDirs replaces apply.DefaultLiveDirs when set: tests point it at
+// their own trees.
+var liveDirs []string
+
 // runnerOn is the Runner of this configuration on an opened state
 // directory.
 func (s *setup) runnerOn(st *journal.Store) *apply.Runner {
 	return &apply.Runner{Store: st, Log: s.log, DryRun: s.hook.DryRun, Cooperative: s.qemu.Mode() == config.Cooperative,
-		Cluster: s.clusterDirs()}
+		Cluster: s.clusterDirs(), LiveDirs: liveDirs}
+}
+
+// watchesLive says whether hook mode records, for the watcher, what
+// libvirt may label during a run: cooperative mode with live_watch on,
+// and not a dry run.
+func (s *setup) watchesLive() bool {
+	return s.qemu.Mode() == config.Cooperative && !s.hook.DryRun && s.hook.LiveWatch
 }
 
 // clusterDirs says where this host keeps the records of files on shared

@@ -88,7 +88,7 @@ func stress(t *testing.T, bin string, searchACL bool) {
 	}
 	// The watcher runs as the service would, and every prepare and
 	// release makes its handshake with it.
-	startWatcherProcess(t, bin, f.state)
+	stopWatcher := startWatcherProcess(t, bin, f.state)
 	seed := stressSeed(t)
 	t.Logf("seed %d (set $%s to repeat or vary)", seed, stressSeedEnv)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -130,6 +130,10 @@ func stress(t *testing.T, bin string, searchACL bool) {
 	if searchACL && qemuCan(t, "-x", f.path("img")) {
 		t.Errorf("QEMU can still search %s after every release", f.rel(f.path("img")))
 	}
+	// The watcher rewrites labelled.json (through a temporary file) after
+	// the last release's chowns: a temporary file is a leak only once no
+	// writer runs.
+	stopWatcher()
 	checkStateDirClean(t, f)
 }
 
@@ -285,7 +289,9 @@ func (r *stressRun) domainRounds(d *stressDom) {
 }
 
 // checkStateDirClean checks that nothing but the store, the locks and the
-// watcher's record is left in the state directory.
+// watcher's record is left in the state directory. Called once every
+// hook and the watcher have exited, so a temporary file is one a write
+// left behind.
 func checkStateDirClean(t *testing.T, f *fixture) {
 	t.Helper()
 	ents, err := os.ReadDir(f.state)
@@ -299,8 +305,11 @@ func checkStateDirClean(t *testing.T, f *fixture) {
 			// Every release removed its domain's record.
 			left, _ := os.ReadDir(filepath.Join(f.state, e.Name()))
 			for _, l := range left {
-				// labelled.json is the watcher's.
-				if l.Name() != "labelled.json" {
+				switch {
+				case l.Name() == "labelled.json": // the watcher's
+				case strings.HasPrefix(l.Name(), ".tmp-"):
+					t.Errorf("temporary file %s left in the inventory after every writer exited", l.Name())
+				default:
 					t.Errorf("inventory record %s left after every release", l.Name())
 				}
 			}
@@ -323,27 +332,32 @@ func qemuCan(t *testing.T, op, p string) bool {
 	return err == nil
 }
 
-// startWatcherProcess runs `bin watch` for stateDir until the test ends
-// (it is stopped before the directory is removed: cleanups run last
-// registered first), and waits until it answers.
-func startWatcherProcess(t *testing.T, bin, stateDir string) {
+// startWatcherProcess runs `bin watch` for stateDir and waits until it
+// answers. The returned stop ends it (SIGTERM: its last flush done) and
+// waits for it; it also runs when the test ends, before the directory is
+// removed (cleanups run last registered first).
+func startWatcherProcess(t *testing.T, bin, stateDir string) (stop func()) {
 	t.Helper()
 	c := exec.Command(bin, "watch")
 	c.Env = append(os.Environ(), "LIBVIRT_DAC_HOOK_STATE_DIR="+stateDir)
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = c.Process.Signal(syscall.SIGTERM)
-		if err := c.Wait(); err != nil {
-			t.Errorf("watcher: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = c.Process.Signal(syscall.SIGTERM)
+			if err := c.Wait(); err != nil {
+				t.Errorf("watcher: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	sock := filepath.Join(stateDir, watch.SocketName)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if conn, err := net.Dial("unix", sock); err == nil {
 			_ = conn.Close()
-			return
+			return stop
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("watcher not listening after 10s")

@@ -9,9 +9,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/inventory"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/coop/watch"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
 )
 
 // watcherWait bounds a hook's handshake with the watcher: libvirt waits
@@ -31,22 +30,6 @@ func syncWatcher(s *setup, name string, gen int64, op string) {
 	case errors.Is(err, watch.ErrNoWatcher):
 	default:
 		s.log.WithField("domain", name).WithField("op", op).WithError(err).Warn("watcher did not answer: files libvirt labelled during the run may keep the owner libvirt leaves")
-	}
-}
-
-// journalKnows answers the watcher from a read-only view of the journal:
-// the hook's own chowns (journal first, then chown) are not libvirt's.
-func journalKnows(st *journal.Store) func([]inventory.File) []bool {
-	return func(fs []inventory.File) []bool {
-		out := make([]bool, len(fs))
-		view, err := st.Load()
-		if err != nil {
-			return nil // unknown: release asks the journal again
-		}
-		for i, f := range fs {
-			out[i] = view.Lookup(journal.Key(f.ID.Inode())) != nil
-		}
-		return out
 	}
 }
 
@@ -74,7 +57,7 @@ func cmdWatch(e *env, args []string) error {
 	log := s.log.WithField("op", "watch")
 	w := &watch.Watcher{
 		StateDir: s.hook.StateDir, Log: log,
-		Known: journalKnows(r.Store), BootID: r.Store.BootID,
+		Known: apply.JournalKnows(r.Store), BootID: r.Store.BootID,
 		Flush:          50 * time.Millisecond,
 		DaemonPidFiles: s.hook.DaemonPidFiles,
 		Ready: func() {

@@ -224,3 +224,25 @@ func must(t *testing.T, err error) {
 func devOf(fi os.FileInfo) uint64 {
 	return uint64(fi.Sys().(*syscall.Stat_t).Dev)
 }
+
+// TestMountPoints: a record directory is looked for at the top of every
+// mount but the kernel's own, at the mount point as the kernel escapes it.
+func TestMountPoints(t *testing.T) {
+	mi := filepath.Join(t.TempDir(), "mountinfo")
+	table := `22 1 0:21 / /proc rw,nosuid - proc proc rw
+23 1 0:22 / /sys rw - sysfs sysfs rw
+24 1 8:1 / / rw - ext4 /dev/sda1 rw
+61 24 0:41 / /srv/nfs\040images rw shared:5 - nfs4 srv:/images rw
+not a mount line
+`
+	if err := os.WriteFile(mi, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/" + DirName, "/srv/nfs images/" + DirName}
+	if diff := cmp.Diff(want, mountPoints(mi)); diff != "" {
+		t.Errorf("mountPoints (-want +got):\n%s", diff)
+	}
+	if got := mountPoints(filepath.Join(t.TempDir(), "none")); got != nil {
+		t.Errorf("mountPoints(missing file) = %q, want none", got)
+	}
+}

@@ -1,13 +1,13 @@
 package cluster
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
 
 // DirName is the record directory made on a shared filesystem when
@@ -102,59 +102,15 @@ var kernelFS = []string{"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup
 
 // mountPoints are DirName under every mount point of a mountinfo file.
 func mountPoints(mountinfo string) []string {
-	f, err := os.Open(mountinfo)
+	b, err := os.ReadFile(mountinfo)
 	if err != nil {
 		return nil
 	}
-	defer func() { _ = f.Close() }() // read-only: nothing to lose
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
+	for _, m := range owner.ParseMounts(b) {
+		if !slices.Contains(kernelFS, m.FSType) {
+			out = append(out, filepath.Join(m.Point, DirName))
 		}
-		fstype := ""
-		for i := 6; i+1 < len(fields); i++ {
-			if fields[i] == "-" {
-				fstype = fields[i+1]
-				break
-			}
-		}
-		if slices.Contains(kernelFS, fstype) {
-			continue
-		}
-		out = append(out, filepath.Join(unescape(fields[4]), DirName))
 	}
 	return out
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1:i+4]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(s string) bool {
-	if len(s) != 3 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if c < '0' || c > '7' {
-			return false
-		}
-	}
-	return true
 }

@@ -15,4 +15,9 @@
 // changed with
 // fchownat(fd, "", AT_EMPTY_PATH) on that same descriptor. Nothing here
 // checks a path by name and then changes it by name.
+//
+// Also here, because the checks need them and every other package sits
+// above: the owner type (UIDGID), the inode key (ID) and identity
+// (Identity, OpenByIdentity), filesystem types (fstype.go), and the one
+// reader of the kernel's mount table (ParseMount).
 package owner

@@ -1,12 +1,9 @@
 package owner
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -138,27 +135,12 @@ func (h *Handle) Shared() bool {
 // mountinfoPath is this process's mount table.
 var mountinfoPath = "/proc/self/mountinfo"
 
-// mountFSType finds mount id in a mountinfo table and returns its type:
-// the first field after the " - " separator (proc(5)).
+// mountFSType finds mount id in a mountinfo table and returns its type.
 func mountFSType(table []byte, id uint64) (string, bool) {
-	want := strconv.FormatUint(id, 10)
-	sc := bufio.NewScanner(bytes.NewReader(table))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		first, _, _ := bytes.Cut(line, []byte(" "))
-		if string(first) != want {
-			continue
+	for _, m := range ParseMounts(table) {
+		if m.ID == id {
+			return m.FSType, m.FSType != ""
 		}
-		_, after, ok := bytes.Cut(line, []byte(" - "))
-		if !ok {
-			return "", false
-		}
-		t, _, _ := bytes.Cut(after, []byte(" "))
-		if len(t) == 0 {
-			return "", false
-		}
-		return unescapeOctal(string(t)), true
 	}
 	return "", false
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -18,7 +17,7 @@ import (
 // per Snapshot: mounts, swap, loop devices, protected roots and the
 // character majors of /proc/devices.
 type hostState struct {
-	mounts    []mountEntry
+	mounts    []Mount
 	byID      map[uint64]int // mount id → index in mounts
 	use       blockUse
 	swapFiles map[ID]string     // active swap files by inode → name listed
@@ -30,15 +29,6 @@ type hostState struct {
 	// charMajors is read on first use: most plans hold no device node.
 	majorsOnce sync.Once
 	charMajors map[string][]uint32
-}
-
-// mountEntry is one line of mountinfo.
-type mountEntry struct {
-	id     uint64
-	dev    uint64
-	root   string // the directory of the filesystem mounted here
-	point  string // where it is mounted
-	source string
 }
 
 // protectedRoot is a protected directory identified by its inode and by
@@ -78,11 +68,9 @@ func (p Policy) loadHost() (*hostState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read mount table: %w", err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if e, ok := parseMountEntry(line); ok {
-			h.byID[e.id] = len(h.mounts)
-			h.mounts = append(h.mounts, e)
-		}
+	h.mounts = ParseMounts(data)
+	for i, m := range h.mounts {
+		h.byID[m.ID] = i
 	}
 	if h.use, err = p.readBlockUse(h.mounts); err != nil {
 		return nil, err
@@ -119,7 +107,7 @@ func (h *hostState) protectedRoot(dir string) (protectedRoot, bool) {
 	}
 	r := protectedRoot{path: dir, id: ID{Dev: uint64(st.Dev), Ino: st.Ino}}
 	if m, ok := h.mountOf(fd, canon); ok {
-		r.fsDev, r.fsPath = m.dev, fsPath(m, canon)
+		r.fsDev, r.fsPath = m.Dev, fsPath(m, canon)
 	}
 	return r, true
 }
@@ -128,7 +116,7 @@ func (h *hostState) protectedRoot(dir string) (protectedRoot, bool) {
 // canonical path p): by the mount id statx reports, or, on kernels without
 // STATX_MNT_ID, by the longest mount point above p (the last one listed
 // wins, as later mounts cover earlier ones).
-func (h *hostState) mountOf(fd int, p string) (mountEntry, bool) {
+func (h *hostState) mountOf(fd int, p string) (Mount, bool) {
 	var stx unix.Statx_t
 	err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_MNT_ID, &stx)
 	runtime.KeepAlive(fd)
@@ -139,24 +127,24 @@ func (h *hostState) mountOf(fd int, p string) (mountEntry, bool) {
 	}
 	best, found := -1, false
 	for i, m := range h.mounts {
-		if under(p, m.point) && (best < 0 || len(m.point) >= len(h.mounts[best].point)) {
+		if under(p, m.Point) && (best < 0 || len(m.Point) >= len(h.mounts[best].Point)) {
 			best, found = i, true
 		}
 	}
 	if !found {
-		return mountEntry{}, false
+		return Mount{}, false
 	}
 	return h.mounts[best], true
 }
 
 // fsPath is where the file at canonical path p, in mount m, lies inside
 // m's filesystem: m's root joined with p below m's mount point.
-func fsPath(m mountEntry, p string) string {
-	rel, err := filepath.Rel(m.point, p)
+func fsPath(m Mount, p string) string {
+	rel, err := filepath.Rel(m.Point, p)
 	if err != nil || rel == "." {
-		return m.root
+		return m.Root
 	}
-	return filepath.Join(m.root, rel)
+	return filepath.Join(m.Root, rel)
 }
 
 func under(p, dir string) bool {
@@ -182,7 +170,7 @@ func (h *hostState) protectedInode(hd *Handle) (string, bool) {
 	if ok {
 		fp := fsPath(m, hd.Path)
 		for _, r := range h.roots {
-			if r.fsPath != "" && r.fsDev == m.dev && under(fp, r.fsPath) {
+			if r.fsPath != "" && r.fsDev == m.Dev && under(fp, r.fsPath) {
 				return r.path, true
 			}
 		}
@@ -207,37 +195,6 @@ func (h *hostState) protectedInode(hd *Handle) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// parseMountEntry reads one line of /proc/PID/mountinfo: "36 35 98:0
-// /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
-func parseMountEntry(line string) (mountEntry, bool) {
-	fields := strings.Fields(line)
-	if len(fields) < 5 {
-		return mountEntry{}, false
-	}
-	id, err := strconv.ParseUint(fields[0], 10, 64)
-	if err != nil {
-		return mountEntry{}, false
-	}
-	majStr, minStr, found := strings.Cut(fields[2], ":")
-	if !found {
-		return mountEntry{}, false
-	}
-	ma, err1 := strconv.ParseUint(majStr, 10, 32)
-	mi, err2 := strconv.ParseUint(minStr, 10, 32)
-	if err1 != nil || err2 != nil {
-		return mountEntry{}, false
-	}
-	e := mountEntry{id: id, dev: unix.Mkdev(uint32(ma), uint32(mi)),
-		root: unescapeOctal(fields[3]), point: unescapeOctal(fields[4])}
-	for i := 6; i+2 < len(fields); i++ {
-		if fields[i] == "-" {
-			e.source = unescapeOctal(fields[i+2])
-			break
-		}
-	}
-	return e, true
 }
 
 // readSwapFiles lists the active swap areas of /proc/swaps that are

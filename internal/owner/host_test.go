@@ -16,19 +16,9 @@ func TestFsPath(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := fsPath(mountEntry{root: tc.root, point: tc.point}, tc.path); got != tc.want {
+			if got := fsPath(Mount{Root: tc.root, Point: tc.point}, tc.path); got != tc.want {
 				t.Errorf("fsPath(%s on %s, %s) = %s, want %s", tc.root, tc.point, tc.path, got, tc.want)
 			}
 		})
-	}
-}
-
-func TestParseMountEntry(t *testing.T) {
-	e, ok := parseMountEntry(`36 35 98:0 /mnt\0401 /srv/a\040b rw,noatime master:1 - ext3 /dev/root rw`)
-	if !ok || e.id != 36 || e.root != "/mnt 1" || e.point != "/srv/a b" || e.source != "/dev/root" {
-		t.Errorf("parseMountEntry = %+v, %v", e, ok)
-	}
-	if _, ok := parseMountEntry("x 35 98:0 / / rw - ext4 /dev/root rw"); ok {
-		t.Error("parseMountEntry accepted a non-numeric mount id")
 	}
 }

@@ -1,13 +1,10 @@
 package owner
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -97,14 +94,24 @@ func generation(h *Handle) uint32 {
 // is now. Anything unproven is an error wrapping ErrNotSameFile; opening
 // by handle needs CAP_DAC_READ_SEARCH.
 func OpenByIdentity(id Identity, hint string) (*Handle, error) {
+	h, err := openIdentity(id, hint)
+	if err != nil {
+		return nil, err
+	}
+	if err := id.Check(h); err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// openIdentity opens what OpenByIdentity then proves: by file handle, or
+// at hint when id has none.
+func openIdentity(id Identity, hint string) (*Handle, error) {
 	if len(id.Handle) == 0 {
 		h, err := Open(hint)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNotSameFile, err)
-		}
-		if err := id.Check(h); err != nil {
-			_ = h.Close()
-			return nil, err
 		}
 		return h, nil
 	}
@@ -112,23 +119,10 @@ func OpenByIdentity(id Identity, hint string) (*Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s by handle: %w: %w", hint, ErrNotSameFile, err)
 	}
-	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(id.HandleType, id.Handle), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	h, err := OpenHandleAt(mfd, id.HandleType, id.Handle, "")
 	_ = unix.Close(mfd) // a directory opened for reading only
 	if err != nil {
-		// ESTALE: the inode is gone.
-		return nil, fmt.Errorf("open %s by handle: %w: %w", hint, ErrNotSameFile, err)
-	}
-	h := &Handle{fd: fd}
-	if err := h.Refresh(); err != nil {
-		_ = h.Close()
 		return nil, fmt.Errorf("open %s by handle: %w", hint, err)
-	}
-	if p, err := os.Readlink(h.ProcPath()); err == nil {
-		h.Path = p
-	}
-	if err := id.Check(h); err != nil {
-		_ = h.Close()
-		return nil, err
 	}
 	return h, nil
 }
@@ -203,26 +197,13 @@ func mountPoint(mountID int) (string, bool) {
 	if mnt, ok := mounts.byID[mountID]; ok {
 		return mnt, true
 	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := os.ReadFile(mountinfoPath)
 	if err != nil {
 		return "", false
 	}
 	mounts.byID = map[int]string{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		id, _, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		n, err := strconv.Atoi(id)
-		if err != nil {
-			continue
-		}
-		if _, mnt, _, ok := parseMountinfo(line); ok {
-			mounts.byID[n] = mnt
-		}
+	for _, m := range ParseMounts(b) {
+		mounts.byID[int(m.ID)] = m.Point
 	}
 	mnt, ok := mounts.byID[mountID]
 	return mnt, ok
@@ -243,12 +224,14 @@ func onDevice(dir string, dev uint64) bool {
 
 // OpenHandleAt opens the inode of a file handle (from fanotify or
 // name_to_handle_at) on the filesystem of mountFd, without following a
-// link, as a Handle whose Path is path when given, else where the
-// inode is now. ESTALE: the inode is gone.
+// link, as a Handle whose Path is path when given, else where the inode
+// is now. A handle that opens nothing (ESTALE: the inode is gone) is an
+// error wrapping ErrNotSameFile. It proves nothing more: OpenByIdentity
+// does.
 func OpenHandleAt(mountFd int, handleType int32, handle []byte, path string) (*Handle, error) {
 	fd, err := unix.OpenByHandleAt(mountFd, unix.NewFileHandle(handleType, handle), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("open by handle: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrNotSameFile, err)
 	}
 	h := &Handle{fd: fd, Path: path}
 	if err := h.Refresh(); err != nil {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func identityOf(t *testing.T, p string) Identity {
@@ -21,16 +23,24 @@ func identityOf(t *testing.T, p string) Identity {
 	return id
 }
 
-func TestOpenByIdentity(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "disk.img")
+// handledFile makes a file in a temp dir and takes its identity; the test
+// is skipped where the filesystem gives no file handles.
+func handledFile(t *testing.T) (dir, p string, id Identity) {
+	t.Helper()
+	dir = t.TempDir()
+	p = filepath.Join(dir, "disk.img")
 	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	id := identityOf(t, p)
+	id = identityOf(t, p)
 	if len(id.Handle) == 0 {
 		t.Skipf("%s: the filesystem gives no file handles", dir)
 	}
+	return dir, p, id
+}
+
+func TestOpenByIdentity(t *testing.T) {
+	dir, p, id := handledFile(t)
 	moved := filepath.Join(dir, "renamed.img")
 	if err := os.Rename(p, moved); err != nil {
 		t.Fatal(err)
@@ -105,5 +115,36 @@ func TestIdentityOfDeviceNode(t *testing.T) {
 	}
 	if id.Ino == 0 {
 		t.Errorf("Identity(/dev/null) has no inode number")
+	}
+}
+
+// TestOpenHandleAt: a handle opens its inode under the path given, or
+// where it is now; once the inode is deleted the error is ErrNotSameFile.
+func TestOpenHandleAt(t *testing.T) {
+	needRoot(t)
+	dir, p, id := handledFile(t)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unix.Close(dfd) }()
+	for _, tc := range []struct{ path, want string }{{"/given/name", "/given/name"}, {"", p}} {
+		h, err := OpenHandleAt(dfd, id.HandleType, id.Handle, tc.path)
+		if err != nil {
+			t.Fatalf("OpenHandleAt(path %q) = %v", tc.path, err)
+		}
+		if h.Path != tc.want || h.ID() != id.Inode() {
+			t.Errorf("OpenHandleAt(path %q) = %s inode %v, want %s inode %v", tc.path, h.Path, h.ID(), tc.want, id.Inode())
+		}
+		_ = h.Close()
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := OpenHandleAt(dfd, id.HandleType, id.Handle, p); !errors.Is(err, ErrNotSameFile) {
+		if h != nil {
+			_ = h.Close()
+		}
+		t.Errorf("OpenHandleAt of a deleted file = %v, want ErrNotSameFile", err)
 	}
 }

@@ -114,18 +114,18 @@ func (p Policy) sysRoot() string {
 	return p.SysRoot
 }
 
-func (p Policy) readBlockUse(mounts []mountEntry) (blockUse, error) {
+func (p Policy) readBlockUse(mounts []Mount) (blockUse, error) {
 	use := blockUse{mounts: map[uint64]string{}, swaps: map[uint64]string{}}
 	for _, m := range mounts {
-		if _, dup := use.mounts[m.dev]; !dup {
-			use.mounts[m.dev] = m.point
+		if _, dup := use.mounts[m.Dev]; !dup {
+			use.mounts[m.Dev] = m.Point
 		}
 		// btrfs (and some other filesystems) report an anonymous
 		// device number in field 3; the mount source names the real
 		// block device.
-		if src, ok := blockDevOf(m.source); ok {
+		if src, ok := blockDevOf(m.Source); ok {
 			if _, dup := use.mounts[src]; !dup {
-				use.mounts[src] = m.point
+				use.mounts[src] = m.Point
 			}
 		}
 	}
@@ -159,32 +159,6 @@ func (p Policy) readBlockUse(mounts []mountEntry) (blockUse, error) {
 	}
 	return use, nil
 }
-
-// parseMountinfo reads the fields of one mountinfo line blockInUse uses.
-func parseMountinfo(line string) (dev uint64, mnt, source string, ok bool) {
-	e, ok := parseMountEntry(line)
-	return e.dev, e.point, e.source, ok
-}
-
-// unescapeOctal undoes the kernel's \ooo escaping of spaces, tabs, newlines
-// and backslashes in /proc mount and swap tables.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // blockDevOf returns the device number of the block device at path, if
 // it is one. Only absolute paths are looked at ("none", "tmpfs", ... are

@@ -173,47 +173,6 @@ func TestBlockDeviceInUse(t *testing.T) {
 	})
 }
 
-func TestParseMountinfo(t *testing.T) {
-	tests := []struct {
-		line        string
-		dev         uint64
-		mnt, source string
-		ok          bool
-	}{
-		{"36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue", unix.Mkdev(98, 0), "/mnt2", "/dev/root", true},
-		{"40 27 8:1 / /a\\040b rw - ext4 /dev/sd\\134a1 rw", unix.Mkdev(8, 1), "/a b", "/dev/sd\\a1", true},
-		{"40 27 0:5 / /x rw - tmpfs", unix.Mkdev(0, 5), "/x", "", true},
-		{"garbage", 0, "", "", false},
-		{"1 2 x:y / /m rw - ext4 /dev/a rw", 0, "", "", false},
-		{"", 0, "", "", false},
-	}
-	for _, tc := range tests {
-		dev, mnt, source, ok := parseMountinfo(tc.line)
-		if dev != tc.dev || mnt != tc.mnt || source != tc.source || ok != tc.ok {
-			t.Errorf("parseMountinfo(%q) = %d, %q, %q, %v, want %d, %q, %q, %v", tc.line, dev, mnt, source, ok, tc.dev, tc.mnt, tc.source, tc.ok)
-		}
-	}
-}
-
-// FuzzParseMountinfo: the mount table is the kernel's, but mount points
-// come from whoever mounted (user namespaces, FUSE); parsing must not
-// panic and must stay within the line.
-func FuzzParseMountinfo(f *testing.F) {
-	f.Add("36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw")
-	f.Add("40 27 8:1 / /a\\040b rw - ext4 /dev/sd\\134a1 rw")
-	f.Add("1 2 3:4 5 6 \\")
-	f.Add("1 2 3:4 5 \\77 - x \\7")
-	f.Fuzz(func(t *testing.T, line string) {
-		_, mnt, source, ok := parseMountinfo(line)
-		if !ok && (mnt != "" || source != "") {
-			t.Fatalf("parseMountinfo(%q) not ok but returned %q %q", line, mnt, source)
-		}
-		if len(mnt) > len(line) || len(source) > len(line) {
-			t.Fatalf("parseMountinfo(%q) grew its fields", line)
-		}
-	})
-}
-
 // loopDevice attaches a fresh file as a loop device, detached at cleanup.
 // prep, if not nil, runs on the file first (e.g. to partition it); the
 // kernel then scans it for partitions.
