@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,9 +35,8 @@ type Changer struct {
 }
 
 // witness judges, as soon as a batch is read, who made each event's
-// change, and closes the pidfds. A process is looked at once a batch.
+// change, and closes the pidfds (or keeps one in w.procs).
 func (w *Watcher) witness(evs []event) {
-	seen := map[int]Changer{}
 	daemons := w.daemons()
 	for i := range evs {
 		ev := &evs[i]
@@ -44,16 +44,85 @@ func (w *Watcher) witness(evs []event) {
 			ev.who = Changer{Who: "a process gone before its event was read"}
 			continue
 		}
-		pid := pidOf(ev.pidfd)
-		c, ok := seen[pid]
-		if !ok || pid <= 0 {
-			c = changer(ev.pidfd, pid, daemons)
-			seen[pid] = c
+		if c, ok := w.procs.lookup(ev.pid, daemons); ok {
+			ev.who = c
+			closePidfd(ev.pidfd)
+			ev.pidfd = -1
+			continue
 		}
+		pid := pidOf(ev.pidfd)
+		c, read := changer(ev.pidfd, pid, daemons)
 		ev.who = c
+		if read && !c.Libvirt && pid == int(ev.pid) && w.procs.keep(pid, ev.pidfd, c, daemons) {
+			ev.pidfd = -1 // the cache holds it now
+			continue
+		}
 		closePidfd(ev.pidfd)
 		ev.pidfd = -1
 	}
+}
+
+// maxProcs bounds the processes procCache remembers.
+const maxProcs = 64
+
+// procCache remembers, across batches, the processes judged not to be
+// libvirt's, with a pidfd of each: a run of changes by one process (the
+// hook's own chowns, a copy) costs one look at /proc, not two reads per
+// event. An entry answers only while its process still runs (so its pid
+// is still its own, and the event's live process with that pid is it)
+// and libvirt's daemons are the ones it was judged against. Only "not
+// libvirt's" is remembered: a fork of libvirt's daemon that goes on to
+// exec another program keeps its pid, and must not keep libvirt's
+// credit; the other way round, a process that was not libvirt's does not
+// become its fork. It belongs to the reader goroutine.
+type procCache map[int32]*knownProc
+
+type knownProc struct {
+	pidfd   int
+	who     Changer
+	daemons []int
+}
+
+func (pc procCache) lookup(pid int32, daemons []int) (Changer, bool) {
+	k := pc[pid]
+	if pid <= 0 || k == nil {
+		return Changer{}, false
+	}
+	if !slices.Equal(k.daemons, daemons) || exited(k.pidfd) {
+		closePidfd(k.pidfd)
+		delete(pc, pid)
+		return Changer{}, false
+	}
+	return k.who, true
+}
+
+// keep remembers the judgement c of the process pidfd names; false when
+// the cache could not take it (the caller still owns pidfd).
+func (pc procCache) keep(pid, pidfd int, c Changer, daemons []int) bool {
+	if pc == nil || pid <= 0 {
+		return false
+	}
+	if len(pc) >= maxProcs {
+		pc.clear()
+	}
+	pc[int32(pid)] = &knownProc{pidfd: pidfd, who: c, daemons: slices.Clone(daemons)}
+	return true
+}
+
+// clear forgets every process and closes their pidfds.
+func (pc procCache) clear() {
+	for pid, k := range pc {
+		closePidfd(k.pidfd)
+		delete(pc, pid)
+	}
+}
+
+// exited reports whether the process a pidfd names has exited (the pidfd
+// polls readable then); an error counts as exited.
+func exited(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n != 0
 }
 
 // changer judges the process of an event from its pidfd (FAN_REPORT_PIDFD):
@@ -61,24 +130,25 @@ func (w *Watcher) witness(evs []event) {
 // read from /proc and then proven still the same process by the pidfd
 // naming the same pid (a pid is not reused while a pidfd holds it and
 // the process is not reaped).
-func changer(pidfd, pid int, daemons []int) Changer {
+// read is false when the process could not be looked at.
+func changer(pidfd, pid int, daemons []int) (c Changer, read bool) {
 	if pid <= 0 {
-		return Changer{Who: "a process gone before its event was read"}
+		return Changer{Who: "a process gone before its event was read"}, false
 	}
 	name, ppid, ok := procStatus(pid)
 	if !ok || pidOf(pidfd) != pid {
-		return Changer{Who: fmt.Sprintf("pid %d, gone while it was read", pid)}
+		return Changer{Who: fmt.Sprintf("pid %d, gone while it was read", pid)}, false
 	}
 	who := fmt.Sprintf("pid %d (%s, parent %d)", pid, name, ppid)
 	for _, d := range daemons {
 		if pid == d {
-			return Changer{Libvirt: true, Who: "libvirt's daemon, " + who}
+			return Changer{Libvirt: true, Who: "libvirt's daemon, " + who}, true
 		}
 		if ppid == d && isLibvirtThread(name) {
-			return Changer{Libvirt: true, Who: "a fork of libvirt's daemon, " + who}
+			return Changer{Libvirt: true, Who: "a fork of libvirt's daemon, " + who}, true
 		}
 	}
-	return Changer{Who: who + ", not libvirt's daemon or a fork of it"}
+	return Changer{Who: who + ", not libvirt's daemon or a fork of it"}, true
 }
 
 func isLibvirtThread(name string) bool {

@@ -65,6 +65,8 @@ func (f fid) key() string {
 type event struct {
 	mask  uint64
 	pidfd int
+	// pid is the process's id as the event's metadata gives it.
+	pid int32
 	// dir and name: the directory entry (DFID_NAME); obj: the object.
 	dir, obj fid
 	name     string
@@ -90,7 +92,7 @@ func parse(buf []byte) []event {
 		if n < metaLen || n > len(buf) || int(m.Metadata_len) < metaLen || int(m.Metadata_len) > n {
 			break
 		}
-		ev := event{mask: m.Mask, pidfd: -1}
+		ev := event{mask: m.Mask, pidfd: -1, pid: m.Pid}
 		info := buf[int(m.Metadata_len):n]
 		for len(info) >= infoHdrLen {
 			typ, l := info[0], int(binary.NativeEndian.Uint16(info[2:4]))

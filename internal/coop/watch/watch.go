@@ -53,6 +53,7 @@ type Watcher struct {
 	// watcher; nil before its first write.
 	written []inventory.File
 	reqs    chan request
+	procs   procCache // the reader's: processes judged, see procCache
 	// reading is held while the reader reads events: a test holds it to
 	// let a process end before its event is read.
 	reading sync.Mutex
@@ -172,6 +173,7 @@ func (w *Watcher) Run(stop <-chan struct{}) error {
 // once everything the kernel had queued before it is read.
 func (w *Watcher) reader(barrier <-chan chan struct{}) {
 	runtime.LockOSThread() // never unlocked: the thread ends with the reader
+	defer w.procs.clear()
 	if err := schedFIFO(); err != nil {
 		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -20)
 	}
@@ -304,6 +306,7 @@ func (w *Watcher) setup() error {
 	w.recs, w.all = map[string]*inventory.Record{}, map[string]*inventory.Record{}
 	w.dirs, w.dirByFid = map[string]*dir{}, map[string]*dir{}
 	w.files = map[string]*track{}
+	w.procs = procCache{}
 	w.reqs = make(chan request)
 	w.done = make(chan struct{})
 	w.queued = make(chan struct{}, 1)

@@ -526,3 +526,44 @@ func TestFlushWritesOnlyChanges(t *testing.T) {
 		t.Errorf("labelled = %v, want %s in it", r.labelled(), second)
 	}
 }
+
+// TestProcCache: a process judged not to be libvirt's is remembered only
+// while it runs and libvirt's daemons are the ones it was judged against.
+func TestProcCache(t *testing.T) {
+	c := exec.Command("sleep", "30")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.Process.Pid
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := procCache{}
+	who := Changer{Who: "sleep"}
+	if !pc.keep(pid, pidfd, who, []int{1}) {
+		t.Fatal("keep refused a live process")
+	}
+	if got, ok := pc.lookup(int32(pid), []int{1}); !ok || got != who {
+		t.Errorf("lookup of a running process = %+v, %v; want %+v, true", got, ok, who)
+	}
+	if _, ok := pc.lookup(int32(pid), []int{1, 2}); ok {
+		t.Error("lookup answered though libvirt's daemons changed")
+	}
+	pidfd, err = unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.keep(pid, pidfd, who, []int{1})
+	_ = c.Process.Kill()
+	_ = c.Wait()
+	if _, ok := pc.lookup(int32(pid), []int{1}); ok {
+		t.Error("lookup answered for a process that exited: its pid may be another's now")
+	}
+	if len(pc) != 0 {
+		t.Errorf("cache holds %d entries after its only process exited", len(pc))
+	}
+	if _, ok := pc.lookup(0, nil); ok {
+		t.Error("lookup answered for pid 0 (a process of another pid namespace)")
+	}
+}
