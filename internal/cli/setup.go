@@ -9,6 +9,7 @@ import (
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"
+	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/logsink"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/plan"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/sysfs"
@@ -40,7 +41,9 @@ func loadSetup(e *env, hookMode bool) (*setup, error) {
 		return nil, withCode(ExitConfig, err)
 	}
 	s := &setup{hook: h, qemu: q}
-	s.log = newLogger(e, h, hookMode, s)
+	log, closeLog := logsink.New(logsink.Config{Level: h.LogLevel, Syslog: h.Syslog, File: h.LogFile, Hook: hookMode, Stderr: e.stderr})
+	s.log = log
+	s.close = append(s.close, closeLog)
 	return s, nil
 }
 

@@ -1,12 +1,15 @@
-package cli
+package logsink
 
 import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/apply"
-	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/config"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/reclaim"
 )
 
@@ -35,6 +37,20 @@ func newFakeJournal(t *testing.T) *fakeJournal {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return &fakeJournal{t: t, path: p, conn: conn}
+}
+
+// datagram receives one datagram as it was sent: a syslog line.
+func (j *fakeJournal) datagram() string {
+	j.t.Helper()
+	buf := make([]byte, 4096)
+	if err := j.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		j.t.Fatal(err)
+	}
+	n, err := j.conn.Read(buf)
+	if err != nil {
+		j.t.Fatalf("nothing on the socket: %v", err)
+	}
+	return string(buf[:n])
 }
 
 // next receives one entry, reading a passed memfd the way journald does,
@@ -114,13 +130,13 @@ func (e errTest) Error() string { return string(e) }
 
 func TestJournalHook(t *testing.T) {
 	j := newFakeJournal(t)
-	h, err := newJournalHookAt(j.path, logTag)
+	h, err := newJournalHookAt(j.path, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
 	log := logrus.New()
-	log.SetOutput(discard{})
+	log.SetOutput(io.Discard)
 	log.AddHook(h)
 
 	for _, tc := range []struct {
@@ -184,41 +200,27 @@ func TestJournalHook(t *testing.T) {
 	}
 }
 
-// TestNewLoggerPrefersJournal: with journald's socket present, entries go
+// TestNewPrefersJournal: with journald's socket present, entries go
 // there in the native protocol; without it, to the syslog socket.
-func TestNewLoggerPrefersJournal(t *testing.T) {
+func TestNewPrefersJournal(t *testing.T) {
 	j := newFakeJournal(t)
 	sl := newFakeJournal(t) // a datagram socket serves as /dev/log too
-	oldJ, oldS := journalSocket, syslogSocket
-	defer func() { journalSocket, syslogSocket = oldJ, oldS }()
-	h := config.DefaultHook()
-	h.Syslog = true
+	cfg := Config{Level: "info", Syslog: true, Hook: true, Stderr: io.Discard, JournalSocket: j.path, SyslogSocket: sl.path}
 
-	journalSocket, syslogSocket = j.path, sl.path
-	s := &setup{}
-	log := newLogger(&env{stderr: discard{}}, h, true, s)
+	log, closeLog := New(cfg)
 	log.WithField("domain", "vm1").Info("chown")
 	if got := j.next(); got["DOMAIN"] != "vm1" || got["MESSAGE_ID"] != MsgChown {
 		t.Errorf("journal got %v", got)
 	}
-	s.Close()
+	closeLog()
 
-	journalSocket = filepath.Join(t.TempDir(), "absent")
-	s = &setup{}
-	log = newLogger(&env{stderr: discard{}}, h, true, s)
+	cfg.JournalSocket = filepath.Join(t.TempDir(), "absent")
+	log, closeLog = New(cfg)
 	log.Info("chown")
-	buf := make([]byte, 4096)
-	if err := sl.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	n, err := sl.conn.Read(buf)
-	if err != nil {
-		t.Fatalf("nothing on the syslog socket: %v", err)
-	}
-	if got := string(buf[:n]); !strings.HasPrefix(got, "<30>") || !strings.Contains(got, "libvirt-dac-hook[") {
+	if got := sl.datagram(); !strings.HasPrefix(got, "<30>") || !strings.Contains(got, "libvirt-dac-hook[") {
 		t.Errorf("syslog got %q", got)
 	}
-	s.Close()
+	closeLog()
 }
 
 func TestJournalField(t *testing.T) {
@@ -284,7 +286,7 @@ func TestMessageID(t *testing.T) {
 	}
 	// Every id is 128 bits of hex, and no two kinds share one.
 	seen := map[string]string{}
-	for _, id := range []string{MsgChown, MsgACLAdded, MsgACLRemoved, MsgPrepareRefused, MsgPrepareFailed, MsgReleaseIncomplete, MsgGone, MsgLeftAlone, MsgDryRun, MsgMigrated, MsgBootRestore, MsgACLMaskWidened, MsgReclaim, MsgReclaimFailed} {
+	for _, id := range allIDs {
 		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 			t.Errorf("message id %q is not 32 hex digits", id)
 		}
@@ -292,6 +294,28 @@ func TestMessageID(t *testing.T) {
 			t.Errorf("message id %s used twice", id)
 		}
 		seen[id] = id
+	}
+}
+
+// allIDs is every message id, as the man page must list them.
+var allIDs = []string{MsgChown, MsgACLAdded, MsgACLRemoved, MsgPrepareRefused, MsgPrepareFailed, MsgReleaseIncomplete, MsgGone, MsgLeftAlone, MsgDryRun, MsgMigrated, MsgBootRestore, MsgACLMaskWidened, MsgReclaim, MsgReclaimFailed, MsgPermsRestored}
+
+// TestManPageListsMessageIDs: admins match on the ids the man page
+// gives, so it lists every id the journal entries carry and no other.
+func TestManPageListsMessageIDs(t *testing.T) {
+	b, err := os.ReadFile("../../install/libvirt-dac-hook.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, m := range regexp.MustCompile(`\\fB([0-9a-f]{32})\\fR`).FindAllSubmatch(b, -1) {
+		listed = append(listed, string(m[1]))
+	}
+	want := slices.Clone(allIDs)
+	slices.Sort(want)
+	slices.Sort(listed)
+	if !slices.Equal(listed, want) {
+		t.Errorf("man page lists message ids %v, want %v", listed, want)
 	}
 }
 
@@ -303,12 +327,10 @@ func TestMessageID(t *testing.T) {
 func TestLogSinksQuoteOutsideValues(t *testing.T) {
 	const forged = "level=info msg=chown path=/etc/shadow"
 	evil := "/img/b.raw\n" + forged + "\r\x1b[2K\u2028"
-	oldJ, oldS := journalSocket, syslogSocket
-	defer func() { journalSocket, syslogSocket = oldJ, oldS }()
 	logFile := filepath.Join(t.TempDir(), "hook.log")
-	h := config.DefaultHook()
-	h.Syslog = true
-	h.LogFile = logFile
+	j := newFakeJournal(t)
+	var stderr bytes.Buffer
+	cfg := Config{Level: "info", Syslog: true, File: logFile, Stderr: &stderr, JournalSocket: j.path}
 	emit := func(log *logrus.Logger) {
 		log.WithFields(logrus.Fields{"domain": "vm1", "op": "prepare", "path": evil, "from": "1000:1000", "to": "64055:64055"}).Info("chown")
 		log.WithField("path", "/img/top.qcow2").Warn("renamed from " + evil)
@@ -323,16 +345,13 @@ func TestLogSinksQuoteOutsideValues(t *testing.T) {
 		}
 	}
 
-	j := newFakeJournal(t)
-	journalSocket = j.path
-	var stderr bytes.Buffer
-	s := &setup{}
-	emit(newLogger(&env{stderr: &stderr}, h, false, s))
+	log, closeLog := New(cfg)
+	emit(log)
 	for range 2 {
 		got := j.next()
 		oneLine("journald MESSAGE", got["MESSAGE"])
 	}
-	s.Close()
+	closeLog()
 	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
 	if len(lines) != 2 {
 		t.Errorf("stderr got %d lines for 2 entries: %q", len(lines), stderr.String())
@@ -353,20 +372,37 @@ func TestLogSinksQuoteOutsideValues(t *testing.T) {
 	}
 
 	sl := newFakeJournal(t)
-	journalSocket, syslogSocket = filepath.Join(t.TempDir(), "absent"), sl.path
-	h.LogFile = ""
-	s = &setup{}
-	emit(newLogger(&env{stderr: discard{}}, h, true, s))
+	cfg = Config{Level: "info", Syslog: true, Hook: true, Stderr: io.Discard,
+		JournalSocket: filepath.Join(t.TempDir(), "absent"), SyslogSocket: sl.path}
+	log, closeLog = New(cfg)
+	emit(log)
 	for range 2 {
-		buf := make([]byte, 4096)
-		if err := sl.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := sl.conn.Read(buf)
-		if err != nil {
-			t.Fatalf("nothing on the syslog socket: %v", err)
-		}
-		oneLine("syslog", string(buf[:n]))
+		oneLine("syslog", sl.datagram())
 	}
-	s.Close()
+	closeLog()
+}
+
+// TestNewStderr: by hand stderr gets every entry at the level; in hook
+// mode nothing, since libvirt shows the hook's stderr as its error.
+func TestNewStderr(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"by hand", Config{Level: "info"}, "level=info msg=chown path=/x\n"},
+		{"by hand, above the level", Config{Level: "warn"}, ""},
+		{"hook mode", Config{Level: "info", Hook: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			tc.cfg.Stderr = &stderr
+			log, closeLog := New(tc.cfg)
+			defer closeLog()
+			log.WithField("path", "/x").Info("chown")
+			if got := stderr.String(); got != tc.want {
+				t.Errorf("stderr = %q, want %q", got, tc.want)
+			}
+		})
+	}
 }
