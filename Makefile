@@ -206,11 +206,11 @@ uninstall:
 	  if [ -x $(BIN) ]; then $(BIN) status --json --state-file "$$s/state.db" 2>/dev/null | grep -q '"path"' && records=1; \
 	  else records=1; fi; \
 	fi; \
-	if ls "$$s"/inventory/*.json 2>/dev/null | grep -vq '/labelled.json$$'; then records=1; fi; \
+	if ls "$$s"/inventory/*.rec "$$s"/inventory/*.json 2>/dev/null | grep -vq '/labelled.json$$'; then records=1; fi; \
 	if [ -n "$$records" ]; then \
 	  echo "kept $$s: it holds records of original file owners ('libvirt-dac-hook status' lists them)"; \
 	else \
-	  rm -f "$$s/lock" "$$s/state.json" "$$s/state.db" "$$s/state.json.migrated" "$$s/watch.lock" "$$s/watch.spawn" "$$s/host-id"; \
+	  rm -f "$$s/lock" "$$s/state.json" "$$s/state.db" "$$s/state.json.migrated" "$$s/watch.lock" "$$s/watch.sock" "$$s/watch.spawn" "$$s/host-id"; \
 	  rm -rf "$$s/inventory"; \
 	  rmdir "$$s" 2>/dev/null && echo "removed $$s" || echo "kept $$s: it is not empty"; \
 	fi

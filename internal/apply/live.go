@@ -57,8 +57,8 @@ func (r *Runner) liveDirs(p *plan.Plan) []string {
 	}
 	dirs := make([]string, 0, len(extra)+len(p.Steps))
 	for _, d := range extra {
-		// inotify does not follow a symlinked directory
-		// (/var/lib/libvirt/images -> /srv/images): watch where it leads.
+		// A symlinked directory (/var/lib/libvirt/images -> /srv/images) is
+		// recorded, and so watched, where it leads.
 		if target, err := filepath.EvalSymlinks(d); err == nil {
 			d = target
 		}

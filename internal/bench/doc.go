@@ -18,9 +18,16 @@
 //     thousands of held files through the journal API so scale.sh can time
 //     one domain on a crowded host.
 //   - run.sh: the whole-process benchmark. It runs the built hook binary as
-//     libvirtd does (domain XML on stdin, real files, as root) next to the
-//     floor program and /bin/true, and prints the medians, the ratios and
-//     PASS/MISS against the targets.
+//     libvirtd does (domain XML on stdin, real files, as root), in strict
+//     mode and, with a watcher running, in cooperative mode, next to the C
+//     syscall floor (../shared/reference/floor.c), the Go floor, an empty Go
+//     binary, /bin/true and the previous release built from its tag, and
+//     prints the medians, the ratios and PASS/MISS against the targets.
+//   - timeit: runs the jobs of run.sh and scale.sh interleaved, round by
+//     round, and prints each one's median, minimum, p90 and CPU time.
+//   - prelude.sh: what run.sh and scale.sh share: settings, the root check,
+//     the temp directory, the qemu.conf over libvirt's template, and the
+//     watcher they start (bench_watch).
 //
 // Nothing here asserts on time: benchmarks report, they do not fail.
 package bench

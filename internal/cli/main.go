@@ -49,10 +49,12 @@ const usage = `Usage:
   libvirt-dac-hook boot [--lock-timeout DURATION]          (run by libvirt-dac-hook-boot.service)
   libvirt-dac-hook forget-host HOSTID                     (a host that died holding files on shared storage, for good)
   libvirt-dac-hook watch                                  (the watcher of cooperative mode, run by libvirt-dac-hook-watch.service)
-  libvirt-dac-hook version
+  libvirt-dac-hook version [--marker]
+  libvirt-dac-hook help
 
 Hook mode: "prepare" gives every host file the domain needs to the user QEMU runs
-as and records the original owners; "release" gives them back. Every other
+as and records the original owners; "start begin" checks that the chains libvirt
+found are the ones prepare checked; "release" gives them back. Every other
 operation exits 0 at once. Nothing is ever written to stdout in hook mode.
 
 Configuration: /etc/libvirt/libvirt-dac-hook.conf (libvirt syntax), or the file

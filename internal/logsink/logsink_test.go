@@ -274,6 +274,8 @@ func TestMessageID(t *testing.T) {
 		{"path now names another file (inode 1:2, recorded 1:3): replaced or moved; left alone", MsgLeftAlone},
 		{"owner changed by someone else while held (found 0:0, QEMU had 64055:64055): left alone", MsgLeftAlone},
 		{"migrated: left with QEMU's owner on the shared filesystem", MsgMigrated},
+		{"still open by a running QEMU (pid 4242): left with its owner", MsgLeftAlone},
+		{"on a filesystem shared between hosts: left with its owner (another host may use it)", MsgLeftAlone},
 		{"dry run: would chown", MsgDryRun},
 		{apply.BootSummary, MsgBootRestore},
 		{reclaim.Summary, MsgReclaim},

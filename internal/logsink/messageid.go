@@ -35,7 +35,6 @@ var messageIDs = map[string]string{
 	"release incomplete": MsgReleaseIncomplete,
 	"release of files labelled during the run incomplete":                                     MsgReleaseIncomplete,
 	"the ACL mask gained x, which also lets these entries search the directory until release": MsgACLMaskWidened,
-	"still open by a running QEMU: left with its owner":                                       MsgLeftAlone,
 	// apply.BootSummary and reclaim.Summary, written out so that the
 	// sinks depend on nothing they log (a test holds them equal).
 	"boot: gave back stale records":                  MsgBootRestore,
@@ -53,7 +52,8 @@ var messageRules = []struct {
 	{"", "; nothing to restore", MsgGone},
 	{"", "left alone", MsgLeftAlone},
 	{"migrated", "", MsgMigrated},
-	{"still used by another host", "", MsgMigrated},
+	{"still open by a running QEMU", "left with its owner", MsgLeftAlone},
+	{"on a filesystem shared between hosts", "", MsgLeftAlone},
 }
 
 // messageID returns the kind of a message, "" for one without.

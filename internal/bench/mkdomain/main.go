@@ -1,4 +1,4 @@
-// Command mkdomain writes a benchmark domain for run.sh: DISKS qcow2 chains
+// Command mkdomain writes a benchmark domain for run.sh and scale.sh: DISKS qcow2 chains
 // of DEPTH images in DIR, DIR/domain.xml naming their top images and
 // DIR/images listing every image. It prints the domain name.
 //

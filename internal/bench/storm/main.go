@@ -8,7 +8,7 @@
 //	storm DIR N HOOK [TARGET_SECONDS]
 //
 // DIR must exist and be empty; the hook's config (state_dir, qemu.conf)
-// comes from the environment, as run.sh sets it.
+// comes from the environment, as scale.sh sets it.
 package main
 
 import (

@@ -1,4 +1,4 @@
-// Command timeit times whole processes for run.sh: each job is a sequence
+// Command timeit times whole processes for run.sh and scale.sh: each job is a sequence
 // of commands run without a shell, stdin from a file, and the jobs are
 // interleaved round by round (A B C A B C ...) so that load from anything
 // else on the machine falls on every job alike and the ratios between them

@@ -17,7 +17,8 @@
 //
 // An owner change to a domain's QEMU owner counts as libvirt's label
 // only when the process that made it was libvirt's daemon (the pid in
-// /run/libvirtd.pid or /run/virtqemud.pid) or a fork of it still under
+// daemon_pid_files: by default /run/libvirtd.pid or /run/virtqemud.pid)
+// or a fork of it still under
 // one of libvirt's thread names (libvirt forks "rpc-libvirtd" children to
 // label in QEMU's mount namespace), alive when the event was read: the
 // kernel makes the pidfd only then. An administrator's chown, a cp -a, a
