@@ -3,6 +3,7 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"slices"
 	"strings"
 	"time"
@@ -103,14 +104,17 @@ func (r *Runner) openSpaces(files map[string]uint64) error {
 // openSpacesOf locks, in openSpaces' order, the record directories of the
 // entries on shared filesystems, before any is decided: decided one by
 // one they would be locked in the entries' order, and two hosts could each
-// hold the directory the other waits for until the lock timeout. A
-// directory that cannot be locked here is tried again, and reported, by
-// the decision that needs it.
+// hold the directory the other waits for until the lock timeout. Only
+// entries whose path names their inode now count, on the device it is on
+// now (a decision of a gone file opens nothing; device numbers of network
+// filesystems change across boots). A directory that cannot be locked
+// here is tried again, and reported, by the decision that needs it.
 func (r *Runner) openSpacesOf(entries []*journal.Entry) {
 	shared := map[string]uint64{}
 	for _, e := range entries {
-		if e.Shared {
-			shared[e.Path] = e.Dev
+		var st unix.Stat_t
+		if e.Shared && unix.Stat(e.Path, &st) == nil && st.Ino == e.Ino {
+			shared[e.Path] = uint64(st.Dev)
 		}
 	}
 	_ = r.openSpaces(shared)

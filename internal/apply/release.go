@@ -223,7 +223,13 @@ func (r *Runner) PlanRelease(st *journal.State, domain string, reason Reason) []
 	boot := r.Store.BootID
 	var out []Decision
 	held := st.HeldBy(domain)
-	r.openSpacesOf(held)
+	var decided []*journal.Entry
+	for _, e := range held {
+		if !heldByOthers(e, domain, boot) {
+			decided = append(decided, e)
+		}
+	}
+	r.openSpacesOf(decided)
 	for _, e := range held {
 		var others []string
 		for _, h := range e.LiveHolders(boot) {
@@ -244,6 +250,16 @@ func (r *Runner) PlanRelease(st *journal.State, domain string, reason Reason) []
 		out = append(out, d)
 	}
 	return out
+}
+
+// heldByOthers reports whether a domain other than domain holds e on boot.
+func heldByOthers(e *journal.Entry, domain, boot string) bool {
+	for _, h := range e.LiveHolders(boot) {
+		if h.Domain != domain {
+			return true
+		}
+	}
+	return false
 }
 
 func kindFor(e *journal.Entry, domain string) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io/fs"
 	"path/filepath"
 
@@ -63,6 +64,23 @@ func SaveLabelled(stateDir string, l *Labelled) error {
 		return fmt.Errorf("inventory: %w", err)
 	}
 	return writeDurable(stateDir, labelledName, b, false)
+}
+
+// LabelledInode is the device and inode number of the watcher's file, ok
+// false when there is none (or no inventory directory): a writer that
+// skips rewriting unchanged contents checks that the file it wrote is
+// still there.
+func LabelledInode(stateDir string) (dev, ino uint64, ok bool) {
+	dfd, err := openDir(stateDir, false)
+	if err != nil {
+		return 0, 0, false
+	}
+	defer func() { _ = unix.Close(dfd) }() // a directory looked in
+	var st unix.Stat_t
+	if unix.Fstatat(dfd, labelledName, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, 0, false
+	}
+	return uint64(st.Dev), st.Ino, true
 }
 
 // LoadLabelled reads the watcher's file; empty when there is none.

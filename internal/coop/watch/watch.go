@@ -50,10 +50,12 @@ type Watcher struct {
 	dirty    time.Time // since when labelled.json is behind, zero when not
 	pending  []string  // fid keys labelled since the last flush
 	// written is what labelled.json was last written with, by this
-	// watcher; nil before its first write.
-	written []inventory.File
-	reqs    chan request
-	procs   procCache // the reader's: processes judged, see procCache
+	// watcher (nil before its first write), and writtenAt the inode it
+	// was written to.
+	written   []inventory.File
+	writtenAt [2]uint64
+	reqs      chan request
+	procs     procCache // the reader's: processes judged, see procCache
 	// reading is held while the reader reads events: a test holds it to
 	// let a process end before its event is read.
 	reading sync.Mutex
@@ -750,11 +752,16 @@ func (w *Watcher) flush() error {
 	// here: the file already says it, and a durable write is what each
 	// handshake of a release would wait for.
 	if w.written != nil && reflect.DeepEqual(w.written, l.Files) {
-		return nil
+		if dev, ino, ok := inventory.LabelledInode(w.StateDir); ok && [2]uint64{dev, ino} == w.writtenAt {
+			return nil
+		}
 	}
 	if err := inventory.SaveLabelled(w.StateDir, l); err != nil {
 		return err
 	}
-	w.written = l.Files
+	w.written = nil
+	if dev, ino, ok := inventory.LabelledInode(w.StateDir); ok {
+		w.written, w.writtenAt = l.Files, [2]uint64{dev, ino}
+	}
 	return nil
 }

@@ -567,3 +567,28 @@ func TestProcCache(t *testing.T) {
 		t.Error("lookup answered for pid 0 (a process of another pid namespace)")
 	}
 }
+
+// TestFlushRewritesWhatWentMissing: a flush with nothing new still writes
+// labelled.json when the file this watcher wrote is no longer there.
+func TestFlushRewritesWhatWentMissing(t *testing.T) {
+	state := t.TempDir()
+	if err := inventory.MakeDir(state); err != nil {
+		t.Fatal(err)
+	}
+	f := inventory.File{Dir: "/srv", Path: "/srv/a.img", UID: 1000, GID: 1000, Proven: true, By: "test"}
+	w := &Watcher{StateDir: state, files: map[string]*track{"k": {lab: &f}}}
+	for i, remove := range []bool{false, false, true} {
+		if remove {
+			if err := os.Remove(filepath.Join(state, "inventory", "labelled.json")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.flush(); err != nil {
+			t.Fatalf("flush %d: %v", i, err)
+		}
+		l, err := inventory.LoadLabelled(state)
+		if err != nil || len(l.Files) != 1 || l.Files[0].Path != f.Path {
+			t.Fatalf("after flush %d (removed before: %v), labelled = %+v, %v; want %s", i, remove, l, err, f.Path)
+		}
+	}
+}
