@@ -420,3 +420,21 @@ func TestLockRefusesSymlink(t *testing.T) {
 		t.Errorf("Lock created the symlink's target %s", target)
 	}
 }
+
+// TestKeyFormat: keys are stored in state.db and checked against the
+// entry each names, so their spelling is part of the on-disk format.
+func TestKeyFormat(t *testing.T) {
+	for _, tc := range []struct {
+		e    Entry
+		want string
+	}{
+		{Entry{Dev: 2049, Ino: 131}, "2049:131"},
+		{Entry{Dev: 0, Ino: 0}, "0:0"},
+		{Entry{Dev: 1<<64 - 1, Ino: 1<<64 - 1}, "18446744073709551615:18446744073709551615"},
+		{Entry{Dev: 2049, Ino: 131, TargetUID: 64055, ACL: []byte(`{}`)}, "acl:2049:131:64055"},
+	} {
+		if got := tc.e.Key(); got != tc.want {
+			t.Errorf("Key of %+v = %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}

@@ -592,3 +592,69 @@ func TestFlushRewritesWhatWentMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestWitnessRemembersOnlyOthers: a process judged not libvirt's is
+// remembered for its next events; a fork of libvirt's daemon never is (it
+// may exec another program under the same pid).
+func TestWitnessRemembersOnlyOthers(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "libvirtd.pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &Watcher{DaemonPidFiles: []string{pidFile}, procs: procCache{}}
+	defer w.procs.clear()
+	judge := func(pid int) Changer {
+		t.Helper()
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := []event{{pid: int32(pid), pidfd: fd}}
+		w.witness(evs)
+		return evs[0].who
+	}
+
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	if c := judge(other.Process.Pid); c.Libvirt {
+		t.Fatalf("sleep judged libvirt's: %+v", c)
+	}
+	if w.procs[int32(other.Process.Pid)] == nil {
+		t.Error("a process judged not libvirt's is not remembered")
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fork := exec.Command(exe)
+	fork.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d:%d", childEnv, f, qemuUID, qemuGID))
+	in, err := fork.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := fork.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fork.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = in.Close(); _ = fork.Wait() }()
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "done\n" {
+		t.Fatalf("libvirt child: %q", line)
+	}
+	if c := judge(fork.Process.Pid); !c.Libvirt {
+		t.Fatalf("a fork of libvirt's daemon judged %+v", c)
+	}
+	if w.procs[int32(fork.Process.Pid)] != nil {
+		t.Error("a fork of libvirt's daemon is remembered")
+	}
+}
