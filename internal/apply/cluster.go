@@ -3,12 +3,12 @@ package apply
 import (
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/cluster"
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/journal"

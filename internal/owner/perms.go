@@ -40,7 +40,7 @@ func (h *Handle) Perms() (Perms, error) {
 		return Perms{}, fmt.Errorf("fstat %s: %w", h.Path, err)
 	}
 	runtime.KeepAlive(h)
-	a, err := h.rawACL()
+	a, err := h.RawACL()
 	if err != nil {
 		return Perms{}, err
 	}
@@ -50,9 +50,7 @@ func (h *Handle) Perms() (Perms, error) {
 // RawACL returns the access ACL of the inode held as the kernel stores it
 // (system.posix_acl_access), nil when it has none or the filesystem keeps
 // none.
-func (h *Handle) RawACL() ([]byte, error) { return h.rawACL() }
-
-func (h *Handle) rawACL() ([]byte, error) {
+func (h *Handle) RawACL() ([]byte, error) {
 	buf := make([]byte, 256)
 	for {
 		n, err := h.getxattr(aclXattr, buf)

@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io/fs"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/libvirt-dac-hook/libvirt-dac-hook/internal/owner"
 )
