@@ -54,9 +54,9 @@ type QEMU struct {
 // builtinDefault reads one of the commented-out defaults libvirt's qemu.conf
 // template carries, `#user = "libvirt-qemu"` or `#group = "libvirt-qemu"`:
 // key is "user" or "group" and value the name, ok false for any other line.
-// A hand-written scan rather than a regular expression: the template is
-// ~1,000 lines and the hook reads it on every prepare and release, where a
-// multi-line regexp cost a sixth of a one-disk call.
+// A scan rather than a regular expression: the template is ~1,000 lines,
+// read at every prepare and release, and a multi-line regexp over it costs
+// a sixth of a one-disk call.
 func builtinDefault(line []byte) (key, value string, ok bool) {
 	rest, found := bytes.CutPrefix(line, []byte("#"))
 	if !found {

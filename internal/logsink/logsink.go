@@ -51,8 +51,8 @@ type Config struct {
 func New(cfg Config) (*logrus.Logger, func()) {
 	log := logrus.New()
 	// Every sink is a hook with its own formatter; the logger's own output
-	// is discarded, and formatting each entry for it too cost a fifth of
-	// the logging.
+	// is discarded, and formatting each entry for it too would cost a
+	// fifth of the logging.
 	log.SetOutput(io.Discard)
 	log.SetFormatter(discardFormatter{})
 	level, err := logrus.ParseLevel(cfg.Level)
